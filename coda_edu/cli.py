@@ -1,0 +1,130 @@
+"""The ``coda-edu`` command.
+
+    coda-edu train [--config FILE] [--set KEY=VALUE ...] [--out DIR] [--resume]
+    coda-edu eval --run DIR
+    coda-edu config [--config FILE] [--set KEY=VALUE ...] [--keys]
+    coda-edu notebooks run|sweep|sync ...
+    coda-edu data check|prepare ...
+
+Problems the user can fix are printed as one line, ``coda-edu: error: ...``, with exit
+status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import CodaEduError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config (defaults: the synthetic Co-DA experiment)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override one config key, e.g. --set method.name=cps --set train.iterations=300 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="coda-edu", description="Co-DA and baselines for semi-supervised medical image segmentation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('coda_edu').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a run (default: Co-DA on the embedded synthetic data)")
+    _add_config_args(p)
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<time>-<data>-<method>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="(re-)evaluate the last and best checkpoints of a run folder")
+    p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'coda-edu train'")
+    p.add_argument("--device", help="override train.device for evaluation (e.g. cpu)")
+
+    p = sub.add_parser("config", help="print the resolved config, or list every key with --keys")
+    _add_config_args(p)
+    p.add_argument("--keys", action="store_true", help="list every config key with its default and meaning")
+
+    from .notebooks import add_cli as add_notebook_cli
+
+    add_notebook_cli(sub)
+    from .datasets_cli import add_cli as add_data_cli
+
+    add_data_cli(sub)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+
+    if args.resume:
+        if not args.out:
+            raise CodaEduError("--resume needs --out DIR, the run folder to continue")
+        if args.config or args.overrides:
+            raise CodaEduError("--resume continues a run with its own config.yaml; do not pass --config or --set")
+        cfg = None
+    else:
+        cfg = load_config(args.config, args.overrides)
+    if cfg is None:
+        from .config import Config
+
+        cfg = Config()  # replaced by the run's config.yaml
+    from .train import train  # imports torch: after the config is known to be valid
+
+    train(cfg, args.out, resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .report import evaluate_run_dir
+
+    evaluate_run_dir(args.run, device=args.device)
+    return 0
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from .config import describe_keys, load_config, resolve
+
+    if args.keys:
+        for key, help_text, default in describe_keys():
+            print(f"{key:<36} {default!r:<22} {help_text}")
+        return 0
+    cfg = resolve(load_config(args.config, args.overrides))
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return int(handler(args) or 0)
+    except CodaEduError as exc:
+        sys.stderr.write(f"coda-edu: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("coda-edu: interrupted" + (f"; continue with: coda-edu train --resume --out {args.out}\n"
+                                                   if getattr(args, "out", None) else "\n"))
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

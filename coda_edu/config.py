@@ -1,0 +1,463 @@
+"""One configuration tree for a whole experiment.
+
+The tree is made of dataclasses (``Config`` -> ``data``, ``model``, ``method``,
+``optim``, ``train``, ``eval``). It round-trips through YAML, takes dotted
+overrides such as ``method.alpha=0.5`` (the CLI's ``--set``), and is validated
+field by field: an unknown key, a wrong type or a value out of range raises
+:class:`~coda_edu.errors.ConfigError` with one line naming the field.
+
+Every method choice that is our reading of the Co-DA paper (no official code was
+published) is a field here, so each can be switched off or replaced; see
+``docs/method.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+DATASETS = ("synthetic", "synthetic3d", "acdc", "la", "cadis")
+METHODS = ("supervised", "cps", "mean_teacher", "coda")
+ALIGNMENTS = ("none", "predictions", "labels")
+FILTERS = ("none", "fixed", "over_expectation")
+
+
+def _f(default: Any = None, *, help: str, choices: tuple | None = None,
+       min: float | None = None, max: float | None = None, min_exclusive: bool = False,
+       factory: Any = None):
+    """A dataclass field carrying its help text and validation limits."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max,
+            "min_exclusive": min_exclusive}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded cardiac-like phantoms (``data.name: synthetic | synthetic3d``)."""
+
+    n_patients: int = _f(48, help="number of synthetic patients", min=8)
+    slices_per_patient: int = _f(8, help="short-axis slices per patient (2D) or depth of the volume (3D)", min=1)
+    imbalance: float = _f(0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0)
+    rare_class: bool = _f(False, help="add a small fifth class (a 'lesion' inside the myocardium)")
+    noise: float = _f(0.08, help="standard deviation of additive Gaussian noise", min=0.0)
+    bias_field: float = _f(0.3, help="strength of the smooth multiplicative bias field", min=0.0, max=0.9)
+    resolution: int = _f(64, help="in-plane size of the generated slices (pixels)", min=16)
+    val_patients: int = _f(6, help="patients held out for validation", min=1)
+    test_patients: int = _f(10, help="patients held out for testing", min=1)
+
+
+@dataclass
+class DataConfig:
+    name: str = _f("synthetic", help="dataset", choices=DATASETS)
+    root: Optional[str] = _f(None, help="dataset folder; default $CODA_EDU_DATA_DIR/<dataset folder>")
+    image_size: list[int] = _f(help="training size: [H, W] for 2D, [D, H, W] patch for 3D (empty = dataset default)", factory=list)
+    labeled_patients: Optional[int] = _f(4, help="labeled training patients (cases for LA, videos for CaDIS)", min=1)
+    labeled_fraction: Optional[float] = _f(None, help="alternative to labeled_patients: fraction of training patients", min=0.0, max=1.0, min_exclusive=True)
+    labeled_selection: str = _f("first", help="'first' N patients in list order, or a seeded 'random' choice", choices=("first", "random"))
+    val_patients: Optional[int] = _f(None, help="LA only: carve this many training cases out as validation", min=1)
+    cadis_task: int = _f(2, help="CaDIS class grouping (task I, II or III of the CaDIS paper)", choices=(1, 2, 3))
+    crop: Optional[float] = _f(None, help="2D real data: keep this central fraction of each slice before resizing (e.g. 0.6 around the heart)", min=0.1, max=1.0)
+    synthetic: SyntheticConfig = _f(help="options of the synthetic phantoms", factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("auto", help="network; 'auto' = unet2d for 2D data, unet3d for 3D", choices=("auto", "unet2d", "unet3d"))
+    base_width: int = _f(8, help="channels of the first level; level k has base_width * 2**k (the literature layout is 16: 16-32-64-128-256)", min=1)
+    levels: int = _f(0, help="resolution levels (0 = 5 for unet2d, 4 for unet3d)", min=0, max=7)
+    dropout: bool = _f(True, help="encoder dropout (0.05, 0.1, 0.2, 0.3, 0.5 from top to bottom)")
+    upsampling: str = _f("bilinear", help="decoder upsampling", choices=("bilinear", "transposed"))
+    init_a: str = _f("kaiming", help="weight initialisation of network A", choices=("kaiming", "xavier"))
+    init_b: str = _f("xavier", help="weight initialisation of network B", choices=("kaiming", "xavier"))
+
+
+@dataclass
+class MethodConfig:
+    name: str = _f("coda", help="training method", choices=METHODS)
+    alignment: Optional[str] = _f(None, help="distribution alignment target (None = method default: coda 'predictions', others 'none')", choices=ALIGNMENTS + (None,))
+    filter: Optional[str] = _f(None, help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')", choices=FILTERS + (None,))
+    alpha: float = _f(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
+    marginal_momentum: float = _f(0.99, help="EMA momentum of the class marginals pi_l, pi_u", min=0.0, max=1.0)
+    expectation: str = _f("batch", help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps", choices=("batch", "ema"))
+    expectation_momentum: float = _f(0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0)
+    threshold: float = _f(0.95, help="confidence threshold of the fixed filter", min=0.0, max=1.0)
+    loss_normalization: str = _f("all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept"))
+    eps: float = _f(1e-6, help="added to marginals before dividing", min=0.0, min_exclusive=True)
+    lambda_max: float = _f(1.0, help="maximum weight of the unsupervised loss", min=0.0)
+    rampup: float = _f(0.4, help="sigmoid ramp-up length as a fraction of train.iterations", min=0.0, max=1.0)
+    teacher_momentum: float = _f(0.99, help="mean teacher: EMA decay of the teacher weights", min=0.0, max=1.0)
+    teacher_noise: float = _f(0.1, help="mean teacher: std of the Gaussian noise on the teacher input", min=0.0)
+
+
+@dataclass
+class OptimConfig:
+    name: str = _f("sgd", help="optimiser", choices=("sgd", "adam", "adamw"))
+    lr: float = _f(0.03, help="base learning rate", min=0.0, min_exclusive=True)
+    momentum: float = _f(0.9, help="SGD momentum", min=0.0, max=1.0)
+    weight_decay: float = _f(1e-4, help="weight decay", min=0.0)
+    schedule: str = _f("poly", help="learning-rate schedule", choices=("poly", "constant"))
+    poly_power: float = _f(0.9, help="power of the poly schedule lr * (1 - t/T)**power", min=0.0)
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = _f(True, help="random flips of the in-plane axes")
+    rot90: bool = _f(True, help="random in-plane rotations by multiples of 90 degrees")
+    rotate_degrees: float = _f(15.0, help="random in-plane rotation in [-r, r] degrees", min=0.0, max=180.0)
+    scale: float = _f(0.1, help="random zoom in [1 - s, 1 + s]", min=0.0, max=0.9)
+    intensity: float = _f(0.1, help="random brightness/contrast jitter strength", min=0.0, max=1.0)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = _f(600, help="optimisation steps", min=1)
+    batch_size: int = _f(16, help="images per step, labeled + unlabeled", min=2)
+    labeled_batch_size: int = _f(8, help="labeled images per step", min=1)
+    val_every: int = _f(100, help="validate and refresh the 'last' checkpoint every N steps", min=1)
+    log_every: int = _f(10, help="write a metrics.jsonl line every N steps", min=1)
+    device: str = _f("auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    precision: str = _f("auto", help="'auto' = bf16/fp16 mixed precision on CUDA, fp32 elsewhere", choices=("auto", "fp32", "bf16", "fp16"))
+    channels_last: Optional[bool] = _f(None, help="channels-last memory format (None = on for CUDA)")
+    compile: bool = _f(False, help="torch.compile the networks (CUDA only, slow start)")
+    threads: int = _f(0, help="CPU threads for torch (0 = torch default)", min=0)
+    augment: AugmentConfig = _f(help="batched on-device augmentation", factory=AugmentConfig)
+
+
+@dataclass
+class EvalConfig:
+    splits: list[str] = _f(help="splits evaluated at the end", factory=lambda: ["val", "test"])
+    select_model: str = _f("ensemble", help="model whose validation Dice picks the 'best' checkpoint", choices=("A", "B", "ensemble"))
+    distances: bool = _f(True, help="compute HD95 and ASD (MONAI); off for very large splits")
+    batch_size: int = _f(32, help="slices (2D) or windows (3D) per inference batch", min=1)
+    overlap: float = _f(0.5, help="3D sliding-window overlap", min=0.0, max=0.95)
+
+
+@dataclass
+class Config:
+    seed: int = _f(0, help="seed of data sampling, augmentation and initialisation", min=0)
+    data: DataConfig = _f(help="dataset", factory=DataConfig)
+    model: ModelConfig = _f(help="network", factory=ModelConfig)
+    method: MethodConfig = _f(help="semi-supervised method", factory=MethodConfig)
+    optim: OptimConfig = _f(help="optimiser and schedule", factory=OptimConfig)
+    train: TrainConfig = _f(help="training loop", factory=TrainConfig)
+    eval: EvalConfig = _f(help="evaluation", factory=EvalConfig)
+
+    # ------------------------------------------------------------------ helpers
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+
+# --------------------------------------------------------------------------- typing
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return f"{_describe(args[0])} or null"
+    if origin is list:
+        return f"list of {_describe(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert strings where unambiguous."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value in ("null", "Null", "NULL", "None", "~")):
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}': expected {_describe(tp)}, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            value = float(value)
+        elif isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
+        else:
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return value
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # programming error
+
+
+def _check_limits(value: Any, f: dataclasses.Field, key: str) -> None:
+    meta = f.metadata
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices if c is not None)
+        hint = ""
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {shown}{hint}")
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if v is None or isinstance(v, (str, bool)):
+            continue
+        lo, hi = meta.get("min"), meta.get("max")
+        if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
+            op = ">" if meta.get("min_exclusive") else ">="
+            raise ConfigError(f"config key '{key}': {v!r} is out of range (must be {op} {lo})")
+        if hi is not None and v > hi:
+            raise ConfigError(f"config key '{key}': {v!r} is out of range (must be <= {hi})")
+
+
+def _known_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        name = prefix + f.name
+        keys.append(name)
+        if dataclasses.is_dataclass(tp):
+            keys.extend(_known_keys(tp, name + "."))
+    return keys
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _known_keys(Config), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _apply_mapping(obj: Any, mapping: dict, prefix: str) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.') or '<top>'}': expected a mapping, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for name, value in mapping.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            raise _unknown_key(key)
+        tp = _hints(type(obj))[name]
+        if dataclasses.is_dataclass(tp):
+            _apply_mapping(getattr(obj, name), value if value is not None else {}, key + ".")
+        else:
+            setattr(obj, name, _coerce(value, tp, key))
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set a dotted key (``"method.alpha"``) with type checking."""
+    parts = key.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            raise _unknown_key(key)
+        tp = _hints(type(node))[part]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(tp):
+                if isinstance(value, str):
+                    value = yaml.safe_load(value)
+                _apply_mapping(getattr(node, part), value or {}, key + ".")
+            else:
+                setattr(node, part, _coerce(value, tp, key))
+        else:
+            if not dataclasses.is_dataclass(tp):
+                raise _unknown_key(key)
+            node = getattr(node, part)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``"a.b=value"``; the value is read as YAML (``0.5``, ``true``, ``[64, 64]``)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like KEY=VALUE, e.g. method.alpha=0.5")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def from_dict(mapping: dict | None) -> Config:
+    cfg = Config()
+    _apply_mapping(cfg, mapping or {}, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- ``KEY=VALUE`` overrides, then validated."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            mapping = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"config file '{path}'{where}: {problem}") from None
+        try:
+            _apply_mapping(cfg, mapping, "")
+        except ConfigError as exc:
+            raise ConfigError(f"config file '{path}': {exc}") from None
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def _validate_fields(obj: Any, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            _validate_fields(value, key + ".")
+        else:
+            _check_limits(value, f, key)
+
+
+def validate(cfg: Config) -> Config:
+    """Field limits plus the rules that involve several fields."""
+    _validate_fields(cfg, "")
+    t = cfg.train
+    if t.labeled_batch_size > t.batch_size:
+        raise ConfigError(f"config key 'train.labeled_batch_size': {t.labeled_batch_size} is larger than train.batch_size ({t.batch_size})")
+    if cfg.method.name != "supervised" and t.labeled_batch_size >= t.batch_size:
+        raise ConfigError(f"config key 'train.labeled_batch_size': method '{cfg.method.name}' needs unlabeled images, so it must be smaller than train.batch_size ({t.batch_size})")
+    if cfg.data.image_size:
+        want = 3 if spatial_dims(cfg) == 3 else 2
+        if len(cfg.data.image_size) != want:
+            raise ConfigError(f"config key 'data.image_size': dataset '{cfg.data.name}' needs {want} sizes, got {cfg.data.image_size}")
+        if any(s < 8 for s in cfg.data.image_size):
+            raise ConfigError(f"config key 'data.image_size': sizes must be >= 8, got {cfg.data.image_size}")
+    for split in cfg.eval.splits:
+        if split not in ("val", "test"):
+            raise ConfigError(f"config key 'eval.splits': {split!r} is not one of 'val', 'test'")
+    if cfg.model.name == "unet2d" and spatial_dims(cfg) == 3 or cfg.model.name == "unet3d" and spatial_dims(cfg) == 2:
+        raise ConfigError(f"config key 'model.name': {cfg.model.name} does not fit the {spatial_dims(cfg)}D dataset '{cfg.data.name}'")
+    if cfg.data.name in ("synthetic", "synthetic3d"):
+        s = cfg.data.synthetic
+        if s.val_patients + s.test_patients >= s.n_patients - 1:
+            raise ConfigError("config key 'data.synthetic.n_patients': too few patients for the validation and test sets plus training")
+    dev = t.device
+    if not (dev in ("auto", "cpu", "mps", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"config key 'train.device': {dev!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+    return cfg
+
+
+# --------------------------------------------------------------------------- resolving
+def spatial_dims(cfg: Config) -> int:
+    return 3 if cfg.data.name in ("synthetic3d", "la") else 2
+
+
+def method_defaults(name: str) -> tuple[str, str]:
+    """(alignment, filter) used when the config leaves them unset."""
+    if name == "coda":
+        return "predictions", "over_expectation"
+    return "none", "none"
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill every 'auto'/None that has a method or dataset default (saved as config.yaml)."""
+    cfg = cfg.copy()
+    align, filt = method_defaults(cfg.method.name)
+    if cfg.method.alignment is None:
+        cfg.method.alignment = align
+    if cfg.method.filter is None:
+        cfg.method.filter = filt
+    if cfg.model.name == "auto":
+        cfg.model.name = "unet3d" if spatial_dims(cfg) == 3 else "unet2d"
+    if cfg.model.levels == 0:
+        cfg.model.levels = 4 if cfg.model.name == "unet3d" else 5
+    if cfg.method.name in ("supervised", "mean_teacher") and (cfg.method.alignment != "none" or cfg.method.filter != "none"):
+        raise ConfigError(f"config key 'method.alignment'/'method.filter': method '{cfg.method.name}' makes no pseudo-labels, so alignment and filter must be 'none'")
+    return validate(cfg)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    from .io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def describe_keys() -> list[tuple[str, str, Any]]:
+    """(key, help, default) for every leaf key: used by ``coda-edu config --help-keys`` and the docs."""
+    rows = []
+
+    def walk(cls: type, obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            tp = _hints(cls)[f.name]
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(tp):
+                walk(tp, value, prefix + f.name + ".")
+            else:
+                rows.append((prefix + f.name, f.metadata.get("help", ""), value))
+
+    walk(Config, Config(), "")
+    return rows

@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Every problem a user can fix (a bad config value, a missing or broken data file,
+an existing run folder) is raised as a :class:`CodaEduError` subclass whose
+message is one line naming the file or field and the problem. The CLI prints that
+line and exits with status 2; library users can catch the class.
+"""
+
+from __future__ import annotations
+
+
+class CodaEduError(Exception):
+    """Base class for errors that are the user's to fix (printed as one line)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        # Keep messages on one line whatever the caller passed in.
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(CodaEduError):
+    """An unknown config key, a wrong type or a value out of range."""
+
+
+class DataError(CodaEduError):
+    """A missing, truncated or inconsistent data file, list or split."""
+
+
+class RunFolderError(CodaEduError):
+    """A run folder that cannot be created, resumed or evaluated."""

@@ -1,0 +1,33 @@
+"""The Co-DA maths as pure functions, plus the algorithms that compose them.
+
+- :mod:`.losses`      supervised loss (CE + soft Dice) and masked cross-entropy (OECE)
+- :mod:`.alignment`   class marginals, EMA, distribution alignment, pseudo-labels
+- :mod:`.filtering`   over-expectation mask and fixed-threshold mask
+- :mod:`.schedules`   sigmoid ramp-up and poly learning rate
+- :mod:`.algorithms`  supervised, CPS, mean teacher and Co-DA training steps
+"""
+
+from .alignment import (
+    align_distribution,
+    class_marginal,
+    class_shares,
+    ema_update,
+    label_marginal,
+    pseudo_labels,
+)
+from .filtering import (
+    class_expectations,
+    ema_expectations,
+    fixed_threshold_mask,
+    mask_coverage,
+    over_expectation_mask,
+)
+from .losses import cross_entropy, masked_cross_entropy, soft_dice_loss, supervised_loss
+from .schedules import poly_lr, sigmoid_rampup, unsupervised_weight
+
+__all__ = [
+    "align_distribution", "class_marginal", "class_shares", "ema_update", "label_marginal",
+    "pseudo_labels", "class_expectations", "ema_expectations", "fixed_threshold_mask", "mask_coverage",
+    "over_expectation_mask", "cross_entropy", "masked_cross_entropy", "soft_dice_loss",
+    "supervised_loss", "poly_lr", "sigmoid_rampup", "unsupervised_weight",
+]

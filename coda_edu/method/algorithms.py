@@ -1,0 +1,263 @@
+"""Training algorithms composed from the pure functions of this package.
+
+Each algorithm turns one two-stream batch into a loss for the networks A and B.
+The trainer (:mod:`coda_edu.train`) owns everything else: sampling, augmentation,
+mixed precision, the optimiser, logging and checkpoints. Hooks, in call order:
+
+``prepare(model_a, model_b)``            once, before the first step
+``training_step(..., diagnostics)``      every step, inside autocast; returns ``(loss, logs)``
+``after_optimizer_step(...)``            every step, after ``optimizer.step()``
+``state_dict()`` / ``load_state_dict()`` checkpointing of the algorithm's own state
+
+``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
+shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
+``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
+extra work on the other steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..config import Config
+from .alignment import align_distribution, class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
+from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
+from .losses import masked_cross_entropy, supervised_loss
+from .schedules import unsupervised_weight
+
+
+@dataclass
+class Batch:
+    """One step's data, already augmented and on the training device."""
+
+    x_l: torch.Tensor                    # (Bl, C, *S) labeled images
+    y_l: torch.Tensor                    # (Bl, *S) integer labels
+    x_u: Optional[torch.Tensor] = None   # (Bu, C, *S) unlabeled images
+    y_u: Optional[torch.Tensor] = None   # hidden truth of x_u: diagnostics only, never in a loss
+
+
+class Algorithm:
+    """Base class; see the module docstring for the hooks."""
+
+    name = "base"
+    uses_unlabeled = True
+    trains_b = True  # whether network B gets gradients (mean teacher: no)
+
+    def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.rampup_steps = int(round(cfg.method.rampup * cfg.train.iterations))
+
+    def prepare(self, model_a: nn.Module, model_b: nn.Module) -> None:
+        pass
+
+    def lambda_at(self, step: int) -> float:
+        return unsupervised_weight(step, self.cfg.method.lambda_max, self.rampup_steps)
+
+    def training_step(self, model_a: nn.Module, model_b: nn.Module, batch: Batch, step: int,
+                      diagnostics: bool = False):
+        raise NotImplementedError
+
+    def after_optimizer_step(self, model_a: nn.Module, model_b: nn.Module, step: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Supervised(Algorithm):
+    """Both networks learn from the labeled images only: :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
+
+    name = "supervised"
+    uses_unlabeled = False
+
+    def training_step(self, model_a, model_b, batch, step, diagnostics=False):
+        sup_a = supervised_loss(model_a(batch.x_l), batch.y_l, self.ignore_index)
+        sup_b = supervised_loss(model_b(batch.x_l), batch.y_l, self.ignore_index)
+        loss = sup_a + sup_b
+        return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "sup_B": sup_b.detach()}
+
+
+class MarginalTracker:
+    r"""EMA class marginals of one network: :math:`\pi_l` (labeled) and :math:`\pi_u` (unlabeled).
+
+    With ``target="labels"``, :math:`\pi_l` tracks the ground-truth class frequencies
+    of the labeled batches instead of the network's predictions on them.
+    """
+
+    def __init__(self, momentum: float, target: str):
+        self.momentum = momentum
+        self.target = target
+        self.pi_l: torch.Tensor | None = None
+        self.pi_u: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, probs_l, y_l, probs_u, num_classes, ignore_index) -> None:
+        valid = None if ignore_index is None else (y_l != ignore_index)
+        if self.target == "labels":
+            labeled = label_marginal(y_l, num_classes, ignore_index)
+        else:
+            labeled = class_marginal(probs_l, valid)
+        self.pi_l = ema_update(self.pi_l, labeled, self.momentum)
+        self.pi_u = ema_update(self.pi_u, class_marginal(probs_u), self.momentum)
+
+    def state_dict(self) -> dict:
+        return {"pi_l": self.pi_l, "pi_u": self.pi_u}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pi_l, self.pi_u = state["pi_l"], state["pi_u"]
+
+
+class CrossPseudoSupervision(Algorithm):
+    r"""Cross pseudo supervision, optionally with distribution alignment and a pseudo-label filter.
+
+    With ``alignment="none"`` and ``filter="none"`` this is CPS (Chen et al., 2021);
+    with ``alignment="predictions"`` and ``filter="over_expectation"`` it is Co-DA:
+
+    1. :math:`\mathcal{L}^m_{sup} = \tfrac12(\mathrm{CE} + \mathrm{Dice})` on the labeled images, m in {A, B}.
+    2. per network m, EMA marginals :math:`\pi^m_l, \pi^m_u` (:class:`MarginalTracker`).
+    3. aligned unlabeled predictions :math:`\tilde p^m = \mathrm{align}(p^m_u, \pi^m_l, \pi^m_u, \alpha)`.
+    4. pseudo-labels :math:`\hat y^m = \arg\max_c \tilde p^m(c)`, confidence :math:`q^m = \max_c \tilde p^m(c)`.
+    5. mask :math:`M^m` (over-expectation :math:`q^m_i \ge e^m_{\hat y_i}`, fixed :math:`q^m_i \ge \tau`, or all ones).
+    6. A learns from B and B from A:
+       :math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup} + \lambda(t)\,[\mathrm{OECE}(z^A_u, \hat y^B, M^B) + \mathrm{OECE}(z^B_u, \hat y^A, M^A)]`.
+    """
+
+    def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
+        super().__init__(cfg, num_classes, ignore_index)
+        m = cfg.method
+        self.name = m.name
+        self.alignment = m.alignment
+        self.filter = m.filter
+        self.trackers = {k: MarginalTracker(m.marginal_momentum, m.alignment) for k in ("A", "B")}
+        self.expectations: dict[str, torch.Tensor | None] = {"A": None, "B": None}
+
+    def _pseudo(self, key: str, probs_u: torch.Tensor, diagnostics: bool):
+        """Aligned probabilities -> (pseudo-labels, mask, logs) of network ``key``."""
+        m = self.cfg.method
+        tracker = self.trackers[key]
+        raw_conf, raw_labels = pseudo_labels(probs_u)
+        if self.alignment != "none":
+            probs_u = align_distribution(probs_u, tracker.pi_l, tracker.pi_u, m.alpha, m.eps)
+            confidence, labels = pseudo_labels(probs_u)
+        else:
+            confidence, labels = raw_conf, raw_labels
+        if self.filter == "over_expectation":
+            expected = class_expectations(confidence, labels, self.num_classes)
+            if m.expectation == "ema":
+                self.expectations[key] = ema_expectations(self.expectations[key], expected, m.expectation_momentum)
+                expected = self.expectations[key]
+            mask = over_expectation_mask(confidence, labels, expected)
+        elif self.filter == "fixed":
+            mask = fixed_threshold_mask(confidence, m.threshold)
+        else:
+            mask = torch.ones_like(labels, dtype=torch.bool)
+        logs = {}
+        if diagnostics:
+            logs = {
+                f"pi_l_{key}": tracker.pi_l, f"pi_u_{key}": tracker.pi_u,
+                f"shares_before_{key}": class_shares(raw_labels, self.num_classes),
+                f"shares_after_{key}": class_shares(labels, self.num_classes),
+                f"coverage_{key}": mask_coverage(mask, labels, self.num_classes),
+                f"kept_{key}": mask.float().mean(),
+            }
+        return labels, mask, logs
+
+    def training_step(self, model_a, model_b, batch, step, diagnostics=False):
+        n_l = batch.x_l.shape[0]
+        x = torch.cat([batch.x_l, batch.x_u])
+        logits_a, logits_b = model_a(x), model_b(x)
+        sup_a = supervised_loss(logits_a[:n_l], batch.y_l, self.ignore_index)
+        sup_b = supervised_loss(logits_b[:n_l], batch.y_l, self.ignore_index)
+
+        logs: dict[str, torch.Tensor | float] = {}
+        targets = {}
+        with torch.no_grad():
+            for key, logits in (("A", logits_a), ("B", logits_b)):
+                probs = torch.softmax(logits.detach().float(), dim=1)
+                self.trackers[key].update(probs[:n_l], batch.y_l, probs[n_l:], self.num_classes, self.ignore_index)
+                labels, mask, key_logs = self._pseudo(key, probs[n_l:], diagnostics)
+                targets[key] = (labels, mask)
+                logs.update(key_logs)
+                if diagnostics and batch.y_u is not None:
+                    logs[f"pl_acc_{key}"] = (labels == batch.y_u).float().mean()
+                    logs[f"pl_acc_kept_{key}"] = (labels == batch.y_u)[mask].float().mean() if mask.any() else torch.tensor(float("nan"))
+
+        norm = self.cfg.method.loss_normalization
+        unsup_a = masked_cross_entropy(logits_a[n_l:], *targets["B"], normalize=norm)  # A learns from B
+        unsup_b = masked_cross_entropy(logits_b[n_l:], *targets["A"], normalize=norm)  # B learns from A
+        lam = self.lambda_at(step)
+        loss = sup_a + sup_b + lam * (unsup_a + unsup_b)
+        logs.update({"loss": loss.detach(), "sup_A": sup_a.detach(), "sup_B": sup_b.detach(),
+                     "unsup_A": unsup_a.detach(), "unsup_B": unsup_b.detach(), "lambda": lam})
+        return loss, logs
+
+    def state_dict(self) -> dict:
+        return {"trackers": {k: t.state_dict() for k, t in self.trackers.items()},
+                "expectations": dict(self.expectations)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, t in self.trackers.items():
+            t.load_state_dict(state["trackers"][k])
+        self.expectations = dict(state["expectations"])
+
+
+class MeanTeacher(Algorithm):
+    r"""Mean teacher (Tarvainen & Valpola, 2017): A is the student, B its EMA teacher.
+
+    .. math:: \mathcal{L} = \mathcal{L}^A_{sup} + \lambda(t)\,\frac{1}{|\Omega_u|}\sum_i \lVert p^A_i(x_u) - p^B_i(x_u + \xi) \rVert^2,
+              \qquad \theta_B \leftarrow \mu\,\theta_B + (1-\mu)\,\theta_A
+
+    with Gaussian input noise :math:`\xi` (clipped to ±2σ) and :math:`\mu` warmed up as
+    :math:`\min(1 - 1/(t+1), \mu)`.
+    """
+
+    name = "mean_teacher"
+    trains_b = False
+
+    def prepare(self, model_a, model_b):
+        model_b.load_state_dict(model_a.state_dict())
+        for p in model_b.parameters():
+            p.requires_grad_(False)
+
+    def training_step(self, model_a, model_b, batch, step, diagnostics=False):
+        n_l = batch.x_l.shape[0]
+        logits_a = model_a(torch.cat([batch.x_l, batch.x_u]))
+        sup_a = supervised_loss(logits_a[:n_l], batch.y_l, self.ignore_index)
+        sigma = self.cfg.method.teacher_noise
+        with torch.no_grad():
+            noise = (torch.randn_like(batch.x_u) * sigma).clamp(-2 * sigma, 2 * sigma)
+            teacher = torch.softmax(model_b(batch.x_u + noise).float(), dim=1)
+        student = torch.softmax(logits_a[n_l:].float(), dim=1)
+        consistency = ((student - teacher) ** 2).sum(1).mean()
+        lam = self.lambda_at(step)
+        loss = sup_a + lam * consistency
+        return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "unsup_A": consistency.detach(), "lambda": lam}
+
+    @torch.no_grad()
+    def after_optimizer_step(self, model_a, model_b, step):
+        mu = min(1.0 - 1.0 / (step + 2), self.cfg.method.teacher_momentum)
+        for p_b, p_a in zip(model_b.parameters(), model_a.parameters()):
+            p_b.mul_(mu).add_(p_a.detach(), alpha=1.0 - mu)
+        for b_b, b_a in zip(model_b.buffers(), model_a.buffers()):
+            b_b.copy_(b_a)
+
+
+def build_algorithm(cfg: Config, num_classes: int, ignore_index: int | None) -> Algorithm:
+    """The algorithm named by ``cfg.method.name`` (config must be resolved)."""
+    name = cfg.method.name
+    if name == "supervised":
+        return Supervised(cfg, num_classes, ignore_index)
+    if name == "mean_teacher":
+        return MeanTeacher(cfg, num_classes, ignore_index)
+    if name in ("cps", "coda"):
+        return CrossPseudoSupervision(cfg, num_classes, ignore_index)
+    raise ValueError(f"unknown method {name!r}")

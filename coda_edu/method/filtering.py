@@ -1,0 +1,70 @@
+"""Pseudo-label filters: the over-expectation mask and a fixed threshold for comparison."""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    r"""Expected (mean) confidence of the pixels assigned to each class.
+
+    .. math:: e_k = \frac{\sum_i q_i\,[\hat y_i = k]}{\sum_i [\hat y_i = k]}
+
+    Classes that no pixel is assigned to get ``NaN`` (they have no expectation; no
+    pixel would be compared with it).
+    """
+    flat_labels = labels.reshape(-1).long()
+    flat_conf = confidence.reshape(-1).double()
+    sums = torch.zeros(num_classes, dtype=torch.float64, device=confidence.device)
+    sums.index_add_(0, flat_labels, flat_conf)
+    counts = torch.bincount(flat_labels, minlength=num_classes)[:num_classes].double()
+    expectation = sums / counts
+    return expectation.float()
+
+
+@torch.no_grad()
+def over_expectation_mask(confidence: torch.Tensor, labels: torch.Tensor, expectations: torch.Tensor,
+                          tolerance: float = 1e-6) -> torch.Tensor:
+    r"""Keep a pixel when its confidence reaches the expectation of its pseudo-class.
+
+    .. math:: m_i = \left[\, q_i \ge e_{\hat y_i} \,\right]
+
+    A pixel whose class has no expectation (``NaN``, e.g. an EMA not yet started) is
+    kept. ``tolerance`` absorbs float rounding of the mean, so a class whose pixels all
+    have the same confidence keeps all of them. Returns a boolean ``(N, *spatial)`` mask.
+    """
+    expected = expectations.to(confidence.device)[labels.long()]
+    keep = confidence >= expected - tolerance
+    return keep | torch.isnan(expected)
+
+
+@torch.no_grad()
+def fixed_threshold_mask(confidence: torch.Tensor, threshold: float = 0.95) -> torch.Tensor:
+    r"""The usual confidence filter, for comparison: :math:`m_i = [\, q_i \ge \tau \,]`."""
+    return confidence >= threshold
+
+
+@torch.no_grad()
+def mask_coverage(mask: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    r"""Per class, the fraction of pixels of pseudo-class k that the mask keeps:
+    :math:`\frac{\sum_i m_i [\hat y_i = k]}{\sum_i [\hat y_i = k]}` (``NaN`` for classes with no pixel)."""
+    flat_labels = labels.reshape(-1).long()
+    kept = torch.bincount(flat_labels[mask.reshape(-1)], minlength=num_classes)[:num_classes].float()
+    total = torch.bincount(flat_labels, minlength=num_classes)[:num_classes].float()
+    return kept / total
+
+
+@torch.no_grad()
+def ema_expectations(running: torch.Tensor | None, value: torch.Tensor, momentum: float) -> torch.Tensor:
+    r"""EMA of class expectations across steps, :math:`e \leftarrow m\,e + (1-m)\,e_{batch}`.
+
+    Classes absent from the batch (``NaN`` in ``value``) keep their running value;
+    classes never seen yet (``NaN`` in ``running``) start at the batch value.
+    """
+    value = value.detach().float()
+    if running is None:
+        return value.clone()
+    mixed = momentum * running + (1.0 - momentum) * value
+    mixed = torch.where(torch.isnan(running), value, mixed)
+    return torch.where(torch.isnan(value), running, mixed)

@@ -1,0 +1,101 @@
+"""Segmentation metrics with an explicit policy for empty masks.
+
+Per case and class (binary masks P = prediction, G = reference):
+
+- Dice :math:`2|P\\cap G|/(|P|+|G|)` and IoU :math:`|P\\cap G|/|P\\cup G|`; when both masks
+  are empty the score is undefined and reported as NaN (one empty mask gives 0, a
+  real error);
+- HD95 (95th percentile of the symmetric surface distances) and ASD (average
+  symmetric surface distance), computed by MONAI, in mm when the voxel spacing is
+  known and in voxels otherwise; when either mask is empty the distance is
+  undefined and reported as NaN, never as 0 or as a made-up maximum.
+
+NaNs are excluded from means and *counted* (``n_empty_pred``, ``n_empty_ref``), so a
+table always says how many cases a mean is over. For large 2D splits (CaDIS) the
+per-class IoU/Dice come from one confusion matrix accumulated over the split.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+NAN = float("nan")
+
+
+def dice_iou(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Dice and IoU of two boolean masks (NaN, NaN when both are empty)."""
+    p, g = int(pred.sum()), int(ref.sum())
+    if p + g == 0:
+        return NAN, NAN
+    inter = int(np.logical_and(pred, ref).sum())
+    return 2.0 * inter / (p + g), inter / (p + g - inter)
+
+
+def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Optional[Sequence[float]] = None) -> tuple[float, float]:
+    """HD95 and ASD of two boolean masks through MONAI (NaN, NaN when either is empty)."""
+    if not pred.any() or not ref.any():
+        return NAN, NAN
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    p = torch.from_numpy(np.ascontiguousarray(pred))[None, None].float()
+    g = torch.from_numpy(np.ascontiguousarray(ref))[None, None].float()
+    spacing_arg = [float(s) for s in spacing] if spacing is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hd95 = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=spacing_arg)
+        asd = compute_average_surface_distance(p, g, include_background=True, symmetric=True, spacing=spacing_arg)
+    return float(hd95.item()), float(asd.item())
+
+
+def case_metrics(pred: np.ndarray, ref: np.ndarray, class_names: Sequence[str], spacing=None,
+                 distances: bool = True, ignore_index: Optional[int] = None) -> dict[str, dict[str, float]]:
+    """Per foreground class: dice, iou, hd95, asd, plus empty flags. ``pred``/``ref``: integer label maps."""
+    valid = None if ignore_index is None else ref != ignore_index
+    out = {}
+    for c, name in enumerate(class_names):
+        if c == 0:
+            continue  # background is not scored
+        p, g = pred == c, ref == c
+        if valid is not None:
+            p, g = p & valid, g & valid
+        dice, iou = dice_iou(p, g)
+        hd95, asd = surface_distances(p, g, spacing) if distances else (NAN, NAN)
+        out[name] = {"dice": dice, "iou": iou, "hd95": hd95, "asd": asd,
+                     "empty_pred": bool(not p.any()), "empty_ref": bool(not g.any())}
+    return out
+
+
+def confusion_matrix(pred: torch.Tensor, ref: torch.Tensor, num_classes: int, ignore_index: Optional[int] = None) -> torch.Tensor:
+    """``(C, C)`` counts, rows = reference class, columns = predicted class (ignored pixels skipped)."""
+    pred = pred.reshape(-1).long()
+    ref = ref.reshape(-1).long()
+    if ignore_index is not None:
+        keep = ref != ignore_index
+        pred, ref = pred[keep], ref[keep]
+    idx = ref * num_classes + pred
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def scores_from_confusion(cm: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class IoU and Dice from a confusion matrix (NaN for a class absent from both)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    fp = cm.sum(0) - tp
+    fn = cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = tp / (tp + fp + fn)
+        dice = 2 * tp / (2 * tp + fp + fn)
+    return {"iou": iou, "dice": dice}
+
+
+def nan_summary(values: Sequence[float]) -> dict[str, float | int]:
+    """Mean and standard deviation over the defined values, and how many were NaN."""
+    arr = np.asarray(values, dtype=np.float64)
+    ok = arr[~np.isnan(arr)]
+    return {"mean": float(ok.mean()) if ok.size else NAN,
+            "std": float(ok.std()) if ok.size else NAN,
+            "n": int(ok.size), "n_nan": int(arr.size - ok.size)}

@@ -1,0 +1,50 @@
+"""Bad input through the command line: one line, exit status 2, no traceback."""
+
+import subprocess
+
+import pytest
+
+from tests.conftest import cli_command
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run(cli_command() + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--set", "method.alfa=0.5"], "unknown config key 'method.alfa' (did you mean 'method.alpha'?)"),
+    (["train", "--set", "train.iterations=ten"], "config key 'train.iterations': expected an integer"),
+    (["train", "--set", "method.alpha=2"], "config key 'method.alpha': 2.0 is out of range"),
+    (["train", "--set", "data.name=mnist"], "config key 'data.name': 'mnist' is not one of"),
+    (["train", "--config", "no/such/file.yaml"], "config file 'no/such/file.yaml' does not exist"),
+    (["train", "--resume"], "--resume needs --out DIR"),
+    (["eval", "--run", "no/such/run"], "'no/such/run' is not a run folder (no config.yaml)"),
+    (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+])
+def test_bad_input_is_one_line_with_status_2(args, fragment):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert fragment in lines[0]
+
+
+def test_bad_yaml_file_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  iterations: 10\n  batch_size: [\n")
+    done = run_cli("train", "--config", str(path))
+    assert done.returncode == 2 and "broken.yaml' line" in done.stderr
+
+
+def test_config_command_prints_resolved_yaml():
+    done = run_cli("config", "--set", "method.name=cps")
+    assert done.returncode == 0
+    assert "name: cps" in done.stdout and "alignment: none" in done.stdout
+    keys = run_cli("config", "--keys")
+    assert "method.alpha" in keys.stdout and "train.iterations" in keys.stdout
+
+
+def test_resume_of_a_missing_run_is_a_clear_error(tmp_path):
+    done = run_cli("train", "--resume", "--out", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "has no checkpoints/last.pt" in done.stderr

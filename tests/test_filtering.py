@@ -1,0 +1,63 @@
+import math
+
+import torch
+
+from coda_edu.method.filtering import (class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage,
+                                       over_expectation_mask)
+
+
+def hand_made():
+    # 2 x 4 pixels; class 0 confidences 0.5, 0.75, 1.0 (mean 0.75); class 1 0.5, 0.625 (mean 0.5625);
+    # class 2 a single pixel 0.875 (mean 0.875); class 3 absent.
+    confidence = torch.tensor([[[0.5, 0.75, 1.0, 0.5], [0.625, 0.875, 0.75, 0.75]]])
+    labels = torch.tensor([[[0, 0, 0, 1], [1, 2, 4, 4]]])
+    return confidence, labels
+
+
+def test_class_expectations_are_class_means():
+    confidence, labels = hand_made()
+    e = class_expectations(confidence, labels, 5)
+    assert torch.allclose(e[[0, 1, 2, 4]], torch.tensor([0.75, 0.5625, 0.875, 0.75]))
+    assert math.isnan(e[3])
+
+
+def test_over_expectation_mask_keeps_exactly_pixels_at_or_above_their_class_expectation():
+    confidence, labels = hand_made()
+    mask = over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 5))
+    expected = torch.tensor([[[False, True, True, False], [True, True, True, True]]])
+    assert torch.equal(mask, expected)
+
+
+def test_equal_confidences_are_all_kept_despite_rounding():
+    confidence = torch.full((1, 3, 3), 0.1)  # mean of 0.1s is not exactly 0.1 in floating point
+    labels = torch.zeros(1, 3, 3, dtype=torch.long)
+    assert over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 2)).all()
+
+
+def test_fixed_threshold_and_minority_classes():
+    confidence, labels = hand_made()
+    fixed = fixed_threshold_mask(confidence, 0.8)
+    assert torch.equal(fixed, confidence >= 0.8)
+    # The fixed threshold drops every pixel of class 1, the over-expectation mask keeps its better half.
+    assert not fixed[labels == 1].any()
+    oe = over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 5))
+    assert oe[labels == 1].any()
+
+
+def test_mask_coverage_per_class():
+    confidence, labels = hand_made()
+    mask = over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 5))
+    cov = mask_coverage(mask, labels, 5)
+    assert torch.allclose(cov[[0, 1, 2, 4]], torch.tensor([2 / 3, 0.5, 1.0, 1.0]))
+    assert math.isnan(cov[3])
+
+
+def test_nan_expectation_keeps_pixel_and_ema_handles_absent_classes():
+    confidence = torch.tensor([[[0.3, 0.9]]])
+    labels = torch.tensor([[[0, 1]]])
+    mask = over_expectation_mask(confidence, labels, torch.tensor([float("nan"), 0.95]))
+    assert torch.equal(mask, torch.tensor([[[True, False]]]))
+    running = torch.tensor([0.5, float("nan"), 0.7])
+    batch = torch.tensor([0.9, 0.6, float("nan")])
+    out = ema_expectations(running, batch, 0.5)
+    assert torch.allclose(out, torch.tensor([0.7, 0.6, 0.7]))

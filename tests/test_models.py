@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from coda_edu.config import load_config, resolve
+from coda_edu.models import UNet, build_pair
+
+
+def test_unet2d_default_layout_and_shapes():
+    net = UNet(1, 4, spatial_dims=2)
+    assert [m[1][0].out_channels for m in net.down] == [32, 64, 128, 256]
+    assert net.stem[0].out_channels == 16
+    out = net(torch.randn(2, 1, 64, 48))
+    assert out.shape == (2, 4, 64, 48)
+    drops = [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout2d)]
+    assert drops == [0.05, 0.1, 0.2, 0.3, 0.5]
+
+
+def test_unet3d_and_transposed_upsampling():
+    net = UNet(1, 2, spatial_dims=3, base_width=4, levels=4, upsampling="transposed")
+    assert net(torch.randn(1, 1, 16, 24, 32)).shape == (1, 2, 16, 24, 32)
+
+
+def test_pair_differs_in_init_and_is_reproducible():
+    cfg = resolve(load_config(None, ["model.base_width=16"]))
+    a, b = build_pair(cfg, 1, 4)
+    a2, b2 = build_pair(cfg, 1, 4)
+    wa, wb = a.stem[0].weight, b.stem[0].weight
+    assert not torch.equal(wa, wb)
+    assert torch.equal(wa, a2.stem[0].weight) and torch.equal(wb, b2.stem[0].weight)
+    # kaiming normal (fan-in) and xavier normal (fan-in + fan-out) give different spreads on a deep layer
+    conv_a, conv_b = a.down[2][1][0].weight, b.down[2][1][0].weight
+    fan_in, fan_out = conv_a.shape[1] * 9, conv_a.shape[0] * 9
+    assert conv_a.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+    assert conv_b.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.1)
+
+
+def test_building_a_pair_leaves_the_global_rng_alone():
+    cfg = resolve(load_config(None, ["model.base_width=4"]))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_pair(cfg, 1, 4)
+    assert torch.equal(torch.rand(3), expected)
