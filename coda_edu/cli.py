@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
     try:
         return int(handler(args) or 0)
     except CodaEduError as exc:

@@ -16,14 +16,13 @@ The ensemble of A and B is the mean of their softmax probabilities.
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.base import Case, SegmentationData
+from .data.base import Case, SegmentationData, center_crop_box
 from .device import Precision
 from .metrics import case_metrics, confusion_matrix, nan_summary, scores_from_confusion
 
@@ -31,12 +30,10 @@ MODELS = ("A", "B", "ensemble")
 METRICS = ("dice", "iou", "hd95", "asd")
 
 
-def _crop_box(h: int, w: int, fraction: Optional[float]) -> tuple[int, int, int, int]:
-    if fraction is None or fraction >= 1.0:
-        return 0, h, 0, w
-    ch, cw = max(1, int(round(h * fraction))), max(1, int(round(w * fraction)))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return top, top + ch, left, left + cw
+def _as_float(image: np.ndarray) -> torch.Tensor:
+    """Case images are float32, or uint8 RGB frames (scaled to [0, 1])."""
+    x = torch.from_numpy(np.ascontiguousarray(image))
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
 @torch.no_grad()
@@ -45,8 +42,8 @@ def predict_slices(models: list[torch.nn.Module], image: np.ndarray, train_size:
                    crop: Optional[float] = None) -> list[torch.Tensor]:
     """Class probabilities ``(K, D, H, W)`` (float32, CPU) of each model for a ``(C, D, H, W)`` volume."""
     c, d, h, w = image.shape
-    top, bottom, left, right = _crop_box(h, w, crop)
-    x = torch.from_numpy(np.ascontiguousarray(image[:, :, top:bottom, left:right])).float().permute(1, 0, 2, 3)
+    top, bottom, left, right = center_crop_box(h, w, crop)
+    x = _as_float(image[:, :, top:bottom, left:right]).permute(1, 0, 2, 3)
     outputs: list[list[torch.Tensor]] = [[] for _ in models]
     for start in range(0, d, batch_size):
         chunk = x[start:start + batch_size].to(device)
@@ -76,7 +73,7 @@ def predict_volume(models: list[torch.nn.Module], image: np.ndarray, patch_size:
     """Sliding-window class probabilities ``(K, D, H, W)`` of each model for a ``(C, D, H, W)`` volume."""
     from monai.inferers import sliding_window_inference
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).float()[None].to(device)
+    x = _as_float(image)[None].to(device)
     result = []
     for model in models:
         def predictor(window, model=model):
@@ -132,7 +129,7 @@ def evaluate_cases(model_a: torch.nn.Module, model_b: torch.nn.Module, cases: li
             for name, pred in preds.items():
                 confusion[name] += confusion_matrix(pred, ref, k, data.ignore_index).numpy()
                 per_class = case_metrics(pred.numpy(), ref.numpy(), data.class_names, case.spacing, distances,
-                                         data.ignore_index)
+                                         data.ignore_index, data.background)
                 for cls, values in per_class.items():
                     rows.append({"case": case.case_id, "model": name, "class": cls, **values})
     finally:
@@ -141,18 +138,19 @@ def evaluate_cases(model_a: torch.nn.Module, model_b: torch.nn.Module, cases: li
 
 
 def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional[dict] = None,
-              from_confusion: bool = False) -> list[dict]:
-    """One record per model x class (and ``mean`` over foreground classes).
+              from_confusion: bool = False, background: bool = True) -> list[dict]:
+    """One record per model x scored class (and ``mean`` over the scored classes).
 
     Volumes: each metric is the mean over cases of the per-case values (NaN excluded
     and counted). Frames (``from_confusion``): Dice and IoU come from the confusion
     matrix accumulated over the split; distances are still per-frame means.
     """
     records = []
-    foreground = class_names[1:]
+    first = 1 if background else 0
+    scored = class_names[first:]
     for model in MODELS:
         per_class = {}
-        for ci, cls in enumerate(foreground, start=1):
+        for ci, cls in enumerate(scored, start=first):
             rows = [r for r in case_rows if r["model"] == model and r["class"] == cls]
             rec = {"model": model, "class": cls, "n_cases": len(rows),
                    "n_empty_pred": sum(r["empty_pred"] for r in rows),
@@ -181,7 +179,8 @@ def validation_scores(model_a, model_b, data: SegmentationData, device, precisio
     """Mean foreground Dice of A, B and the ensemble on the validation cases (no distances, fast)."""
     result = evaluate_cases(model_a, model_b, data.val, data, device, precision, distances=False,
                             batch_size=batch_size, overlap=overlap)
-    records = aggregate(result["cases"], data.class_names, result["confusion"], from_confusion=data.eval_mode == "frames")
+    records = aggregate(result["cases"], data.class_names, result["confusion"], from_confusion=data.eval_mode == "frames",
+                        background=data.background)
     out = {}
     for model in MODELS:
         out[model] = {r["class"]: r["dice"] for r in records if r["model"] == model}
@@ -189,8 +188,9 @@ def validation_scores(model_a, model_b, data: SegmentationData, device, precisio
 
 
 def format_table(records: list[dict], class_names: list[str], metric: str = "dice", title: str = "") -> str:
-    """A plain-text table: rows = models, columns = classes + mean."""
-    columns = class_names[1:] + ["mean"]
+    """A plain-text table: rows = models, columns = the classes present in ``records`` + mean."""
+    present = {r["class"] for r in records}
+    columns = [c for c in class_names if c in present and c != "mean"] + ["mean"]
     width = max(9, max(len(c) for c in columns) + 2)
     lines = [title] if title else []
     lines.append(f"{'model':<10}" + "".join(f"{c:>{width}}" for c in columns))
@@ -202,8 +202,3 @@ def format_table(records: list[dict], class_names: list[str], metric: str = "dic
         lines.append(f"{model:<10}" + "".join(cells))
     return "\n".join(lines)
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start

@@ -52,12 +52,14 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Optional[Seque
 
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, class_names: Sequence[str], spacing=None,
-                 distances: bool = True, ignore_index: Optional[int] = None) -> dict[str, dict[str, float]]:
-    """Per foreground class: dice, iou, hd95, asd, plus empty flags. ``pred``/``ref``: integer label maps."""
+                 distances: bool = True, ignore_index: Optional[int] = None,
+                 background: bool = True) -> dict[str, dict[str, float]]:
+    """Per scored class (all but class 0 when it is background): dice, iou, hd95, asd, plus
+    empty flags. ``pred``/``ref``: integer label maps; ignored reference pixels are skipped."""
     valid = None if ignore_index is None else ref != ignore_index
     out = {}
     for c, name in enumerate(class_names):
-        if c == 0:
+        if c == 0 and background:
             continue  # background is not scored
         p, g = pred == c, ref == c
         if valid is not None:

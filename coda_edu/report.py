@@ -45,8 +45,11 @@ def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step:
                             f"last = final step {last_step}. The test split is never used for selection."),
         "inference": _inference_text(cfg, data),
         "ensemble": "mean of the softmax probabilities of A and B",
-        "aggregation": ("per class: mean over cases of the per-case value (NaN excluded and counted); "
-                        "class 'mean' = mean over the foreground classes of those means"),
+        "aggregation": (("per class: Dice and IoU from the confusion matrix accumulated over the split (mIoU style), "
+                         "HD95/ASD mean over frames" if data.eval_mode == "frames" else
+                         "per class: mean over cases of the per-case value (NaN excluded and counted)")
+                        + "; class 'mean' = mean over the scored classes ("
+                        + ("all classes" if not data.background else "background excluded") + ")"),
         "units": {"dice": "fraction", "iou": "fraction", "hd95": unit, "asd": unit},
         "empty_policy": ("Dice/IoU are NaN when prediction and reference are both empty; HD95/ASD are NaN when "
                          "either is empty. NaNs are excluded from means and counted in n_empty_pred, n_empty_ref "
@@ -76,7 +79,8 @@ def evaluate_run(run_dir: str | Path, cfg: Config, data: SegmentationData, model
         for split in available:
             result = evaluate_cases(model_a, model_b, splits[split], data, device, precision,
                                     distances=cfg.eval.distances, batch_size=cfg.eval.batch_size, overlap=cfg.eval.overlap)
-            for rec in aggregate(result["cases"], data.class_names, result["confusion"], from_confusion=data.eval_mode == "frames"):
+            for rec in aggregate(result["cases"], data.class_names, result["confusion"],
+                                 from_confusion=data.eval_mode == "frames", background=data.background):
                 records.append({"split": split, "checkpoint": ckpt_name, "step": ckpt["step"], **rec})
             for row in result["cases"]:
                 case_rows.append({"split": split, "checkpoint": ckpt_name, **row})

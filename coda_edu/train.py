@@ -33,7 +33,7 @@ from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import describe, resolve_device, resolve_precision
-from .errors import CodaEduError, RunFolderError
+from .errors import CodaEduError, ConfigError, DataError, RunFolderError
 from .io import append_jsonl, truncate_jsonl
 from .method.algorithms import Batch, build_algorithm
 from .method.schedules import poly_lr
@@ -109,6 +109,7 @@ class Trainer:
         self.device = resolve_device(c.train.device)
         self.precision = resolve_precision(self.device, c.train.precision)
         self.data = data if data is not None else load_dataset(c)
+        self._check_data()
         self.data.labeled.to(self.device)
         self.data.unlabeled.to(self.device)
 
@@ -135,6 +136,21 @@ class Trainer:
         self.state = TrainState()
         if resume:
             self._load_last()
+
+    def _check_data(self) -> None:
+        d, c = self.data, self.cfg
+        if len(d.labeled) == 0:
+            raise DataError(f"dataset '{d.name}': the labeled training set is empty (check data.labeled_patients)")
+        if c.method.name != "supervised" and len(d.unlabeled) == 0:
+            raise DataError(f"dataset '{d.name}': method '{c.method.name}' needs unlabeled images but all training "
+                            f"patients are labeled (lower data.labeled_patients)")
+        if not d.val:
+            raise DataError(f"dataset '{d.name}': the validation split is empty, so no checkpoint can be selected"
+                            + (" (set data.val_patients)" if d.name == "la" else ""))
+        divisor = 2 ** (c.model.levels - 1)
+        if any(s % divisor for s in d.train_size):
+            raise ConfigError(f"config key 'data.image_size': {list(d.train_size)} must be divisible by {divisor} "
+                              f"for a U-Net with {c.model.levels} levels")
 
     # ------------------------------------------------------------------ run folder
     def _check_new_run_dir(self) -> None:

@@ -34,6 +34,40 @@ class Case:
     spacing: Optional[tuple[float, ...]] = None
 
 
+def center_crop_box(h: int, w: int, fraction: Optional[float]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the central ``fraction`` of an ``h x w`` image (whole image if None)."""
+    if fraction is None or fraction >= 1.0:
+        return 0, h, 0, w
+    ch, cw = max(1, int(round(h * fraction))), max(1, int(round(w * fraction)))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return top, top + ch, left, left + cw
+
+
+def resize_slices(images: list[np.ndarray], labels: Optional[list[np.ndarray]], size: tuple[int, int],
+                  crop: Optional[float] = None, as_uint8: bool = False):
+    """Resize 2D items of any size to one training size (done once, when a dataset is opened).
+
+    ``images``: ``(C, H, W)`` arrays; ``labels``: ``(H, W)``. Images are resized bilinearly
+    (antialiased when shrinking), labels with nearest neighbour; the aspect ratio is not
+    kept (evaluation resizes predictions back to each slice's own size). Returns
+    ``(images (N, C, *size), labels (N, *size) uint8 or None)``; images as float32, or as
+    uint8 (values 0..255) with ``as_uint8``.
+    """
+    import torch.nn.functional as F
+
+    out_x = torch.empty((len(images), images[0].shape[0], *size), dtype=torch.uint8 if as_uint8 else torch.float32)
+    out_y = None if labels is None else torch.empty((len(images), *size), dtype=torch.uint8)
+    for i, image in enumerate(images):
+        top, bottom, left, right = center_crop_box(image.shape[-2], image.shape[-1], crop)
+        x = torch.from_numpy(np.ascontiguousarray(image[:, top:bottom, left:right])).float()[None]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+        out_x[i] = x.round().clamp(0, 255).to(torch.uint8) if as_uint8 else x
+        if out_y is not None:
+            y = torch.from_numpy(np.ascontiguousarray(labels[i][top:bottom, left:right]).astype(np.int64))[None, None].float()
+            out_y[i] = F.interpolate(y, size=size, mode="nearest")[0, 0].to(torch.uint8)
+    return out_x, out_y
+
+
 class TrainPool:
     """Equal-sized training images ``(N, C, *size)`` with labels ``(N, *size)`` (or None).
 
@@ -82,11 +116,11 @@ class PatchPool(TrainPool):
     """
 
     def __init__(self, volumes: list[np.ndarray], labels: Optional[list[np.ndarray]], ids: list[str],
-                 patch_size: tuple[int, int, int], ignore_value: int = 0):
-        shapes = np.array([v.shape[1:] for v in volumes])
+                 patch_size: tuple[int, int, int], ignore_value: int = 0, channels: int = 1):
         patch = np.array(patch_size)
-        full = np.maximum(shapes.max(0), patch)
-        channels = volumes[0].shape[0]
+        shapes = np.array([v.shape[1:] for v in volumes]).reshape(-1, 3)
+        full = np.maximum(shapes.max(0), patch) if len(volumes) else patch
+        channels = volumes[0].shape[0] if volumes else channels
         images = torch.zeros((len(volumes), channels, *full.tolist()), dtype=torch.float32)
         lab = None if labels is None else torch.full((len(volumes), *full.tolist()), ignore_value, dtype=torch.uint8)
         for i, v in enumerate(volumes):
@@ -137,6 +171,7 @@ class SegmentationData:
     test: list[Case]
     eval_mode: str               # "slices" (2D net, volume cases), "frames" (2D net, 2D cases), "volume" (3D)
     ignore_index: Optional[int] = None
+    background: bool = True      # class 0 is background: not scored, not part of the "mean" (CaDIS has none)
     unit: str = "voxel"          # unit of HD95/ASD: "mm" when every case has a spacing
     crop: Optional[float] = None  # central fraction kept before resizing (2D slices)
     protocol: dict = field(default_factory=dict)
@@ -148,6 +183,11 @@ class SegmentationData:
     @property
     def train_size(self) -> tuple[int, ...]:
         return self.labeled.size
+
+    @property
+    def scored_classes(self) -> list[str]:
+        """Classes that get metrics and make up the ``mean`` (all but the background)."""
+        return self.class_names[1:] if self.background else list(self.class_names)
 
     def summary(self) -> str:
         return (f"{self.name}: {len(self.labeled)} labeled + {len(self.unlabeled)} unlabeled training items "

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Case, PatchPool, SegmentationData, TrainPool
+from .splits import choose_labeled, labeled_count
 
 CLASS_NAMES = ["background", "RV", "MYO", "LV"]
 RARE_CLASS_NAME = "lesion"
@@ -69,17 +70,24 @@ def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbala
         return low + (high - low) * torch.rand(n, generator=g)
 
     # --- per-patient parameters, broadcast to (P, S, 1, 1) later -------------------
-    heart = _lerp(1.45, 0.55, imbalance) * u(0.85, 1.15)
-    rv_width = _lerp(1.15, 0.45, imbalance) * u(0.8, 1.2)
+    # Patients differ in anatomy (heart size, LV dilation, wall thickness, RV size),
+    # pose, tissue contrast (the myocardium can be darker or brighter than the
+    # surrounding tissue), noise level and bias field, so that a few labeled patients
+    # do not cover the population.
+    heart = _lerp(1.45, 0.55, imbalance) * u(0.75, 1.25)
+    dilation = u(0.8, 1.3)
+    wall = u(0.7, 1.4)
+    rv_width = _lerp(1.15, 0.45, imbalance) * u(0.7, 1.3)
     cx, cy = u(-0.12, 0.12), u(-0.1, 0.1)
     theta = u(-math.pi / 4, math.pi / 4)
-    harm = [(u(-0.09, 0.09), u(0, 2 * math.pi)) for _ in range(2)]
+    harm = [(u(-0.1, 0.1), u(0, 2 * math.pi)) for _ in range(2)]
     thick_phase = u(0, 2 * math.pi)
-    blood = u(0.75, 0.95)
-    rv_blood = blood * u(0.85, 1.0)
-    myo_int, tissue = u(0.22, 0.38), u(0.28, 0.42)
+    blood = u(0.6, 0.95)
+    rv_blood = blood * u(0.75, 1.0)
+    myo_int, tissue = u(0.15, 0.4), u(0.22, 0.45)
     lung, spine = u(0.02, 0.08), u(0.45, 0.65)
     body_a, body_b = u(0.82, 0.95), u(0.65, 0.8)
+    noise_level = noise * u(0.5, 1.5)
     bias_c = torch.rand(P, 4, generator=g) * 2 - 1
     has_lesion = (torch.rand(P, generator=g) < 0.6) & bool(rare_class)
     lesion_angle, lesion_z = u(0, 2 * math.pi), u(0.25, 0.6)
@@ -102,10 +110,10 @@ def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbala
     hu, hv = ct * dx + st * dy, -st * dx + ct * dy
     rho, phi = torch.sqrt(hu**2 + hv**2), torch.atan2(hv, hu)
 
-    r_lv = 0.17 * ps(heart) * (1 - 0.6 * zz**1.6)
+    r_lv = 0.17 * ps(heart) * ps(dilation) * (1 - 0.6 * zz**1.6)
     deform = 1 + sum(ps(a) * torch.cos((k + 2) * phi + ps(p)) for k, (a, p) in enumerate(harm))
     r_in = r_lv * deform
-    r_out = r_in + 0.09 * ps(heart) * (1 + 0.15 * zz) * (1 + 0.2 * torch.cos(phi + ps(thick_phase)))
+    r_out = r_in + 0.09 * ps(heart) * ps(wall) * (1 + 0.15 * zz) * (1 + 0.2 * torch.cos(phi + ps(thick_phase)))
     lv = rho < r_in
     myo = (rho >= r_in) & (rho < r_out)
 
@@ -152,8 +160,8 @@ def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbala
     c = bias_c.view(P, 4, 1, 1, 1)
     field = 1 + bias_field * 0.5 * (c[:, 0] * xx + c[:, 1] * yy + c[:, 2] * xx * yy + c[:, 3] * (xx**2 - yy**2))
     img = img * field.clamp(0.3, 2.0)
-    n1 = torch.randn(img.shape, generator=g) * noise
-    n2 = torch.randn(img.shape, generator=g) * noise
+    n1 = torch.randn(img.shape, generator=g) * ps(noise_level)
+    n2 = torch.randn(img.shape, generator=g) * ps(noise_level)
     img = torch.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise
     lo = img.amin(dim=(1, 2, 3), keepdim=True)
     hi = img.amax(dim=(1, 2, 3), keepdim=True)
@@ -174,31 +182,6 @@ def _split(cfg) -> dict[str, list[int]]:
     val = list(range(n - s.test_patients - s.val_patients, n - s.test_patients))
     train = list(range(0, n - s.test_patients - s.val_patients))
     return {"train": train, "val": val, "test": test}
-
-
-def choose_labeled(ids: list, n_labeled: int, selection: str, seed: int) -> list:
-    """The labeled subset of ``ids``: the first ``n_labeled`` in order, or a seeded random choice."""
-    if selection == "random":
-        rng = np.random.default_rng(seed)
-        picked = sorted(rng.choice(len(ids), size=n_labeled, replace=False).tolist())
-        return [ids[i] for i in picked]
-    return list(ids[:n_labeled])
-
-
-def labeled_count(cfg, n_train: int, what: str = "patients") -> int:
-    """Number of labeled training patients from ``data.labeled_patients`` / ``labeled_fraction``."""
-    from ..errors import DataError
-
-    d = cfg.data
-    if d.labeled_fraction is not None:
-        n = max(1, int(round(d.labeled_fraction * n_train)))
-    else:
-        n = d.labeled_patients or 0
-    if n < 1:
-        raise DataError(f"config key 'data.labeled_patients': the labeled set would be empty ({n} of {n_train} training {what})")
-    if n > n_train:
-        raise DataError(f"config key 'data.labeled_patients': {n} labeled {what} requested but the training split has only {n_train}")
-    return n
 
 
 def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:

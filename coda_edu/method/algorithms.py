@@ -188,8 +188,11 @@ class CrossPseudoSupervision(Algorithm):
                 targets[key] = (labels, mask)
                 logs.update(key_logs)
                 if diagnostics and batch.y_u is not None:
-                    logs[f"pl_acc_{key}"] = (labels == batch.y_u).float().mean()
-                    logs[f"pl_acc_kept_{key}"] = (labels == batch.y_u)[mask].float().mean() if mask.any() else torch.tensor(float("nan"))
+                    valid = torch.ones_like(mask) if self.ignore_index is None else batch.y_u != self.ignore_index
+                    correct = labels == batch.y_u
+                    logs[f"pl_acc_{key}"] = correct[valid].float().mean()
+                    kept = mask & valid
+                    logs[f"pl_acc_kept_{key}"] = correct[kept].float().mean() if kept.any() else torch.tensor(float("nan"))
 
         norm = self.cfg.method.loss_normalization
         unsup_a = masked_cross_entropy(logits_a[n_l:], *targets["B"], normalize=norm)  # A learns from B
