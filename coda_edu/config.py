@@ -48,14 +48,14 @@ def _f(default: Any = None, *, help: str, choices: tuple | None = None,
 class SyntheticConfig:
     """The embedded cardiac-like phantoms (``data.name: synthetic | synthetic3d``)."""
 
-    n_patients: int = _f(48, help="number of synthetic patients", min=8)
+    n_patients: int = _f(60, help="number of synthetic patients", min=8)
     slices_per_patient: int = _f(8, help="short-axis slices per patient (2D) or depth of the volume (3D)", min=1)
     imbalance: float = _f(0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0)
     rare_class: bool = _f(False, help="add a small fifth class (a 'lesion' inside the myocardium)")
     noise: float = _f(0.08, help="standard deviation of additive Gaussian noise", min=0.0)
     bias_field: float = _f(0.3, help="strength of the smooth multiplicative bias field", min=0.0, max=0.9)
     resolution: int = _f(64, help="in-plane size of the generated slices (pixels)", min=16)
-    val_patients: int = _f(6, help="patients held out for validation", min=1)
+    val_patients: int = _f(10, help="patients held out for validation", min=1)
     test_patients: int = _f(10, help="patients held out for testing", min=1)
 
 
@@ -438,6 +438,14 @@ def resolve(cfg: Config) -> Config:
     if cfg.method.name in ("supervised", "mean_teacher") and (cfg.method.alignment != "none" or cfg.method.filter != "none"):
         raise ConfigError(f"config key 'method.alignment'/'method.filter': method '{cfg.method.name}' makes no pseudo-labels, so alignment and filter must be 'none'")
     return validate(cfg)
+
+
+def preset_path(name: str) -> Path:
+    """``configs/<name>`` of the repository checkout (the presets ship with the repository)."""
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    if not path.is_file():
+        raise ConfigError(f"config preset '{name}' not found at '{path}'")
+    return path
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:

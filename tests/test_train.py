@@ -20,8 +20,8 @@ from coda_edu.models import build_pair
 from coda_edu.train import train
 from tests.conftest import REPO, cli_command, tiny_overrides
 
-LEARN = {"data.synthetic.n_patients": 16, "data.synthetic.slices_per_patient": 6, "data.labeled_patients": 3,
-         "model.base_width": 8, "train.iterations": 120, "train.batch_size": 12, "train.labeled_batch_size": 6,
+LEARN = {"data.synthetic.n_patients": 16, "data.synthetic.slices_per_patient": 6, "data.labeled_patients": 5,
+         "model.base_width": 8, "train.iterations": 160, "train.batch_size": 12, "train.labeled_batch_size": 6,
          "train.val_every": 40, "train.log_every": 10, "optim.lr": 0.05}
 
 
@@ -61,13 +61,13 @@ def test_run_folder_contents(coda_run):
     assert saved["method"]["alignment"] == "predictions" and saved["model"]["name"] == "unet2d"  # fully resolved
     rows = read_jsonl(run / "metrics.jsonl")
     train_rows = [r for r in rows if r["kind"] == "train"]
-    assert [r["step"] for r in train_rows] == list(range(10, 121, 10))
+    assert [r["step"] for r in train_rows] == list(range(10, 161, 10))
     row = train_rows[-1]
     for key in ("loss", "sup_A", "sup_B", "unsup_A", "unsup_B", "lambda", "lr", "pi_l_A", "pi_u_A", "pi_l_B", "pi_u_B",
                 "shares_before_A", "shares_after_A", "shares_before_B", "shares_after_B", "coverage_A", "coverage_B"):
         assert key in row, key
     assert len(row["pi_l_A"]) == 4 and abs(sum(row["pi_l_A"]) - 1) < 1e-4
-    assert [r["step"] for r in rows if r["kind"] == "val"] == [40, 80, 120]
+    assert [r["step"] for r in rows if r["kind"] == "val"] == [40, 80, 120, 160]
 
     ev = json.loads((run / "eval.json").read_text())
     protocol = ev["protocol"]

@@ -104,6 +104,18 @@ def labeled_patients_of(cfg, train_cases: list[str]) -> tuple[list[str], list[st
     return patients, choose_labeled(patients, n_lab, cfg.data.labeled_selection, cfg.seed)
 
 
+def label_shares(root: Path) -> dict[str, float]:
+    """Pixel share of each class over all training slices (labels only; used by notebook 01)."""
+    import h5py
+
+    counts = np.zeros(len(CLASS_NAMES))
+    names, _ = training_slices(root, read_list(root / "train.list"))
+    for name in names:
+        with h5py.File(root / "data" / "slices" / f"{name}.h5", "r") as fh:
+            counts += np.bincount(fh["label"][()].reshape(-1), minlength=len(CLASS_NAMES))[: len(CLASS_NAMES)]
+    return dict(zip(CLASS_NAMES, (counts / counts.sum()).tolist()))
+
+
 def load_acdc(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "ACDC", "ACDC")
     train_cases = read_list(root / "train.list")

@@ -130,3 +130,131 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     """Save a matplotlib figure atomically as PNG."""
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+# --------------------------------------------------------------------------- notebook figures
+def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], log: bool = False, ylabel: str = ""):
+    x = np.arange(len(names))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, np.asarray(values, dtype=float), width, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center", fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+
+
+def plot_class_shares(class_names: Sequence[str], series: dict[str, Sequence[float]], title: str = "",
+                      log: bool = True):
+    """Grouped bars of pixel class shares (log scale by default: minority classes stay visible)."""
+    fig = Figure(figsize=(max(5.0, 0.45 * len(class_names) * max(1, len(series))), 3.2))
+    ax = fig.subplots()
+    _bar_groups(ax, class_names, series, log=log, ylabel="share of pixels")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str = "", normalize: bool = True):
+    """Rows = reference class, columns = predicted class; row-normalised (recall per class) by default."""
+    cm = np.asarray(cm, dtype=float)
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+    fig = Figure(figsize=(0.7 * len(class_names) + 2.2, 0.6 * len(class_names) + 1.6))
+    ax = fig.subplots()
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
+                    fontsize=7, color="white" if shown[i, j] > 0.6 * shown.max() else "black")
+    ax.set_xticks(range(len(class_names)))
+    ax.set_yticks(range(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=30, fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labels: np.ndarray,
+                               class_names: Sequence[str], bins: int = 20):
+    """Per pseudo-class, histograms of the confidence of correct and wrong pseudo-labels."""
+    k = len(class_names)
+    fig = Figure(figsize=(3.0 * k, 2.6))
+    axes = np.atleast_1d(fig.subplots(1, k, sharey=False))
+    edges = np.linspace(0, 1, bins + 1)
+    for c, ax in enumerate(axes):
+        sel = labels == c
+        ax.hist(confidence[sel & correct], bins=edges, alpha=0.7, label="correct", color="tab:green")
+        ax.hist(confidence[sel & ~correct], bins=edges, alpha=0.7, label="wrong", color="tab:red")
+        ax.set_yscale("log")
+        ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
+        ax.set_xlabel("confidence")
+        if c == 0:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
+    """Coverage and precision per class for each filter (rows from ``analysis.compare_filters``)."""
+    filters = list(dict.fromkeys(r["filter"] for r in rows))
+    fig = Figure(figsize=(11, 3.2))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("coverage", "precision")):
+        series = {f: [next(r[metric] for r in rows if r["filter"] == f and r["class"] == c) for c in class_names] for f in filters}
+        _bar_groups(ax, class_names, series, ylabel=metric)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{metric} of the kept pseudo-labels" if metric == "precision" else "share of pseudo-labels kept",
+                     fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(summary: list[dict], x: str = "labeled", group: str = "method", ylabel: str = "mean Dice",
+                    title: str = ""):
+    """Mean (± standard deviation over seeds) of a metric against ``x``, one line per ``group``."""
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    for name in dict.fromkeys(r[group] for r in summary):
+        pts = sorted((r for r in summary if r[group] == name), key=lambda r: r[x])
+        ax.errorbar([r[x] for r in pts], [r["mean"] for r in pts], yerr=[r["std"] for r in pts], marker="o",
+                    capsize=3, label=str(name))
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_masks(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, truth: np.ndarray,
+               class_names: Sequence[str], title: str = ""):
+    """Pseudo-labels over the image, with filtered-out pixels greyed, next to the hidden truth."""
+    fig = Figure(figsize=(9, 3.2))
+    axes = fig.subplots(1, 3)
+    kept = np.where(mask, labels, 0)
+    panels = (("pseudo-labels", labels), ("kept by the filter", kept), ("hidden truth", truth))
+    for ax, (name, lab) in zip(axes, panels):
+        ax.imshow(blend(image, lab, class_names), interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[1].imshow(np.ma.masked_where(mask, np.ones_like(mask, dtype=float)), cmap="gray", alpha=0.6, vmin=0, vmax=1)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib figure (for display bundles and tests)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()

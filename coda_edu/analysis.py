@@ -1,0 +1,177 @@
+"""Analysis helpers for the notebooks and benchmarks: predictions on a pool, pseudo-label
+quality against the hidden truth, filter comparisons, and collecting run folders.
+
+Everything here reuses the method's pure functions (:mod:`coda_edu.method`); nothing
+new is computed about the method itself.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+
+from .data.base import TrainPool
+from .io import read_json
+from .method.alignment import align_distribution, class_marginal, pseudo_labels
+from .method.filtering import class_expectations, fixed_threshold_mask, over_expectation_mask
+
+
+@torch.no_grad()
+def predict_pool(model: torch.nn.Module, pool: TrainPool, device: torch.device | str = "cpu",
+                 batch_size: int = 64, limit: Optional[int] = None) -> torch.Tensor:
+    """Softmax probabilities ``(N, C, *size)`` (CPU, float32) of ``model`` on the items of a training pool."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    n = len(pool) if limit is None else min(limit, len(pool))
+    out = []
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(start + batch_size, n))
+        x, _ = pool.batch(index)
+        out.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def per_class_quality(labels: torch.Tensor, truth: torch.Tensor, num_classes: int,
+                      mask: Optional[torch.Tensor] = None) -> dict[str, np.ndarray]:
+    """Per pseudo-class k: ``share`` of pixels assigned to k, ``coverage`` (kept / assigned),
+    ``precision`` of the kept pixels (kept and correct / kept) and ``recall`` (kept and
+    correct / truly k). NaN where a denominator is zero."""
+    labels, truth = labels.reshape(-1).long(), truth.reshape(-1).long()
+    keep = torch.ones_like(labels, dtype=torch.bool) if mask is None else mask.reshape(-1)
+    correct = labels == truth
+
+    def count(sel):
+        return torch.bincount(labels[sel], minlength=num_classes)[:num_classes].double().numpy()
+
+    assigned = count(torch.ones_like(keep))
+    kept = count(keep)
+    kept_correct = count(keep & correct)
+    truly = torch.bincount(truth, minlength=num_classes)[:num_classes].double().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"share": assigned / max(assigned.sum(), 1), "coverage": kept / assigned,
+                "precision": kept_correct / kept, "recall": kept_correct / truly}
+
+
+def filter_masks(probs: torch.Tensor, threshold: float = 0.95) -> dict[str, torch.Tensor]:
+    """The three filters on the same probabilities: ``none``, ``fixed`` (q >= threshold), ``over_expectation``."""
+    confidence, labels = pseudo_labels(probs)
+    expectations = class_expectations(confidence, labels, probs.shape[1])
+    return {"none": torch.ones_like(labels, dtype=torch.bool),
+            "fixed": fixed_threshold_mask(confidence, threshold),
+            "over_expectation": over_expectation_mask(confidence, labels, expectations)}
+
+
+def compare_filters(probs: torch.Tensor, truth: torch.Tensor, class_names: list[str], threshold: float = 0.95) -> list[dict]:
+    """Rows (filter, class, coverage, precision, recall) for the three filters."""
+    _, labels = pseudo_labels(probs)
+    rows = []
+    for name, mask in filter_masks(probs, threshold).items():
+        q = per_class_quality(labels, truth, len(class_names), mask)
+        for c, cls in enumerate(class_names):
+            rows.append({"filter": name, "class": cls, "coverage": float(q["coverage"][c]),
+                         "precision": float(q["precision"][c]), "recall": float(q["recall"][c])})
+    return rows
+
+
+def alignment_effect(probs_u: torch.Tensor, pi_l: torch.Tensor, alpha: float = 1.0,
+                     pi_u: Optional[torch.Tensor] = None) -> dict[str, np.ndarray]:
+    """Pseudo-label class shares before and after aligning ``probs_u`` towards ``pi_l``."""
+    k = probs_u.shape[1]
+    pi_u = class_marginal(probs_u) if pi_u is None else pi_u
+    before = torch.bincount(pseudo_labels(probs_u)[1].reshape(-1), minlength=k)[:k].double()
+    aligned = align_distribution(probs_u, pi_l, pi_u, alpha)
+    after = torch.bincount(pseudo_labels(aligned)[1].reshape(-1), minlength=k)[:k].double()
+    return {"before": (before / before.sum()).numpy(), "after": (after / after.sum()).numpy(),
+            "pi_l": pi_l.double().numpy(), "pi_u": pi_u.double().numpy()}
+
+
+def ema_trace(values: torch.Tensor, momentum: float) -> torch.Tensor:
+    """The EMA of a sequence of marginals ``(T, C)``, started at the first value (as in training)."""
+    out = torch.empty_like(values, dtype=torch.float32)
+    running = values[0].float()
+    for t, v in enumerate(values):
+        running = running if t == 0 else momentum * running + (1 - momentum) * v.float()
+        out[t] = running
+    return out
+
+
+# --------------------------------------------------------------------------- run folders
+def find_runs(runs_dir: str | Path) -> list[Path]:
+    """Run folders (holding eval.json and config.yaml) anywhere below ``runs_dir``."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.rglob("eval.json") if (p.parent / "config.yaml").is_file())
+
+
+def collect_runs(runs_dir: str | Path) -> list[dict]:
+    """One row per run x record, with the run's method, dataset, labeled amount and seed."""
+    import yaml
+
+    rows = []
+    for run in find_runs(runs_dir):
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        data = cfg["data"]
+        labeled = data["labeled_patients"] if data.get("labeled_fraction") is None else data["labeled_fraction"]
+        ev = read_json(run / "eval.json")
+        variant = cfg["method"]["name"]
+        if variant == "coda" and (cfg["method"]["alignment"], cfg["method"]["filter"]) != ("predictions", "over_expectation"):
+            variant = f"coda[{cfg['method']['alignment']},{cfg['method']['filter']}]"
+        for rec in ev["records"]:
+            rows.append({"run": run.name, "path": str(run), "method": variant, "dataset": data["name"],
+                         "labeled": labeled, "seed": cfg["seed"], **rec})
+    return rows
+
+
+def summarize(rows: list[dict], by: Iterable[str] = ("method", "labeled"), metric: str = "dice",
+              split: str = "test", checkpoint: str = "best", model: str = "ensemble", cls: str = "mean") -> list[dict]:
+    """Mean and standard deviation of ``metric`` over seeds (and other runs) per group."""
+    by = list(by)
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["split"] != split or r["checkpoint"] != checkpoint or r["model"] != model or r["class"] != cls:
+            continue
+        value = r.get(metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        groups.setdefault(tuple(r[k] for k in by), []).append(float(value))
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        values = np.array(groups[key])
+        out.append({**dict(zip(by, key)), "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n": len(values)})
+    return out
+
+
+def split_confusion_and_marginals(model_a, model_b, data, cases=None, device="cpu", model: str = "ensemble"):
+    """Over the cases of a split (default: test, else validation): the pixel confusion matrix of
+    ``model`` ("A", "B" or "ensemble"), its predicted class marginal (mean softmax) and the true
+    class frequencies."""
+    from .device import resolve_precision
+    from .evaluate import predict_case
+    from .metrics import confusion_matrix
+
+    device = torch.device(device)
+    precision = resolve_precision(device, "fp32")
+    cases = cases if cases is not None else (data.test or data.val)
+    k = data.num_classes
+    cm = torch.zeros(k, k, dtype=torch.long)
+    prob_sum, true_count, n = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64), 0
+    for m in (model_a, model_b):
+        m.eval()
+    for case in cases:
+        pa, pb = predict_case([model_a, model_b], case, data, device, precision)
+        probs = {"A": pa, "B": pb, "ensemble": (pa + pb) / 2}[model]
+        ref = torch.from_numpy(np.asarray(case.label).astype(np.int64))
+        cm += confusion_matrix(probs.argmax(0), ref, k, data.ignore_index)
+        prob_sum += probs.reshape(k, -1).sum(1).double()
+        valid = ref if data.ignore_index is None else ref[ref != data.ignore_index]
+        true_count += torch.bincount(valid.reshape(-1), minlength=k)[:k].double()
+        n += probs[0].numel()
+    return cm.numpy(), (prob_sum / n).numpy(), (true_count / true_count.sum()).numpy()

@@ -1,0 +1,98 @@
+"""The alignment formula on a toy three-class example, drawn on the probability simplex.
+
+Each pixel's prediction is a point of the triangle whose corners are the three
+classes; the argmax regions are the three kites meeting at the centre. Alignment
+re-weights the classes, so points move, and those that cross a kite border change
+their pseudo-label. :func:`ternary_figure` draws it with plotly (interactive) and
+:func:`ternary_static` with matplotlib (for saved and exported notebooks).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..method.alignment import align_distribution, class_marginal
+
+CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+COLORS = ["#7f7f7f", "#d62728", "#1f77b4"]
+
+
+def toy_predictions(n: int = 300, seed: int = 0, shares=(0.6, 0.25, 0.15), bias: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions ``(n, 3)`` of a network biased towards class 0, and the true classes ``(n,)``.
+
+    True classes are drawn with ``shares``; each pixel's logits favour its true class by
+    2 and class 0 by ``bias``, plus Gaussian noise, so minority pixels are often
+    predicted as class 0 (the effect alignment is meant to correct).
+    """
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(3, size=n, p=np.asarray(shares) / np.sum(shares))
+    logits = rng.normal(0, 1.0, size=(n, 3))
+    logits[np.arange(n), truth] += 2.0
+    logits[:, 0] += bias
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    return probs / probs.sum(1, keepdims=True), truth
+
+
+def align_toy(probs: np.ndarray, pi_l: Sequence[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned toy predictions and the unlabeled marginal pi_u they were aligned with."""
+    p = torch.from_numpy(probs).float().view(-1, 3, 1, 1)
+    pi_u = class_marginal(p)
+    aligned = align_distribution(p, torch.tensor(pi_l, dtype=torch.float32), pi_u, alpha)
+    return aligned.view(-1, 3).numpy(), pi_u.numpy()
+
+
+def to_xy(probs: np.ndarray) -> np.ndarray:
+    """Barycentric (n, 3) -> Cartesian (n, 2) inside the triangle."""
+    return np.asarray(probs) @ CORNERS
+
+
+def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """Plotly ternary plot: predictions before (hollow) and after alignment (filled), coloured by pseudo-label."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, probs, symbol in (("before", before, "circle-open"), ("after", after, "circle")):
+        labels = probs.argmax(1)
+        for c in range(3):
+            sel = labels == c
+            fig.add_trace(go.Scatterternary(
+                a=probs[sel, 2], b=probs[sel, 0], c=probs[sel, 1], mode="markers",
+                marker={"symbol": symbol, "color": COLORS[c], "size": 6, "opacity": 0.8},
+                name=f"{name}: pseudo-label {class_names[c]}", legendgroup=name))
+    fig.update_layout(
+        title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
+        ternary={"aaxis": {"title": class_names[2]}, "baxis": {"title": class_names[0]}, "caxis": {"title": class_names[1]}})
+    return fig
+
+
+def ternary_static(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """The same picture with matplotlib: two triangles, before and after alignment."""
+    fig = Figure(figsize=(9, 4.2))
+    axes = fig.subplots(1, 2)
+    centre = CORNERS.mean(0)
+    mids = [(CORNERS[i] + CORNERS[j]) / 2 for i, j in ((0, 1), (1, 2), (2, 0))]
+    for ax, probs, name in zip(axes, (before, after), ("before alignment", "after alignment")):
+        ax.fill(*CORNERS.T, facecolor="none", edgecolor="black")
+        for m in mids:
+            ax.plot([centre[0], m[0]], [centre[1], m[1]], color="black", lw=0.6, ls="--")
+        xy = to_xy(probs)
+        labels = probs.argmax(1)
+        shares = np.bincount(labels, minlength=3) / len(labels)
+        for c in range(3):
+            ax.scatter(*xy[labels == c].T, s=9, color=COLORS[c], alpha=0.7,
+                       label=f"{class_names[c]} ({shares[c]:.0%})")
+        for c, corner in enumerate(CORNERS):
+            ax.annotate(class_names[c], corner, textcoords="offset points", xytext=(0, -12 if c < 2 else 5),
+                        ha="center", fontsize=9)
+        ax.set_title(name, fontsize=10)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.legend(fontsize=7, loc="upper right", title="pseudo-label", title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,206 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Class imbalance in medical image segmentation
+#
+# Organs and lesions are small next to the background. A network trained on few
+# labeled images learns that "background" is almost always right, and the minority
+# classes pay for it. This notebook measures the imbalance and its effect.
+#
+# **Learning objectives.** After this notebook you can
+#
+# 1. measure pixel class shares in a segmentation dataset and explain why they matter;
+# 2. read a per-class Dice table and a confusion matrix of a model trained with few labels;
+# 3. compare a model's *predicted* class marginal with the *true* one — the quantity that
+#    Co-DA's distribution alignment (notebook 02) acts on.
+#
+# Everything runs on a laptop CPU. Real data (ACDC, CaDIS) is used when it is available
+# (set `CODA_EDU_DATA_DIR`, see `data_scripts/README.md`); otherwise those parts say so
+# and the notebook carries on with the synthetic phantoms.
+
+# %% tags=["parameters"]
+quick: bool = False           # CI size: a few seconds of training
+device: str = "auto"          # "auto" picks CUDA, then Apple MPS, then the CPU
+seed: int = 0
+solutions: bool = False       # fill in the exercise's reference answer
+imbalance: float = 0.5        # from 0 (large heart) to 1 (small heart, thin RV)
+labeled_patients: int = 2     # labeled synthetic patients for the supervised model
+iterations: int = 400         # training steps of the supervised model
+data_dir: str = ""            # folder with ACDC/ and CaDIS/ (empty: $CODA_EDU_DATA_DIR)
+
+# %%
+# %matplotlib inline
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import display
+
+from coda_edu import exercises
+from coda_edu.analysis import split_confusion_and_marginals
+from coda_edu.config import load_config
+from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
+from coda_edu.evaluate import format_table
+from coda_edu.train import train
+from coda_edu.viz.figures import plot_class_shares, plot_confusion_matrix
+from coda_edu.viz.widgets import imbalance_explorer
+
+steps = 30 if quick else iterations
+data_root = Path(data_dir or os.environ.get("CODA_EDU_DATA_DIR", "") or "/nonexistent")
+torch.manual_seed(seed)
+print(f"training steps: {steps}, real data folder: {data_root if data_root.is_dir() else 'not available'}")
+
+# %% [markdown]
+# ## 1. How small are the structures? The synthetic phantoms
+#
+# coda-edu's embedded data are short-axis cardiac-like slices: right ventricle (RV),
+# myocardium (MYO) and left ventricle (LV) inside a body section. The `imbalance` knob
+# shrinks the heart relative to the field of view. The bar chart uses a **log scale**:
+# on a linear scale the minority classes would be invisible.
+
+# %%
+settings = [0.0, 0.5, 1.0] if imbalance in (0.0, 0.5, 1.0) else [0.0, imbalance, 1.0]
+shares = {}
+for value in settings:
+    _, labels = generate_phantoms(12, 8, 64, imbalance=value, seed=seed)
+    shares[f"imbalance {value:.2f}"] = pixel_class_shares(labels, 4)
+for name, s in shares.items():
+    print(f"{name}: " + ", ".join(f"{c} {v:.2%}" for c, v in zip(CLASS_NAMES, s)))
+display(plot_class_shares(CLASS_NAMES, shares, title="pixel class shares of the phantoms"))
+
+# %% [markdown]
+# Move the slider to see how the shares and the picture change (the figure above the
+# slider is the default view, saved with the notebook).
+
+# %%
+explorer = imbalance_explorer(seed=seed)
+explorer.show()
+
+# %% [markdown]
+# ## 2. Real cine-MRI: ACDC
+#
+# The same three structures in the 1,312 training slices of the Automated Cardiac
+# Diagnosis Challenge (when the data is available).
+
+# %%
+from coda_edu.data.acdc import label_shares
+
+acdc_root = data_root / "ACDC"
+if (acdc_root / "train.list").is_file():
+    acdc_shares = label_shares(acdc_root)
+    print(", ".join(f"{c} {v:.2%}" for c, v in acdc_shares.items()))
+    display(plot_class_shares(list(acdc_shares), {"ACDC training slices": list(acdc_shares.values())},
+                              title="ACDC pixel class shares"))
+else:
+    print(f"ACDC not found under {acdc_root}: skipping (see data_scripts/README.md).")
+
+# %% [markdown]
+# ## 3. Surgical video: CaDIS, across the whole dataset
+#
+# CaDIS frames have no background: anatomy, instruments and "other" classes share
+# every pixel. `frame_index.csv` holds the per-class pixel counts of all 4,670 frames,
+# so the shares of the whole dataset can be computed without the images. Instruments
+# are the minority here (task II groups the 36 ids into 17 classes).
+
+# %%
+from coda_edu.data.cadis import frame_index_class_shares
+
+index = data_root / "CaDIS" / "frame_index.csv"
+if index.is_file():
+    cadis_shares = frame_index_class_shares(index, task=2)
+    ordered = sorted(cadis_shares.items(), key=lambda kv: -kv[1])
+    print("largest:", ", ".join(f"{c} {v:.1%}" for c, v in ordered[:3]))
+    print("smallest:", ", ".join(f"{c} {v:.3%}" for c, v in ordered[-3:]))
+    display(plot_class_shares([c for c, _ in ordered], {"CaDIS, all frames": [v for _, v in ordered]},
+                              title="CaDIS task II pixel class shares"))
+else:
+    print(f"{index} not found: skipping.")
+
+# %% [markdown]
+# ## 4. A supervised model trained with few labels
+#
+# Two networks (A and B, differently initialised) are trained on the labeled patients
+# only. The table shows the test Dice per class; the confusion matrix shows where the
+# minority pixels go.
+
+# %%
+overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
+             f"data.labeled_patients={labeled_patients}", f"data.synthetic.imbalance={imbalance}",
+             f"train.iterations={steps}", f"train.val_every={max(steps // 4, 1)}", "train.log_every=10"]
+if quick:
+    overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
+                  "data.synthetic.resolution=32", "model.levels=4"]
+cfg = load_config(None, overrides)
+result = train(cfg, Path("runs") / f"nb01-supervised-seed{seed}-{os.getpid()}", progress=True)
+
+# %%
+records = [r for r in result.evaluation["records"] if r["split"] == "test" and r["checkpoint"] == "best"]
+print(format_table(records, result.data.class_names, "dice", title="test Dice (best checkpoint)"))
+
+# %%
+from coda_edu.models import build_pair
+from coda_edu.checkpoint import load_checkpoint
+from coda_edu.config import resolve
+
+resolved = resolve(cfg)
+model_a, model_b = build_pair(resolved, 1, result.data.num_classes)
+best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+model_a.load_state_dict(best["model_a"])
+model_b.load_state_dict(best["model_b"])
+cm, predicted, true = split_confusion_and_marginals(model_a, model_b, result.data, device="cpu")
+display(plot_confusion_matrix(cm, result.data.class_names, title="test pixels, ensemble (rows sum to 1)"))
+
+# %% [markdown]
+# Each row is a true class; the diagonal is its recall. The small classes leak mostly
+# into **background**, not into each other.
+#
+# ## 5. Predicted versus true class marginal
+#
+# Averaging the softmax over all test pixels gives the model's *predicted marginal*.
+# With few labels it usually under-estimates the minority classes: the network is
+# biased towards the background on data it has not seen.
+
+# %%
+for c, p, t in zip(result.data.class_names, predicted, true):
+    print(f"{c:<11} predicted {p:7.3%}   true {t:7.3%}   ratio {p / max(t, 1e-12):5.2f}")
+display(plot_class_shares(result.data.class_names, {"predicted (mean softmax)": predicted, "true": true},
+                          title="class marginal on the test pixels"))
+
+# %% [markdown]
+# ## Exercise: compute the class shares yourself
+#
+# Write `my_class_shares(labels, num_classes)`: given an integer tensor of labels of any
+# shape, return a tensor with one value per class, the fraction of pixels of that
+# class (classes that do not occur get 0). Hint: `torch.bincount`.
+
+# %%
+def my_class_shares(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+if solutions:
+    my_class_shares = exercises.solution("class_shares")
+exercises.check("class_shares", my_class_shares)
+
+# %% [markdown]
+# ## Recap
+#
+# - Pixel class shares of medical segmentation data are extremely skewed: the
+#   structures of interest are a few percent of the image or less (use log scales).
+# - With few labels, a supervised model loses most on the smallest class, and its
+#   errors go to the background.
+# - Its predicted class marginal on unseen data under-estimates the minority classes.
+#   Notebook 02 uses exactly this marginal to correct pseudo-labels.

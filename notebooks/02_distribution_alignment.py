@@ -1,0 +1,216 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Distribution alignment and cross pseudo supervision
+#
+# Notebook 01 showed that a network trained with few labels under-predicts the small
+# classes on data it has not seen. Co-DA corrects each network's pseudo-labels by
+# **aligning** the class marginal of its predictions on unlabeled pixels to the
+# marginal of its predictions on labeled pixels, and lets two differently initialised
+# networks teach each other (**cross pseudo supervision**).
+#
+# **Learning objectives.** After this notebook you can
+#
+# 1. compute the labeled and unlabeled class marginals π_l and π_u of a network, and
+#    explain why they differ;
+# 2. apply the alignment p̃(c) ∝ p(c) · ((π_l(c) + ε) / (π_u(c) + ε))^α and predict
+#    what α and the EMA momentum do;
+# 3. explain how two networks with different initialisations disagree, and how each
+#    one's pseudo-labels supervise the other.
+
+# %% tags=["parameters"]
+quick: bool = False           # CI size
+device: str = "auto"
+seed: int = 0
+solutions: bool = False
+iterations: int = 250         # a partially trained network is what we want here
+labeled_patients: int = 2
+imbalance: float = 0.7        # a strongly imbalanced setting makes the bias visible
+alpha: float = 1.0            # default position of the alpha sliders
+momentum: float = 0.99        # default position of the momentum slider
+
+# %%
+# %matplotlib inline
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import display
+
+from coda_edu import exercises
+from coda_edu.analysis import alignment_effect, predict_pool
+from coda_edu.checkpoint import load_checkpoint
+from coda_edu.config import load_config, resolve
+from coda_edu.method import align_distribution, class_marginal, class_shares, pseudo_labels
+from coda_edu.models import build_pair
+from coda_edu.train import train
+from coda_edu.viz.display import show_plotly
+from coda_edu.viz.figures import blend, plot_class_shares
+from coda_edu.viz.simplex import align_toy, ternary_figure, ternary_static, toy_predictions
+from coda_edu.viz.widgets import alignment_explorer, simplex_explorer
+from matplotlib.figure import Figure
+
+steps = 30 if quick else iterations
+torch.manual_seed(seed)
+
+# %% [markdown]
+# ## 1. A partially trained pair of networks
+#
+# We train networks A (Kaiming initialisation) and B (Xavier initialisation) on two
+# labeled synthetic patients for a short while, then look at their predictions on the
+# labeled and the unlabeled training slices.
+
+# %%
+overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
+             f"train.val_every={steps}", f"data.labeled_patients={labeled_patients}",
+             f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
+if quick:
+    overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
+                  "data.synthetic.resolution=32", "model.levels=4"]
+cfg = load_config(None, overrides)
+result = train(cfg, Path("runs") / f"nb02-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
+data = result.data
+names = data.class_names
+model_a, model_b = build_pair(resolve(cfg), 1, data.num_classes)
+last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+model_a.load_state_dict(last["model_a"])
+model_b.load_state_dict(last["model_b"])
+probs_l = predict_pool(model_a, data.labeled)
+probs_u = predict_pool(model_a, data.unlabeled)
+truth_u = data.unlabeled.labels.long()
+
+# %% [markdown]
+# ## 2. Labeled versus unlabeled marginals
+#
+# π_l is the mean softmax of network A over the labeled pixels, π_u over the unlabeled
+# pixels. On the labeled images the network has seen the answers; on the unlabeled ones
+# it has not, and it predicts less of the small classes.
+
+# %%
+pi_l, pi_u = class_marginal(probs_l), class_marginal(probs_u)
+true_u = class_shares(truth_u, data.num_classes)
+for c, a, b, t in zip(names, pi_l, pi_u, true_u):
+    print(f"{c:<11} pi_l {float(a):7.3%}   pi_u {float(b):7.3%}   (hidden truth of the unlabeled pixels {float(t):7.3%})")
+display(plot_class_shares(names, {"pi_l (labeled)": pi_l, "pi_u (unlabeled)": pi_u, "unlabeled truth": true_u},
+                          title="class marginals of network A"))
+
+# %% [markdown]
+# ## 3. The formula on a toy example: the probability simplex
+#
+# With three classes, every prediction is a point of a triangle whose corners are the
+# classes; the dashed lines split it into the three argmax regions. Below, 300 toy
+# "pixels" of a network biased towards class 0. Alignment multiplies each class by
+# w(c) = (π_l(c) / π_u(c))^α and renormalises: points move away from the over-predicted
+# class, and some cross into the region of a minority class, changing their pseudo-label.
+
+# %%
+toy_names = ["background", "organ", "lesion"]
+toy_probs, toy_truth = toy_predictions(300, seed=seed)
+toy_pi_l = (np.bincount(toy_truth, minlength=3) / len(toy_truth)).tolist()  # the labeled marginal: true shares
+toy_aligned, toy_pi_u = align_toy(toy_probs, toy_pi_l, alpha)
+print("pi_u of the toy predictions:", np.round(toy_pi_u, 3), " pi_l:", np.round(toy_pi_l, 3))
+print("pseudo-label shares before:", np.round(np.bincount(toy_probs.argmax(1), minlength=3) / 300, 3),
+      " after:", np.round(np.bincount(toy_aligned.argmax(1), minlength=3) / 300, 3),
+      " truth:", np.round(np.bincount(toy_truth, minlength=3) / 300, 3))
+print(f"pseudo-label accuracy before {np.mean(toy_probs.argmax(1) == toy_truth):.1%}, "
+      f"after {np.mean(toy_aligned.argmax(1) == toy_truth):.1%}")
+show_plotly(ternary_figure(toy_probs, toy_aligned, toy_names, title=f"toy predictions before and after alignment (alpha={alpha})"))
+display(ternary_static(toy_probs, toy_aligned, toy_names, title="the same, as a static figure"))
+
+# %% [markdown]
+# Move α: at 0 nothing changes, at 1 the full ratio of marginals is applied.
+
+# %%
+simplex = simplex_explorer(toy_probs, toy_pi_l, toy_names)
+simplex.show()
+
+# %% [markdown]
+# ## 4. Alignment on the network's real predictions
+#
+# During training π_u is an exponential moving average (EMA) over batches,
+# π_u ← m·π_u + (1 − m)·(batch marginal). The explorer below replays the unlabeled
+# slices as batches of 8: the left plot shows the raw batch marginals (thin) and their
+# EMA (thick) for the chosen momentum m; the right plot the pseudo-label class shares
+# before and after aligning with that π_u. A momentum near 1 gives a smooth but slow
+# estimate; near 0 it follows every batch.
+
+# %%
+batch = 8
+batch_marginals = torch.stack([class_marginal(probs_u[i:i + batch]) for i in range(0, len(probs_u) - batch + 1, batch)])
+effect = alignment_effect(probs_u, pi_l, alpha)
+for c, b, a, t in zip(names, effect["before"], effect["after"], true_u):
+    print(f"{c:<11} pseudo-labels before {b:7.3%}  after {a:7.3%}  truth {float(t):7.3%}")
+explorer = alignment_explorer(batch_marginals, probs_u, pi_l, names, momentum=momentum)
+explorer.show()
+
+# %% [markdown]
+# ## 5. Two networks, two opinions: cross pseudo supervision
+#
+# A and B see the same images but start from different weights, so their mistakes
+# differ. Where they disagree (red below), at least one of them is wrong. In cross pseudo
+# supervision, **A is trained on B's pseudo-labels and B on A's**: each network's errors
+# are corrected by the other's opinion instead of being reinforced by its own. Co-DA
+# aligns each network's predictions before they become the other's targets.
+
+# %%
+probs_u_b = predict_pool(model_b, data.unlabeled)
+labels_a, labels_b = pseudo_labels(probs_u)[1], pseudo_labels(probs_u_b)[1]
+disagree = labels_a != labels_b
+print(f"A and B disagree on {disagree.float().mean():.2%} of the unlabeled pixels; "
+      f"on the foreground of either: {disagree[(labels_a > 0) | (labels_b > 0)].float().mean():.1%}")
+index = int(((truth_u > 0).flatten(1).sum(1)).argmax())
+image = data.unlabeled.images[index, 0].numpy()
+fig = Figure(figsize=(12, 3.2))
+axes = fig.subplots(1, 4)
+panels = [("B's pseudo-labels: target for A", labels_b[index]), ("A's pseudo-labels: target for B", labels_a[index]),
+          ("hidden truth", truth_u[index])]
+for ax, (title, lab) in zip(axes, panels):
+    ax.imshow(blend(image, lab.numpy(), names), interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+axes[3].imshow(image, cmap="gray")
+axes[3].imshow(np.ma.masked_where(~disagree[index].numpy(), disagree[index].numpy()), cmap="autumn", alpha=0.8)
+axes[3].set_title("disagreement of A and B", fontsize=9)
+axes[3].axis("off")
+fig.tight_layout()
+display(fig)
+
+# %% [markdown]
+# ## Exercise: write the alignment step
+#
+# Complete `my_align(probs, pi_l, pi_u, alpha)`: `probs` has shape (N, C, H, W) and sums
+# to 1 over dim 1; `pi_l`, `pi_u` have shape (C,). Return the aligned probabilities.
+
+# %%
+def my_align(probs: torch.Tensor, pi_l: torch.Tensor, pi_u: torch.Tensor, alpha: float) -> torch.Tensor:
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+if solutions:
+    my_align = exercises.solution("alignment")
+exercises.check("alignment", my_align)
+
+# %% [markdown]
+# ## Recap
+#
+# - A network's class marginal on unlabeled pixels (π_u) is biased towards the
+#   majority class compared with its marginal on labeled pixels (π_l).
+# - Alignment rescales every pixel's prediction by (π_l / π_u)^α and renormalises; this
+#   shifts pseudo-labels towards the minority classes. α sets the strength, the EMA
+#   momentum how quickly π_u follows the batches.
+# - Two differently initialised networks disagree where they are unsure; cross pseudo
+#   supervision lets each learn from the other's (aligned) pseudo-labels.
+# - Next: not every pseudo-label is worth learning from — notebook 03 filters them.

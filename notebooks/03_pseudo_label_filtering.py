@@ -1,0 +1,165 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Which pseudo-labels should a network learn from?
+#
+# Pseudo-labels are the network's own guesses on unlabeled images. Some are wrong, and
+# learning from wrong ones reinforces the mistakes. The usual remedy keeps only pixels
+# whose confidence passes a **fixed threshold** such as 0.95. Co-DA keeps a pixel when
+# its confidence is at least the **expected confidence of its class**
+# (over-expectation), so every class keeps its better pixels, also the classes the
+# network is never very sure about.
+#
+# **Learning objectives.** After this notebook you can
+#
+# 1. measure the noise of pseudo-labels per class against the hidden truth;
+# 2. read confidence histograms of correct and wrong pseudo-labels;
+# 3. compare no filter, a fixed threshold and the over-expectation filter by the
+#    coverage and the precision they give each class, and explain what a fixed
+#    threshold does to minority classes.
+#
+# The "unlabeled" images here are synthetic, so their true labels are known. They are
+# only used to *measure* pseudo-label quality, never to train.
+
+# %% tags=["parameters"]
+quick: bool = False
+device: str = "auto"
+seed: int = 0
+solutions: bool = False
+iterations: int = 300
+labeled_patients: int = 2
+imbalance: float = 0.7
+threshold: float = 0.95       # the fixed threshold compared with over-expectation
+
+# %%
+# %matplotlib inline
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import display
+
+from coda_edu import exercises
+from coda_edu.analysis import compare_filters, filter_masks, per_class_quality, predict_pool
+from coda_edu.checkpoint import load_checkpoint
+from coda_edu.config import load_config, resolve
+from coda_edu.method import class_expectations, pseudo_labels
+from coda_edu.models import build_pair
+from coda_edu.train import train
+from coda_edu.viz.figures import plot_confidence_histograms, plot_filter_comparison
+from coda_edu.viz.widgets import mask_explorer
+
+steps = 30 if quick else iterations
+torch.manual_seed(seed)
+
+# %% [markdown]
+# ## 1. Pseudo-labels of a network trained with few labels
+
+# %%
+overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
+             f"train.val_every={steps}", f"data.labeled_patients={labeled_patients}",
+             f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
+if quick:
+    overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
+                  "data.synthetic.resolution=32", "model.levels=4"]
+cfg = load_config(None, overrides)
+result = train(cfg, Path("runs") / f"nb03-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
+data = result.data
+names = data.class_names
+model_a, _ = build_pair(resolve(cfg), 1, data.num_classes)
+model_a.load_state_dict(load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["model_a"])
+probs = predict_pool(model_a, data.unlabeled)
+truth = data.unlabeled.labels.long()
+confidence, labels = pseudo_labels(probs)
+
+# %% [markdown]
+# ## 2. How noisy are they, per class?
+#
+# *Precision* of pseudo-class k: of the pixels labeled k, the share that truly are k.
+# *Recall*: of the pixels that truly are k, the share labeled k.
+
+# %%
+quality = per_class_quality(labels, truth, data.num_classes)
+print(f"{'class':<11}{'share':>9}{'precision':>11}{'recall':>9}")
+for c, name in enumerate(names):
+    print(f"{name:<11}{quality['share'][c]:9.3%}{quality['precision'][c]:11.3f}{quality['recall'][c]:9.3f}")
+
+# %% [markdown]
+# ## 3. Confidence of correct and wrong pseudo-labels
+#
+# If confidence separated right from wrong perfectly, a threshold would solve the
+# problem. It does not: wrong pseudo-labels can be confident, and for the small classes
+# even the correct ones are rarely above 0.95.
+
+# %%
+correct = (labels == truth).numpy().reshape(-1)
+display(plot_confidence_histograms(confidence.numpy().reshape(-1), correct, labels.numpy().reshape(-1), names))
+expected = class_expectations(confidence, labels, data.num_classes)
+print("expected (mean) confidence per pseudo-class:", ", ".join(f"{n} {float(e):.3f}" for n, e in zip(names, expected)))
+
+# %% [markdown]
+# ## 4. Three filters compared
+#
+# *Coverage*: the share of a class's pseudo-labels that the filter keeps (how much the
+# class can still learn from). *Precision*: how many of the kept ones are right.
+
+# %%
+rows = compare_filters(probs, truth, names, threshold)
+print(f"{'filter':<18}{'class':<11}{'coverage':>10}{'precision':>11}")
+for r in rows:
+    print(f"{r['filter']:<18}{r['class']:<11}{r['coverage']:10.3f}{r['precision']:11.3f}")
+display(plot_filter_comparison(rows, names))
+
+# %% [markdown]
+# Look at the minority classes under the fixed threshold: their coverage collapses —
+# the network is rarely 95 % sure about a small structure — so the unlabeled images
+# teach those classes almost nothing, while the background keeps nearly everything.
+# The over-expectation filter keeps a share of *every* class, chosen among that class's
+# more confident pixels, so precision rises without starving the small classes.
+#
+# Explore the masks on individual images (the first picture is the default view):
+
+# %%
+explorer = mask_explorer(data.unlabeled.images[:, 0].numpy(), probs, truth, names, threshold=threshold)
+explorer.show()
+
+# %% [markdown]
+# ## Exercise: the over-expectation mask
+#
+# Write `my_mask(confidence, labels, num_classes)`: `confidence` and `labels` have the
+# same shape; keep (True) a pixel when its confidence is at least the mean confidence of
+# all pixels with the same pseudo-label.
+
+# %%
+def my_mask(confidence: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+if solutions:
+    my_mask = exercises.solution("over_expectation_mask")
+exercises.check("over_expectation_mask", my_mask)
+
+# %% [markdown]
+# ## Recap
+#
+# - Pseudo-labels are noisiest for the minority classes, and confidence alone does not
+#   separate right from wrong.
+# - A fixed threshold keeps almost only background pixels: the minority classes lose
+#   most of their unlabeled signal.
+# - The over-expectation filter compares each pixel with its own class's expected
+#   confidence, so every class keeps its better half (or so) of the pseudo-labels.
+# - In Co-DA the mask of network B's aligned pseudo-labels weights the cross-entropy that
+#   trains network A (OECE), and vice versa. Notebook 04 runs the whole method.

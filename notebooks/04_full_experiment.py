@@ -1,0 +1,188 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · A full experiment: Co-DA against its baselines
+#
+# One parameterised experiment, from data to result table: train a method, follow its
+# learning curves, read the per-class results of network A, network B and their
+# ensemble, look at the segmentations, and compare with the baselines trained the same
+# way. Researchers run this notebook with papermill (`coda-edu notebooks sweep` runs it
+# over a grid); students change the parameters below.
+#
+# **Learning objectives.** After this notebook you can
+#
+# 1. run a complete semi-supervised experiment and find everything it wrote in its run
+#    folder (config, metrics, checkpoints, `eval.json`, figures);
+# 2. read learning curves: supervised and unsupervised losses, the ramp-up λ(t), the
+#    share of pseudo-labels the filter keeps, and the validation Dice;
+# 3. compare methods fairly: same data, same steps, checkpoints chosen on validation
+#    data, results reported on the test split.
+
+# %% tags=["parameters"]
+quick: bool = False
+device: str = "auto"
+seed: int = 0
+solutions: bool = False
+dataset: str = "synthetic"    # synthetic, acdc, la or cadis (real data needs CODA_EDU_DATA_DIR)
+labeled: int = 0              # labeled patients; 0 means the dataset's default below
+method: str = "coda"          # supervised, cps, mean_teacher or coda
+iterations: int = 0           # training steps; 0 means the dataset's workshop default
+compare_baselines: bool = True
+run_dir: str = ""             # where the run folder goes (empty: runs/04-...)
+overrides: list = []          # extra config overrides, e.g. ["method.alpha=0.5"]
+
+# %%
+# %matplotlib inline
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import Image, display
+
+from coda_edu import exercises
+from coda_edu.config import load_config, preset_path
+from coda_edu.evaluate import format_table
+from coda_edu.io import read_jsonl
+from coda_edu.train import train
+from coda_edu.viz.figures import plot_class_shares, plot_learning_curves
+
+# Workshop-size settings per dataset (minutes on a 2-core CPU); quick=True shrinks them to seconds.
+PRESETS = {
+    "synthetic": {"labeled": 4, "iterations": 600, "config": None, "extra": []},
+    "acdc": {"labeled": 7, "iterations": 600, "config": "acdc_cpu.yaml", "extra": []},
+    "la": {"labeled": 4, "iterations": 200, "config": None,
+           "extra": ["data.val_patients=2", "data.image_size=[48, 96, 96]", "model.base_width=8", "train.batch_size=2",
+                     "train.labeled_batch_size=1", "train.val_every=100", "eval.overlap=0.25"]},
+    "cadis": {"labeled": 1, "iterations": 300, "config": None,
+              "extra": ["data.image_size=[144, 256]", "train.batch_size=4", "train.labeled_batch_size=2", "eval.distances=false"]},
+}
+if dataset not in PRESETS:
+    raise ValueError(f"dataset must be one of {list(PRESETS)}, got {dataset!r}")
+preset = PRESETS[dataset]
+n_labeled = labeled or preset["labeled"]
+steps = iterations or preset["iterations"]
+config_file = preset_path(preset["config"]) if preset["config"] else None
+base = [f"data.name={dataset}", f"seed={seed}", f"train.device={device}", f"data.labeled_patients={n_labeled}",
+        f"train.iterations={steps}", f"train.val_every={max(steps // 6, 1)}", "train.log_every=10", *preset["extra"]]
+if quick:
+    steps = 12
+    base += [f"train.iterations={steps}", f"train.val_every={steps // 2}", "train.log_every=2", "model.base_width=4",
+             "eval.distances=false"]
+    if dataset == "synthetic":
+        base += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
+                 "data.synthetic.resolution=32", "model.levels=4"]
+    if dataset == "acdc":
+        base += ["data.image_size=[64, 64]", "model.levels=4", "train.batch_size=4", "train.labeled_batch_size=2"]
+base += list(overrides)
+out = Path(run_dir) if run_dir else Path("runs") / f"04-{dataset}-{method}-labeled{n_labeled}-seed{seed}"
+print(f"dataset {dataset}, {n_labeled} labeled, method {method}, {steps} steps, config {config_file}, run folder {out}")
+
+# %% [markdown]
+# ## 1. Train
+
+# %%
+cfg = load_config(config_file, base + [f"method.name={method}"])
+result = train(cfg, out, progress=True)
+data = result.data
+records = result.evaluation["records"]
+report_split = "test" if any(r["split"] == "test" for r in records) else "val"
+
+# %% [markdown]
+# ## 2. Learning curves
+#
+# Left: the supervised losses of A and B and (for semi-supervised methods) their
+# unsupervised losses. Middle: the ramp-up weight λ(t), the share of pseudo-labels the
+# filter keeps, and the learning-rate decay. Right: validation Dice of A, B and the
+# ensemble; the best of these points selected the `best` checkpoint.
+
+# %%
+display(plot_learning_curves(read_jsonl(out / "metrics.jsonl"), title=f"{method} on {dataset}"))
+
+# %% [markdown]
+# ## 3. Results per class
+#
+# Dice on the evaluation split for the `best` (chosen on validation) and the `last`
+# checkpoint. `eval.json` holds the same records with IoU, HD95 and ASD, and the
+# protocol that produced them.
+
+# %%
+for checkpoint in ("best", "last"):
+    rows = [r for r in records if r["split"] == report_split and r["checkpoint"] == checkpoint]
+    print(format_table(rows, data.class_names, "dice", title=f"{report_split} Dice, checkpoint '{checkpoint}'"))
+    print()
+protocol = result.evaluation["protocol"]
+print("checkpoint rule:", protocol["checkpoint_rule"])
+print("distance units:", protocol["units"]["hd95"])
+
+# %% [markdown]
+# ## 4. What the segmentations look like
+
+# %%
+display(Image(filename=str(out / "figures" / "overlay.png"), width=900))
+
+# %% [markdown]
+# ## 5. Against the baselines
+#
+# The same data, steps, seed and schedule, with `method.name` changed. (Set
+# `compare_baselines=False` to skip this part.)
+
+# %%
+summary = {method: {r["class"]: r["dice"] for r in records
+                    if r["split"] == report_split and r["checkpoint"] == "best" and r["model"] == "ensemble"}}
+if compare_baselines:
+    for baseline in ("supervised", "cps"):
+        if baseline == method:
+            continue
+        other = train(load_config(config_file, base + [f"method.name={baseline}"]), out.parent / f"{out.name}-{baseline}",
+                      progress=True, log=lambda s: None, data=data)
+        summary[baseline] = {r["class"]: r["dice"] for r in other.evaluation["records"]
+                             if r["split"] == report_split and r["checkpoint"] == "best" and r["model"] == "ensemble"}
+classes = [c for c in summary[method] if c != "mean"] + ["mean"]
+print(f"{report_split} Dice of the ensemble, best checkpoint")
+print(f"{'method':<12}" + "".join(f"{c:>9}" for c in classes))
+for name, values in summary.items():
+    print(f"{name:<12}" + "".join(f"{values[c]:9.4f}" for c in classes))
+display(plot_class_shares(classes, {name: [v[c] for c in classes] for name, v in summary.items()},
+                          title=f"{report_split} Dice per class", log=False))
+
+# %% [markdown]
+# With few steps and one seed, differences of a few points are within the noise: run
+# `coda-edu notebooks sweep` (several seeds) and notebook 05 before drawing conclusions.
+#
+# ## Exercise: read a number out of `eval.json`
+#
+# Write `my_mean_dice(records, model)` returning the mean Dice of `model` ("A", "B" or
+# "ensemble") on the **test** split at the **best** checkpoint (the record whose class
+# is `"mean"`).
+
+# %%
+def my_mean_dice(records: list, model: str) -> float:
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+if solutions:
+    my_mean_dice = exercises.solution("mean_dice")
+exercises.check("mean_dice", my_mean_dice)
+
+# %% [markdown]
+# ## Recap
+#
+# - A run folder holds everything needed to trust a number: the resolved config, the
+#   per-step metrics, both checkpoints, and `eval.json` with its protocol.
+# - Checkpoints are chosen on validation data; the test split only reports.
+# - Networks A and B differ only in initialisation; their ensemble is usually at
+#   least as good as either.
+# - Compare methods with the same data and budget, over several seeds (notebook 05).

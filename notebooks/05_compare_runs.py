@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Comparing runs: methods, labeled amounts and seeds
+#
+# One run is an anecdote. This notebook reads the run folders of many experiments
+# (for example those written by `coda-edu notebooks sweep`), groups them by method and
+# labeled amount, and reports the mean and the spread over seeds.
+#
+# **Learning objectives.** After this notebook you can
+#
+# 1. collect the results of many run folders into one table;
+# 2. report a mean with its standard deviation over seeds, and judge whether a
+#    difference between methods is larger than the seed-to-seed noise;
+# 3. read a "Dice against labeled amount" figure per method and per class.
+#
+# If `runs_dir` holds fewer than two groups of runs, the notebook first trains a small
+# demonstration grid (two methods × two labeled amounts × two seeds on the synthetic data).
+
+# %% tags=["parameters"]
+quick: bool = False
+device: str = "auto"
+seed: int = 0
+solutions: bool = False
+runs_dir: str = ""            # folder containing run folders (empty: runs/compare-demo)
+split: str = "test"           # evaluation split to compare (falls back to val when absent)
+checkpoint: str = "best"
+model: str = "ensemble"
+demo_iterations: int = 250    # steps per run of the demonstration grid
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+
+import numpy as np
+from IPython.display import display
+
+from coda_edu import exercises
+from coda_edu.analysis import collect_runs, find_runs, summarize
+from coda_edu.config import load_config
+from coda_edu.train import train
+from coda_edu.viz.figures import plot_class_shares, plot_comparison
+
+root = Path(runs_dir) if runs_dir else Path("runs") / "compare-demo"
+steps = 12 if quick else demo_iterations
+print(f"reading runs below {root.resolve()}")
+
+# %% [markdown]
+# ## 1. The runs (a demonstration grid is trained when there are too few)
+
+# %%
+rows = collect_runs(root)
+groups = {(r["method"], r["labeled"]) for r in rows}
+if len(groups) < 2:
+    grid = [(m, n, s) for m in ("supervised", "coda") for n in (2, 4) for s in (seed, seed + 1)]
+    print(f"only {len(groups)} group(s) found: training a demonstration grid of {len(grid)} runs, {steps} steps each")
+    for m, n, s in grid:
+        overrides = [f"method.name={m}", f"data.labeled_patients={n}", f"seed={s}", f"train.iterations={steps}",
+                     f"train.val_every={max(steps // 3, 1)}", f"train.device={device}", "eval.distances=false"]
+        if quick:
+            overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
+                          "data.synthetic.resolution=32", "model.levels=4", "model.base_width=4"]
+        out = root / f"demo-{m}-labeled{n}-seed{s}"
+        if not (out / "eval.json").exists():
+            train(load_config(None, overrides), out, progress=False, log=lambda s: None)
+    rows = collect_runs(root)
+runs = find_runs(root)
+print(f"{len(runs)} runs, methods: {sorted({r['method'] for r in rows})}, labeled amounts: {sorted({r['labeled'] for r in rows})}")
+if not any(r["split"] == split for r in rows):
+    print(f"no run has the '{split}' split; using 'val' instead")
+    split = "val"
+
+# %% [markdown]
+# ## 2. Mean ± standard deviation over seeds
+
+# %%
+summary = summarize(rows, ("method", "labeled"), "dice", split, checkpoint, model, "mean")
+print(f"{split} mean Dice of model '{model}', checkpoint '{checkpoint}'")
+print(f"{'method':<26}{'labeled':>8}{'mean':>9}{'std':>8}{'seeds':>7}")
+for s in summary:
+    print(f"{s['method']:<26}{s['labeled']!s:>8}{s['mean']:9.4f}{s['std']:8.4f}{s['n']:7d}")
+display(plot_comparison(summary, ylabel=f"{split} mean Dice ({model})", title="Dice against labeled amount (± std over seeds)"))
+
+# %% [markdown]
+# A difference between two methods smaller than their standard deviations is not a
+# finding. With more seeds the error bars shrink as 1/√n.
+#
+# ## 3. Per class, at the largest labeled amount
+
+# %%
+largest = max(s["labeled"] for s in summary)
+classes = [c for c in dict.fromkeys(r["class"] for r in rows) if c != "mean"]
+methods = sorted({s["method"] for s in summary})
+per_class = {}
+for m in methods:
+    values = []
+    for c in classes:
+        found = [s["mean"] for s in summarize([r for r in rows if r["labeled"] == largest and r["method"] == m],
+                                               ("method",), "dice", split, checkpoint, model, c)]
+        values.append(found[0] if found else np.nan)
+    per_class[m] = values
+display(plot_class_shares(classes, per_class, title=f"{split} Dice per class, {largest} labeled", log=False))
+
+# %% [markdown]
+# ## Exercise: mean and spread over seeds
+#
+# Write `my_mean_std(values)` returning `(mean, std)` of a list of per-seed scores,
+# with the *sample* standard deviation (the one that is right for a handful of seeds).
+
+# %%
+def my_mean_std(values: list) -> tuple:
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+if solutions:
+    my_mean_std = exercises.solution("mean_std")
+exercises.check("mean_std", my_mean_std)
+
+# %% [markdown]
+# ## Recap
+#
+# - `coda_edu.analysis.collect_runs` turns run folders into rows; `summarize` groups them.
+# - Report means with their spread over seeds, and compare methods at equal budgets.
+# - Per-class views show where a method helps: Co-DA targets the minority classes.
