@@ -162,9 +162,6 @@ def evaluate_run_dir(run_dir: str | Path, *, device: str | None = None, progress
     model_a, model_b = build_pair(cfg, data.in_channels, data.num_classes)
     model_a.to(dev)
     model_b.to(dev)
-    previous = None
-    if (run_dir / "eval.json").exists():
-        from .io import read_json
-
-        previous = read_json(run_dir / "eval.json").get("timing", {}).get("train_seconds")
-    return evaluate_run(run_dir, cfg, data, model_a, model_b, dev, precision, progress=progress, train_seconds=previous, log=log)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt").get("state", {})
+    return evaluate_run(run_dir, cfg, data, model_a, model_b, dev, precision, progress=progress,
+                        train_seconds=state.get("train_seconds"), log=log)

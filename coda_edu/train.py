@@ -76,7 +76,8 @@ class TrainState:
     step: int = 0
     best_score: float = -math.inf
     best_step: int = -1
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0   # time spent in training steps (validation and checkpoints excluded)
+    val_seconds: float = 0.0     # time spent validating and writing checkpoints
 
 
 @dataclass
@@ -250,8 +251,7 @@ class Trainer:
                      f"on {describe(self.device)}, {self.precision.name}")
         total = c.train.iterations
         bar = progress_bar(total=total, initial=self.state.step, desc=f"{c.method.name}", enabled=self.progress, unit="step")
-        started = time.perf_counter()
-        seconds_before = self.state.train_seconds
+        segment_start = time.perf_counter()
         postfix = {"loss": "-", "val": "-"}
         try:
             while self.state.step < total:
@@ -267,20 +267,24 @@ class Trainer:
                     postfix["loss"] = f"{row['loss']:.3f}"
                     bar.set_postfix(postfix, refresh=False)
                 if step % c.train.val_every == 0 or step == total:
-                    self.state.train_seconds = seconds_before + time.perf_counter() - started
+                    val_start = time.perf_counter()
+                    self.state.train_seconds += val_start - segment_start
                     scores = self.validate()
                     selected = scores[c.eval.select_model]["mean"]
                     improved = selected is not None and not math.isnan(selected) and selected > self.state.best_score
                     if improved:
                         self.state.best_score, self.state.best_step = selected, step
                     append_jsonl(self.metrics_path, [{"kind": "val", "step": step, "seconds": round(self.state.train_seconds, 2),
+                                                      "val_seconds": round(self.state.val_seconds, 2),
                                                       "dice": {m: scores[m] for m in scores}, "selected": selected,
                                                       "best_step": self.state.best_step}])
                     if improved or not (self.ckpt_dir / "best.pt").exists():
                         self._save_best(scores)
+                    self.state.val_seconds += time.perf_counter() - val_start
                     self._save_last()
                     postfix["val"] = f"{selected:.3f}"
                     bar.set_postfix(postfix, refresh=True)
+                    segment_start = time.perf_counter()
         finally:
             bar.close()
         return self.state

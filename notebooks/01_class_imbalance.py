@@ -169,8 +169,10 @@ display(plot_confusion_matrix(cm, result.data.class_names, title="test pixels, e
 # ## 5. Predicted versus true class marginal
 #
 # Averaging the softmax over all test pixels gives the model's *predicted marginal*.
-# With few labels it usually under-estimates the minority classes: the network is
-# biased towards the background on data it has not seen.
+# With few labels it departs from the true class shares on data the model has not
+# seen. Look at the ratios: which classes are under-estimated, which over-estimated?
+# (With the default settings the smallest class, the RV, is the one most
+# under-estimated.)
 
 # %%
 for c, p, t in zip(result.data.class_names, predicted, true):
@@ -202,5 +204,5 @@ exercises.check("class_shares", my_class_shares)
 #   structures of interest are a few percent of the image or less (use log scales).
 # - With few labels, a supervised model loses most on the smallest class, and its
 #   errors go to the background.
-# - Its predicted class marginal on unseen data under-estimates the minority classes.
-#   Notebook 02 uses exactly this marginal to correct pseudo-labels.
+# - Its predicted class marginal on unseen data departs from the true one, most for
+#   the smallest class. Notebook 02 uses such marginals to correct pseudo-labels.

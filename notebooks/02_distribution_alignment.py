@@ -34,9 +34,9 @@ quick: bool = False           # CI size
 device: str = "auto"
 seed: int = 0
 solutions: bool = False
-iterations: int = 250         # a partially trained network is what we want here
-labeled_patients: int = 2
-imbalance: float = 0.7        # a strongly imbalanced setting makes the bias visible
+iterations: int = 300
+labeled_patients: int = 3
+imbalance: float = 0.5
 alpha: float = 1.0            # default position of the alpha sliders
 momentum: float = 0.99        # default position of the momentum slider
 
@@ -68,9 +68,11 @@ torch.manual_seed(seed)
 # %% [markdown]
 # ## 1. A partially trained pair of networks
 #
-# We train networks A (Kaiming initialisation) and B (Xavier initialisation) on two
+# We train networks A (Kaiming initialisation) and B (Xavier initialisation) on three
 # labeled synthetic patients for a short while, then look at their predictions on the
-# labeled and the unlabeled training slices.
+# labeled and the unlabeled training slices. We follow network B, which learns faster
+# early on: with plain SGD, Kaiming's larger initial weights shrink the effective step
+# of the layers in front of batch norm, so A lags behind in short runs.
 
 # %%
 overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
@@ -87,24 +89,29 @@ model_a, model_b = build_pair(resolve(cfg), 1, data.num_classes)
 last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
 model_a.load_state_dict(last["model_a"])
 model_b.load_state_dict(last["model_b"])
-probs_l = predict_pool(model_a, data.labeled)
-probs_u = predict_pool(model_a, data.unlabeled)
+probs_l = predict_pool(model_b, data.labeled)
+probs_u = predict_pool(model_b, data.unlabeled)
 truth_u = data.unlabeled.labels.long()
 
 # %% [markdown]
 # ## 2. Labeled versus unlabeled marginals
 #
-# π_l is the mean softmax of network A over the labeled pixels, π_u over the unlabeled
-# pixels. On the labeled images the network has seen the answers; on the unlabeled ones
-# it has not, and it predicts less of the small classes.
+# π_l is the mean softmax of network B over the labeled pixels, π_u over the unlabeled
+# pixels. Co-DA's premise: on the labeled images the network has seen the answers, on
+# the unlabeled ones it has not, so π_u shows a bias that π_l does not — typically
+# too little of the small classes. Compare the four bars per class: is π_u below π_l
+# for the minority classes here, and how far are both from the true shares?
 
 # %%
 pi_l, pi_u = class_marginal(probs_l), class_marginal(probs_u)
+true_l = class_shares(data.labeled.labels.long(), data.num_classes)
 true_u = class_shares(truth_u, data.num_classes)
-for c, a, b, t in zip(names, pi_l, pi_u, true_u):
-    print(f"{c:<11} pi_l {float(a):7.3%}   pi_u {float(b):7.3%}   (hidden truth of the unlabeled pixels {float(t):7.3%})")
-display(plot_class_shares(names, {"pi_l (labeled)": pi_l, "pi_u (unlabeled)": pi_u, "unlabeled truth": true_u},
-                          title="class marginals of network A"))
+print(f"{'class':<11}{'pi_l':>9}{'pi_u':>9}{'labeled truth':>15}{'unlabeled truth':>17}")
+for c, a, b, tl, tu in zip(names, pi_l, pi_u, true_l, true_u):
+    print(f"{c:<11}{float(a):9.3%}{float(b):9.3%}{float(tl):15.3%}{float(tu):17.3%}")
+display(plot_class_shares(names, {"pi_l (labeled predictions)": pi_l, "pi_u (unlabeled predictions)": pi_u,
+                                  "labeled truth": true_l, "unlabeled truth": true_u},
+                          title="class marginals of network B"))
 
 # %% [markdown]
 # ## 3. The formula on a toy example: the probability simplex
@@ -139,20 +146,43 @@ simplex.show()
 # %% [markdown]
 # ## 4. Alignment on the network's real predictions
 #
+# Two choices of the target π_l (both are config options, `method.alignment`):
+#
+# - `predictions`: the network's own mean prediction on labeled pixels (Co-DA's
+#   marginal alignment as coda-edu reads it). It corrects only the *difference* between
+#   how the network behaves on labeled and on unlabeled data. When π_l ≈ π_u (as early
+#   in training, before the network has memorised its few labeled images), it changes
+#   little.
+# - `labels`: the true class frequencies of the labeled pixels. It also corrects a bias
+#   the network has on labeled data.
+#
+# The table compares both with the hidden truth of the unlabeled pixels.
+
+# %%
+effects = {"predictions": alignment_effect(probs_u, pi_l, alpha), "labels": alignment_effect(probs_u, true_l, alpha)}
+print(f"{'class':<11}{'before':>9}{'after (pred.)':>15}{'after (labels)':>16}{'truth':>9}")
+for c, name in enumerate(names):
+    print(f"{name:<11}{effects['predictions']['before'][c]:9.3%}{effects['predictions']['after'][c]:15.3%}"
+          f"{effects['labels']['after'][c]:16.3%}{float(true_u[c]):9.3%}")
+accuracy = {k: float((pseudo_labels(align_distribution(probs_u, t, pi_u, alpha))[1] == truth_u).float().mean())
+            for k, t in (("predictions", pi_l), ("labels", true_l))}
+print(f"pseudo-label accuracy: before {float((pseudo_labels(probs_u)[1] == truth_u).float().mean()):.2%}, "
+      f"after aligning to predictions {accuracy['predictions']:.2%}, to labels {accuracy['labels']:.2%}")
+
+# %% [markdown]
 # During training π_u is an exponential moving average (EMA) over batches,
-# π_u ← m·π_u + (1 − m)·(batch marginal). The explorer below replays the unlabeled
-# slices as batches of 8: the left plot shows the raw batch marginals (thin) and their
-# EMA (thick) for the chosen momentum m; the right plot the pseudo-label class shares
-# before and after aligning with that π_u. A momentum near 1 gives a smooth but slow
-# estimate; near 0 it follows every batch.
+# π_u ← m·π_u + (1 − m)·(batch marginal). The explorer replays the unlabeled slices as
+# batches of 8: the left plot shows the raw batch marginals (thin) and their EMA
+# (thick) for the chosen momentum m; the right plot the pseudo-label class shares before
+# and after aligning with that π_u, for the chosen target. A momentum near 1 gives a
+# smooth but slow estimate (early in training it still remembers the untrained
+# network); near 0 it follows every batch.
 
 # %%
 batch = 8
 batch_marginals = torch.stack([class_marginal(probs_u[i:i + batch]) for i in range(0, len(probs_u) - batch + 1, batch)])
-effect = alignment_effect(probs_u, pi_l, alpha)
-for c, b, a, t in zip(names, effect["before"], effect["after"], true_u):
-    print(f"{c:<11} pseudo-labels before {b:7.3%}  after {a:7.3%}  truth {float(t):7.3%}")
-explorer = alignment_explorer(batch_marginals, probs_u, pi_l, names, momentum=momentum)
+explorer = alignment_explorer(batch_marginals, probs_u, {"predictions": pi_l, "labels": true_l}, names,
+                              momentum=momentum, truth=truth_u)
 explorer.show()
 
 # %% [markdown]
@@ -165,8 +195,8 @@ explorer.show()
 # aligns each network's predictions before they become the other's targets.
 
 # %%
-probs_u_b = predict_pool(model_b, data.unlabeled)
-labels_a, labels_b = pseudo_labels(probs_u)[1], pseudo_labels(probs_u_b)[1]
+probs_u_a = predict_pool(model_a, data.unlabeled)
+labels_a, labels_b = pseudo_labels(probs_u_a)[1], pseudo_labels(probs_u)[1]
 disagree = labels_a != labels_b
 print(f"A and B disagree on {disagree.float().mean():.2%} of the unlabeled pixels; "
       f"on the foreground of either: {disagree[(labels_a > 0) | (labels_b > 0)].float().mean():.1%}")
@@ -206,11 +236,13 @@ exercises.check("alignment", my_align)
 # %% [markdown]
 # ## Recap
 #
-# - A network's class marginal on unlabeled pixels (π_u) is biased towards the
-#   majority class compared with its marginal on labeled pixels (π_l).
-# - Alignment rescales every pixel's prediction by (π_l / π_u)^α and renormalises; this
-#   shifts pseudo-labels towards the minority classes. α sets the strength, the EMA
-#   momentum how quickly π_u follows the batches.
+# - Co-DA's premise: a network's class marginal on unlabeled pixels (π_u) is biased
+#   compared with its marginal on labeled pixels (π_l). Measure it: early in training,
+#   or when the network underfits, the two can be almost equal.
+# - Alignment rescales every pixel's prediction by (π_l / π_u)^α and renormalises; when
+#   π_u under-counts a class, this shifts pseudo-labels towards it. α sets the strength,
+#   the EMA momentum how quickly π_u follows the batches, and the choice of π_l
+#   (predictions or labeled ground truth) which bias is corrected.
 # - Two differently initialised networks disagree where they are unsure; cross pseudo
 #   supervision lets each learn from the other's (aligned) pseudo-labels.
 # - Next: not every pseudo-label is worth learning from — notebook 03 filters them.

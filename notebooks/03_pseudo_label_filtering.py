@@ -38,8 +38,8 @@ device: str = "auto"
 seed: int = 0
 solutions: bool = False
 iterations: int = 300
-labeled_patients: int = 2
-imbalance: float = 0.7
+labeled_patients: int = 3
+imbalance: float = 0.5
 threshold: float = 0.95       # the fixed threshold compared with over-expectation
 
 # %%
@@ -66,6 +66,9 @@ torch.manual_seed(seed)
 
 # %% [markdown]
 # ## 1. Pseudo-labels of a network trained with few labels
+#
+# A supervised pair trained on three labeled patients; we look at the pseudo-labels of
+# network B on the unlabeled slices.
 
 # %%
 overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
@@ -78,9 +81,9 @@ cfg = load_config(None, overrides)
 result = train(cfg, Path("runs") / f"nb03-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
-model_a, _ = build_pair(resolve(cfg), 1, data.num_classes)
-model_a.load_state_dict(load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["model_a"])
-probs = predict_pool(model_a, data.unlabeled)
+_, model_b = build_pair(resolve(cfg), 1, data.num_classes)
+model_b.load_state_dict(load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["model_b"])
+probs = predict_pool(model_b, data.unlabeled)  # network B (see notebook 02 for why B rather than A here)
 truth = data.unlabeled.labels.long()
 confidence, labels = pseudo_labels(probs)
 
@@ -123,11 +126,12 @@ for r in rows:
 display(plot_filter_comparison(rows, names))
 
 # %% [markdown]
-# Look at the minority classes under the fixed threshold: their coverage collapses —
+# Look at the minority classes under the fixed threshold: their coverage drops most —
 # the network is rarely 95 % sure about a small structure — so the unlabeled images
-# teach those classes almost nothing, while the background keeps nearly everything.
-# The over-expectation filter keeps a share of *every* class, chosen among that class's
-# more confident pixels, so precision rises without starving the small classes.
+# teach those classes least, while the background keeps nearly everything. The
+# over-expectation filter keeps a larger share of each small class, chosen among that
+# class's more confident pixels: it trades some precision for coverage. Which of the two
+# helps training more is an empirical question (`benchmarks/quality.py` compares them).
 #
 # Explore the masks on individual images (the first picture is the default view):
 

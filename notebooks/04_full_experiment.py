@@ -40,7 +40,7 @@ method: str = "coda"          # supervised, cps, mean_teacher or coda
 iterations: int = 0           # training steps; 0 means the dataset's workshop default
 compare_baselines: bool = True
 run_dir: str = ""             # where the run folder goes (empty: runs/04-...)
-overrides: list = []          # extra config overrides, e.g. ["method.alpha=0.5"]
+overrides: list = []          # extra config overrides, strings in the format of coda-edu train --set
 
 # %%
 # %matplotlib inline

@@ -39,6 +39,8 @@ def test_notebook_structure():
         tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name
         params = notebooks.notebook_parameters(notebooks.paired_path(name))
+        assigned = [line for line in nb.cells[tagged[0]].source.splitlines() if line and not line.startswith("#")]
+        assert len(params) == len(assigned), f"{name}: papermill parses {len(params)} of {len(assigned)} parameters"
         for required in ("quick", "device", "seed", "solutions"):
             assert required in params, (name, required)
         assert params["quick"]["type"] == "bool" and params["device"]["default"] == '"auto"'

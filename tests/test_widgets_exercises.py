@@ -40,9 +40,13 @@ def test_alignment_explorer_momentum_and_alpha():
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(16, 3, 8, 8, generator=g) + torch.tensor([2.0, 0, 0]).view(1, 3, 1, 1), 1)
     marginals = torch.stack([probs[i:i + 4].mean((0, 2, 3)) for i in range(0, 16, 4)])
-    explorer = widgets.alignment_explorer(marginals, probs, torch.tensor([0.6, 0.25, 0.15]), ["bg", "a", "b"])
+    targets = {"predictions": probs.mean((0, 2, 3)), "labels": torch.tensor([0.6, 0.25, 0.15])}
+    explorer = widgets.alignment_explorer(marginals, probs, targets, ["bg", "a", "b"], truth=probs.argmax(1))
     before, after = changes(explorer, "momentum", 0.0, "pi_u")
     assert torch.allclose(torch.as_tensor(after), marginals[-1], atol=1e-6)  # momentum 0: the last batch
+    explorer.controls["target"].value = "labels"
+    assert explorer.data["after"][0] < explorer.data["before"][0]  # towards the less background-heavy target
+    assert explorer.data["accuracy_before"] == 1.0
     explorer.controls["alpha"].value = 0.0
     assert np.allclose(explorer.data["after"], explorer.data["before"])
 

@@ -127,13 +127,14 @@ def load_acdc(cfg) -> SegmentationData:
     labeled_set = set(labeled_patients)
 
     slice_names, slice_source = training_slices(root, train_cases)
-    images, labels = [], []
-    for name in slice_names:
-        image, label = read_h5(root / "data" / "slices" / f"{name}.h5", len(CLASS_NAMES), image_ndim=2)
-        images.append(image[None])
-        labels.append(label)
     size = tuple(cfg.data.image_size) or DEFAULT_SIZE
-    x, y = resize_slices(images, labels, size, cfg.data.crop)
+
+    def slices():
+        for name in slice_names:
+            image, label = read_h5(root / "data" / "slices" / f"{name}.h5", len(CLASS_NAMES), image_ndim=2)
+            yield image[None], label
+
+    x, y = resize_slices(slices(), len(slice_names), size, cfg.data.crop)
     is_labeled = torch.tensor([patient_of(n) in labeled_set for n in slice_names])
     lab_idx, unl_idx = torch.nonzero(is_labeled).flatten(), torch.nonzero(~is_labeled).flatten()
     if len(unl_idx) == 0 and cfg.method.name != "supervised":

@@ -13,7 +13,7 @@ A dataset is loaded once into memory as a :class:`SegmentationData`:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -43,11 +43,12 @@ def center_crop_box(h: int, w: int, fraction: Optional[float]) -> tuple[int, int
     return top, top + ch, left, left + cw
 
 
-def resize_slices(images: list[np.ndarray], labels: Optional[list[np.ndarray]], size: tuple[int, int],
-                  crop: Optional[float] = None, as_uint8: bool = False):
+def resize_slices(items: Iterable[tuple[np.ndarray, Optional[np.ndarray]]], count: int, size: tuple[int, int],
+                  crop: Optional[float] = None, as_uint8: bool = False, labeled: bool = True):
     """Resize 2D items of any size to one training size (done once, when a dataset is opened).
 
-    ``images``: ``(C, H, W)`` arrays; ``labels``: ``(H, W)``. Images are resized bilinearly
+    ``items`` yields ``(image (C, H, W), label (H, W))`` pairs and is consumed one at a
+    time, so only the resized copies are held in memory. Images are resized bilinearly
     (antialiased when shrinking), labels with nearest neighbour; the aspect ratio is not
     kept (evaluation resizes predictions back to each slice's own size). Returns
     ``(images (N, C, *size), labels (N, *size) uint8 or None)``; images as float32, or as
@@ -55,16 +56,22 @@ def resize_slices(images: list[np.ndarray], labels: Optional[list[np.ndarray]], 
     """
     import torch.nn.functional as F
 
-    out_x = torch.empty((len(images), images[0].shape[0], *size), dtype=torch.uint8 if as_uint8 else torch.float32)
-    out_y = None if labels is None else torch.empty((len(images), *size), dtype=torch.uint8)
-    for i, image in enumerate(images):
+    out_x = out_y = None
+    n = 0
+    for i, (image, label) in enumerate(items):
+        if out_x is None:
+            out_x = torch.empty((count, image.shape[0], *size), dtype=torch.uint8 if as_uint8 else torch.float32)
+            out_y = torch.empty((count, *size), dtype=torch.uint8) if labeled else None
         top, bottom, left, right = center_crop_box(image.shape[-2], image.shape[-1], crop)
         x = torch.from_numpy(np.ascontiguousarray(image[:, top:bottom, left:right])).float()[None]
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
         out_x[i] = x.round().clamp(0, 255).to(torch.uint8) if as_uint8 else x
         if out_y is not None:
-            y = torch.from_numpy(np.ascontiguousarray(labels[i][top:bottom, left:right]).astype(np.int64))[None, None].float()
+            y = torch.from_numpy(np.ascontiguousarray(label[top:bottom, left:right]).astype(np.int64))[None, None].float()
             out_y[i] = F.interpolate(y, size=size, mode="nearest")[0, 0].to(torch.uint8)
+        n += 1
+    if n != count:
+        raise ValueError(f"expected {count} items, got {n}")
     return out_x, out_y
 
 

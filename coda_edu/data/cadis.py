@@ -154,11 +154,12 @@ def load_cadis(cfg) -> SegmentationData:
     size = tuple(cfg.data.image_size) or DEFAULT_SIZE
 
     def pool(videos: list[int]) -> TrainPool:
-        items = [(v, read_frame(i, l, lookup)) for v in videos for i, l in frames[v]]
-        if not items:
+        paths = [(v, image, label) for v in videos for image, label in frames[v]]
+        if not paths:
             return TrainPool(torch.zeros((0, 3, *size), dtype=torch.uint8), torch.zeros((0, *size), dtype=torch.uint8), [], scale=1 / 255)
-        x, y = resize_slices([img for _, (img, _) in items], [lab for _, (_, lab) in items], size, as_uint8=True)
-        return TrainPool(x, y, [f"Video{v:02d}" for v, _ in items], scale=1 / 255)
+        items = (read_frame(image, label, lookup) for _, image, label in paths)
+        x, y = resize_slices(items, len(paths), size, as_uint8=True)
+        return TrainPool(x, y, [f"Video{v:02d}" for v, _, _ in paths], scale=1 / 255)
 
     def cases(split: str) -> list[Case]:
         out = []

@@ -192,7 +192,10 @@ def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labe
         sel = labels == c
         ax.hist(confidence[sel & correct], bins=edges, alpha=0.7, label="correct", color="tab:green")
         ax.hist(confidence[sel & ~correct], bins=edges, alpha=0.7, label="wrong", color="tab:red")
-        ax.set_yscale("log")
+        if sel.any():
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no pixel has\nthis pseudo-label", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
         ax.set_xlabel("confidence")
         if c == 0:

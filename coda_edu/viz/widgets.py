@@ -103,26 +103,35 @@ def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequ
     return Explorer({"alpha": _slider("alpha", 1.0, 0.0, 1.0, 0.05)}, draw, "Alignment on the probability simplex")
 
 
-def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, pi_l: torch.Tensor,
-                       class_names: Sequence[str], momentum: float = 0.99) -> Explorer:
-    """Sliders ``alpha`` and ``momentum``.
+def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, targets: dict[str, torch.Tensor],
+                       class_names: Sequence[str], momentum: float = 0.99, truth: torch.Tensor | None = None) -> Explorer:
+    """Menu ``target`` and sliders ``alpha`` and ``momentum``.
 
-    ``batch_marginals`` ``(T, C)``: the unlabeled marginal of T successive batches; the
-    EMA of them with the chosen momentum is the pi_u used to align ``probs_u``
-    ``(N, C, H, W)`` towards ``pi_l``. The figure shows the EMA trace and the pseudo-label
-    class shares before and after alignment.
+    ``batch_marginals`` ``(T, C)``: the unlabeled marginal of T successive batches; their EMA
+    with the chosen momentum is the pi_u used to align ``probs_u`` ``(N, C, H, W)`` towards
+    the chosen target pi_l (``targets``: name -> ``(C,)``, e.g. the network's labeled
+    predictions or the labeled ground truth). The figure shows the EMA trace and the
+    pseudo-label class shares before and after alignment (and the hidden truth's shares
+    when ``truth`` is given); ``data`` also holds the pseudo-label accuracy.
     """
+    import ipywidgets as widgets
+
     from ..analysis import ema_trace
 
     k = len(class_names)
+    true_shares = None if truth is None else torch.bincount(truth.reshape(-1).long(), minlength=k)[:k].double()
 
-    def draw(alpha: float, momentum: float):
+    def shares(labels):
+        counts = torch.bincount(labels.reshape(-1), minlength=k)[:k].double()
+        return (counts / counts.sum()).numpy()
+
+    def draw(target: str, alpha: float, momentum: float):
+        pi_l = targets[target]
         trace = ema_trace(batch_marginals, momentum)
         pi_u = trace[-1]
-        before = torch.bincount(pseudo_labels(probs_u)[1].reshape(-1), minlength=k)[:k].double()
-        aligned = align_distribution(probs_u, pi_l, pi_u, alpha)
-        after = torch.bincount(pseudo_labels(aligned)[1].reshape(-1), minlength=k)[:k].double()
-        before, after = (before / before.sum()).numpy(), (after / after.sum()).numpy()
+        labels_before = pseudo_labels(probs_u)[1]
+        labels_after = pseudo_labels(align_distribution(probs_u, pi_l, pi_u, alpha))[1]
+        before, after = shares(labels_before), shares(labels_after)
         fig = Figure(figsize=(11, 3.3))
         ax_trace, ax_bar = fig.subplots(1, 2)
         steps = np.arange(len(trace))
@@ -133,19 +142,27 @@ def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, pi_
         ax_trace.set_xlabel("batch")
         ax_trace.set_title(f"EMA of the unlabeled marginal, momentum {momentum:.3f} (dotted: pi_l)", fontsize=9)
         ax_trace.legend(fontsize=7)
+        series = {"before alignment": before, f"after (alpha={alpha:.2f})": after, f"pi_l ({target})": pi_l.numpy()}
+        if true_shares is not None:
+            series["hidden truth"] = (true_shares / true_shares.sum()).numpy()
+        width = 0.8 / len(series)
         x = np.arange(k)
-        ax_bar.bar(x - 0.27, before, 0.27, label="before alignment")
-        ax_bar.bar(x, after, 0.27, label=f"after (alpha={alpha:.2f})")
-        ax_bar.bar(x + 0.27, pi_l.numpy(), 0.27, label="pi_l (labeled marginal)")
+        for i, (name, values) in enumerate(series.items()):
+            ax_bar.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
         ax_bar.set_xticks(x)
         ax_bar.set_xticklabels(class_names, fontsize=8)
         ax_bar.set_yscale("log")
         ax_bar.set_title("pseudo-label class shares", fontsize=9)
         ax_bar.legend(fontsize=7)
         fig.tight_layout()
-        return fig, {"pi_u": pi_u.numpy(), "before": before, "after": after}
+        data = {"pi_u": pi_u.numpy(), "before": before, "after": after}
+        if truth is not None:
+            data["accuracy_before"] = float((labels_before == truth).float().mean())
+            data["accuracy_after"] = float((labels_after == truth).float().mean())
+        return fig, data
 
-    controls = {"alpha": _slider("alpha", 1.0, 0.0, 1.0, 0.05),
+    controls = {"target": widgets.Dropdown(options=list(targets), value=list(targets)[0], description="pi_l from"),
+                "alpha": _slider("alpha", 1.0, 0.0, 1.0, 0.05),
                 "momentum": _slider("momentum", momentum, 0.0, 0.999, 0.001)}
     return Explorer(controls, draw, "Distribution alignment on real predictions")
 

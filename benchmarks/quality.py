@@ -1,0 +1,138 @@
+"""Segmentation quality of the methods and ablations, at equal iterations, over seeds.
+
+    python benchmarks/quality.py [--quick] [--seeds 3] [--datasets synthetic,acdc] [--out FILE]
+
+Methods: supervised, CPS, mean teacher, Co-DA, and the ablations "alignment only"
+(Co-DA without the filter) and "filter only" (Co-DA without alignment), all trained by
+the same loop with the same data, steps and schedule. For each method and dataset the
+table gives the mean and standard deviation over seeds of the per-class and mean Dice
+of the ensemble at the ``best`` checkpoint (chosen on validation data):
+
+- (a) synthetic phantoms at a strong imbalance setting (imbalance 0.9, 2 labeled
+  patients of 40), reported on the synthetic **test** patients; each seed draws its own
+  phantoms and initialisation;
+- (b) ACDC with the CPU preset (``configs/acdc_cpu.yaml``, 7 labeled patients), reported on
+  the 10 **validation** patients (the test patients are not in the development subset;
+  the validation volumes both select the checkpoint and report, which the table says).
+
+Nothing is ever selected on test data. Run folders are kept in
+``benchmarks/results/quality/`` so notebook 05 can draw them
+(``coda-edu notebooks run 05 -p runs_dir benchmarks/results/quality/synthetic``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import time
+
+from _common import RESULTS, has_acdc, table, write_results
+
+METHODS = {
+    "supervised": ["method.name=supervised"],
+    "cps": ["method.name=cps"],
+    "mean teacher": ["method.name=mean_teacher"],
+    "coda": ["method.name=coda"],
+    "alignment only": ["method.name=coda", "method.filter=none"],
+    "filter only": ["method.name=coda", "method.alignment=none"],
+}
+
+
+def dataset_settings(name: str, quick: bool) -> dict:
+    if name == "synthetic":
+        overrides = ["data.name=synthetic", "data.synthetic.imbalance=0.9", "data.labeled_patients=2",
+                     "train.iterations=600", "train.val_every=100"]
+        if quick:
+            overrides += ["train.iterations=20", "train.val_every=10", "data.synthetic.resolution=32", "model.levels=4",
+                          "model.base_width=4", "data.synthetic.n_patients=24", "data.synthetic.val_patients=4",
+                          "data.synthetic.test_patients=4"]
+        return {"config": None, "overrides": overrides + ["eval.distances=false"], "split": "test", "reuse_data": False}
+    if name == "acdc":
+        from coda_edu.config import preset_path
+
+        overrides = ["eval.splits=[val]", "eval.distances=false"]
+        if quick:
+            overrides += ["train.iterations=20", "train.val_every=10", "data.image_size=[64, 64]", "model.levels=4",
+                          "model.base_width=4"]
+        return {"config": preset_path("acdc_cpu.yaml"), "overrides": overrides, "split": "val", "reuse_data": True}
+    raise SystemExit(f"unknown dataset {name!r} (synthetic or acdc)")
+
+
+def run_dataset(name: str, seeds: list[int], quick: bool, log) -> list[dict]:
+    from coda_edu.config import load_config
+    from coda_edu.data import load_dataset
+    from coda_edu.train import train
+
+    s = dataset_settings(name, quick)
+    root = RESULTS / "quality" / name
+    shared = load_dataset(load_config(s["config"], s["overrides"])) if s["reuse_data"] else None
+    rows = []
+    for method, method_overrides in METHODS.items():
+        for seed in seeds:
+            out = root / f"{method.replace(' ', '_')}-seed{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            cfg = load_config(s["config"], s["overrides"] + method_overrides + [f"seed={seed}"])
+            start = time.perf_counter()
+            result = train(cfg, out, progress=False, log=lambda m: None, data=shared)
+            records = [r for r in result.evaluation["records"]
+                       if r["split"] == s["split"] and r["checkpoint"] == "best" and r["model"] == "ensemble"]
+            dice = {r["class"]: r["dice"] for r in records}
+            rows.append({"dataset": name, "method": method, "seed": seed, "split": s["split"], "dice": dice,
+                         "best_step": result.state.best_step, "seconds": time.perf_counter() - start})
+            log(f"  {name} {method:<15} seed {seed}: mean Dice {dice['mean']:.4f} ({time.perf_counter() - start:.0f} s)")
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    import numpy as np
+
+    out = []
+    for method in METHODS:
+        mine = [r for r in rows if r["method"] == method]
+        if not mine:
+            continue
+        row = {"method": method, "seeds": len(mine)}
+        for cls in mine[0]["dice"]:
+            values = np.array([r["dice"][cls] for r in mine if r["dice"][cls] is not None and not math.isnan(r["dice"][cls])])
+            row[cls] = float(values.mean()) if values.size else float("nan")
+            row[f"{cls}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            row[f"{cls}_text"] = f"{row[cls]:.3f} ± {row[f'{cls}_std']:.3f}"
+        out.append(row)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny runs, 2 seeds (CI size)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", default="synthetic,acdc", help="comma-separated: synthetic, acdc")
+    parser.add_argument("--out", help="results JSON (default: benchmarks/results/quality.json)")
+    args = parser.parse_args(argv)
+    seeds = list(range(2 if args.quick else args.seeds))
+    datasets = [d for d in args.datasets.split(",") if d]
+    if "acdc" in datasets and not has_acdc():
+        print("ACDC not found under $CODA_EDU_DATA_DIR: skipping it (see data_scripts/README.md)")
+        datasets.remove("acdc")
+    rows = []
+    for name in datasets:
+        print(f"{name}: {len(METHODS)} methods x {len(seeds)} seeds", flush=True)
+        rows += run_dataset(name, seeds, args.quick, lambda m: print(m, flush=True))
+    tables = {}
+    for name in datasets:
+        summary = summarise([r for r in rows if r["dataset"] == name])
+        classes = [c for c in rows[[r["dataset"] for r in rows].index(name)]["dice"] if c != "mean"] + ["mean"]
+        split = next(r["split"] for r in rows if r["dataset"] == name)
+        print(f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
+              f"mean ± std over {len(seeds)} seeds")
+        print(table(summary, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
+        tables[name] = summary
+    path = write_results("quality", {"quick": args.quick, "seeds": seeds, "methods": METHODS, "runs": rows,
+                                     "summary": tables}, args.out)
+    print(f"\nresults: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The benchmark scripts run in quick mode, print their tables and write their results."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_benchmark(script, tmp_path, *args):
+    out = tmp_path / f"{script}.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--quick", "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_throughput_quick(tmp_path):
+    stdout, result = run_benchmark("throughput", tmp_path)
+    assert "x reference" in stdout and "of peak" in stdout and "dense fp32 matmul peak" in stdout
+    rows = {r["loop"]: r for r in result["rows"]}
+    ref, coda = rows["reference (fp32, scipy DataLoader)"], rows["coda-edu coda (fp32)"]
+    assert ref["step_s"] > 0 and coda["step_s"] > 0
+    # Same network, batch and algorithm: the FLOP counts agree within the small cost of the losses.
+    assert abs(ref["gflop_per_step"] - coda["gflop_per_step"]) / coda["gflop_per_step"] < 0.05
+    assert 0 < coda["peak_fraction"] < 1.5 and coda["peak_memory_mb"] > 0
+    assert result["machine"]["cpu"]
+
+
+@pytest.mark.slow
+def test_quality_quick(tmp_path):
+    stdout, result = run_benchmark("quality", tmp_path, "--datasets", "synthetic")
+    for method in ("supervised", "cps", "mean teacher", "coda", "alignment only", "filter only"):
+        assert method in stdout
+    assert "mean ± std over 2 seeds" in stdout
+    assert len(result["runs"]) == 6 * 2
+    assert {r["split"] for r in result["runs"]} == {"test"}
+
+
+@pytest.mark.slow
+def test_time_to_dice_quick(tmp_path):
+    stdout, result = run_benchmark("time_to_dice", tmp_path)
+    assert "min to 0.52" in stdout
+    assert [r["method"] for r in result["rows"]] == ["supervised", "cps", "coda"]
+    for curve in result["curves"].values():
+        minutes = [p[0] for p in curve]
+        assert minutes == sorted(minutes) and len(curve) >= 2
