@@ -75,7 +75,7 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
         cells.append(col)
     lines = []
     for i in range(len(rows) + 1):
-        lines.append("  ".join(col[i].rjust(w) if i else col[i].ljust(w) if j == 0 else col[i].rjust(w)
+        lines.append("  ".join(col[i].ljust(w) if j == 0 else col[i].rjust(w)
                                for j, (col, w) in enumerate(zip(cells, widths))))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -41,13 +41,13 @@ METHODS = {
 
 
 def dataset_settings(name: str, quick: bool) -> dict:
+    from coda_edu.config import SMALL_SYNTHETIC
+
     if name == "synthetic":
         overrides = ["data.name=synthetic", "data.synthetic.imbalance=0.9", "data.labeled_patients=2",
                      "train.iterations=600", "train.val_every=100"]
         if quick:
-            overrides += ["train.iterations=20", "train.val_every=10", "data.synthetic.resolution=32", "model.levels=4",
-                          "model.base_width=4", "data.synthetic.n_patients=24", "data.synthetic.val_patients=4",
-                          "data.synthetic.test_patients=4"]
+            overrides += SMALL_SYNTHETIC + ["train.iterations=20", "train.val_every=10", "model.base_width=4"]
         return {"config": None, "overrides": overrides + ["eval.distances=false"], "split": "test", "reuse_data": False}
     if name == "acdc":
         from coda_edu.config import preset_path
@@ -60,18 +60,28 @@ def dataset_settings(name: str, quick: bool) -> dict:
     raise SystemExit(f"unknown dataset {name!r} (synthetic or acdc)")
 
 
-def run_dataset(name: str, seeds: list[int], quick: bool, log) -> list[dict]:
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """``"coda, labels target:method.name=coda,method.alignment=labels"`` -> (label, overrides)."""
+    if ":" not in text:
+        raise SystemExit(f"--variant {text!r} must look like LABEL:KEY=VALUE,KEY=VALUE")
+    label, overrides = text.rsplit(":", 1)
+    return label.strip(), [o.strip() for o in overrides.split(",") if o.strip()]
+
+
+def run_dataset(name: str, seeds: list[int], quick: bool, log, methods: dict | None = None,
+                extra: list[str] | None = None) -> list[dict]:
     from coda_edu.config import load_config
     from coda_edu.data import load_dataset
     from coda_edu.train import train
 
     s = dataset_settings(name, quick)
+    s["overrides"] += extra or []
     root = RESULTS / "quality" / name
     shared = load_dataset(load_config(s["config"], s["overrides"])) if s["reuse_data"] else None
     rows = []
-    for method, method_overrides in METHODS.items():
+    for method, method_overrides in (methods or METHODS).items():
         for seed in seeds:
-            out = root / f"{method.replace(' ', '_')}-seed{seed}"
+            out = root / f"{''.join(ch if ch.isalnum() else '_' for ch in method)}-seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             cfg = load_config(s["config"], s["overrides"] + method_overrides + [f"seed={seed}"])
             start = time.perf_counter()
@@ -89,7 +99,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     import numpy as np
 
     out = []
-    for method in METHODS:
+    for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         if not mine:
             continue
@@ -103,13 +113,42 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def paired_deltas(rows: list[dict], baseline: str = "cps") -> list[dict]:
+    """Per method, the mean ± std over seeds of (method - baseline) Dice, paired by seed (same data and
+    initialisation), which removes most of the seed-to-seed variation."""
+    import numpy as np
+
+    out = []
+    base = {(r["seed"], c): v for r in rows if r["method"] == baseline for c, v in r["dice"].items()}
+    if not base:
+        return out
+    for method in dict.fromkeys(r["method"] for r in rows):
+        if method == baseline:
+            continue
+        row = {"method": f"{method} - {baseline}"}
+        for cls in next(r for r in rows if r["method"] == method)["dice"]:
+            diffs = np.array([r["dice"][cls] - base[(r["seed"], cls)] for r in rows if r["method"] == method
+                              and (r["seed"], cls) in base and r["dice"][cls] is not None and base[(r["seed"], cls)] is not None])
+            diffs = diffs[~np.isnan(diffs)]
+            sd = diffs.std(ddof=1) if diffs.size > 1 else 0.0
+            row[f"{cls}_text"] = f"{diffs.mean():+.3f} ± {sd:.3f}" if diffs.size else "n/a"
+        out.append(row)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny runs, 2 seeds (CI size)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", default="synthetic,acdc", help="comma-separated: synthetic, acdc")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
+                        help="replace the method list by these variants (repeatable), e.g. "
+                             "'coda, labels target:method.name=coda,method.alignment=labels'")
+    parser.add_argument("--set", action="append", default=[], dest="extra", metavar="KEY=VALUE",
+                        help="an override applied to every run (repeatable), e.g. train.iterations=1200")
     parser.add_argument("--out", help="results JSON (default: benchmarks/results/quality.json)")
     args = parser.parse_args(argv)
+    methods = dict(parse_variant(v) for v in args.variant) or METHODS
     seeds = list(range(2 if args.quick else args.seeds))
     datasets = [d for d in args.datasets.split(",") if d]
     if "acdc" in datasets and not has_acdc():
@@ -117,8 +156,8 @@ def main(argv=None) -> int:
         datasets.remove("acdc")
     rows = []
     for name in datasets:
-        print(f"{name}: {len(METHODS)} methods x {len(seeds)} seeds", flush=True)
-        rows += run_dataset(name, seeds, args.quick, lambda m: print(m, flush=True))
+        print(f"{name}: {len(methods)} methods x {len(seeds)} seeds", flush=True)
+        rows += run_dataset(name, seeds, args.quick, lambda m: print(m, flush=True), methods, args.extra)
     tables = {}
     for name in datasets:
         summary = summarise([r for r in rows if r["dataset"] == name])
@@ -127,8 +166,12 @@ def main(argv=None) -> int:
         print(f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
               f"mean ± std over {len(seeds)} seeds")
         print(table(summary, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
-        tables[name] = summary
-    path = write_results("quality", {"quick": args.quick, "seeds": seeds, "methods": METHODS, "runs": rows,
+        deltas = paired_deltas([r for r in rows if r["dataset"] == name])
+        if deltas:
+            print(f"\n{name}: difference to CPS, paired by seed (same data and initialisation), mean ± std over seeds")
+            print(table(deltas, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
+        tables[name] = {"summary": summary, "paired_vs_cps": deltas}
+    path = write_results("quality", {"quick": args.quick, "seeds": seeds, "methods": methods, "extra": args.extra, "runs": rows,
                                      "summary": tables}, args.out)
     print(f"\nresults: {path}")
     return 0

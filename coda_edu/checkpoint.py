@@ -57,3 +57,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def load_run_pair(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
+    """Networks A and B of a run folder at its ``best`` or ``last`` checkpoint, in eval mode."""
+    import yaml
+
+    from .config import from_dict
+    from .models import build_pair
+
+    run_dir = Path(run_dir)
+    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", map_location=device)
+    in_channels = state["model_a"]["stem.0.weight"].shape[1]
+    num_classes = state["model_a"]["head.weight"].shape[0]
+    model_a, model_b = build_pair(cfg, in_channels, num_classes)
+    model_a.load_state_dict(state["model_a"])
+    model_b.load_state_dict(state["model_b"])
+    return model_a.to(device).eval(), model_b.to(device).eval()

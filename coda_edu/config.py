@@ -28,6 +28,11 @@ import yaml
 from .errors import ConfigError
 
 DATASETS = ("synthetic", "synthetic3d", "acdc", "la", "cadis")
+
+#: Overrides for a CI-size synthetic dataset (24 patients, 32x32 slices, a 4-level U-Net):
+#: what the notebooks use with ``quick=True`` and what the benchmarks use with ``--quick``.
+SMALL_SYNTHETIC = ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
+                   "data.synthetic.resolution=32", "model.levels=4"]
 METHODS = ("supervised", "cps", "mean_teacher", "coda")
 ALIGNMENTS = ("none", "predictions", "labels")
 FILTERS = ("none", "fixed", "over_expectation")

@@ -50,7 +50,8 @@ from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import split_confusion_and_marginals
-from coda_edu.config import load_config
+from coda_edu.checkpoint import load_run_pair
+from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 from coda_edu.evaluate import format_table
 from coda_edu.train import train
@@ -140,8 +141,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"data.labeled_patients={labeled_patients}", f"data.synthetic.imbalance={imbalance}",
              f"train.iterations={steps}", f"train.val_every={max(steps // 4, 1)}", "train.log_every=10"]
 if quick:
-    overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
-                  "data.synthetic.resolution=32", "model.levels=4"]
+    overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
 result = train(cfg, Path("runs") / f"nb01-supervised-seed{seed}-{os.getpid()}", progress=True)
 
@@ -150,15 +150,7 @@ records = [r for r in result.evaluation["records"] if r["split"] == "test" and r
 print(format_table(records, result.data.class_names, "dice", title="test Dice (best checkpoint)"))
 
 # %%
-from coda_edu.models import build_pair
-from coda_edu.checkpoint import load_checkpoint
-from coda_edu.config import resolve
-
-resolved = resolve(cfg)
-model_a, model_b = build_pair(resolved, 1, result.data.num_classes)
-best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
-model_a.load_state_dict(best["model_a"])
-model_b.load_state_dict(best["model_b"])
+model_a, model_b = load_run_pair(result.run_dir, "best")
 cm, predicted, true = split_confusion_and_marginals(model_a, model_b, result.data, device="cpu")
 display(plot_confusion_matrix(cm, result.data.class_names, title="test pixels, ensemble (rows sum to 1)"))
 

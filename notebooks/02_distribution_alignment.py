@@ -51,10 +51,9 @@ from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import alignment_effect, predict_pool
-from coda_edu.checkpoint import load_checkpoint
-from coda_edu.config import load_config, resolve
+from coda_edu.checkpoint import load_run_pair
+from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.method import align_distribution, class_marginal, class_shares, pseudo_labels
-from coda_edu.models import build_pair
 from coda_edu.train import train
 from coda_edu.viz.display import show_plotly
 from coda_edu.viz.figures import blend, plot_class_shares
@@ -79,16 +78,12 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"train.val_every={steps}", f"data.labeled_patients={labeled_patients}",
              f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
 if quick:
-    overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
-                  "data.synthetic.resolution=32", "model.levels=4"]
+    overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
 result = train(cfg, Path("runs") / f"nb02-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
-model_a, model_b = build_pair(resolve(cfg), 1, data.num_classes)
-last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
-model_a.load_state_dict(last["model_a"])
-model_b.load_state_dict(last["model_b"])
+model_a, model_b = load_run_pair(result.run_dir, "last")
 probs_l = predict_pool(model_b, data.labeled)
 probs_u = predict_pool(model_b, data.unlabeled)
 truth_u = data.unlabeled.labels.long()

@@ -53,10 +53,9 @@ from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import compare_filters, filter_masks, per_class_quality, predict_pool
-from coda_edu.checkpoint import load_checkpoint
-from coda_edu.config import load_config, resolve
+from coda_edu.checkpoint import load_run_pair
+from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.method import class_expectations, pseudo_labels
-from coda_edu.models import build_pair
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_confidence_histograms, plot_filter_comparison
 from coda_edu.viz.widgets import mask_explorer
@@ -75,14 +74,12 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"train.val_every={steps}", f"data.labeled_patients={labeled_patients}",
              f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
 if quick:
-    overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
-                  "data.synthetic.resolution=32", "model.levels=4"]
+    overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
 result = train(cfg, Path("runs") / f"nb03-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
-_, model_b = build_pair(resolve(cfg), 1, data.num_classes)
-model_b.load_state_dict(load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["model_b"])
+_, model_b = load_run_pair(result.run_dir, "best")
 probs = predict_pool(model_b, data.unlabeled)  # network B (see notebook 02 for why B rather than A here)
 truth = data.unlabeled.labels.long()
 confidence, labels = pseudo_labels(probs)

@@ -52,7 +52,7 @@ import torch
 from IPython.display import Image, display
 
 from coda_edu import exercises
-from coda_edu.config import load_config, preset_path
+from coda_edu.config import SMALL_SYNTHETIC, load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.io import read_jsonl
 from coda_edu.train import train
@@ -81,8 +81,7 @@ if quick:
     base += [f"train.iterations={steps}", f"train.val_every={steps // 2}", "train.log_every=2", "model.base_width=4",
              "eval.distances=false"]
     if dataset == "synthetic":
-        base += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
-                 "data.synthetic.resolution=32", "model.levels=4"]
+        base += SMALL_SYNTHETIC
     if dataset == "acdc":
         base += ["data.image_size=[64, 64]", "model.levels=4", "train.batch_size=4", "train.labeled_batch_size=2"]
 base += list(overrides)

@@ -48,7 +48,7 @@ from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import collect_runs, find_runs, summarize
-from coda_edu.config import load_config
+from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_class_shares, plot_comparison
 
@@ -69,8 +69,7 @@ if len(groups) < 2:
         overrides = [f"method.name={m}", f"data.labeled_patients={n}", f"seed={s}", f"train.iterations={steps}",
                      f"train.val_every={max(steps // 3, 1)}", f"train.device={device}", "eval.distances=false"]
         if quick:
-            overrides += ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
-                          "data.synthetic.resolution=32", "model.levels=4", "model.base_width=4"]
+            overrides += SMALL_SYNTHETIC + ["model.base_width=4"]
         out = root / f"demo-{m}-labeled{n}-seed{s}"
         if not (out / "eval.json").exists():
             train(load_config(None, overrides), out, progress=False, log=lambda s: None)
