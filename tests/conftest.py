@@ -31,14 +31,22 @@ def tiny_config() -> Config:
 
 
 def real_data_root(folder: str) -> Path:
-    """``$CODA_EDU_DATA_DIR/<folder>`` or skip the test with the reason."""
+    """``$CODA_EDU_DATA_DIR/<folder>``, or skip the test with the reason.
+
+    With ``CODA_EDU_REQUIRE_DATA=1`` (set by ``.ci/run`` when it finds the data) a missing
+    folder fails the test instead, so CI cannot turn green by skipping the real-data checks.
+    """
     root = os.environ.get("CODA_EDU_DATA_DIR")
+    reason = None
     if not root:
-        pytest.skip(f"real data not available: set CODA_EDU_DATA_DIR to a folder holding {folder}/ (CI uses ../shared/data)")
-    path = Path(root) / folder
-    if not path.is_dir():
-        pytest.skip(f"real data not available: {path} does not exist")
-    return path
+        reason = f"real data not available: set CODA_EDU_DATA_DIR to a folder holding {folder}/ (CI uses ../shared/data)"
+    elif not (Path(root) / folder).is_dir():
+        reason = f"real data not available: {Path(root) / folder} does not exist"
+    if reason is None:
+        return Path(root) / folder
+    if os.environ.get("CODA_EDU_REQUIRE_DATA") == "1":
+        pytest.fail(f"{reason} (CODA_EDU_REQUIRE_DATA=1 requires it)")
+    pytest.skip(reason)
 
 
 def cli_command() -> list[str]:

@@ -3,6 +3,7 @@
 import re
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -69,3 +70,17 @@ def test_readme_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
     assert commands == ["make demo", "make test"]
     ci = (REPO / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_real_data_helper_skips_or_fails_as_ci_requires(monkeypatch, tmp_path):
+    from tests.conftest import real_data_root
+
+    monkeypatch.setenv("CODA_EDU_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CODA_EDU_REQUIRE_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="does not exist"):
+        real_data_root("ACDC")
+    monkeypatch.setenv("CODA_EDU_REQUIRE_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="CODA_EDU_REQUIRE_DATA=1 requires it"):
+        real_data_root("ACDC")
+    (tmp_path / "ACDC").mkdir()
+    assert real_data_root("ACDC") == tmp_path / "ACDC"
