@@ -27,7 +27,7 @@ from .device import Precision
 from .metrics import case_metrics, confusion_matrix, nan_summary, scores_from_confusion
 
 MODELS = ("A", "B", "ensemble")
-METRICS = ("dice", "iou", "hd95", "asd")
+METRICS = ("dice", "iou", "hd95", "asd", "hd95_pen", "asd_pen")
 
 
 def _as_float(image: np.ndarray) -> torch.Tensor:
@@ -47,7 +47,8 @@ def predict_slices(models: list[torch.nn.Module], image: np.ndarray, train_size:
     outputs: list[list[torch.Tensor]] = [[] for _ in models]
     for start in range(0, d, batch_size):
         chunk = x[start:start + batch_size].to(device)
-        chunk = F.interpolate(chunk, size=train_size, mode="bilinear", align_corners=False)
+        # The same resize as the training pools (data.base.resize_slices): antialiased when shrinking.
+        chunk = F.interpolate(chunk, size=train_size, mode="bilinear", align_corners=False, antialias=True)
         for m, model in enumerate(models):
             with precision.autocast():
                 logits = model(chunk)
@@ -154,9 +155,10 @@ def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional
             rows = [r for r in case_rows if r["model"] == model and r["class"] == cls]
             rec = {"model": model, "class": cls, "n_cases": len(rows),
                    "n_empty_pred": sum(r["empty_pred"] for r in rows),
-                   "n_empty_ref": sum(r["empty_ref"] for r in rows)}
+                   "n_empty_ref": sum(r["empty_ref"] for r in rows),
+                   "n_missed": sum(r.get("missed", False) for r in rows)}
             for metric in METRICS:
-                s = nan_summary([r[metric] for r in rows])
+                s = nan_summary([r.get(metric, float("nan")) for r in rows])
                 rec[metric], rec[f"{metric}_std"], rec[f"{metric}_n_nan"] = s["mean"], s["std"], s["n_nan"]
             if from_confusion and confusion is not None:
                 scores = scores_from_confusion(confusion[model])
@@ -166,7 +168,8 @@ def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional
             records.append(rec)
         mean = {"model": model, "class": "mean", "n_cases": max((r["n_cases"] for r in per_class.values()), default=0),
                 "n_empty_pred": sum(r["n_empty_pred"] for r in per_class.values()),
-                "n_empty_ref": sum(r["n_empty_ref"] for r in per_class.values())}
+                "n_empty_ref": sum(r["n_empty_ref"] for r in per_class.values()),
+                "n_missed": sum(r["n_missed"] for r in per_class.values())}
         for metric in METRICS:
             vals = [r[metric] for r in per_class.values()]
             s = nan_summary(vals)
@@ -187,18 +190,31 @@ def validation_scores(model_a, model_b, data: SegmentationData, device, precisio
     return out
 
 
+def _cell(record: Optional[dict], metric: str) -> str:
+    value = None if record is None else record.get(metric)
+    text = "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+    if metric in ("hd95", "asd") and record is not None and record.get("n_missed"):
+        # A missed structure has no distance: say how many cases the mean leaves out.
+        text += f" ({record['n_missed']}m)"
+    return text
+
+
 def format_table(records: list[dict], class_names: list[str], metric: str = "dice", title: str = "") -> str:
-    """A plain-text table: rows = models, columns = the classes present in ``records`` + mean."""
+    """A plain-text table: rows = models, columns = the classes present in ``records`` + mean.
+
+    For ``hd95``/``asd`` a cell ends with ``(Nm)`` when N cases missed the structure (those
+    cases have no distance and are not in the mean; ``hd95_pen``/``asd_pen`` count them).
+    """
     present = {r["class"] for r in records}
     columns = [c for c in class_names if c in present and c != "mean"] + ["mean"]
-    width = max(9, max(len(c) for c in columns) + 2)
+    width = max(9 if metric not in ("hd95", "asd") else 13, max(len(c) for c in columns) + 2)
     lines = [title] if title else []
     lines.append(f"{'model':<10}" + "".join(f"{c:>{width}}" for c in columns))
     for model in MODELS:
         cells = []
         for cls in columns:
-            value = next((r[metric] for r in records if r["model"] == model and r["class"] == cls), float("nan"))
-            cells.append(f"{'nan' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:.4f}':>{width}}")
+            record = next((r for r in records if r["model"] == model and r["class"] == cls), None)
+            cells.append(f"{_cell(record, metric):>{width}}")
         lines.append(f"{model:<10}" + "".join(cells))
     return "\n".join(lines)
 

@@ -8,10 +8,16 @@ Per case and class (binary masks P = prediction, G = reference):
 - HD95 (95th percentile of the symmetric surface distances) and ASD (average
   symmetric surface distance), computed by MONAI, in mm when the voxel spacing is
   known and in voxels otherwise; when either mask is empty the distance is
-  undefined and reported as NaN, never as 0 or as a made-up maximum.
+  undefined and reported as NaN, never as 0;
+- because a NaN drops out of a mean, a network that *misses* a structure (empty
+  prediction, non-empty reference) would look better than one that finds it badly.
+  So every case also gets ``missed`` (reference present, nothing predicted) and the
+  *penalised* distances ``hd95_pen`` / ``asd_pen``: equal to HD95/ASD when both masks
+  are non-empty, and to the image diagonal (the largest distance possible in that
+  image, in the same unit) when exactly one mask is empty; NaN only when both are.
 
-NaNs are excluded from means and *counted* (``n_empty_pred``, ``n_empty_ref``), so a
-table always says how many cases a mean is over. For large 2D splits (CaDIS) the
+NaNs are excluded from means and *counted* (``n_empty_pred``, ``n_empty_ref``,
+``n_missed``), so a table always says how many cases a mean is over. For large 2D splits (CaDIS) the
 per-class IoU/Dice come from one confusion matrix accumulated over the split.
 """
 
@@ -51,12 +57,31 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Optional[Seque
     return float(hd95.item()), float(asd.item())
 
 
+def image_diagonal(shape: Sequence[int], spacing: Optional[Sequence[float]] = None) -> float:
+    r"""Length of the image diagonal, :math:`\sqrt{\sum_d (n_d s_d)^2}` (spacing 1 when unknown):
+    the penalty distance for a structure that is missed or predicted where there is none."""
+    sizes = np.asarray(shape, dtype=np.float64)
+    scale = np.ones_like(sizes) if spacing is None else np.asarray([float(v) for v in spacing], dtype=np.float64)
+    return float(np.sqrt(((sizes * scale) ** 2).sum()))
+
+
+def penalised_distances(hd95: float, asd: float, pred_empty: bool, ref_empty: bool, diagonal: float) -> tuple[float, float]:
+    """HD95/ASD with the miss penalty: the diagonal when exactly one mask is empty, NaN when both are."""
+    if pred_empty and ref_empty:
+        return NAN, NAN
+    if pred_empty or ref_empty:
+        return diagonal, diagonal
+    return hd95, asd
+
+
 def case_metrics(pred: np.ndarray, ref: np.ndarray, class_names: Sequence[str], spacing=None,
                  distances: bool = True, ignore_index: Optional[int] = None,
                  background: bool = True) -> dict[str, dict[str, float]]:
-    """Per scored class (all but class 0 when it is background): dice, iou, hd95, asd, plus
-    empty flags. ``pred``/``ref``: integer label maps; ignored reference pixels are skipped."""
+    """Per scored class (all but class 0 when it is background): dice, iou, hd95, asd, the
+    penalised hd95_pen/asd_pen, and the flags empty_pred, empty_ref, missed.
+    ``pred``/``ref``: integer label maps; ignored reference pixels are skipped."""
     valid = None if ignore_index is None else ref != ignore_index
+    diagonal = image_diagonal(ref.shape, spacing)
     out = {}
     for c, name in enumerate(class_names):
         if c == 0 and background:
@@ -66,8 +91,10 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, class_names: Sequence[str], 
             p, g = p & valid, g & valid
         dice, iou = dice_iou(p, g)
         hd95, asd = surface_distances(p, g, spacing) if distances else (NAN, NAN)
-        out[name] = {"dice": dice, "iou": iou, "hd95": hd95, "asd": asd,
-                     "empty_pred": bool(not p.any()), "empty_ref": bool(not g.any())}
+        empty_pred, empty_ref = bool(not p.any()), bool(not g.any())
+        hd95_pen, asd_pen = penalised_distances(hd95, asd, empty_pred, empty_ref, diagonal) if distances else (NAN, NAN)
+        out[name] = {"dice": dice, "iou": iou, "hd95": hd95, "asd": asd, "hd95_pen": hd95_pen, "asd_pen": asd_pen,
+                     "empty_pred": empty_pred, "empty_ref": empty_ref, "missed": empty_pred and not empty_ref}
     return out
 
 

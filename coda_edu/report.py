@@ -50,10 +50,12 @@ def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step:
                          "per class: mean over cases of the per-case value (NaN excluded and counted)")
                         + "; class 'mean' = mean over the scored classes ("
                         + ("all classes" if not data.background else "background excluded") + ")"),
-        "units": {"dice": "fraction", "iou": "fraction", "hd95": unit, "asd": unit},
+        "units": {"dice": "fraction", "iou": "fraction", "hd95": unit, "asd": unit, "hd95_pen": unit, "asd_pen": unit},
         "empty_policy": ("Dice/IoU are NaN when prediction and reference are both empty; HD95/ASD are NaN when "
-                         "either is empty. NaNs are excluded from means and counted in n_empty_pred, n_empty_ref "
-                         "and <metric>_n_nan; null in this file means NaN."),
+                         "either is empty. NaNs are excluded from means and counted in n_empty_pred, n_empty_ref, "
+                         "n_missed (reference present, nothing predicted) and <metric>_n_nan; hd95_pen/asd_pen "
+                         "replace the distance of a case where exactly one mask is empty by the image diagonal, so "
+                         "a missed structure is penalised instead of dropped; null in this file means NaN."),
         "method": {"name": cfg.method.name, "alignment": cfg.method.alignment, "filter": cfg.method.filter},
     }
 
@@ -104,6 +106,10 @@ def evaluate_run(run_dir: str | Path, cfg: Config, data: SegmentationData, model
         rows = [r for r in records if r["split"] == report_split and r["checkpoint"] == ckpt_name]
         log(format_table(rows, data.class_names, "dice",
                          title=f"\n{report_split} Dice, checkpoint '{ckpt_name}' (step {steps[ckpt_name]}), {available[report_split]} cases"))
+        if cfg.eval.distances:
+            log(format_table(rows, data.class_names, "hd95",
+                             title=f"{report_split} HD95 ({data.unit}; '(Nm)': N cases missed the structure and have no "
+                                   f"distance; penalised by the image diagonal: hd95_pen in eval.json)"))
     log(f"\nresults: {run_dir / 'eval.json'}  figures: {run_dir / 'figures'}")
     return result
 

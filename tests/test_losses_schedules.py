@@ -64,3 +64,19 @@ def test_poly_lr():
     assert poly_lr(0.01, 0, 100) == 0.01
     assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
     assert poly_lr(0.01, 100, 100) == 0.0
+
+
+def test_soft_dice_ignores_ignored_pixels_in_the_target_too():
+    # Regression (issue 9): the one-hot target was not masked, so ignored pixels counted
+    # as class-0 ground truth and perfect logits gave 0.111 instead of 0.
+    target = torch.tensor([[[0, 1, 2, 1], [2, 0, 1, 2]]])
+    perfect = F.one_hot(target, 3).movedim(-1, 1).float() * 50
+    ignored = target.clone()
+    ignored[0, 0, 0] = 255
+    ignored[0, 1, 1] = 255
+    assert soft_dice_loss(perfect, ignored, ignore_index=255) < 1e-4
+    # and an ignored pixel is no evidence for or against any class
+    other = perfect.clone()
+    other[0, :, 0, 0] = torch.tensor([0.0, 50.0, 0.0])
+    assert soft_dice_loss(other, ignored, ignore_index=255) == pytest.approx(
+        soft_dice_loss(perfect, ignored, ignore_index=255).item(), abs=1e-6)

@@ -55,3 +55,51 @@ def test_confusion_matrix_and_scores():
 def test_nan_summary_counts():
     s = nan_summary([1.0, float("nan"), 3.0])
     assert s == {"mean": 2.0, "std": 1.0, "n": 2, "n_nan": 1}
+
+
+def test_missed_structures_are_counted_and_penalised():
+    from coda_edu.evaluate import aggregate, format_table
+    from coda_edu.metrics import image_diagonal
+
+    ref = np.zeros((2, 20, 20), np.int64)
+    ref[0][square()] = 1
+    ref[1][square()] = 1
+    pred = ref.copy()
+    pred[1] = 0  # case 1 misses the structure entirely
+    out = case_metrics(pred[:1], ref[:1], ["bg", "one"])
+    assert out["one"]["missed"] is False
+    assert out["one"]["hd95_pen"] == out["one"]["hd95"] == 0.0
+    missed = case_metrics(pred[1:], ref[1:], ["bg", "one"], spacing=(2.0, 1.0, 1.0))
+    assert missed["one"]["missed"] is True and math.isnan(missed["one"]["hd95"])
+    assert missed["one"]["hd95_pen"] == pytest.approx(image_diagonal((1, 20, 20), (2.0, 1.0, 1.0)))
+    assert image_diagonal((3, 4)) == pytest.approx(5.0)
+    rows = []
+    for model in ("A", "B", "ensemble"):
+        for i, p in enumerate((pred[:1], pred[1:])):
+            rows.append({"case": i, "model": model, "class": "one", **case_metrics(p, ref[i:i + 1], ["bg", "one"])["one"]})
+    rec = next(r for r in aggregate(rows, ["bg", "one"]) if r["model"] == "A" and r["class"] == "one")
+    assert rec["n_missed"] == 1 and rec["hd95_n_nan"] == 1
+    assert rec["hd95"] == 0.0  # the NaN rule alone flatters the miss ...
+    assert rec["hd95_pen"] == pytest.approx(image_diagonal((1, 20, 20)) / 2)  # ... the penalised mean does not
+    assert "(1m)" in format_table([r for r in aggregate(rows, ["bg", "one"])], ["bg", "one"], "hd95")
+
+
+def test_evaluation_resizes_images_like_the_training_pools():
+    # Regression (issue 9): evaluation shrank slices without antialiasing while the
+    # training pools are antialiased (data.base.resize_slices), a train/test mismatch.
+    from coda_edu.data.base import resize_slices
+    from coda_edu.device import Precision
+    from coda_edu.evaluate import predict_slices
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(x.shape[0], 2, *x.shape[2:])
+
+    rng = np.random.default_rng(0)
+    volume = rng.random((1, 2, 96, 96)).astype(np.float32)  # noisy: aliasing shows
+    predict_slices([Spy()], volume, (32, 32), torch.device("cpu"), Precision("cpu", None))
+    expected, _ = resize_slices(((volume[:, d], None) for d in range(2)), 2, (32, 32), labeled=False)
+    assert torch.allclose(seen[0], expected, atol=1e-5)

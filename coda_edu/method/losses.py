@@ -34,12 +34,15 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int
     .. math:: \mathcal{L}_{Dice} = \frac{1}{C}\sum_{c=1}^{C}\left(1 - \frac{2\sum_i p_{ic} g_{ic} + s}{\sum_i p_{ic} + \sum_i g_{ic} + s}\right)
 
     with softmax probabilities :math:`p`, one-hot target :math:`g`, sums over every
-    pixel of the batch (ignored pixels excluded) and smoothing :math:`s`.
+    pixel of the batch and smoothing :math:`s`. Ignored pixels are excluded from
+    *both* :math:`p` and :math:`g` (an ignored pixel is no ground truth of any class,
+    class 0 included).
     """
     num_classes = logits.shape[1]
     probs = torch.softmax(logits.float(), dim=1)
     one_hot, valid = _valid_one_hot(target, num_classes, ignore_index)
     probs = probs * valid
+    one_hot = one_hot * valid
     dims = [0] + list(range(2, probs.ndim))
     intersection = (probs * one_hot).sum(dims)
     denominator = probs.sum(dims) + one_hot.sum(dims)
