@@ -34,7 +34,7 @@ DATASETS = ("synthetic", "synthetic3d", "acdc", "la", "cadis")
 SMALL_SYNTHETIC = ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
                    "data.synthetic.resolution=32", "model.levels=4"]
 METHODS = ("supervised", "cps", "mean_teacher", "coda")
-ALIGNMENTS = ("none", "predictions", "labels")
+ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
 
 
@@ -95,6 +95,11 @@ class MethodConfig:
     alignment: Optional[str] = _f(None, help="distribution alignment target (None = method default: coda 'predictions', others 'none')", choices=ALIGNMENTS + (None,))
     filter: Optional[str] = _f(None, help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')", choices=FILTERS + (None,))
     alpha: float = _f(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
+    alignment_rampup: bool = _f(True, help="hard_counts/argmax_share: ramp the strength with the unsupervised ramp-up, alpha(t) = alpha r(t)")
+    max_weight: float = _f(10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0)
+    share_iterations: int = _f(10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1)
+    share_step: float = _f(0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True)
+    share_momentum: float = _f(0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0)
     marginal_momentum: float = _f(0.99, help="EMA momentum of the class marginals pi_l, pi_u", min=0.0, max=1.0)
     expectation: str = _f("batch", help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps", choices=("batch", "ema"))
     expectation_momentum: float = _f(0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0)

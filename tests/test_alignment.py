@@ -89,3 +89,54 @@ def test_marginals_and_label_frequencies():
     assert torch.allclose(label_marginal(labels, 3, ignore_index=255), torch.tensor([1, 1, 1]) / 3)
     conf, lab = pseudo_labels(probs)
     assert lab[0, 0, 0] in (1, 2) and conf[0, 1, 1] == 1.0
+
+
+def test_hard_count_weights_formula_clip_and_identity():
+    from coda_edu.method.alignment import apply_class_weights, hard_count_weights
+
+    target = torch.tensor([0.9, 0.05, 0.05])
+    assert torch.allclose(hard_count_weights(target, target.clone(), alpha=1.0), torch.ones(3), atol=1e-6)
+    shares = torch.tensor([0.99, 0.005, 0.005])
+    w = hard_count_weights(target, shares, alpha=0.5, max_weight=100.0, eps=0.0)
+    assert torch.allclose(w, (target / shares) ** 0.5)
+    assert w[1] > 1 > w[0]  # the under-predicted class is boosted
+    clipped = hard_count_weights(target, torch.tensor([0.999, 0.0, 0.001]), alpha=1.0, max_weight=4.0)
+    assert clipped.max() == pytest.approx(4.0) and clipped.min() >= 0.25
+    assert hard_count_weights(target, shares, alpha=0.0).allclose(torch.ones(3))
+    probs = random_probs(c=3)
+    out = apply_class_weights(probs, w)
+    assert torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-6)
+    assert (out[:, 1] >= probs[:, 1] - 1e-6).all()  # weight > 1 never lowers that class
+
+
+def test_argmax_share_matching_reaches_the_target_shares():
+    from coda_edu.method.alignment import apply_log_offsets, match_argmax_shares
+
+    g = torch.Generator().manual_seed(0)
+    # a biased predictor: class 1 truly covers ~20 % of pixels but wins the argmax far less often
+    logits = torch.randn(8, 3, 16, 16, generator=g)
+    logits[:, 0] += 1.5
+    probs = torch.softmax(logits, 1)
+    target = torch.tensor([0.6, 0.2, 0.2])
+    before = class_shares(probs.argmax(1), 3)
+    assert before[1] < 0.15
+    b = match_argmax_shares(probs, target, iterations=60, step_size=0.5)
+    after = class_shares(apply_log_offsets(probs, b).argmax(1), 3)
+    assert torch.allclose(after, target, atol=0.02)
+    assert b[1] > b[0] and abs(float(b.sum())) < 1e-4  # centred offsets; the rare class gets the lift
+    # warm start: a few more iterations from the solution stay at the solution
+    b2 = match_argmax_shares(probs, target, offsets=b, iterations=3)
+    assert torch.allclose(class_shares(apply_log_offsets(probs, b2).argmax(1), 3), target, atol=0.03)
+    # a target equal to the current shares needs no offsets
+    assert match_argmax_shares(probs, before, iterations=5).abs().max() < 1e-3
+
+
+def test_pseudo_label_precision_recall():
+    from coda_edu.method.algorithms import pseudo_label_precision_recall
+
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    truth = torch.tensor([0, 1, 1, 1, 2, 2])
+    precision, recall = pseudo_label_precision_recall(labels, truth, 4)
+    assert precision[:3].tolist() == pytest.approx([0.5, 2 / 3, 1.0])
+    assert recall[:3].tolist() == pytest.approx([1.0, 2 / 3, 0.5])
+    assert torch.isnan(precision[3]) and torch.isnan(recall[3])

@@ -9,7 +9,11 @@
 
 from .alignment import (
     align_distribution,
+    apply_class_weights,
+    apply_log_offsets,
     class_marginal,
+    hard_count_weights,
+    match_argmax_shares,
     class_shares,
     ema_update,
     label_marginal,
@@ -26,7 +30,8 @@ from .losses import cross_entropy, masked_cross_entropy, soft_dice_loss, supervi
 from .schedules import poly_lr, sigmoid_rampup, unsupervised_weight
 
 __all__ = [
-    "align_distribution", "class_marginal", "class_shares", "ema_update", "label_marginal",
+    "align_distribution", "apply_class_weights", "apply_log_offsets", "hard_count_weights", "match_argmax_shares",
+    "class_marginal", "class_shares", "ema_update", "label_marginal",
     "pseudo_labels", "class_expectations", "ema_expectations", "fixed_threshold_mask", "mask_coverage",
     "over_expectation_mask", "cross_entropy", "masked_cross_entropy", "soft_dice_loss",
     "supervised_loss", "poly_lr", "sigmoid_rampup", "unsupervised_weight",

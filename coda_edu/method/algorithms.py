@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
-from .alignment import align_distribution, class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
+from .alignment import (align_distribution, apply_class_weights, apply_log_offsets, class_marginal, class_shares,
+                        ema_update, hard_count_weights, label_marginal, match_argmax_shares, pseudo_labels)
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
 from .losses import masked_cross_entropy, supervised_loss
 from .schedules import unsupervised_weight
@@ -38,6 +39,18 @@ class Batch:
     y_l: torch.Tensor                    # (Bl, *S) integer labels
     x_u: Optional[torch.Tensor] = None   # (Bu, C, *S) unlabeled images
     y_u: Optional[torch.Tensor] = None   # hidden truth of x_u: diagnostics only, never in a loss
+
+
+@torch.no_grad()
+def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num_classes: int):
+    r"""Per class, precision :math:`|\hat Y_c \cap Y_c| / |\hat Y_c|` and recall :math:`|\hat Y_c \cap Y_c| / |Y_c|`
+    of pseudo-labels against the hidden truth (a diagnostic: the truth never enters a loss).
+    NaN where the denominator is 0."""
+    labels, truth = labels.reshape(-1).long(), truth.reshape(-1).long()
+    hits = torch.bincount(labels[labels == truth], minlength=num_classes)[:num_classes].float()
+    predicted = torch.bincount(labels, minlength=num_classes)[:num_classes].float()
+    present = torch.bincount(truth, minlength=num_classes)[:num_classes].float()
+    return hits / predicted, hits / present
 
 
 class Algorithm:
@@ -87,10 +100,14 @@ class Supervised(Algorithm):
 
 
 class MarginalTracker:
-    r"""EMA class marginals of one network: :math:`\pi_l` (labeled) and :math:`\pi_u` (unlabeled).
+    r"""EMA class statistics of one network (all without gradient, momentum ``m``):
 
-    With ``target="labels"``, :math:`\pi_l` tracks the ground-truth class frequencies
-    of the labeled batches instead of the network's predictions on them.
+    - :math:`\pi_l`: mean softmax on labeled pixels (or, with ``target="labels"``, the
+      labeled ground-truth class frequencies);
+    - :math:`\pi_u`: mean softmax on unlabeled pixels;
+    - :math:`\pi_{gt}`: labeled ground-truth class frequencies (always tracked: the
+      target of the hard-count and argmax-share readings and of the logged share gap);
+    - :math:`s_u`: argmax class shares of the (unaligned) unlabeled predictions.
     """
 
     def __init__(self, momentum: float, target: str):
@@ -98,33 +115,37 @@ class MarginalTracker:
         self.target = target
         self.pi_l: torch.Tensor | None = None
         self.pi_u: torch.Tensor | None = None
+        self.pi_gt: torch.Tensor | None = None
+        self.hard_u: torch.Tensor | None = None
 
     @torch.no_grad()
     def update(self, probs_l, y_l, probs_u, num_classes, ignore_index) -> None:
         valid = None if ignore_index is None else (y_l != ignore_index)
-        if self.target == "labels":
-            labeled = label_marginal(y_l, num_classes, ignore_index)
-        else:
-            labeled = class_marginal(probs_l, valid)
+        frequencies = label_marginal(y_l, num_classes, ignore_index)
+        labeled = frequencies if self.target == "labels" else class_marginal(probs_l, valid)
         self.pi_l = ema_update(self.pi_l, labeled, self.momentum)
         self.pi_u = ema_update(self.pi_u, class_marginal(probs_u), self.momentum)
+        self.pi_gt = ema_update(self.pi_gt, frequencies, self.momentum)
+        self.hard_u = ema_update(self.hard_u, class_shares(probs_u.argmax(1), num_classes), self.momentum)
 
     def state_dict(self) -> dict:
-        return {"pi_l": self.pi_l, "pi_u": self.pi_u}
+        return {"pi_l": self.pi_l, "pi_u": self.pi_u, "pi_gt": self.pi_gt, "hard_u": self.hard_u}
 
     def load_state_dict(self, state: dict) -> None:
         self.pi_l, self.pi_u = state["pi_l"], state["pi_u"]
+        self.pi_gt, self.hard_u = state.get("pi_gt"), state.get("hard_u")
 
 
 class CrossPseudoSupervision(Algorithm):
     r"""Cross pseudo supervision, optionally with distribution alignment and a pseudo-label filter.
 
     With ``alignment="none"`` and ``filter="none"`` this is CPS (Chen et al., 2021);
-    with ``alignment="predictions"`` and ``filter="over_expectation"`` it is Co-DA:
+    with an alignment reading and ``filter="over_expectation"`` it is Co-DA:
 
     1. :math:`\mathcal{L}^m_{sup} = \tfrac12(\mathrm{CE} + \mathrm{Dice})` on the labeled images, m in {A, B}.
-    2. per network m, EMA marginals :math:`\pi^m_l, \pi^m_u` (:class:`MarginalTracker`).
-    3. aligned unlabeled predictions :math:`\tilde p^m = \mathrm{align}(p^m_u, \pi^m_l, \pi^m_u, \alpha)`.
+    2. per network m, EMA statistics :math:`\pi^m_l, \pi^m_u, \pi^m_{gt}, s^m_u` (:class:`MarginalTracker`).
+    3. aligned unlabeled predictions :math:`\tilde p^m` by the reading ``method.alignment``
+       (:meth:`align`; see :mod:`coda_edu.method.alignment`).
     4. pseudo-labels :math:`\hat y^m = \arg\max_c \tilde p^m(c)`, confidence :math:`q^m = \max_c \tilde p^m(c)`.
     5. mask :math:`M^m` (over-expectation :math:`q^m_i \ge e^m_{\hat y_i}`, fixed :math:`q^m_i \ge \tau`, or all ones).
     6. A learns from B and B from A:
@@ -139,14 +160,37 @@ class CrossPseudoSupervision(Algorithm):
         self.filter = m.filter
         self.trackers = {k: MarginalTracker(m.marginal_momentum, m.alignment) for k in ("A", "B")}
         self.expectations: dict[str, torch.Tensor | None] = {"A": None, "B": None}
+        self.offsets: dict[str, torch.Tensor | None] = {"A": None, "B": None}  # argmax_share log-offsets (EMA)
 
-    def _pseudo(self, key: str, probs_u: torch.Tensor, diagnostics: bool):
+    def alignment_strength(self, step: int) -> float:
+        """alpha, ramped like the unsupervised weight for the hard_counts/argmax_share readings."""
+        m = self.cfg.method
+        if m.alignment in ("hard_counts", "argmax_share") and m.alignment_rampup:
+            return m.alpha * unsupervised_weight(step, 1.0, self.rampup_steps)
+        return m.alpha
+
+    def align(self, key: str, probs_u: torch.Tensor, step: int) -> torch.Tensor:
+        """Network ``key``'s unlabeled probabilities after the reading ``method.alignment``."""
+        m = self.cfg.method
+        t = self.trackers[key]
+        alpha = self.alignment_strength(step)
+        if self.alignment in ("predictions", "labels"):
+            return align_distribution(probs_u, t.pi_l, t.pi_u, alpha, m.eps)
+        if self.alignment == "hard_counts":
+            return apply_class_weights(probs_u, hard_count_weights(t.pi_gt, t.hard_u, alpha, m.max_weight))
+        if self.alignment == "argmax_share":
+            solved = match_argmax_shares(probs_u, t.pi_gt, self.offsets[key], m.share_iterations, m.share_step)
+            self.offsets[key] = ema_update(self.offsets[key], solved, m.share_momentum)
+            return apply_log_offsets(probs_u, alpha * self.offsets[key])
+        return probs_u
+
+    def _pseudo(self, key: str, probs_u: torch.Tensor, diagnostics: bool, step: int = 0):
         """Aligned probabilities -> (pseudo-labels, mask, logs) of network ``key``."""
         m = self.cfg.method
         tracker = self.trackers[key]
         raw_conf, raw_labels = pseudo_labels(probs_u)
         if self.alignment != "none":
-            probs_u = align_distribution(probs_u, tracker.pi_l, tracker.pi_u, m.alpha, m.eps)
+            probs_u = self.align(key, probs_u, step)
             confidence, labels = pseudo_labels(probs_u)
         else:
             confidence, labels = raw_conf, raw_labels
@@ -162,10 +206,13 @@ class CrossPseudoSupervision(Algorithm):
             mask = torch.ones_like(labels, dtype=torch.bool)
         logs = {}
         if diagnostics:
+            after = class_shares(labels, self.num_classes)
             logs = {
-                f"pi_l_{key}": tracker.pi_l, f"pi_u_{key}": tracker.pi_u,
+                f"pi_l_{key}": tracker.pi_l, f"pi_u_{key}": tracker.pi_u, f"pi_gt_{key}": tracker.pi_gt,
                 f"shares_before_{key}": class_shares(raw_labels, self.num_classes),
-                f"shares_after_{key}": class_shares(labels, self.num_classes),
+                f"shares_after_{key}": after,
+                # signed gap between the pseudo-label shares and the labeled class frequencies
+                f"share_gap_{key}": after - tracker.pi_gt,
                 f"coverage_{key}": mask_coverage(mask, labels, self.num_classes),
                 f"kept_{key}": mask.float().mean(),
             }
@@ -184,7 +231,7 @@ class CrossPseudoSupervision(Algorithm):
             for key, logits in (("A", logits_a), ("B", logits_b)):
                 probs = torch.softmax(logits.detach().float(), dim=1)
                 self.trackers[key].update(probs[:n_l], batch.y_l, probs[n_l:], self.num_classes, self.ignore_index)
-                labels, mask, key_logs = self._pseudo(key, probs[n_l:], diagnostics)
+                labels, mask, key_logs = self._pseudo(key, probs[n_l:], diagnostics, step)
                 targets[key] = (labels, mask)
                 logs.update(key_logs)
                 if diagnostics and batch.y_u is not None:
@@ -193,6 +240,8 @@ class CrossPseudoSupervision(Algorithm):
                     logs[f"pl_acc_{key}"] = correct[valid].float().mean()
                     kept = mask & valid
                     logs[f"pl_acc_kept_{key}"] = correct[kept].float().mean() if kept.any() else torch.tensor(float("nan"))
+                    precision, recall = pseudo_label_precision_recall(labels[valid], batch.y_u[valid], self.num_classes)
+                    logs[f"pl_precision_{key}"], logs[f"pl_recall_{key}"] = precision, recall
 
         norm = self.cfg.method.loss_normalization
         unsup_a = masked_cross_entropy(logits_a[n_l:], *targets["B"], normalize=norm)  # A learns from B
@@ -205,12 +254,13 @@ class CrossPseudoSupervision(Algorithm):
 
     def state_dict(self) -> dict:
         return {"trackers": {k: t.state_dict() for k, t in self.trackers.items()},
-                "expectations": dict(self.expectations)}
+                "expectations": dict(self.expectations), "offsets": dict(self.offsets)}
 
     def load_state_dict(self, state: dict) -> None:
         for k, t in self.trackers.items():
             t.load_state_dict(state["trackers"][k])
         self.expectations = dict(state["expectations"])
+        self.offsets = dict(state.get("offsets", {"A": None, "B": None}))
 
 
 class MeanTeacher(Algorithm):
