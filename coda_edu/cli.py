@@ -13,6 +13,7 @@ status 2 and no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -63,9 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_config_path(path) -> None:
+    """``--config`` must name a file (load_config reports a missing one)."""
+    if path is not None and Path(path).is_dir():
+        raise CodaEduError(f"config file '{path}' is a folder, not a file")
+
+
 def cmd_train(args) -> int:
     from .config import load_config
 
+    _check_config_path(args.config)
     if args.resume:
         if not args.out:
             raise CodaEduError("--resume needs --out DIR, the run folder to continue")
@@ -85,9 +93,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from .checkpoint import read_run_config
+    from .io import lock_run_folder
     from .report import evaluate_run_dir
 
-    evaluate_run_dir(args.run, device=args.device)
+    run = Path(args.run)
+    if run.exists() and not run.is_dir():
+        raise CodaEduError(f"--run '{run}' is a file, not a run folder")
+    read_run_config(run)  # a missing or damaged config.yaml is one line, before anything is loaded
+    with lock_run_folder(run, "eval"):  # no train/resume/eval writes the folder meanwhile
+        evaluate_run_dir(run, device=args.device)
     return 0
 
 
@@ -96,6 +111,7 @@ def cmd_config(args) -> int:
 
     from .config import describe_keys, load_config, resolve
 
+    _check_config_path(args.config)
     if args.keys:
         for key, help_text, default in describe_keys():
             print(f"{key:<36} {default!r:<22} {help_text}")
@@ -104,6 +120,9 @@ def cmd_config(args) -> int:
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0
 
+
+_OOM = ("out of memory (lower train.batch_size, data.image_size, data.synthetic.resolution, model.base_width "
+        "or eval.batch_size, or use a machine with more memory)")
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config}
 
@@ -123,6 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     except CodaEduError as exc:
         sys.stderr.write(f"coda-edu: error: {exc}\n")
         return exc.exit_code
+    except MemoryError:
+        sys.stderr.write(f"coda-edu: error: {_OOM}\n")
+        return 2
+    except RuntimeError as exc:
+        torch = sys.modules.get("torch")
+        oom = getattr(torch, "OutOfMemoryError", ()) if torch is not None else ()
+        if isinstance(exc, oom) or "can't allocate memory" in str(exc):
+            sys.stderr.write(f"coda-edu: error: {_OOM}\n")
+            return 2
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            where = f" writing '{exc.filename}'" if exc.filename else ""
+            sys.stderr.write(f"coda-edu: error: the disk is full{where}; free some space (a run can be continued "
+                             f"with --resume from its last checkpoint)\n")
+            return 2
+        if isinstance(exc, PermissionError):
+            where = f" '{exc.filename}'" if exc.filename else ""
+            sys.stderr.write(f"coda-edu: error: permission denied{where} ({exc.strerror or exc})\n")
+            return 2
+        raise
     except KeyboardInterrupt:
         sys.stderr.write("coda-edu: interrupted" + (f"; continue with: coda-edu train --resume --out {args.out}\n"
                                                    if getattr(args, "out", None) else "\n"))

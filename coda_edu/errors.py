@@ -29,3 +29,7 @@ class DataError(CodaEduError):
 
 class RunFolderError(CodaEduError):
     """A run folder that cannot be created, resumed or evaluated."""
+
+
+class DivergedError(CodaEduError):
+    """Training produced NaN or inf (loss or weights); the last good checkpoints are kept."""

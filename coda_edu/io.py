@@ -7,12 +7,23 @@ Windows), so a killed process leaves either the old file or the new one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import re
+import socket
+import sys
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
+
+try:  # POSIX only: used to serialise taking over a stale lock
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
 def _tmp_path(path: Path) -> Path:
@@ -27,6 +38,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and not exc.filename:  # name the file whose write failed
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -68,25 +83,42 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, warn: Optional[Callable[[str], None]] = None) -> list[dict]:
+    """The rows of a JSON-lines file, read tolerantly.
+
+    A torn last line (a run killed while appending) is dropped silently. A damaged line
+    elsewhere is skipped and reported through ``warn`` (default: a Python warning), so
+    one bad line never hides the rows after it.
+    """
     rows = []
     path = Path(path)
     if not path.exists():
         return rows
-    for line in path.read_text().splitlines():
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break  # a torn last line from a killed run
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif i != last:  # a torn last line is expected after a kill; anything else is reported
+            message = f"'{path}' line {i + 1} is damaged (not a JSON object): skipped"
+            if warn is not None:
+                warn(message)
+            else:
+                warnings.warn(message, stacklevel=2)
     return rows
 
 
-def truncate_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool]) -> None:
+def truncate_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool],
+                   warn: Optional[Callable[[str], None]] = None) -> None:
     """Rewrite a JSON-lines file atomically with only the rows ``keep`` accepts (used on resume)."""
-    rows = [r for r in read_jsonl(path) if keep(r)]
+    rows = [r for r in read_jsonl(path, warn=warn) if keep(r)]
     atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
 
@@ -99,3 +131,188 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
                 break
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- run-folder lock
+
+LOCK_NAME = ".lock"
+_TMP_RE = re.compile(r"\.tmp-(\d+)$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (a zombie counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_tmp(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete ``NAME.tmp-<pid>`` leftovers of writers that are no longer running; returns what was removed."""
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            m = _TMP_RE.search(path.name)
+            if not m or not path.is_file():
+                continue
+            pid = int(m.group(1))
+            if pid == os.getpid() or pid_alive(pid):
+                continue
+            try:
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def warn_line(message: str) -> None:
+    """Print a one-line warning on stderr (the CLI's style: ``coda-edu: warning: ...``)."""
+    sys.stderr.write(f"coda-edu: warning: {' '.join(str(message).split())}\n")
+    sys.stderr.flush()
+
+
+def run_folder_kind(run_dir: str | os.PathLike) -> str:
+    """What ``run_dir`` is: "missing", "file", "empty", "run" (has checkpoints/last.pt), "started"
+    (a coda-edu run that stopped before its first checkpoint: checkpoints/ without last.pt) or
+    "foreign" (a non-empty folder that is not a coda-edu run)."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return "missing"
+    if not run_dir.is_dir():
+        return "file"
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_NAME and not _TMP_RE.search(p.name)]
+    if not entries:
+        return "empty"
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return "run"
+    if (run_dir / "checkpoints").is_dir():
+        return "started"
+    return "foreign"
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``RUN/.lock``, created with O_CREAT | O_EXCL.
+
+    The file holds the owner's pid, host name, command and start time (JSON). A second
+    writer gets a one-line :class:`~coda_edu.errors.RunFolderError` naming the holder. A
+    lock left by a process that no longer runs on this host is stale: it is taken over
+    with a warning. Locks from another host are never taken over (its processes cannot
+    be checked from here). Use as a context manager, or call :meth:`release`.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, command: str, warn: Optional[Callable[[str], None]] = None):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self.command = command
+        self.warn = warn or warn_line
+        self.held = False
+
+    def _holder(self) -> Optional[dict]:
+        try:
+            info = json.loads(self.path.read_text())
+            return info if isinstance(info, dict) else {}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}
+
+    def _refuse(self, info: dict):
+        from .errors import RunFolderError
+
+        raise RunFolderError(
+            f"run folder '{self.run_dir}' is in use by pid {info.get('pid', '?')} on {info.get('host', '?')} "
+            f"('{info.get('command', '?')}', since {info.get('started', '?')}); wait for it to end, or delete "
+            f"'{self.path}' if that process is gone")
+
+    def _try_create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(info) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+
+    def acquire(self) -> "RunLock":
+        from .errors import RunFolderError
+
+        try:
+            if self._try_create():
+                self.held = True
+                return self
+        except OSError as exc:
+            raise RunFolderError(f"cannot lock run folder '{self.run_dir}': {exc.strerror or exc}") from None
+        # Someone holds it, or a killed process left it: decide under a short lock on the folder,
+        # so two processes never both take over the same stale lock.
+        dir_fd = os.open(self.run_dir, os.O_RDONLY) if fcntl is not None else None
+        try:
+            if dir_fd is not None:
+                fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            unreadable = 0
+            for _ in range(100):
+                info = self._holder()
+                if info is None:  # released meanwhile
+                    if self._try_create():
+                        self.held = True
+                        return self
+                    continue
+                if not info:  # being written right now (give it a second), or damaged
+                    unreadable += 1
+                    if unreadable < 20:
+                        time.sleep(0.05)
+                        continue
+                    self.warn(f"'{self.path}' is damaged (no owner recorded); taking over the run folder")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                pid, host = info.get("pid"), info.get("host")
+                if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
+                    self.warn(f"taking over the stale lock of pid {pid} (started {info.get('started', '?')}, "
+                              f"no longer running) on '{self.run_dir}'")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                self._refuse(info)
+            self._refuse(self._holder() or {})
+        finally:
+            if dir_fd is not None:
+                fcntl.flock(dir_fd, fcntl.LOCK_UN)
+                os.close(dir_fd)
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        info = self._holder()
+        if info and info.get("pid") == os.getpid():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire() if not self.held else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_run_folder(run_dir: str | os.PathLike, command: str, warn: Optional[Callable[[str], None]] = None) -> RunLock:
+    """Lock an existing run folder and remove the temporary files of killed writers in it."""
+    lock = RunLock(run_dir, command, warn).acquire()
+    run_dir = Path(run_dir)
+    remove_stale_tmp([run_dir, run_dir / "checkpoints", run_dir / "figures"])
+    return lock

@@ -27,14 +27,15 @@ from typing import Callable, Optional
 
 import torch
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (config_differences, load_checkpoint, read_run_config, rng_state, save_checkpoint,
+                         seed_everything, set_rng_state)
 from .config import Config, from_dict, resolve, save_config
 from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import describe, resolve_device, resolve_precision
-from .errors import CodaEduError, ConfigError, DataError, RunFolderError
-from .io import append_jsonl, truncate_jsonl
+from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError
+from .io import append_jsonl, lock_run_folder, run_folder_kind, truncate_jsonl, warn_line
 from .method.algorithms import Batch, build_algorithm
 from .method.schedules import poly_lr
 from .models import build_pair
@@ -155,37 +156,97 @@ class Trainer:
 
     # ------------------------------------------------------------------ run folder
     def _check_new_run_dir(self) -> None:
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if (self.ckpt_dir / "last.pt").exists() or self.metrics_path.exists():
-                raise RunFolderError(f"run folder '{self.run_dir}' already holds a run: continue it with --resume, or choose another --out")
+        kind = run_folder_kind(self.run_dir)
+        if kind == "file":
+            raise RunFolderError(f"run folder '{self.run_dir}' is a file, not a folder: choose another --out")
+        if kind == "run":
+            raise RunFolderError(f"run folder '{self.run_dir}' already holds a run: continue it with --resume, or choose another --out")
+        if kind == "foreign":
+            raise RunFolderError(f"folder '{self.run_dir}' is not empty and is not a coda-edu run folder (no checkpoints/): "
+                                 f"coda-edu never writes over files it did not make; choose another --out")
+        if kind == "started":
+            # A run stopped before its first checkpoint: nothing in it can be resumed, so start it again in place.
+            self.log(f"restarting {self.run_dir} in place (the earlier run stopped before its first checkpoint)")
+            for stale in (self.metrics_path, self.ckpt_dir / "best.pt", self.run_dir / "eval.json",
+                          self.run_dir / "eval_cases.jsonl"):
+                stale.unlink(missing_ok=True)
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunFolderError(f"cannot create run folder '{self.run_dir}': {exc.strerror}") from None
 
     def _config_for_resume(self) -> Config:
-        import yaml
-
         path = self.run_dir / "config.yaml"
-        if not (self.ckpt_dir / "last.pt").is_file() or not path.is_file():
+        last = self.ckpt_dir / "last.pt"
+        if not last.is_file():
+            if run_folder_kind(self.run_dir) == "started":
+                again = f"coda-edu train --config {path} --out {self.run_dir}" if path.is_file() else \
+                    f"coda-edu train --out {self.run_dir} with the run's --config/--set"
+                raise RunFolderError(f"cannot resume: '{self.run_dir}' has no checkpoints/last.pt (the run stopped before its "
+                                     f"first checkpoint); start it again in place, without --resume: {again}")
             raise RunFolderError(f"cannot resume: '{self.run_dir}' has no checkpoints/last.pt and config.yaml")
-        return from_dict(yaml.safe_load(path.read_text()))
+        if not path.is_file():
+            raise RunFolderError(f"cannot resume: '{self.run_dir}' has checkpoints/last.pt but no config.yaml")
+        cfg = read_run_config(self.run_dir)
+        # Resume means the same run: the folder's config.yaml must be the config the checkpoint was trained with.
+        stored = load_checkpoint(last).get("config")
+        if not isinstance(stored, dict):
+            raise RunFolderError(f"checkpoint '{last}' holds no config, so it cannot be checked against '{path}'")
+        try:
+            stored = resolve(from_dict(stored)).to_dict()
+        except ConfigError as exc:
+            raise RunFolderError(f"checkpoint '{last}': its stored config is invalid ({exc})") from None
+        differ = config_differences(stored, resolve(cfg).to_dict())
+        if differ:
+            shown = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
+            raise RunFolderError(f"cannot resume: '{path}' differs from the config stored in checkpoints/last.pt at {shown}; "
+                                 f"a resumed run must be the same run: undo the edit, or start a new run in another --out")
+        return cfg
 
     def _load_last(self) -> None:
-        ckpt = load_checkpoint(self.ckpt_dir / "last.pt", map_location=self.device)
-        self.model_a.load_state_dict(ckpt["model_a"])
-        self.model_b.load_state_dict(ckpt["model_b"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.algorithm.load_state_dict(ckpt["algorithm"])
-        self.sampler.load_state_dict(ckpt["sampler"])
-        set_rng_state(ckpt["rng"], self.generator)
-        self.state = TrainState(**ckpt["state"])
+        path = self.ckpt_dir / "last.pt"
+        ckpt = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model_a.load_state_dict(ckpt["model_a"])
+            self.model_b.load_state_dict(ckpt["model_b"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            self.algorithm.load_state_dict(ckpt["algorithm"])
+            self.sampler.load_state_dict(ckpt["sampler"])
+            set_rng_state(ckpt["rng"], self.generator)
+            self.state = TrainState(**ckpt["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise RunFolderError(f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})") from None
+        self._saved_step = self.state.step
         # Forget whatever the killed run logged after its last checkpoint.
-        truncate_jsonl(self.metrics_path, lambda row: row.get("step", 0) <= self.state.step)
+        truncate_jsonl(self.metrics_path, lambda row: row.get("step", 0) <= self.state.step, warn=warn_line)
         self.log(f"resuming {self.run_dir} at step {self.state.step}")
 
+    def _nonfinite(self, with_optimizer: bool = False) -> list[str]:
+        """Which of network A, network B (and the optimiser state) hold NaN or inf values."""
+        groups = [("network A", list(self.model_a.state_dict().values())),
+                  ("network B", list(self.model_b.state_dict().values()))]
+        if with_optimizer:
+            groups.append(("the optimiser state", [v for st in self.optimizer.state.values() for v in st.values()
+                                                   if isinstance(v, torch.Tensor)]))
+        bad = []
+        for name, tensors in groups:
+            flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+            if flags and not bool(torch.stack(flags).all()):
+                bad.append(name)
+        return bad
+
+    def _refuse_nonfinite(self, what: str, since: int) -> None:
+        kept = (f"the checkpoints in '{self.ckpt_dir}' are from step {self._saved_step} and were kept"
+                if getattr(self, "_saved_step", None) is not None else "no checkpoint was written")
+        raise DivergedError(f"training diverged between steps {since + 1} and {self.state.step}: {what} became NaN or inf; "
+                            f"lower optim.lr or method.lambda_max; {kept}")
+
     def _save_last(self) -> None:
+        bad = self._nonfinite(with_optimizer=True)
+        if bad:  # never replace a good checkpoint with a broken one
+            self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
         save_checkpoint(self.ckpt_dir / "last.pt", {
             "step": self.state.step, "config": self.cfg.to_dict(),
             "model_a": self.model_a.state_dict(), "model_b": self.model_b.state_dict(),
@@ -193,8 +254,12 @@ class Trainer:
             "algorithm": self.algorithm.state_dict(), "sampler": self.sampler.state_dict(),
             "rng": rng_state(self.generator), "state": vars(self.state).copy(),
         })
+        self._saved_step = self.state.step
 
     def _save_best(self, scores: dict) -> None:
+        bad = self._nonfinite()
+        if bad:
+            self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
         save_checkpoint(self.ckpt_dir / "best.pt", {
             "step": self.state.step, "config": self.cfg.to_dict(), "scores": scores,
             "model_a": self.model_a.state_dict(), "model_b": self.model_b.state_dict(),
@@ -253,12 +318,24 @@ class Trainer:
         bar = progress_bar(total=total, initial=self.state.step, desc=f"{c.method.name}", enabled=self.progress, unit="step")
         segment_start = time.perf_counter()
         postfix = {"loss": "-", "val": "-"}
+        # Every step's loss is checked on the device (no host sync); the flag is read on logged steps
+        # and before every checkpoint, and the weights are checked before every checkpoint write.
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        checked = weights_checked = self.state.step
         try:
             while self.state.step < total:
                 step = self.state.step + 1
                 logs = self.train_step(diagnostics=step % c.train.log_every == 0 or step == total)
+                loss = logs.get("loss")
+                if isinstance(loss, torch.Tensor):
+                    finite = finite & torch.isfinite(loss.detach()).all()
                 bar.update(1)
-                if step % c.train.log_every == 0 or step == total:
+                logged, validated = step % c.train.log_every == 0 or step == total, step % c.train.val_every == 0 or step == total
+                if logged or validated:
+                    if not bool(finite):
+                        self._refuse_nonfinite("the loss", checked)
+                    checked = step
+                if logged:
                     row = {"kind": "train", "step": step, **_numbers(logs)}
                     if not math.isfinite(row.get("loss", 0.0)):
                         raise CodaEduError(f"training diverged at step {step} (loss is {row['loss']}); lower optim.lr or "
@@ -266,7 +343,11 @@ class Trainer:
                     append_jsonl(self.metrics_path, [row])
                     postfix["loss"] = f"{row['loss']:.3f}"
                     bar.set_postfix(postfix, refresh=False)
-                if step % c.train.val_every == 0 or step == total:
+                if validated:
+                    bad = self._nonfinite(with_optimizer=True)
+                    if bad:
+                        self._refuse_nonfinite(" and ".join(bad), weights_checked)
+                    weights_checked = step
                     val_start = time.perf_counter()
                     self.state.train_seconds += val_start - segment_start
                     scores = self.validate()
@@ -301,7 +382,24 @@ def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, p
           evaluate: bool = True, data: SegmentationData | None = None, log: Callable[[str], None] = print) -> RunResult:
     """Train (or resume) a run and evaluate it; returns the run folder, final state and evaluation."""
     run_dir = Path(out) if out is not None else default_run_dir(cfg)
-    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, data=data, log=log)
-    state = trainer.fit()
-    evaluation = trainer.evaluate() if evaluate else None
+    # The run folder is locked for the whole run (a second train/resume/eval of it is refused).
+    kind = run_folder_kind(run_dir)
+    if kind == "file":
+        raise RunFolderError(f"run folder '{run_dir}' is a file, not a folder: choose another --out")
+    if kind == "foreign" and not resume:
+        raise RunFolderError(f"folder '{run_dir}' is not empty and is not a coda-edu run folder (no checkpoints/): "
+                             f"coda-edu never writes over files it did not make; choose another --out")
+    if not resume:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot create run folder '{run_dir}': {exc.strerror or exc}") from None
+    lock = lock_run_folder(run_dir, "train --resume" if resume else "train") if run_dir.is_dir() else None
+    try:
+        trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, data=data, log=log)
+        state = trainer.fit()
+        evaluation = trainer.evaluate() if evaluate else None
+    finally:
+        if lock is not None:
+            lock.release()
     return RunResult(run_dir, state, evaluation, trainer.data)

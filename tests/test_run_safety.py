@@ -1,0 +1,319 @@
+"""Run-folder safety: weights-only checkpoints, the run lock, divergence, resume checks, leftovers.
+
+Each test reproduces a fault found in an adversarial pass (issue 11) and checks the fix:
+a one-line error with exit status 2, and nothing in the run folder damaged.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from coda_edu.config import load_config
+from coda_edu.errors import DivergedError, RunFolderError
+from coda_edu.io import RunLock, lock_run_folder, read_jsonl, run_folder_kind
+from coda_edu.train import Trainer, train
+from tests.conftest import REPO, cli_command, tiny_overrides
+
+FAST = {"data.synthetic.n_patients": 12, "data.synthetic.resolution": 16, "model.levels": 3,
+        "train.iterations": 4, "train.val_every": 2, "train.log_every": 1, "eval.distances": False}
+
+
+def fast_args(**extra) -> list[str]:
+    return [a for o in tiny_overrides(**{**FAST, **extra}) for a in ("--set", o)]
+
+
+def cli(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(cli_command() + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def one_line_error(done, fragment=None):
+    """Exit status 2, no traceback, exactly one non-empty line on stderr (warnings excluded)."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "warning:" not in line]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("coda-edu: error: ")
+    if fragment is not None:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished run (config.yaml, metrics.jsonl, last.pt and best.pt, no eval)."""
+    cfg = load_config(None, tiny_overrides(**FAST))
+    out = tmp_path_factory.mktemp("safety") / "run"
+    train(cfg, out, progress=False, evaluate=False, log=lambda s: None)
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst)
+    return dst
+
+
+def all_finite(path) -> bool:
+    state = torch.load(path, weights_only=True)
+    return all(bool(torch.isfinite(v).all()) for k in ("model_a", "model_b") for v in state[k].values()
+               if v.is_floating_point())
+
+
+# --------------------------------------------------------------------------- 1. weights-only checkpoints
+
+class Payload:
+    """Unpickling this calls os.system: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def test_checkpoints_load_with_weights_only(finished_run):
+    for name in ("last", "best"):
+        state = torch.load(finished_run / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert state["step"] == 4
+    rng = torch.load(finished_run / "checkpoints" / "last.pt", weights_only=True)["rng"]
+    assert isinstance(rng["python"]["internal"], list) and isinstance(rng["numpy"]["keys"], torch.Tensor)
+
+
+def test_malicious_checkpoint_is_refused_by_eval_and_resume(run_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    # The payload is real: an unsafe load runs it.
+    probe = tmp_path / "probe.pt"
+    torch.save({"x": Payload(tmp_path / "probe-ran")}, probe)
+    torch.load(probe, weights_only=False)
+    assert (tmp_path / "probe-ran").exists()
+
+    good = torch.load(run_copy / "checkpoints" / "last.pt", weights_only=True)
+    torch.save({**good, "extra": Payload(marker)}, run_copy / "checkpoints" / "last.pt")
+    line = one_line_error(cli("eval", "--run", str(run_copy)), "weights_only=True")
+    assert "last.pt" in line and not marker.exists()
+    line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"), "weights_only")
+    assert "last.pt" in line and not marker.exists()
+    # The refused process released its lock.
+    assert not (run_copy / ".lock").exists()
+
+
+# --------------------------------------------------------------------------- 2. the run lock
+
+def write_lock(run_dir, pid, host=None):
+    (run_dir / ".lock").write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                                               "command": "train", "started": "2024-01-01 00:00:00"}))
+
+
+def test_lock_held_by_a_live_process_refuses_a_second_writer(run_copy, tmp_path):
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        write_lock(run_copy, holder.pid)
+        before = (run_copy / "metrics.jsonl").read_bytes()
+        for args in (["train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"],
+                     ["eval", "--run", str(run_copy)]):
+            line = one_line_error(cli(*args), f"is in use by pid {holder.pid}")
+            assert str(run_copy) in line
+        assert (run_copy / "metrics.jsonl").read_bytes() == before
+        assert json.loads((run_copy / ".lock").read_text())["pid"] == holder.pid  # not taken
+        # A new run into a locked (empty) folder is refused too.
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        write_lock(fresh, holder.pid)
+        one_line_error(cli("train", "--out", str(fresh), "--no-progress", "--no-eval", *fast_args()),
+                       f"pid {holder.pid}")
+        assert not (fresh / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_in_process_and_release(tmp_path):
+    lock = RunLock(tmp_path, "test").acquire()
+    with pytest.raises(RunFolderError, match=f"in use by pid {os.getpid()}"):
+        RunLock(tmp_path, "second").acquire()
+    lock.release()
+    assert not (tmp_path / ".lock").exists()
+    with RunLock(tmp_path, "third"):
+        assert (tmp_path / ".lock").exists()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_of_another_host_is_not_taken_over(tmp_path):
+    write_lock(tmp_path, 1, host="some-other-machine")
+    with pytest.raises(RunFolderError, match="on some-other-machine"):
+        RunLock(tmp_path, "test").acquire()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(run_copy):
+    pid = dead_pid()
+    write_lock(run_copy, pid)
+    done = cli("eval", "--run", str(run_copy))
+    assert done.returncode == 0, done.stderr
+    assert f"taking over the stale lock of pid {pid}" in done.stderr
+    assert (run_copy / "eval.json").is_file()
+    assert not (run_copy / ".lock").exists()  # released on exit
+
+
+def test_lock_is_released_when_training_fails(tmp_path, monkeypatch):
+    def boom(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Trainer, "fit", boom)
+    cfg = load_config(None, tiny_overrides(**FAST))
+    with pytest.raises(RuntimeError):
+        train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
+    assert not (tmp_path / "r" / ".lock").exists()
+
+
+def test_tmp_leftovers_of_dead_writers_are_removed(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    dead = tmp_path / "checkpoints" / f"last.pt.tmp-{dead_pid()}"
+    mine = tmp_path / f"eval.json.tmp-{os.getpid()}"
+    other = tmp_path / "notes.tmp-abc"
+    for path in (dead, mine, other):
+        path.write_text("x")
+    lock_run_folder(tmp_path, "test").release()
+    assert not dead.exists() and mine.exists() and other.exists()
+
+
+# --------------------------------------------------------------------------- 3. divergence
+
+def test_divergence_stops_with_one_line_and_keeps_finite_checkpoints(tmp_path):
+    run = tmp_path / "diverge"
+    done = cli("train", "--out", str(run), "--no-progress", "--no-eval",
+               *fast_args(**{"optim.lr": 1e6, "train.iterations": 12}))
+    line = one_line_error(done, "training diverged")
+    assert "were kept" in line or "no checkpoint was written" in line
+    for name in ("last", "best"):
+        path = run / "checkpoints" / f"{name}.pt"
+        if path.exists():
+            assert all_finite(path), name
+    assert not (run / ".lock").exists()
+
+
+@pytest.mark.parametrize("when", ["loss", "weights"])
+def test_nonfinite_step_never_reaches_a_checkpoint(tmp_path, monkeypatch, when):
+    """Weights poisoned at step 6: the loss check (step 7) or the weight check (validation at 8) stops the run."""
+    original = Trainer.train_step
+
+    def poisoned(self, diagnostics=False):
+        logs = original(self, diagnostics)
+        if self.state.step == (6 if when == "loss" else 8):
+            with torch.no_grad():
+                next(self.model_b.parameters()).fill_(float("nan"))
+        return logs
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    cfg = load_config(None, tiny_overrides(**{**FAST, "train.iterations": 12, "train.val_every": 4,
+                                               "train.log_every": 4 if when == "weights" else 1}))
+    with pytest.raises(DivergedError) as info:
+        train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
+    message = str(info.value)
+    assert "\n" not in message and "from step 4 and were kept" in message
+    assert ("the loss" in message) == (when == "loss") and ("network B" in message) == (when == "weights")
+    for name in ("last", "best"):
+        state = torch.load(tmp_path / "r" / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert state["step"] == 4 and all_finite(tmp_path / "r" / "checkpoints" / f"{name}.pt")
+
+
+# --------------------------------------------------------------------------- 4. resume = the same run
+
+def test_resume_refuses_an_edited_config(run_copy):
+    path = run_copy / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["seed"] = 7
+    cfg["optim"]["lr"] = 0.5
+    cfg["train"]["iterations"] = 6
+    path.write_text(yaml.safe_dump(cfg))
+    line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"),
+                          "differs from the config stored in checkpoints/last.pt at optim.lr, seed, train.iterations")
+    assert "config.yaml" in line
+
+
+@pytest.mark.parametrize("damage", ["yaml", "binary", "not_a_mapping", "bad_value"])
+def test_damaged_run_config_is_one_line_on_eval_and_resume(run_copy, damage):
+    path = run_copy / "config.yaml"
+    if damage == "yaml":
+        path.write_text("train:\n  iterations: [\n")
+    elif damage == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage\x9c")
+    elif damage == "not_a_mapping":
+        path.write_text("- just\n- a list\n")
+    else:
+        path.write_text(path.read_text().replace("iterations: 4", "iterations: four"))
+    for args in (["eval", "--run", str(run_copy)], ["train", "--out", str(run_copy), "--resume", "--no-progress"]):
+        line = one_line_error(cli(*args), "config.yaml")
+        assert "run config" in line
+
+
+# --------------------------------------------------------------------------- 6. run-folder dead ends and leftovers
+
+def test_run_stopped_before_its_first_checkpoint_restarts_in_place(run_copy):
+    for name in ("last.pt", "best.pt"):
+        (run_copy / "checkpoints" / name).unlink()
+    assert run_folder_kind(run_copy) == "started"
+    line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress"), "without --resume")
+    assert f"--out {run_copy}" in line
+    done = cli("train", "--out", str(run_copy), "--no-progress", "--no-eval", *fast_args())
+    assert done.returncode == 0, done.stderr
+    assert "restarting" in done.stdout
+    steps = [r["step"] for r in read_jsonl(run_copy / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]  # the earlier rows are gone, not interleaved
+
+
+def test_a_folder_that_is_not_a_run_is_never_written(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("my notes\n")
+    (folder / "eval.json").write_text("{}\n")
+    line = one_line_error(cli("train", "--out", str(folder), "--no-progress", *fast_args()), "is not a coda-edu run folder")
+    assert str(folder) in line
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "eval.json"]
+    assert (folder / "config.yaml").read_text() == "my notes\n"
+
+
+def test_out_pointing_at_a_file_is_one_line(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    one_line_error(cli("train", "--out", str(target), "--no-progress", *fast_args()), "is a file, not a folder")
+    assert target.read_text() == "x"
+
+
+def test_metrics_jsonl_damaged_middle_line_is_reported_and_skipped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n[1, 2]\n{"step": 4}\n{"step": 5, "tor')
+    messages = []
+    rows = read_jsonl(path, warn=messages.append)
+    assert [r["step"] for r in rows] == [1, 3, 4]  # rows after the damage are kept; a torn last line is dropped
+    assert len(messages) == 2 and "line 2" in messages[0] and "line 4" in messages[1]
+    with pytest.warns(UserWarning, match="line 2 is damaged"):
+        read_jsonl(path)
+
+
+def test_resume_keeps_rows_after_a_damaged_metrics_line(run_copy):
+    path = run_copy / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]  # damage one line in the middle
+    path.write_text("\n".join(lines) + "\n")
+    cfg = yaml.safe_load((run_copy / "config.yaml").read_text())
+    assert cfg["train"]["iterations"] == 4
+    done = cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval")
+    assert done.returncode == 0, done.stderr
+    assert "line 2 is damaged" in done.stderr
+    rows = read_jsonl(run_copy / "metrics.jsonl", warn=lambda m: None)
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 3, 4]
