@@ -102,12 +102,17 @@ def ema_trace(values: torch.Tensor, momentum: float) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- run folders
+SCRATCH = "scratch"  # notebooks 01-03 train their illustration runs below a folder of this name
+
+
 def find_runs(runs_dir: str | Path) -> list[Path]:
-    """Run folders (holding eval.json and config.yaml) anywhere below ``runs_dir``."""
+    """Run folders (holding eval.json and config.yaml) anywhere below ``runs_dir``, except those
+    below a ``scratch`` folder (the notebooks' illustration runs are not experiments to compare)."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    return sorted(p.parent for p in root.rglob("eval.json") if (p.parent / "config.yaml").is_file())
+    return sorted(p.parent for p in root.rglob("eval.json") if (p.parent / "config.yaml").is_file()
+                  and SCRATCH not in p.parent.relative_to(root).parts)
 
 
 def collect_runs(runs_dir: str | Path) -> list[dict]:
@@ -131,7 +136,9 @@ def collect_runs(runs_dir: str | Path) -> list[dict]:
 
 def summarize(rows: list[dict], by: Iterable[str] = ("method", "labeled"), metric: str = "dice",
               split: str = "test", checkpoint: str = "best", model: str = "ensemble", cls: str = "mean") -> list[dict]:
-    """Mean and standard deviation of ``metric`` over seeds (and other runs) per group."""
+    """Mean and sample standard deviation of ``metric`` over seeds (and other runs) per group.
+
+    ``std`` is None for a group of one run: one seed measures no spread (print it as n/a)."""
     by = list(by)
     groups: dict[tuple, list[float]] = {}
     for r in rows:
@@ -145,7 +152,7 @@ def summarize(rows: list[dict], by: Iterable[str] = ("method", "labeled"), metri
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
         values = np.array(groups[key])
         out.append({**dict(zip(by, key)), "mean": float(values.mean()),
-                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n": len(values)})
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else None, "n": len(values)})
     return out
 
 

@@ -16,19 +16,51 @@ from ..io import atomic_write
 # depends on the active backend, the CLI needs no display, and a notebook shows a
 # returned Figure through its inline formatter.
 
-CARDIAC_COLORS = {"RV": (0.90, 0.25, 0.20), "MYO": (0.20, 0.75, 0.30), "LV": (0.20, 0.45, 0.95),
-                  "lesion": (1.00, 0.85, 0.10), "LA": (0.90, 0.35, 0.80)}
+# --------------------------------------------------------------------------- palettes
+# One palette for classes and one for methods, used by every figure of the series: a
+# colour never means two different classes, and method colours are none of the class
+# colours. Models A, B and their ensemble are told apart by line style, in greys.
+CLASS_COLORS = {"background": (0.62, 0.62, 0.62), "RV": (0.84, 0.15, 0.16), "MYO": (0.17, 0.63, 0.17),
+                "LV": (0.12, 0.47, 0.71), "LA": (0.89, 0.47, 0.76), "lesion": (1.00, 0.75, 0.00),
+                "organ": (0.09, 0.75, 0.81)}
+CARDIAC_COLORS = {k: v for k, v in CLASS_COLORS.items() if k != "background"}  # kept for older imports
+METHOD_COLORS = {"supervised": "#8c564b", "cps": "#ff7f0e", "mean_teacher": "#bcbd22", "coda": "#9467bd"}
+MODEL_STYLES = {"A": {"color": "0.45", "ls": "--"}, "B": {"color": "0.45", "ls": ":"},
+                "ensemble": {"color": "black", "ls": "-"}}
+SERIES_HATCHES = ("", "//", "..", "xx", "\\\\", "++")
+_OTHER_METHOD_COLORS = ("#6a3d9a", "#17becf", "#b15928", "#cab2d6")
+
+
+def class_color(name: str, index: int) -> tuple:
+    """The series-wide colour of a class: fixed for known names, tab20 (by index) otherwise."""
+    if name in CLASS_COLORS:
+        return tuple(CLASS_COLORS[name])
+    if index == 0:
+        return tuple(CLASS_COLORS["background"])
+    return tuple(matplotlib.colormaps["tab20"]((index - 1) % 20)[:3])
+
+
+def method_color(name: str) -> str:
+    """The series-wide colour of a method; variants such as ``coda[labels,fixed]`` get their own."""
+    if name in METHOD_COLORS:
+        return METHOD_COLORS[name]
+    return _OTHER_METHOD_COLORS[sum(map(ord, name)) % len(_OTHER_METHOD_COLORS)]
 
 
 def class_colors(class_names: Sequence[str]) -> np.ndarray:
-    """RGB colour per class (background black): fixed colours for cardiac classes, tab20 otherwise."""
-    cmap = matplotlib.colormaps["tab20"]
+    """RGB colour per class for label images (background black: it is never painted over the image)."""
     colors = np.zeros((len(class_names), 3))
     for i, name in enumerate(class_names):
         if i == 0:
             continue
-        colors[i] = CARDIAC_COLORS.get(name, cmap((i - 1) % 20)[:3])
+        colors[i] = class_color(name, i)
     return colors
+
+
+def legend_outside(ax, **kwargs) -> None:
+    """A legend to the right of the axes, so that it covers no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=kwargs.pop("fontsize", 8),
+              frameon=False, **kwargs)
 
 
 def label_to_rgb(label: np.ndarray, class_names: Sequence[str], ignore_index: Optional[int] = None) -> np.ndarray:
@@ -89,42 +121,56 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     """Losses, unsupervised weight, pseudo-label mask coverage and validation Dice over steps."""
     train = [r for r in rows if r.get("kind") == "train"]
     val = [r for r in rows if r.get("kind") == "val"]
-    fig = Figure(figsize=(13, 3.4))
+    fig = Figure(figsize=(13, 4.2))
     axes = fig.subplots(1, 3)
     steps = [r["step"] for r in train]
+    # Greys and line styles: A dashed, B dotted, totals solid (no class or method colour is reused).
+    styles = {"loss": ("black", "-"), "sup_A": ("0.35", "--"), "sup_B": ("0.35", ":"),
+              "unsup_A": (METHOD_COLORS["coda"], "--"), "unsup_B": (METHOD_COLORS["coda"], ":")}
     ax = axes[0]
     for key in ("loss", "sup_A", "sup_B", "unsup_A", "unsup_B"):
         values = [r.get(key) for r in train]
         if any(v is not None for v in values):
-            ax.plot(steps, [np.nan if v is None else v for v in values], label=key, lw=1)
-    ax.set_xlabel("step")
-    ax.set_title("losses")
+            color, ls = styles[key]
+            ax.plot(steps, [np.nan if v is None else v for v in values], label=key, lw=1, color=color, ls=ls)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (log scale)")
+    ax.set_title("losses", fontsize=10)
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    _legend_below(ax)
     ax = axes[1]
-    for key, label in (("lambda", "lambda(t)"), ("kept_A", "kept share (A's pseudo-labels)"), ("kept_B", "kept share (B's)")):
+    for key, label, color, ls in (("lambda", "λ(t), unsupervised weight", "black", "-"),
+                                  ("kept_A", "kept share of A's pseudo-labels", "0.35", "--"),
+                                  ("kept_B", "kept share of B's pseudo-labels", "0.35", ":")):
         values = [r.get(key) for r in train]
         if any(v is not None for v in values):
-            ax.plot(steps, [np.nan if v is None else v for v in values], label=label, lw=1)
+            ax.plot(steps, [np.nan if v is None else v for v in values], label=label, lw=1, color=color, ls=ls)
     lr = [r.get("lr") for r in train]
     if lr and lr[0]:
-        ax.plot(steps, [v / lr[0] for v in lr], label="lr / lr0", lw=1, ls="--")
-    ax.set_xlabel("step")
-    ax.set_title("schedules and filter")
+        ax.plot(steps, [v / lr[0] for v in lr], label="learning rate / initial", lw=1, ls="-.", color="0.6")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("weight or share (0 to 1)")
+    ax.set_title("schedules and filter", fontsize=10)
     ax.set_ylim(-0.02, 1.05)
-    ax.legend(fontsize=7)
+    _legend_below(ax)
     ax = axes[2]
     for model in ("A", "B", "ensemble"):
         values = [r["dice"][model]["mean"] if r["dice"][model]["mean"] is not None else np.nan for r in val]
-        ax.plot([r["step"] for r in val], values, marker="o", ms=3, label=model, lw=1)
-    ax.set_xlabel("step")
-    ax.set_title("validation mean foreground Dice")
+        ax.plot([r["step"] for r in val], values, marker="o", ms=3, label=model, lw=1, **MODEL_STYLES[model])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("mean foreground Dice")
+    ax.set_title("validation Dice", fontsize=10)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    _legend_below(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _legend_below(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7, frameon=False)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
@@ -133,26 +179,69 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
 
 
 # --------------------------------------------------------------------------- notebook figures
-def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], log: bool = False, ylabel: str = ""):
+def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], log: bool = False, ylabel: str = "",
+                series_colors: Optional[dict[str, str]] = None, errors: Optional[dict[str, Sequence[float]]] = None):
+    """Grouped bars, one group per class.
+
+    Without ``series_colors`` every bar has its class's colour and the series differ by
+    hatching (a legend in grey explains the hatches); with ``series_colors`` (methods)
+    each series has its colour. The legend goes outside the axes.
+    """
     x = np.arange(len(names))
     width = 0.8 / max(len(series), 1)
+    colors = [class_color(n, i) for i, n in enumerate(names)]
+    handles = []
     for i, (label, values) in enumerate(series.items()):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, np.asarray(values, dtype=float), width, label=label)
+        pos = x + (i - (len(series) - 1) / 2) * width
+        values = np.asarray(values, dtype=float)
+        yerr = None if errors is None or label not in errors else np.asarray(errors[label], dtype=float)
+        if series_colors is not None:
+            ax.bar(pos, values, width, color=series_colors[label], edgecolor="white", linewidth=0.5, label=label,
+                   yerr=yerr, capsize=2, error_kw={"lw": 0.8})
+            handles.append(Rectangle((0, 0), 1, 1, facecolor=series_colors[label]))
+        else:
+            hatch = SERIES_HATCHES[i % len(SERIES_HATCHES)]
+            ax.bar(pos, values, width, color=colors, hatch=hatch, edgecolor="white", linewidth=0.5, yerr=yerr,
+                   capsize=2, error_kw={"lw": 0.8})
+            handles.append(Rectangle((0, 0), 1, 1, facecolor="0.55", hatch=hatch, edgecolor="white"))
     ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center", fontsize=8)
+    ax.set_xticklabels(names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center",
+                       fontsize=8)
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     if len(series) > 1:
-        ax.legend(fontsize=8)
+        ax.legend(handles, list(series), loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                  fontsize=8, frameon=False)
+
+
+def _bars_figure(names: Sequence[str], series: dict, extra_width: float):
+    width = max(5.0, 0.45 * len(names) * max(1, len(series))) + (extra_width if len(series) > 1 else 0.0)
+    fig = Figure(figsize=(width, 3.2))
+    return fig, fig.subplots()
 
 
 def plot_class_shares(class_names: Sequence[str], series: dict[str, Sequence[float]], title: str = "",
-                      log: bool = True):
-    """Grouped bars of pixel class shares (log scale by default: minority classes stay visible)."""
-    fig = Figure(figsize=(max(5.0, 0.45 * len(class_names) * max(1, len(series))), 3.2))
-    ax = fig.subplots()
-    _bar_groups(ax, class_names, series, log=log, ylabel="share of pixels")
+                      log: bool = True, ylabel: str = "share of pixels"):
+    """Grouped bars of pixel class shares (log scale by default: minority classes stay visible).
+
+    Bars have their class's colour; several series (e.g. predicted and true) differ by hatching."""
+    longest = max((len(str(k)) for k in series), default=0)
+    fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
+    _bar_groups(ax, class_names, series, log=log, ylabel=ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_scores(class_names: Sequence[str], series: dict[str, Sequence[float]], title: str = "",
+                      ylabel: str = "Dice", errors: Optional[dict[str, Sequence[float]]] = None):
+    """Grouped bars of a score in [0, 1] (Dice) per class, one colour per method (``METHOD_COLORS``)."""
+    longest = max((len(str(k)) for k in series), default=0)
+    fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
+    _bar_groups(ax, class_names, series, ylabel=ylabel, series_colors={m: method_color(str(m)) for m in series},
+                errors=errors)
+    ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -190,17 +279,21 @@ def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labe
     edges = np.linspace(0, 1, bins + 1)
     for c, ax in enumerate(axes):
         sel = labels == c
-        ax.hist(confidence[sel & correct], bins=edges, alpha=0.7, label="correct", color="tab:green")
-        ax.hist(confidence[sel & ~correct], bins=edges, alpha=0.7, label="wrong", color="tab:red")
+        ax.hist(confidence[sel & correct], bins=edges, alpha=0.8, label="correct",
+                color=class_color(class_names[c], c))
+        ax.hist(confidence[sel & ~correct], bins=edges, label="wrong", histtype="step", color="black", lw=1.2)
         if sel.any():
             ax.set_yscale("log")
         else:
             ax.text(0.5, 0.5, "no pixel has\nthis pseudo-label", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
-        ax.set_xlabel("confidence")
+        ax.set_xlabel("confidence (max softmax)")
         if c == 0:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+            ax.set_ylabel("pixels")
+    handles = [Rectangle((0, 0), 1, 1, facecolor="0.55"), Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="black")]
+    fig.legend(handles, ["correct (filled, in the class's colour)", "wrong (black outline)"], loc="lower center",
+               ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -211,10 +304,12 @@ def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("coverage", "precision")):
         series = {f: [next(r[metric] for r in rows if r["filter"] == f and r["class"] == c) for c in class_names] for f in filters}
-        _bar_groups(ax, class_names, series, ylabel=metric)
+        _bar_groups(ax, class_names, series, ylabel=f"{metric} (0 to 1)")
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{metric} of the kept pseudo-labels" if metric == "precision" else "share of pseudo-labels kept",
+        ax.set_title(f"{metric} of the kept pseudo-labels" if metric == "precision" else "coverage: share of pseudo-labels kept",
                      fontsize=10)
+        if ax is axes[0] and ax.get_legend() is not None:
+            ax.get_legend().remove()  # one legend (right of the second panel) for both
     fig.tight_layout()
     return fig
 
@@ -222,16 +317,28 @@ def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
 def plot_comparison(summary: list[dict], x: str = "labeled", group: str = "method", ylabel: str = "mean Dice",
                     title: str = ""):
     """Mean (± standard deviation over seeds) of a metric against ``x``, one line per ``group``."""
-    fig = Figure(figsize=(5.5, 3.6))
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(7.0, 3.6))
     ax = fig.subplots()
     for name in dict.fromkeys(r[group] for r in summary):
         pts = sorted((r for r in summary if r[group] == name), key=lambda r: r[x])
-        ax.errorbar([r[x] for r in pts], [r["mean"] for r in pts], yerr=[r["std"] for r in pts], marker="o",
-                    capsize=3, label=str(name))
-    ax.set_xlabel(x)
+        std = [r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan
+               for r in pts]
+        color = method_color(str(name)) if group == "method" else None
+        ax.errorbar([r[x] for r in pts], [r["mean"] for r in pts], yerr=np.nan_to_num(std), marker="o", capsize=3,
+                    color=color, label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})")
+    values = [r[x] for r in summary]
+    if all(float(v).is_integer() for v in values):  # patient counts: integer ticks only
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(set(values)) == 1:
+        ax.set_xlim(values[0] - 1, values[0] + 1)
+    label = {"labeled": "labeled patients" if all(float(v).is_integer() for v in values) else "labeled fraction"}
+    ax.set_xlabel(label.get(x, x))
     ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    legend_outside(ax, title="method (seeds per point)" if group == "method" else group, title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -249,8 +356,12 @@ def plot_masks(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, truth: n
         ax.set_xticks([])
         ax.set_yticks([])
     axes[1].imshow(np.ma.masked_where(mask, np.ones_like(mask, dtype=float)), cmap="gray", alpha=0.6, vmin=0, vmax=1)
+    handles = [Rectangle((0, 0), 1, 1, color=col) for col in class_colors(class_names)[1:]]
+    handles.append(Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.5", alpha=0.8))
+    fig.legend(handles, list(class_names[1:]) + ["filtered out (whitened)"], loc="lower center",
+               ncol=min(len(handles), 6), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 

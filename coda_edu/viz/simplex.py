@@ -18,7 +18,21 @@ from matplotlib.figure import Figure
 from ..method.alignment import align_distribution, class_marginal
 
 CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
-COLORS = ["#7f7f7f", "#d62728", "#1f77b4"]
+
+
+def _colors(class_names: Sequence[str]) -> list[str]:
+    """The series' class palette (``figures.CLASS_COLORS``) as hex strings."""
+    from matplotlib.colors import to_hex
+
+    from .figures import class_color
+
+    return [to_hex(class_color(n, i)) for i, n in enumerate(class_names)]
+
+
+def _hover(class_names: Sequence[str], what: str) -> str:
+    """Plotly hover text naming the classes (a = corner 2, b = corner 0, c = corner 1)."""
+    return (f"p({class_names[0]}) = %{{b:.2f}}<br>p({class_names[1]}) = %{{c:.2f}}<br>"
+            f"p({class_names[2]}) = %{{a:.2f}}<extra>{what}</extra>")
 
 
 def toy_predictions(n: int = 300, seed: int = 0, shares=(0.6, 0.25, 0.15), bias: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,13 +69,15 @@ def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    colors = _colors(class_names)
     for name, probs, symbol in (("before", before, "circle-open"), ("after", after, "circle")):
         labels = probs.argmax(1)
         for c in range(3):
             sel = labels == c
             fig.add_trace(go.Scatterternary(
                 a=probs[sel, 2], b=probs[sel, 0], c=probs[sel, 1], mode="markers",
-                marker={"symbol": symbol, "color": COLORS[c], "size": 6, "opacity": 0.8},
+                marker={"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8},
+                hovertemplate=_hover(class_names, f"{name}: pseudo-label {class_names[c]}"),
                 name=f"{name}: pseudo-label {class_names[c]}", legendgroup=name))
     fig.update_layout(
         title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
@@ -83,7 +99,7 @@ def ternary_static(before: np.ndarray, after: np.ndarray, class_names: Sequence[
         labels = probs.argmax(1)
         shares = np.bincount(labels, minlength=3) / len(labels)
         for c in range(3):
-            ax.scatter(*xy[labels == c].T, s=9, color=COLORS[c], alpha=0.7,
+            ax.scatter(*xy[labels == c].T, s=9, color=_colors(class_names)[c], alpha=0.7,
                        label=f"{class_names[c]} ({shares[c]:.0%})")
         for c, corner in enumerate(CORNERS):
             ax.annotate(class_names[c], corner, textcoords="offset points", xytext=(0, -12 if c < 2 else 5),
@@ -91,8 +107,54 @@ def ternary_static(before: np.ndarray, after: np.ndarray, class_names: Sequence[
         ax.set_title(name, fontsize=10)
         ax.set_aspect("equal")
         ax.axis("off")
-        ax.legend(fontsize=7, loc="upper right", title="pseudo-label", title_fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.78, 1.0), title="pseudo-label", title_fontsize=7,
+                  frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ternary_points_figure(probs: np.ndarray, truth: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """Plotly ternary plot of predictions coloured by their *true* class; the hover names the classes."""
+    import plotly.graph_objects as go
+
+    colors = _colors(class_names)
+    fig = go.Figure()
+    for c in range(3):
+        sel = truth == c
+        fig.add_trace(go.Scatterternary(
+            a=probs[sel, 2], b=probs[sel, 0], c=probs[sel, 1], mode="markers",
+            marker={"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
+            hovertemplate=_hover(class_names, f"true class {class_names[c]}"), name=f"true class {class_names[c]}"))
+    fig.update_layout(
+        title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
+        ternary={"aaxis": {"title": f"p({class_names[2]})"}, "baxis": {"title": f"p({class_names[0]})"},
+                 "caxis": {"title": f"p({class_names[1]})"}})
+    return fig
+
+
+def ternary_points_static(probs: np.ndarray, truth: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """The matplotlib version of :func:`ternary_points_figure` (for viewers that run no JavaScript)."""
+    fig = Figure(figsize=(5.6, 4.2))
+    ax = fig.subplots()
+    centre = CORNERS.mean(0)
+    ax.fill(*CORNERS.T, facecolor="none", edgecolor="black")
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        m = (CORNERS[i] + CORNERS[j]) / 2
+        ax.plot([centre[0], m[0]], [centre[1], m[1]], color="black", lw=0.6, ls="--")
+    xy = to_xy(probs)
+    colors = _colors(class_names)
+    for c in range(3):
+        ax.scatter(*xy[truth == c].T, s=9, color=colors[c], alpha=0.7, label=class_names[c])
+    for c, corner in enumerate(CORNERS):
+        ax.annotate(class_names[c], corner, textcoords="offset points", xytext=(0, -12 if c < 2 else 5),
+                    ha="center", fontsize=9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.8, 1.0), title="true class", title_fontsize=7,
+              frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -5,9 +5,12 @@ Each builder returns an :class:`Explorer`: ``controls`` (the sliders and menus),
 whenever a control changes) and ``widget`` (what a live notebook displays). Tests set
 ``explorer.controls[name].value`` and check that ``data`` and ``figure`` change.
 
-``explorer.show()`` first draws the default view as an ordinary static figure, so an
-executed, saved or exported notebook shows real content without a live kernel, then
-displays the controls; moving a control redraws below them.
+``explorer.show()`` displays the title, the controls and the figure once: the figure
+lives in an ``ipywidgets.Output`` below the controls, which is cleared and redrawn in
+place whenever a control moves. The same output also carries a PNG of the default view,
+so an executed, saved or exported notebook shows the figure where no widget can render.
+``explorer.data_at(**values)`` computes the numbers for other control values without
+touching the controls (the prediction exercises check a student's guess with it).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 from ..method.alignment import align_distribution, pseudo_labels
-from .figures import Figure, blend, plot_class_shares, plot_masks
+from .figures import Figure, _bar_groups, blend, class_color, figure_png, legend_outside, plot_class_shares, plot_masks
 
 
 class Explorer:
@@ -41,21 +44,42 @@ class Explorer:
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}
 
-    def _changed(self, _change=None) -> None:
-        self.figure, self.data = self._draw(**self.values())
-        self.redraws += 1
+    def data_at(self, **values) -> dict:
+        """The ``data`` the explorer would show with some controls set to ``values`` (controls unchanged)."""
+        unknown = set(values) - set(self.controls)
+        if unknown:
+            raise KeyError(f"no control {sorted(unknown)} (controls: {list(self.controls)})")
+        return self._draw(**{**self.values(), **values})[1]
+
+    def _render(self) -> None:
         from IPython.display import display
 
         with self.output:
             self.output.clear_output(wait=True)
             display(self.figure)
 
+    def _changed(self, _change=None) -> None:
+        self.figure, self.data = self._draw(**self.values())
+        self.redraws += 1
+        self._render()
+
+    def _repr_mimebundle_(self, **kwargs):
+        """The live widget, plus a PNG of the current figure and a one-line text for viewers without widgets."""
+        import base64
+
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data = dict(data or {})
+        data["image/png"] = base64.b64encode(figure_png(self.figure)).decode("ascii")
+        data["text/plain"] = f"<{self.title or 'explorer'}: controls {', '.join(self.controls)}>"
+        return data
+
     def show(self) -> None:
-        """Static default view (saved with the notebook), then the live controls."""
+        """One output: controls with the figure below them, redrawn in place when a control moves."""
         from IPython.display import display
 
-        display(self.figure)
-        display(self.widget)
+        self._render()
+        display(self._repr_mimebundle_(), raw=True)
 
 
 def _slider(description: str, value: float, lo: float, hi: float, step: float):
@@ -66,8 +90,9 @@ def _slider(description: str, value: float, lo: float, hi: float, step: float):
                                style={"description_width": "initial"})
 
 
-def imbalance_explorer(seed: int = 0, resolution: int = 64, patients: int = 12, slices: int = 8) -> Explorer:
-    """Slider ``imbalance`` -> pixel class shares of the synthetic phantoms and an example slice."""
+def imbalance_explorer(seed: int = 0, resolution: int = 64, patients: int = 12, slices: int = 8,
+                       imbalance: float = 0.5) -> Explorer:
+    """Slider ``imbalance`` (starting at ``imbalance``) -> pixel class shares of the synthetic phantoms and an example slice."""
     from ..data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 
     def draw(imbalance: float):
@@ -75,9 +100,10 @@ def imbalance_explorer(seed: int = 0, resolution: int = 64, patients: int = 12, 
         shares = pixel_class_shares(labels, len(CLASS_NAMES))
         fig = Figure(figsize=(10, 3.2))
         ax_bar, ax_img = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-        ax_bar.bar(CLASS_NAMES, shares, color=["0.6", "tab:red", "tab:green", "tab:blue"])
+        ax_bar.bar(CLASS_NAMES, shares, color=[class_color(n, i) for i, n in enumerate(CLASS_NAMES)])
         ax_bar.set_yscale("log")
-        ax_bar.set_ylim(1e-4, 1)
+        ax_bar.set_ylabel("share of pixels (log scale)")
+        ax_bar.set_ylim(1e-4, 2)
         for i, s in enumerate(shares):
             ax_bar.text(i, s * 1.15, f"{s:.2%}", ha="center", fontsize=8)
         ax_bar.set_title(f"pixel shares at imbalance {imbalance:.2f}", fontsize=10)
@@ -87,11 +113,11 @@ def imbalance_explorer(seed: int = 0, resolution: int = 64, patients: int = 12, 
         fig.tight_layout()
         return fig, {"shares": dict(zip(CLASS_NAMES, shares.tolist()))}
 
-    return Explorer({"imbalance": _slider("imbalance", 0.5, 0.0, 1.0, 0.05)}, draw, "Class imbalance of the phantoms")
+    return Explorer({"imbalance": _slider("imbalance", imbalance, 0.0, 1.0, 0.05)}, draw, "Class imbalance of the phantoms")
 
 
-def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequence[str]) -> Explorer:
-    """Slider ``alpha`` -> the toy predictions on the simplex before and after alignment."""
+def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequence[str], alpha: float = 1.0) -> Explorer:
+    """Slider ``alpha`` (starting at ``alpha``) -> the toy predictions on the simplex before and after alignment."""
     from .simplex import align_toy, ternary_static
 
     def draw(alpha: float):
@@ -100,11 +126,12 @@ def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequ
         shares = np.bincount(aligned.argmax(1), minlength=3) / len(aligned)
         return fig, {"shares_after": shares.tolist(), "pi_u": pi_u.tolist(), "aligned": aligned}
 
-    return Explorer({"alpha": _slider("alpha", 1.0, 0.0, 1.0, 0.05)}, draw, "Alignment on the probability simplex")
+    return Explorer({"alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05)}, draw, "Alignment on the probability simplex")
 
 
 def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, targets: dict[str, torch.Tensor],
-                       class_names: Sequence[str], momentum: float = 0.99, truth: torch.Tensor | None = None) -> Explorer:
+                       class_names: Sequence[str], momentum: float = 0.99, truth: torch.Tensor | None = None,
+                       alpha: float = 1.0) -> Explorer:
     """Menu ``target`` and sliders ``alpha`` and ``momentum``.
 
     ``batch_marginals`` ``(T, C)``: the unlabeled marginal of T successive batches; their EMA
@@ -132,28 +159,24 @@ def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, tar
         labels_before = pseudo_labels(probs_u)[1]
         labels_after = pseudo_labels(align_distribution(probs_u, pi_l, pi_u, alpha))[1]
         before, after = shares(labels_before), shares(labels_after)
-        fig = Figure(figsize=(11, 3.3))
+        fig = Figure(figsize=(13, 3.6))
         ax_trace, ax_bar = fig.subplots(1, 2)
         steps = np.arange(len(trace))
         for c in range(1, k):
-            ax_trace.plot(steps, batch_marginals[:, c].numpy(), lw=0.6, alpha=0.4, color=f"C{c}")
-            ax_trace.plot(steps, trace[:, c].numpy(), lw=1.6, color=f"C{c}", label=f"pi_u({class_names[c]})")
-            ax_trace.axhline(float(pi_l[c]), color=f"C{c}", ls=":", lw=1)
-        ax_trace.set_xlabel("batch")
-        ax_trace.set_title(f"EMA of the unlabeled marginal, momentum {momentum:.3f} (dotted: pi_l)", fontsize=9)
-        ax_trace.legend(fontsize=7)
+            color = class_color(class_names[c], c)
+            ax_trace.plot(steps, batch_marginals[:, c].numpy(), lw=0.6, alpha=0.4, color=color)
+            ax_trace.plot(steps, trace[:, c].numpy(), lw=1.6, color=color, label=f"pi_u({class_names[c]}), EMA")
+            ax_trace.axhline(float(pi_l[c]), color=color, ls=":", lw=1)
+        ax_trace.set_xlabel("batch of unlabeled slices")
+        ax_trace.set_ylabel("mean predicted probability")
+        ax_trace.set_title(f"EMA of the unlabeled marginal, momentum {momentum:.3f}\n"
+                           f"(thin: each batch; dotted: pi_l)", fontsize=9)
+        legend_outside(ax_trace, fontsize=7)
         series = {"before alignment": before, f"after (alpha={alpha:.2f})": after, f"pi_l ({target})": pi_l.numpy()}
         if true_shares is not None:
             series["hidden truth"] = (true_shares / true_shares.sum()).numpy()
-        width = 0.8 / len(series)
-        x = np.arange(k)
-        for i, (name, values) in enumerate(series.items()):
-            ax_bar.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
-        ax_bar.set_xticks(x)
-        ax_bar.set_xticklabels(class_names, fontsize=8)
-        ax_bar.set_yscale("log")
+        _bar_groups(ax_bar, class_names, series, log=True, ylabel="share of pixels (log scale)")
         ax_bar.set_title("pseudo-label class shares", fontsize=9)
-        ax_bar.legend(fontsize=7)
         fig.tight_layout()
         data = {"pi_u": pi_u.numpy(), "before": before, "after": after}
         if truth is not None:
@@ -162,7 +185,7 @@ def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, tar
         return fig, data
 
     controls = {"target": widgets.Dropdown(options=list(targets), value=list(targets)[0], description="pi_l from"),
-                "alpha": _slider("alpha", 1.0, 0.0, 1.0, 0.05),
+                "alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05),
                 "momentum": _slider("momentum", momentum, 0.0, 0.999, 0.001)}
     return Explorer(controls, draw, "Distribution alignment on real predictions")
 
@@ -188,7 +211,11 @@ def mask_explorer(images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, 
         fig = plot_masks(images[index], labels[index].numpy(), mask[index].numpy(), truth[index].numpy(), class_names,
                          title=f"filter: {filter}" + (f" (threshold {threshold:.2f})" if filter == "fixed" else "")
                          + f" | kept per class: {cov}")
-        return fig, {"coverage": quality["coverage"], "precision": quality["precision"], "kept": float(mask.float().mean())}
+        foreground = labels > 0
+        n_fg = int(foreground.sum())
+        kept_fg = float((mask & foreground).sum()) / n_fg if n_fg else float("nan")
+        return fig, {"coverage": quality["coverage"], "precision": quality["precision"], "kept": float(mask.float().mean()),
+                     "kept_foreground": kept_fg}
 
     controls = {
         "filter": widgets.Dropdown(options=["none", "fixed", "over_expectation"], value="over_expectation",
@@ -202,3 +229,129 @@ def mask_explorer(images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, 
 def shares_figure(class_names: Sequence[str], series: dict, title: str = "") -> Figure:
     """Alias used by the notebooks for a quick class-share bar chart."""
     return plot_class_shares(class_names, series, title)
+
+
+def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
+    """Slider ``step`` over a run's logged training steps (``metrics.jsonl`` rows) -> the losses, the
+    ramp-up weight λ(t), the kept share of pseudo-labels and the validation Dice up to that step
+    (at the last step: the run's learning curves).
+
+    ``data`` holds the values at the chosen step: ``lambda`` (None for a run without an
+    unsupervised loss), ``lambda_final`` (at the last logged step), ``kept_A``/``kept_B``
+    and the best validation Dice of the ensemble so far.
+    """
+    import ipywidgets as widgets
+
+    from .figures import METHOD_COLORS, MODEL_STYLES
+
+    train = [r for r in rows if r.get("kind") == "train"]
+    val = [r for r in rows if r.get("kind") == "val"]
+    if not train:
+        raise ValueError("no training rows in the metrics")
+    steps = [r["step"] for r in train]
+
+    def series(key):
+        return np.array([np.nan if r.get(key) is None else float(r[key]) for r in train])
+
+    lam, kept_a, kept_b = series("lambda"), series("kept_A"), series("kept_B")
+    has_lambda = bool(np.isfinite(lam).any())
+
+    def draw(step: int):
+        upto = np.array(steps) <= step
+        fig = Figure(figsize=(14, 3.6))
+        ax_l, ax_s, ax_d = fig.subplots(1, 3)
+        loss_styles = {"loss": ("black", "-"), "sup_A": ("0.35", "--"), "sup_B": ("0.35", ":"),
+                       "unsup_A": (METHOD_COLORS["coda"], "--"), "unsup_B": (METHOD_COLORS["coda"], ":")}
+        for key, (color, ls) in loss_styles.items():
+            values = series(key)
+            if np.isfinite(values).any():
+                ax_l.plot(steps, values, color=color, ls=ls, lw=0.8, alpha=0.25)
+                ax_l.plot(np.array(steps)[upto], values[upto], color=color, ls=ls, lw=1.4, label=key)
+        ax_l.axvline(step, color="0.5", lw=0.8)
+        ax_l.set_yscale("log")
+        ax_l.set_xlabel("training step")
+        ax_l.set_ylabel("loss (log scale)")
+        ax_l.set_title("losses", fontsize=10)
+        legend_outside(ax_l, fontsize=7)
+        for values, label, color, ls in ((lam, "λ(t), unsupervised weight", "black", "-"),
+                                         (kept_a, "kept share of A's pseudo-labels", "0.35", "--"),
+                                         (kept_b, "kept share of B's pseudo-labels", "0.35", ":")):
+            if np.isfinite(values).any():
+                ax_s.plot(steps, values, color=color, ls=ls, lw=0.8, alpha=0.25)
+                ax_s.plot(np.array(steps)[upto], values[upto], color=color, ls=ls, lw=1.6, label=label)
+        if not has_lambda:
+            ax_s.text(0.5, 0.5, "no unsupervised loss in this run\n(method supervised)", ha="center", va="center",
+                      transform=ax_s.transAxes, fontsize=9)
+        ax_s.axvline(step, color="0.5", lw=0.8)
+        ax_s.set_xlim(min(steps), max(steps))
+        ax_s.set_ylim(-0.02, 1.05)
+        ax_s.set_xlabel("training step")
+        ax_s.set_ylabel("weight or share (0 to 1)")
+        ax_s.set_title(f"schedules up to step {step}", fontsize=10)
+        if ax_s.get_legend_handles_labels()[0]:
+            legend_outside(ax_s, fontsize=7)
+        shown = [r for r in val if r["step"] <= step]
+        best = None
+        for model in ("A", "B", "ensemble"):
+            values = [np.nan if r["dice"][model]["mean"] is None else r["dice"][model]["mean"] for r in shown]
+            ax_d.plot([r["step"] for r in shown], values, marker="o", ms=3, lw=1, label=model, **MODEL_STYLES[model])
+        scored = [(r["dice"]["ensemble"]["mean"], r["step"]) for r in shown if r["dice"]["ensemble"]["mean"] is not None]
+        if scored:
+            best = max(scored)
+            ax_d.plot([best[1]], [best[0]], marker="*", ms=12, color="black", ls="none", label="best so far (ensemble)")
+        ax_d.set_xlim(min(steps), max(steps))
+        ax_d.set_ylim(0, 1)
+        ax_d.set_xlabel("training step")
+        ax_d.set_ylabel("validation mean foreground Dice")
+        ax_d.set_title("validation Dice up to this step", fontsize=10)
+        legend_outside(ax_d, fontsize=7)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        i = int(np.searchsorted(steps, step, side="right")) - 1
+        data = {"step": step, "lambda": float(lam[i]) if has_lambda and np.isfinite(lam[i]) else None,
+                "lambda_final": float(lam[-1]) if has_lambda else None,
+                "kept_A": None if np.isnan(kept_a[i]) else float(kept_a[i]),
+                "kept_B": None if np.isnan(kept_b[i]) else float(kept_b[i]),
+                "best_dice_so_far": None if best is None else float(best[0]),
+                "best_step_so_far": None if best is None else int(best[1]), "steps": list(steps)}
+        return fig, data
+
+    control = widgets.SelectionSlider(options=steps, value=steps[-1], description="step", continuous_update=False)
+    return Explorer({"step": control}, draw, "The run, step by step")
+
+
+def comparison_explorer(rows: list[dict], split: str = "test", checkpoint: str = "best", model: str = "ensemble") -> Explorer:
+    """Slider ``labeled`` over the labeled amounts of collected runs (``analysis.collect_runs``) ->
+    per-class Dice of each method at that amount, mean ± standard deviation over seeds.
+
+    ``data["methods"]``: method -> {"mean", "std" (None for one seed), "n"} of the mean Dice.
+    """
+    import ipywidgets as widgets
+
+    from ..analysis import summarize
+    from .figures import plot_class_scores
+
+    amounts = sorted({r["labeled"] for r in rows})
+    classes = [c for c in dict.fromkeys(r["class"] for r in rows) if c != "mean"] + ["mean"]
+    methods = sorted({r["method"] for r in rows})
+
+    def draw(labeled):
+        at = [r for r in rows if r["labeled"] == labeled]
+        means, stds, found = {}, {}, {}
+        for m in methods:
+            per_class = {c: summarize([r for r in at if r["method"] == m], ("method",), "dice", split, checkpoint, model, c)
+                         for c in classes}
+            if not per_class["mean"]:
+                continue
+            means[m] = [per_class[c][0]["mean"] if per_class[c] else np.nan for c in classes]
+            stds[m] = [per_class[c][0]["std"] if per_class[c] and per_class[c][0]["n"] > 1 else 0.0 for c in classes]
+            s = per_class["mean"][0]
+            found[m] = {"mean": s["mean"], "std": s["std"] if s["n"] > 1 else None, "n": s["n"]}
+        label = "patients" if float(labeled).is_integer() else "of the training data"
+        fig = plot_class_scores(classes, means, errors=stds, ylabel=f"{split} Dice ({model})",
+                                title=f"{split} Dice per class with {labeled} labeled {label} (± std over seeds)")
+        return fig, {"labeled": labeled, "methods": found}
+
+    control = widgets.SelectionSlider(options=amounts, value=amounts[-1], description="labeled", continuous_update=False)
+    return Explorer({"labeled": control}, draw, "Methods at one labeled amount")
