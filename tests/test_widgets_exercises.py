@@ -68,52 +68,269 @@ def test_mask_explorer_filters_differ():
     assert explorer.redraws == 4
 
 
+# --------------------------------------------------------------------------- explorers: display and parameters
+def test_explorer_shows_one_output_and_redraws_in_place(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append((a, k)))
+    explorer = widgets.imbalance_explorer(seed=0, patients=2, slices=4, imbalance=0.8)
+    assert explorer.controls["imbalance"].value == 0.8  # the notebook parameter is the initial position
+    explorer.show()
+    bundles = [a[0] for a, k in shown if k.get("raw")]
+    assert len(bundles) == 1, "the figure must not be displayed a second time outside the widget"
+    bundle = bundles[0]
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
+    assert not bundle["text/plain"].startswith("VBox(")
+    figures = [a for a, k in shown if not k.get("raw")]
+    assert len(figures) == 1  # the figure, drawn into the Output widget below the controls
+    shown.clear()
+    cleared = []
+    monkeypatch.setattr(explorer.output, "clear_output", lambda wait=False: cleared.append(wait))
+    explorer.controls["imbalance"].value = 0.2
+    assert cleared == [True] and len(shown) == 1 and shown[0][0][0] is explorer.figure
+
+
+def test_widgets_take_the_notebook_parameters_as_initial_values():
+    from coda_edu.viz.simplex import toy_predictions
+
+    probs, truth = toy_predictions(60, seed=1)
+    simplex = widgets.simplex_explorer(probs, np.bincount(truth, minlength=3) / 60, ["bg", "organ", "lesion"], alpha=0.3)
+    assert simplex.controls["alpha"].value == 0.3
+    probs_t = torch.softmax(torch.randn(8, 3, 4, 4), 1)
+    marginals = torch.stack([probs_t[i:i + 4].mean((0, 2, 3)) for i in range(0, 8, 4)])
+    explorer = widgets.alignment_explorer(marginals, probs_t, {"predictions": probs_t.mean((0, 2, 3))}, ["bg", "a", "b"],
+                                          momentum=0.5, alpha=0.4)
+    assert explorer.controls["alpha"].value == 0.4 and explorer.controls["momentum"].value == 0.5
+
+
+def test_data_at_leaves_the_controls_alone():
+    explorer = widgets.imbalance_explorer(seed=0, patients=2, slices=4)
+    shares = explorer.data_at(imbalance=1.0)["shares"]
+    assert explorer.controls["imbalance"].value == 0.5 and explorer.redraws == 0
+    assert shares["background"] > explorer.data["shares"]["background"]
+    with pytest.raises(KeyError):
+        explorer.data_at(alfa=1.0)
+
+
+# --------------------------------------------------------------------------- code exercises
 @pytest.mark.parametrize("name", list(exercises.CHECKS))
 def test_solutions_pass_and_stubs_do_not(name, capsys):
-    assert exercises.check(name, exercises.solution(name)) is True
+    assert exercises.grade(name, exercises.solution(name)).ok
 
     def stub(*args):
         raise NotImplementedError
 
-    assert exercises.check(name, stub) is False
-    assert "not done yet" in capsys.readouterr().out
+    verdict = exercises.grade(name, stub)
+    assert not verdict.ok and "not done yet" in verdict.message
+    assert exercises.check(name, stub) is None  # a check cell echoes nothing but its message
+    assert "✘ not yet: not done yet" in capsys.readouterr().out
 
 
-def test_checks_explain_typical_mistakes(capsys):
-    def counts(labels, k):
-        return torch.bincount(labels.reshape(-1), minlength=k).float()
+def rejected(name, fn, hint):
+    verdict = exercises.grade(name, fn)
+    assert not verdict.ok, f"{name}: a wrong answer passed"
+    assert hint in verdict.message, verdict.message
 
-    assert not exercises.check("class_shares", counts)
-    assert "pixel counts" in capsys.readouterr().out
 
-    def unnormalised(probs, pi_l, pi_u, alpha):
-        return probs * ((pi_l / pi_u) ** alpha).view(1, -1, 1, 1)
+def accepted(name, fn):
+    verdict = exercises.grade(name, fn)
+    assert verdict.ok, verdict.message
 
-    assert not exercises.check("alignment", unnormalised)
-    assert "divide by the sum over classes" in capsys.readouterr().out
 
-    def inverted(probs, pi_l, pi_u, alpha):
-        return exercises.solution("alignment")(probs, pi_u, pi_l, alpha)
+def test_class_shares_exercise():
+    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float(), "pixel counts")
+    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1)).float() / labels.numel(), "minlength")
+    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / (labels > 0).sum(),
+             "background included")
+    # float32, float64 and numpy answers are all accepted
+    accepted("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / labels.numel())
+    accepted("class_shares", lambda labels, k: np.bincount(labels.numpy().ravel(), minlength=k) / labels.numel())
 
-    assert not exercises.check("alignment", inverted)
-    assert "upside down" in capsys.readouterr().out
 
-    def strict(conf, labels, k):
-        from coda_edu.method import class_expectations
+def test_alignment_exercise():
+    def align(probs, pi_l, pi_u, alpha, power=True, normalise=True, dtype=torch.float32):
+        w = (pi_l / pi_u) ** alpha if power else alpha * (pi_l / pi_u)
+        out = probs.to(dtype) * w.to(dtype).view(1, -1, 1, 1)
+        return out / out.sum(1, keepdim=True) if normalise else out
 
-        return conf > class_expectations(conf, labels, k)[labels]
+    rejected("alignment", lambda p, l, u, a: align(p, l, u, a, normalise=False), "divide by the sum over classes")
+    rejected("alignment", lambda p, l, u, a: align(p, u, l, a), "upside down")
+    rejected("alignment", lambda p, l, u, a: align(p, l, u, 1.0), "same result: raise the ratio to the power alpha")
+    rejected("alignment", lambda p, l, u, a: align(p, l, u, a, power=False), "cancels in the normalisation")
+    rejected("alignment", lambda p, l, u, a: align(p, l, u, a ** 2), "not for alpha = 0.5")
+    accepted("alignment", align)                                                # float32
+    accepted("alignment", lambda p, l, u, a: align(p, l, u, a, dtype=torch.float64))
+    accepted("alignment", lambda p, l, u, a: align(p, l + 1e-6, u + 1e-6, a))  # the library's epsilon
 
-    assert not exercises.check("over_expectation_mask", strict)
-    assert "use >=" in capsys.readouterr().out
 
-    def population(values):
-        return float(np.mean(values)), float(np.std(values))
+def test_over_expectation_exercise_rejects_the_global_mean():
+    from coda_edu.exercises import _OE_CONFIDENCE, _OE_LABELS
+    from coda_edu.method import class_expectations
 
-    assert not exercises.check("mean_std", population)
-    assert "ddof" in capsys.readouterr().out
+    conf, labels = _OE_CONFIDENCE, _OE_LABELS
+    per_class = class_expectations(conf, labels, 4)
+    # the test data separates the misconception: per-class means differ from the global mean, and so do the masks
+    assert all(abs(float(e) - float(conf.mean())) > 0.05 for e in per_class[:3])
+    assert not torch.equal(conf >= conf.mean(), conf >= per_class[labels])
+    rejected("over_expectation_mask", lambda c, lab, k: c >= c.mean(), "not with the mean over all pixels")
+    rejected("over_expectation_mask", lambda c, lab, k: c > class_expectations(c, lab, k)[lab], "use >=")
+    rejected("over_expectation_mask",
+             lambda c, lab, k: torch.stack([exercises.solution("over_expectation_mask")(ci[None], li[None], k)[0]
+                                            for ci, li in zip(c, lab)]), "whole batch")
+    rejected("over_expectation_mask", lambda c, lab, k: c <= class_expectations(c, lab, k)[lab], "not below")
 
+    def float32_loop(conf, labels, k):
+        keep = torch.zeros_like(conf, dtype=torch.bool)
+        for c in range(k):
+            sel = labels == c
+            if sel.any():
+                keep |= sel & (conf.float() >= conf.float()[sel].mean())
+        return keep
+
+    accepted("over_expectation_mask", float32_loop)
+    accepted("over_expectation_mask", lambda c, lab, k: (c.double() >= class_expectations(c, lab, k).double()[lab] - 1e-6))
+
+
+def test_mean_dice_exercise_rejects_the_first_record_of_the_model():
+    def first_of_model(records, model):
+        return next(r["dice"] for r in records if r["model"] == model)
+
+    def no_split(records, model):
+        return next(r["dice"] for r in records if r["model"] == model and r["class"] == "mean")
+
+    def no_checkpoint(records, model):
+        return next(r["dice"] for r in records if r["model"] == model and r["class"] == "mean" and r["split"] == "test")
+
+    def first_test_best_mean(records, model):
+        return next(r["dice"] for r in records if r["split"] == "test" and r["checkpoint"] == "best" and r["class"] == "mean")
+
+    rejected("mean_dice", first_of_model, "RV class")
+    rejected("mean_dice", no_split, "validation split")
+    rejected("mean_dice", no_checkpoint, "last checkpoint")
+    rejected("mean_dice", first_test_best_mean, "model B")
+    rejected("mean_dice", lambda records, model: 0.7, "ensemble")  # a hard-coded number
+    accepted("mean_dice", lambda records, model: np.float32(exercises.solution("mean_dice")(records, model)))
+
+
+def test_mean_std_exercise():
+    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v))), "ddof")
+    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.var(v, ddof=1))), "variance")
+    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1) / np.sqrt(len(v)))), "standard error")
+    rejected("mean_std", lambda v: (float(np.std(v, ddof=1)), float(np.mean(v))), "order")
+    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0), "single seed")
+    accepted("mean_std", lambda v: tuple(np.float32(x) for x in (np.mean(np.float32(v)), np.std(np.float32(v), ddof=1))))
+    accepted("mean_std", lambda v: (torch.tensor(v).mean(), torch.tensor(v).std()))  # float32 tensors, nan for one
+
+
+def test_crashing_answers_are_explained(capsys):
     def crashes(*args):
         raise ValueError("boom")
 
-    assert not exercises.check("mean_dice", crashes)
+    assert exercises.check("mean_dice", crashes) is None
     assert "raised ValueError: boom" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- prediction exercises
+class FakeExplorer:
+    """An explorer whose data are given: proves that answers are computed, not hard-coded."""
+
+    def __init__(self, table, controls=None, data=None):
+        self.table, self.controls, self.data = table, controls or {}, data or {}
+
+    def data_at(self, **values):
+        return self.table(**values)
+
+    def values(self):
+        return {k: c.value for k, c in self.controls.items()}
+
+
+def predictions_pass(name, explorer, wrong, hint):
+    right = exercises.predicted(name, explorer)
+    verdict = exercises.grade_prediction(name, right, explorer)
+    assert verdict.ok, verdict.message
+    verdict = exercises.grade_prediction(name, wrong, explorer)
+    assert not verdict.ok and hint in verdict.message, verdict.message
+    assert not exercises.grade_prediction(name, "", explorer).ok
+    assert "answer with one of" in exercises.grade_prediction(name, "maybe", explorer).message
+    return right
+
+
+def test_prediction_rv_shrink_follows_the_explorer():
+    explorer = widgets.imbalance_explorer(seed=0, patients=3, slices=4)
+    right = predictions_pass("rv_shrink", explorer, "a", "times less")
+    assert right == "b"  # the phantoms: about 12 times less
+    fake = FakeExplorer(lambda imbalance: {"shares": {"RV": 0.02 if imbalance == 0 else 0.015}})
+    assert exercises.predicted("rv_shrink", fake) == "a"
+
+
+def test_prediction_alpha_lesion_follows_the_explorer():
+    from coda_edu.viz.simplex import toy_predictions
+
+    probs, truth = toy_predictions(200, seed=0)
+    explorer = widgets.simplex_explorer(probs, np.bincount(truth, minlength=3) / 200, ["background", "organ", "lesion"])
+    right = exercises.predicted("alpha_lesion", explorer)
+    after = explorer.data_at(alpha=1.0)["shares_after"][2]
+    before = explorer.data_at(alpha=0.0)["shares_after"][2]
+    assert right == ("up" if after > before else "down" if after < before else "same")
+    predictions_pass("alpha_lesion", explorer, "down" if right != "down" else "up", "figure shows")
+    fake = FakeExplorer(lambda alpha: {"shares_after": [0.5, 0.3, 0.2 if alpha == 0 else 0.1]}, data={"aligned": [0] * 100})
+    assert exercises.predicted("alpha_lesion", fake) == "down"
+
+
+def test_prediction_filter_foreground_follows_the_explorer():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(3, 3, 16, 16, generator=g) * 2, 1)
+    explorer = widgets.mask_explorer(np.zeros((3, 16, 16)), probs, probs.argmax(1), ["bg", "a", "b"], threshold=0.95)
+    right = predictions_pass("filter_foreground", explorer, "fixed", "figure shows")
+    assert right == "over_expectation"
+    explorer.controls["threshold"].value = 0.5  # a low threshold keeps more than the expectation does
+    assert exercises.predicted("filter_foreground", explorer) == "fixed"
+
+
+def test_prediction_rampup_follows_the_metrics():
+    rows = [{"kind": "train", "step": s, "lambda": min(1.0, s / 40) ** 2, "kept_A": 0.5, "kept_B": 0.5} for s in range(2, 42, 2)]
+    rows += [{"kind": "val", "step": s, "dice": {m: {"mean": 0.1 * s / 10} for m in ("A", "B", "ensemble")}} for s in (20, 40)]
+    explorer = widgets.curve_explorer(rows)
+    right = predictions_pass("rampup", explorer, "c", "final value")
+    assert right == "a"  # (10/40)^2 = 6 % of the final value
+    before = figure_png(explorer.figure)
+    explorer.controls["step"].value = 10
+    assert figure_png(explorer.figure) != before and explorer.data["lambda"] == pytest.approx(0.0625)
+    supervised = widgets.curve_explorer([{"kind": "train", "step": s, "loss": 1.0} for s in (1, 2, 3)])
+    assert "no right or wrong" in exercises.grade_prediction("rampup", "a", supervised).message
+
+
+def test_prediction_finding_follows_the_runs():
+    def rows(values):
+        out = []
+        for (method, labeled, seed), dice in values.items():
+            for cls, v in (("RV", dice - 0.1), ("mean", dice)):
+                out.append({"method": method, "labeled": labeled, "seed": seed, "split": "test", "checkpoint": "best",
+                            "model": "ensemble", "class": cls, "dice": v})
+        return out
+
+    noisy = widgets.comparison_explorer(rows({("coda", 2, 0): 0.6, ("coda", 2, 1): 0.7, ("supervised", 2, 0): 0.62,
+                                              ("supervised", 2, 1): 0.66, ("coda", 4, 0): 0.8}))
+    assert noisy.controls["labeled"].value == 4
+    assert predictions_pass("finding", noisy, "finding", "std") == "noise"
+    clear = widgets.comparison_explorer(rows({("coda", 2, 0): 0.80, ("coda", 2, 1): 0.81, ("supervised", 2, 0): 0.5,
+                                              ("supervised", 2, 1): 0.52}))
+    assert exercises.predicted("finding", clear) == "finding"
+    single = widgets.comparison_explorer(rows({("coda", 2, 0): 0.8, ("supervised", 2, 0): 0.5}))
+    assert exercises.predicted("finding", single) == "cannot tell"
+    assert single.data["methods"]["coda"]["std"] is None
+
+
+def test_prediction_checks_echo_nothing(capsys):
+    explorer = widgets.imbalance_explorer(seed=0, patients=2, slices=4)
+    assert exercises.check_prediction("rv_shrink", "", explorer) is None
+    assert "write your prediction first" in capsys.readouterr().out
+
+
+def test_summarize_has_no_std_for_one_seed():
+    from coda_edu.analysis import summarize
+
+    rows = [{"method": "coda", "labeled": 2, "split": "test", "checkpoint": "best", "model": "ensemble", "class": "mean",
+             "dice": 0.5}]
+    assert summarize(rows)[0]["std"] is None
