@@ -196,10 +196,11 @@ def run_series(names: Optional[list[str]], out_dir: Path, parameters: dict[str, 
     plan = {}
     for name in names:
         params = {**({"quick": True} if quick else {}), **parameters}
+        # 05 compares the experiments of 04 only: the illustration runs of 01-03 go to runs/scratch
         if name == "04_full_experiment":
-            params.setdefault("run_dir", str(runs_dir / "04_full_experiment"))
+            params.setdefault("run_dir", str(runs_dir / "experiments" / "04_full_experiment"))
         if name == "05_compare_runs":
-            params.setdefault("runs_dir", str(runs_dir))
+            params.setdefault("runs_dir", str(runs_dir / "experiments"))
         shared = {k: v for k, v in params.items() if k in declared[name]}
         plan[name] = check_parameters(name, paired_path(name), shared)
     timings = {}

@@ -60,7 +60,7 @@ from coda_edu.viz.widgets import imbalance_explorer
 
 steps = 30 if quick else iterations
 data_root = Path(data_dir or os.environ.get("CODA_EDU_DATA_DIR", "") or "/nonexistent")
-torch.manual_seed(seed)
+_ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 print(f"training steps: {steps}, real data folder: {data_root if data_root.is_dir() else 'not available'}")
 
 # %% [markdown]
@@ -82,12 +82,24 @@ for name, s in shares.items():
 display(plot_class_shares(CLASS_NAMES, shares, title="pixel class shares of the phantoms"))
 
 # %% [markdown]
-# Move the slider to see how the shares and the picture change (the figure above the
-# slider is the default view, saved with the notebook).
+# Move the slider to see how the shares and the picture change (the slider starts at the
+# notebook's `imbalance` parameter; the figure below it is redrawn in place).
+#
+# **Predict first.** Before you move the slider: how many times smaller is the RV's pixel
+# share at imbalance 1 than at imbalance 0? `"a"` less than 3 times, `"b"` 3 to 30 times,
+# `"c"` more than 30 times. Write your guess in the cell after the explorer, then move the
+# slider to 0 and to 1 and run the check.
 
 # %%
-explorer = imbalance_explorer(seed=seed)
+explorer = imbalance_explorer(seed=seed, imbalance=imbalance)
 explorer.show()
+
+# %%
+my_prediction = ""  # "a", "b" or "c"
+
+if solutions:
+    my_prediction = exercises.predicted("rv_shrink", explorer)
+exercises.check_prediction("rv_shrink", my_prediction, explorer)
 
 # %% [markdown]
 # ## 2. Real cine-MRI: ACDC
@@ -143,7 +155,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
 if quick:
     overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
-result = train(cfg, Path("runs") / f"nb01-supervised-seed{seed}-{os.getpid()}", progress=True)
+result = train(cfg, Path("runs") / "scratch" / f"nb01-supervised-seed{seed}-{os.getpid()}", progress=True)
 
 # %%
 records = [r for r in result.evaluation["records"] if r["split"] == "test" and r["checkpoint"] == "best"]

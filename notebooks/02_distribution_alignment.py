@@ -56,13 +56,15 @@ from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.method import align_distribution, class_marginal, class_shares, pseudo_labels
 from coda_edu.train import train
 from coda_edu.viz.display import show_plotly
-from coda_edu.viz.figures import blend, plot_class_shares
-from coda_edu.viz.simplex import align_toy, ternary_figure, ternary_static, toy_predictions
+from coda_edu.viz.figures import blend, class_colors, plot_class_shares
+from coda_edu.viz.simplex import align_toy, ternary_points_figure, ternary_points_static, toy_predictions
 from coda_edu.viz.widgets import alignment_explorer, simplex_explorer
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 steps = 30 if quick else iterations
-torch.manual_seed(seed)
+_ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 
 # %% [markdown]
 # ## 1. A partially trained pair of networks
@@ -80,7 +82,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
 if quick:
     overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
-result = train(cfg, Path("runs") / f"nb02-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
+result = train(cfg, Path("runs") / "scratch" / f"nb02-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
 model_a, model_b = load_run_pair(result.run_dir, "last")
@@ -128,15 +130,29 @@ print("pseudo-label shares before:", np.round(np.bincount(toy_probs.argmax(1), m
       " truth:", np.round(np.bincount(toy_truth, minlength=3) / 300, 3))
 print(f"pseudo-label accuracy before {np.mean(toy_probs.argmax(1) == toy_truth):.1%}, "
       f"after {np.mean(toy_aligned.argmax(1) == toy_truth):.1%}")
-show_plotly(ternary_figure(toy_probs, toy_aligned, toy_names, title=f"toy predictions before and after alignment (alpha={alpha})"))
-display(ternary_static(toy_probs, toy_aligned, toy_names, title="the same, as a static figure"))
+# One figure: interactive in JupyterLab (hover a point for its probabilities), a PNG where JavaScript does not run.
+title = "toy predictions, coloured by their true class (before alignment)"
+show_plotly(ternary_points_figure(toy_probs, toy_truth, toy_names, title=title),
+            static=ternary_points_static(toy_probs, toy_truth, toy_names, title=title))
 
 # %% [markdown]
 # Move α: at 0 nothing changes, at 1 the full ratio of marginals is applied.
 
 # %%
-simplex = simplex_explorer(toy_probs, toy_pi_l, toy_names)
+simplex = simplex_explorer(toy_probs, toy_pi_l, toy_names, alpha=alpha)
 simplex.show()
+
+# %% [markdown]
+# **Predict, then move the slider.** When α goes from 0 to 1, does the share of pixels
+# whose pseudo-label is *lesion* go `"up"`, `"down"` or stay the `"same"`? Write your guess,
+# then move α to 0 and to 1 and run the check.
+
+# %%
+my_prediction = ""  # "up", "down" or "same"
+
+if solutions:
+    my_prediction = exercises.predicted("alpha_lesion", simplex)
+exercises.check_prediction("alpha_lesion", my_prediction, simplex)
 
 # %% [markdown]
 # ## 4. Alignment on the network's real predictions
@@ -177,7 +193,7 @@ print(f"pseudo-label accuracy: before {float((pseudo_labels(probs_u)[1] == truth
 batch = 8
 batch_marginals = torch.stack([class_marginal(probs_u[i:i + batch]) for i in range(0, len(probs_u) - batch + 1, batch)])
 explorer = alignment_explorer(batch_marginals, probs_u, {"predictions": pi_l, "labels": true_l}, names,
-                              momentum=momentum, truth=truth_u)
+                              momentum=momentum, truth=truth_u, alpha=alpha)
 explorer.show()
 
 # %% [markdown]
@@ -206,10 +222,14 @@ for ax, (title, lab) in zip(axes, panels):
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 axes[3].imshow(image, cmap="gray")
-axes[3].imshow(np.ma.masked_where(~disagree[index].numpy(), disagree[index].numpy()), cmap="autumn", alpha=0.8)
+axes[3].imshow(np.ma.masked_where(~disagree[index].numpy(), disagree[index].numpy()), cmap=ListedColormap(["#ff00ff"]),
+               alpha=0.9)
 axes[3].set_title("disagreement of A and B", fontsize=9)
 axes[3].axis("off")
-fig.tight_layout()
+handles = [Rectangle((0, 0), 1, 1, color=col) for col in class_colors(names)[1:]] + [Rectangle((0, 0), 1, 1, color="#ff00ff")]
+fig.legend(handles, list(names[1:]) + ["A and B disagree"], loc="lower center", ncol=len(handles), fontsize=8,
+           frameon=False)
+fig.tight_layout(rect=(0, 0.07, 1, 1))
 display(fig)
 
 # %% [markdown]

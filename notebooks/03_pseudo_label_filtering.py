@@ -61,7 +61,7 @@ from coda_edu.viz.figures import plot_confidence_histograms, plot_filter_compari
 from coda_edu.viz.widgets import mask_explorer
 
 steps = 30 if quick else iterations
-torch.manual_seed(seed)
+_ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 
 # %% [markdown]
 # ## 1. Pseudo-labels of a network trained with few labels
@@ -76,7 +76,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
 if quick:
     overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
-result = train(cfg, Path("runs") / f"nb03-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
+result = train(cfg, Path("runs") / "scratch" / f"nb03-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
 _, model_b = load_run_pair(result.run_dir, "best")
@@ -135,6 +135,19 @@ display(plot_filter_comparison(rows, names))
 # %%
 explorer = mask_explorer(data.unlabeled.images[:, 0].numpy(), probs, truth, names, threshold=threshold)
 explorer.show()
+
+# %% [markdown]
+# **Predict, then switch the filter.** Over all unlabeled images, which filter keeps a
+# larger share of the *foreground* pseudo-labels (RV, MYO and LV together): `"fixed"` (at
+# the threshold on the slider) or `"over_expectation"`? Write your guess, then switch the
+# filter menu between the two, read "kept per class" in the title, and run the check.
+
+# %%
+my_prediction = ""  # "fixed" or "over_expectation"
+
+if solutions:
+    my_prediction = exercises.predicted("filter_foreground", explorer)
+exercises.check_prediction("filter_foreground", my_prediction, explorer)
 
 # %% [markdown]
 # ## Exercise: the over-expectation mask

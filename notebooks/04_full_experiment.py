@@ -56,7 +56,8 @@ from coda_edu.config import SMALL_SYNTHETIC, load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.io import read_jsonl
 from coda_edu.train import train
-from coda_edu.viz.figures import plot_class_shares, plot_learning_curves
+from coda_edu.viz.figures import plot_class_scores
+from coda_edu.viz.widgets import curve_explorer
 
 # Workshop-size settings per dataset (minutes on a 2-core CPU); quick=True shrinks them to seconds.
 PRESETS = {
@@ -104,10 +105,25 @@ report_split = "test" if any(r["split"] == "test" for r in records) else "val"
 # Left: the supervised losses of A and B and (for semi-supervised methods) their
 # unsupervised losses. Middle: the ramp-up weight λ(t), the share of pseudo-labels the
 # filter keeps, and the learning-rate decay. Right: validation Dice of A, B and the
-# ensemble; the best of these points selected the `best` checkpoint.
+# ensemble; the best of these points selected the `best` checkpoint. The slider replays
+# the run up to a step (it starts at the last one; the figure is redrawn in place).
 
 # %%
-display(plot_learning_curves(read_jsonl(out / "metrics.jsonl"), title=f"{method} on {dataset}"))
+curves = curve_explorer(read_jsonl(out / "metrics.jsonl"), title=f"{method} on {dataset}")
+curves.show()
+
+# %% [markdown]
+# **Predict, then move the slider.** λ(t) ramps the unsupervised loss up from 0. At a
+# quarter of the training steps, how large is λ(t) compared with its final value? `"a"`
+# less than a quarter, `"b"` a quarter to three quarters, `"c"` more than three quarters.
+# Write your guess, move the slider to about a quarter of the steps, and run the check.
+
+# %%
+my_prediction = ""  # "a", "b" or "c"
+
+if solutions:
+    my_prediction = exercises.predicted("rampup", curves)
+exercises.check_prediction("rampup", my_prediction, curves)
 
 # %% [markdown]
 # ## 3. Results per class
@@ -153,8 +169,9 @@ print(f"{report_split} Dice of the ensemble, best checkpoint")
 print(f"{'method':<12}" + "".join(f"{c:>9}" for c in classes))
 for name, values in summary.items():
     print(f"{name:<12}" + "".join(f"{values[c]:9.4f}" for c in classes))
-display(plot_class_shares(classes, {name: [v[c] for c in classes] for name, v in summary.items()},
-                          title=f"{report_split} Dice per class", log=False))
+display(plot_class_scores(classes, {name: [v[c] for c in classes] for name, v in summary.items()},
+                          ylabel=f"{report_split} Dice (ensemble, best checkpoint)",
+                          title=f"{report_split} Dice per class, one seed"))
 
 # %% [markdown]
 # With few steps and one seed, differences of a few points are within the noise: run

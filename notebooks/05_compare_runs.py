@@ -43,14 +43,14 @@ demo_iterations: int = 250    # steps per run of the demonstration grid
 # %matplotlib inline
 from pathlib import Path
 
-import numpy as np
 from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import collect_runs, find_runs, summarize
 from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.train import train
-from coda_edu.viz.figures import plot_class_shares, plot_comparison
+from coda_edu.viz.figures import plot_comparison
+from coda_edu.viz.widgets import comparison_explorer
 
 root = Path(runs_dir) if runs_dir else Path("runs") / "compare-demo"
 steps = 12 if quick else demo_iterations
@@ -88,34 +88,43 @@ summary = summarize(rows, ("method", "labeled"), "dice", split, checkpoint, mode
 print(f"{split} mean Dice of model '{model}', checkpoint '{checkpoint}'")
 print(f"{'method':<26}{'labeled':>8}{'mean':>9}{'std':>8}{'seeds':>7}")
 for s in summary:
-    print(f"{s['method']:<26}{s['labeled']!s:>8}{s['mean']:9.4f}{s['std']:8.4f}{s['n']:7d}")
+    std = "n/a" if s["std"] is None else f"{s['std']:.4f}"  # one seed measures no spread
+    print(f"{s['method']:<26}{s['labeled']!s:>8}{s['mean']:9.4f}{std:>8}{s['n']:7d}")
 display(plot_comparison(summary, ylabel=f"{split} mean Dice ({model})", title="Dice against labeled amount (± std over seeds)"))
 
 # %% [markdown]
 # A difference between two methods smaller than their standard deviations is not a
 # finding. With more seeds the error bars shrink as 1/√n.
 #
-# ## 3. Per class, at the largest labeled amount
+# ## 3. Per class, one labeled amount at a time
+#
+# The slider picks the labeled amount (it starts at the largest); bars are the mean over
+# seeds, whiskers the standard deviation (none for a single seed).
 
 # %%
-largest = max(s["labeled"] for s in summary)
-classes = [c for c in dict.fromkeys(r["class"] for r in rows) if c != "mean"]
-methods = sorted({s["method"] for s in summary})
-per_class = {}
-for m in methods:
-    values = []
-    for c in classes:
-        found = [s["mean"] for s in summarize([r for r in rows if r["labeled"] == largest and r["method"] == m],
-                                               ("method",), "dice", split, checkpoint, model, c)]
-        values.append(found[0] if found else np.nan)
-    per_class[m] = values
-display(plot_class_shares(classes, per_class, title=f"{split} Dice per class, {largest} labeled", log=False))
+per_class = comparison_explorer(rows, split, checkpoint, model)
+per_class.show()
+
+# %% [markdown]
+# **Predict, then move the slider.** At the *smallest* labeled amount, is the difference
+# between the two best methods (mean Dice) a `"finding"` (larger than the larger of their
+# two standard deviations), `"noise"` (not larger), or can you not tell (`"cannot tell"`)?
+# Write your guess, move the slider to the smallest amount, and run the check.
+
+# %%
+my_prediction = ""  # "finding", "noise" or "cannot tell"
+
+if solutions:
+    my_prediction = exercises.predicted("finding", per_class)
+exercises.check_prediction("finding", my_prediction, per_class)
 
 # %% [markdown]
 # ## Exercise: mean and spread over seeds
 #
 # Write `my_mean_std(values)` returning `(mean, std)` of a list of per-seed scores,
 # with the *sample* standard deviation (the one that is right for a handful of seeds).
+# With a single seed there is no spread to measure: return `float("nan")` as the std
+# (the table above prints it as n/a).
 
 # %%
 def my_mean_std(values: list) -> tuple:
