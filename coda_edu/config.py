@@ -157,7 +157,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    seed: int = _f(0, help="seed of data sampling, augmentation and initialisation", min=0)
+    seed: int = _f(0, help="seed of data sampling, augmentation and initialisation (0 .. 2**32 - 1)", min=0, max=2**32 - 1)
     data: DataConfig = _f(help="dataset", factory=DataConfig)
     model: ModelConfig = _f(help="network", factory=ModelConfig)
     method: MethodConfig = _f(help="semi-supervised method", factory=MethodConfig)
@@ -406,6 +406,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"config key 'data.image_size': dataset '{cfg.data.name}' needs {want} sizes, got {cfg.data.image_size}")
         if any(s < 8 for s in cfg.data.image_size):
             raise ConfigError(f"config key 'data.image_size': sizes must be >= 8, got {cfg.data.image_size}")
+    if not cfg.eval.splits:
+        raise ConfigError("config key 'eval.splits': is empty; the final evaluation needs at least one of 'val', 'test'")
     for split in cfg.eval.splits:
         if split not in ("val", "test"):
             raise ConfigError(f"config key 'eval.splits': {split!r} is not one of 'val', 'test'")

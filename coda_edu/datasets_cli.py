@@ -9,6 +9,7 @@ download and preprocessing scripts live in ``data_scripts/``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 def add_cli(sub) -> None:
@@ -30,6 +31,8 @@ def run(args) -> int:
 
     if getattr(args, "data_command", None) != "check":
         raise CodaEduError("usage: coda-edu data check --dataset NAME [--root DIR]")
+    if args.config is not None and Path(args.config).is_dir():
+        raise CodaEduError(f"config file '{args.config}' is a folder, not a file")
     overrides = [f"data.name={args.dataset}"] + ([f"data.root={args.root}"] if args.root else []) + args.overrides
     if args.dataset == "la" and not any(o.startswith("data.val_patients") for o in args.overrides):
         overrides.append("data.val_patients=2")

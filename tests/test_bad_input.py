@@ -165,10 +165,10 @@ def make_cadis(root, bad=None):
         label = np.zeros((18, 32), np.uint8)
         label[0, 0] = 40
         Image.fromarray(label).save(label_path)
-        return image_path, "label values 40 are outside the class range 0..35"
+        return label_path, "label values 40 are outside the class range 0..35"
     if bad == "size_mismatch":
         Image.fromarray(np.zeros((18, 30), np.uint8)).save(label_path)
-        return image_path, "does not match label shape (18, 30)"
+        return label_path, "does not match label shape (18, 30)"
     if bad == "missing_label":
         label_path.unlink()
         return label_path, "has no label file"
@@ -206,4 +206,104 @@ def test_broken_la_case(tmp_path):
     label[0, 0, 0] = 2
     write_h5(folder / "DDD" / "mri_norm2.h5", np.zeros((20, 18, 8), np.float32), label)
     with pytest.raises(DataError, match="label values 2 are outside the class range 0..1"):
+        load_dataset(cfg)
+
+
+# --------------------------------------------------------------------------- split lists and sidecars (issue 11)
+
+@pytest.mark.parametrize("lists, fragment", [
+    ({"val.list": "patient090_frame01\npatient002_frame01\n"}, "patient 'patient002' (entry 'patient002_frame01') is in both train.list and val.list"),
+    ({"val.list": "patient090_frame01\npatient002_frame02\n"}, "patient 'patient002' (entry 'patient002_frame02') is in both"),
+    ({"test.list": "patient001_frame01\n"}, "is in both train.list and test.list"),
+    ({"train.list": "patient001_frame01\npatient002_frame01\npatient001_frame01\n"}, "names 'patient001_frame01' twice"),
+])
+def test_overlapping_splits_are_refused(tmp_path, lists, fragment):
+    make_acdc(tmp_path)
+    for name, text in lists.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(DataError) as info:
+        load_dataset(acdc_config(tmp_path))
+    assert fragment in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_la_train_and_test_lists_must_not_overlap(tmp_path):
+    folder = tmp_path / "2018LA_Seg_Training Set"
+    for case in ("AAA", "BBB", "CCC"):
+        write_h5(folder / case / "mri_norm2.h5", np.zeros((20, 18, 8), np.float32), np.zeros((20, 18, 8), np.uint8))
+    (tmp_path / "train.list").write_text("AAA\nBBB\nCCC\n")
+    (tmp_path / "test.list").write_text("CCC\n")
+    cfg = load_config(None, ["data.name=la", f"data.root={tmp_path}", "data.labeled_patients=1", "data.val_patients=1"])
+    with pytest.raises(DataError, match="case 'CCC' is in both train.list and test.list"):
+        load_dataset(cfg)
+
+
+@pytest.mark.parametrize("entry", ["../escaped_case", "/etc/passwd", "..", "sub/../../x", "a\\b"])
+def test_list_entries_must_stay_inside_the_dataset_root(tmp_path, entry):
+    make_acdc(tmp_path)
+    (tmp_path / "val.list").write_text(f"patient090_frame01\n{entry}\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(acdc_config(tmp_path))
+    message = str(info.value)
+    assert f"val.list' line 2: {entry!r} is not a plain case name" in message and "\n" not in message
+
+
+def test_non_utf8_list_is_one_line(tmp_path):
+    make_acdc(tmp_path)
+    (tmp_path / "train.list").write_bytes(b"patient001_frame01\n\xff\xfepatient002\n")
+    done = subprocess.run(cli_command() + ["data", "check", "--dataset", "acdc", "--root", str(tmp_path),
+                                           "--set", "data.labeled_patients=1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "train.list' is not UTF-8 text" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_list_is_one_line(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    make_acdc(tmp_path)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.name == "val.list":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(DataError, match="val.list' cannot be read: permission denied"):
+        load_dataset(acdc_config(tmp_path))
+
+
+@pytest.mark.parametrize("spacing, fragment", [
+    ('{"patient090_frame01": [1.0, 1.5]}', "must be three finite numbers > 0"),
+    ('{"patient090_frame01": [NaN, 1.5, 1.5]}', "must be three finite numbers > 0"),
+    ('{"patient090_frame01": [0, 1.5, 1.5]}', "must be three finite numbers > 0"),
+    ('{"patient090_frame01": [10, -1.5, 1.5]}', "must be three finite numbers > 0"),
+    ('{"patient090_frame01": "10x1x1"}', "must be three finite numbers > 0"),
+    ('[1, 2, 3]', "expected a JSON object"),
+    ('{"patient090_frame01": [1, 2', "not valid JSON"),
+])
+def test_bad_spacing_json_fails_data_check_and_loading(tmp_path, spacing, fragment):
+    make_acdc(tmp_path)
+    (tmp_path / "spacing.json").write_text(spacing)
+    with pytest.raises(DataError) as info:
+        load_dataset(acdc_config(tmp_path))
+    assert fragment in str(info.value) and "spacing.json" in str(info.value)
+    done = subprocess.run(cli_command() + ["data", "check", "--dataset", "acdc", "--root", str(tmp_path),
+                                           "--set", "data.labeled_patients=1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and fragment in done.stderr
+
+
+def test_valid_spacing_json_gives_mm(tmp_path):
+    make_acdc(tmp_path)
+    (tmp_path / "spacing.json").write_text('{"patient090_frame01": [10, 1.5, 1.5]}')
+    data = load_dataset(acdc_config(tmp_path))
+    assert data.val[0].spacing == (10.0, 1.5, 1.5) and data.unit == "mm"
+
+
+def test_decompression_bomb_png_is_one_line(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    make_cadis(tmp_path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # the 18 x 32 frames now count as bombs
+    cfg = load_config(None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"])
+    with pytest.raises(DataError, match="too large to open safely"):
         load_dataset(cfg)

@@ -317,3 +317,54 @@ def test_resume_keeps_rows_after_a_damaged_metrics_line(run_copy):
     assert "line 2 is damaged" in done.stderr
     rows = read_jsonl(run_copy / "metrics.jsonl", warn=lambda m: None)
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 3, 4]
+
+
+# --------------------------------------------------------------------------- one-line errors from the command line
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--set", "eval.splits=[]"], "config key 'eval.splits': is empty"),
+    (["train", "--set", "seed=18446744073709551616"], "config key 'seed': 18446744073709551616 is out of range"),
+    (["train", "--set", "seed=18446744073709551615"], "config key 'seed'"),
+    (["train", "--config", "configs"], "config file 'configs' is a folder, not a file"),
+    (["config", "--config", "configs"], "is a folder, not a file"),
+    (["eval", "--run", "README.md"], "is a file, not a run folder"),
+])
+def test_config_and_path_mistakes_are_one_line(args, fragment):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(cli_command() + args, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    one_line_error(done, fragment)
+
+
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    from coda_edu import cli
+
+    def oom(self, diagnostics=False):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore details")
+
+    monkeypatch.setattr(Trainer, "train_step", oom)
+    code = cli.main(["train", "--out", str(tmp_path / "r"), "--no-progress", *fast_args()])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "out of memory" in err
+    assert not (tmp_path / "r" / ".lock").exists()
+
+
+def test_disk_full_during_a_checkpoint_write_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    from coda_edu import cli
+
+    real = Path.write_bytes
+
+    def full(self, data):
+        if ".tmp-" in self.name and self.name.startswith("last.pt"):
+            real(self, data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    run = tmp_path / "r"
+    code = cli.main(["train", "--out", str(run), "--no-progress", "--no-eval", *fast_args()])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "last.pt" in err
+    assert list(run.glob("checkpoints/*.tmp-*")) == [] and not (run / "checkpoints" / "last.pt").exists()

@@ -21,6 +21,7 @@ diagnostics). Validation and test volumes are evaluated per volume, slice-wise.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import torch
 from ..errors import DataError
 from ..io import sha256_file
 from .base import Case, SegmentationData, TrainPool, resize_slices
-from .readers import dataset_root, read_h5, read_list
+from .readers import check_disjoint, dataset_root, read_h5, read_list
 from .splits import choose_labeled, labeled_count
 
 CLASS_NAMES = ["background", "RV", "MYO", "LV"]
@@ -69,14 +70,30 @@ def training_slices(root: Path, cases: list[str]) -> tuple[list[str], str]:
 
 
 def load_spacing(root: Path) -> dict[str, tuple[float, ...]]:
+    """``spacing.json`` ({case: [dz, dy, dx] in mm}), checked: three finite numbers > 0 per case."""
     path = root / "spacing.json"
     if not path.is_file():
         return {}
     try:
-        raw = json.loads(path.read_text())
-        return {k: tuple(float(x) for x in v) for k, v in raw.items()}
-    except (ValueError, TypeError, AttributeError):
-        raise DataError(f"file '{path}': expected a JSON object {{case: [dz, dy, dx]}}") from None
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise DataError(f"file '{path}': not valid JSON; expected an object {{case: [dz, dy, dx]}}") from None
+    except OSError as exc:
+        raise DataError(f"file '{path}' cannot be read: {exc.strerror or exc}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"file '{path}': expected a JSON object {{case: [dz, dy, dx]}}, got {type(raw).__name__}")
+    spacing = {}
+    for case, value in raw.items():
+        ok = isinstance(value, list) and len(value) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        if ok:
+            value = tuple(float(x) for x in value)
+            ok = all(math.isfinite(x) and x > 0 for x in value)
+        if not ok:
+            raise DataError(f"file '{path}': spacing of '{case}' must be three finite numbers > 0 "
+                            f"[dz, dy, dx] in mm, got {raw[case]!r}")
+        spacing[str(case)] = value
+    return spacing
 
 
 def load_volume_cases(root: Path, names: list[str], list_name: str, spacing: dict) -> list[Case]:
@@ -121,6 +138,8 @@ def load_acdc(cfg) -> SegmentationData:
     train_cases = read_list(root / "train.list")
     val_names = read_list(root / "val.list")
     test_names = read_list(root / "test.list", required=False)
+    check_disjoint({"train.list": train_cases, "val.list": val_names, "test.list": test_names}, root,
+                   key=patient_of, what="patient")
 
     patients, labeled_patients = labeled_patients_of(cfg, train_cases)
     n_lab = len(labeled_patients)

@@ -88,7 +88,8 @@ def read_frame(image_path: Path, label_path: Path, lookup: np.ndarray) -> tuple[
     """(image (3, H, W) uint8, task label (H, W) uint8 with 255 = ignore), checked."""
     image = read_png(image_path, "RGB")
     label = read_png(label_path, "L")
-    check_pair(image_path, image.transpose(2, 0, 1), label, len(ORIGINAL_CLASSES))
+    # Label problems (range, shape) are reported with the label file's name: that is the file to fix.
+    check_pair(label_path, image.transpose(2, 0, 1), label, len(ORIGINAL_CLASSES))
     return np.ascontiguousarray(image.transpose(2, 0, 1)), lookup[label.astype(np.int64)]
 
 

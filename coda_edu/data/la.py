@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import DataError
 from .acdc import split_record
 from .base import Case, PatchPool, SegmentationData
-from .readers import dataset_root, read_h5, read_list
+from .readers import check_disjoint, dataset_root, read_h5, read_list
 from .splits import choose_labeled, labeled_count
 
 CLASS_NAMES = ["background", "LA"]
@@ -48,6 +48,7 @@ def load_la(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "LA", "LA")
     train_cases = read_list(root / "train.list")
     test_names = read_list(root / "test.list", required=False)
+    check_disjoint({"train.list": train_cases, "test.list": test_names}, root)
     n_val = cfg.data.val_patients or 0
     if n_val >= len(train_cases):
         raise DataError(f"config key 'data.val_patients': {n_val} validation cases leave no training case (train.list has {len(train_cases)})")

@@ -37,15 +37,59 @@ def dataset_root(configured: Optional[str], folder: str, dataset: str) -> Path:
 
 
 def read_list(path: Path, required: bool = True) -> Optional[list[str]]:
-    """Non-empty, stripped lines of a split list; None if the optional file is absent."""
+    """Non-empty, stripped lines of a split list; None if the optional file is absent.
+
+    Every entry must be a plain case name (no path separators, no ``..``), so a list can
+    never make a loader read outside the dataset folder.
+    """
     if not path.is_file():
         if required:
-            raise DataError(f"split list '{path}' does not exist")
+            raise DataError(f"split list '{path}' does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         return None
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"split list '{path}' is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    except PermissionError:
+        raise DataError(f"split list '{path}' cannot be read: permission denied") from None
+    except OSError as exc:
+        raise DataError(f"split list '{path}' cannot be read: {exc.strerror or exc}") from None
+    names = []
+    for number, line in enumerate(text.splitlines(), 1):
+        name = line.strip()
+        if not name:
+            continue
+        if "/" in name or "\\" in name or "\0" in name or name in (".", "..") or Path(name).is_absolute():
+            raise DataError(f"split list '{path}' line {number}: {name!r} is not a plain case name (paths such as "
+                            f"'../x' or '/abs' are refused: every case must stay inside the dataset folder)")
+        names.append(name)
     if not names and required:
         raise DataError(f"split list '{path}' is empty")
     return names
+
+
+def check_disjoint(lists: dict[str, Optional[list[str]]], root: Path, key=None, what: str = "case") -> None:
+    """No case (or, with ``key``, no patient) may appear twice in one list or in two split lists.
+
+    ``lists`` maps list file names (relative to ``root``) to their entries (None = absent).
+    A case in both the training and the validation list would choose the best checkpoint
+    on training data; one in the test list would report training data as test results.
+    """
+    key = key or (lambda name: name)
+    owner: dict[str, str] = {}
+    for list_name, names in lists.items():
+        seen: set[str] = set()
+        for name in names or []:
+            if name in seen:
+                raise DataError(f"split list '{root / list_name}' names '{name}' twice")
+            seen.add(name)
+            k = key(name)
+            other = owner.get(k)
+            if other is not None and other != list_name:
+                label = f"{what} '{k}'" + (f" (entry '{name}')" if k != name else "")
+                raise DataError(f"{label} is in both {other} and {list_name} of '{root}': the splits must not "
+                                f"overlap (training data would be used to select or test checkpoints)")
+            owner.setdefault(k, list_name)
 
 
 def check_pair(path: Path, image: np.ndarray, label: Optional[np.ndarray], num_classes: int,
@@ -82,8 +126,7 @@ def read_h5(path: Path, num_classes: int, keys: tuple[str, str] = ("image", "lab
     """``image`` (float32) and ``label`` (uint8) of an HDF5 file, checked."""
     import h5py
 
-    if not path.is_file():
-        raise DataError(f"file '{path}' does not exist")
+    _check_readable(path)
     try:
         with h5py.File(path, "r") as fh:
             missing = [k for k in keys if k not in fh]
@@ -103,8 +146,7 @@ def read_png(path: Path, mode: str) -> np.ndarray:
     """A PNG as an array: ``mode="RGB"`` gives (H, W, 3) uint8, ``mode="L"`` gives (H, W) class ids."""
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
-        raise DataError(f"file '{path}' does not exist")
+    _check_readable(path)
     try:
         with Image.open(path) as img:
             img.load()
@@ -115,9 +157,19 @@ def read_png(path: Path, mode: str) -> np.ndarray:
             array = np.asarray(img.convert("RGB") if mode == "RGB" else img)
     except DataError:
         raise
+    except Image.DecompressionBombError:
+        raise DataError(f"file '{path}': the PNG is too large to open safely (decompression-bomb guard, "
+                        f"over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels)") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"file '{path}': not a readable PNG (truncated or corrupt: {type(exc).__name__})") from None
     return array
+
+
+def _check_readable(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(f"file '{path}' does not exist")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"file '{path}' cannot be read: permission denied")
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
