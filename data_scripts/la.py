@@ -2,9 +2,9 @@
 
 Usage::
 
-    python data_scripts/la.py download   --out ROOT [--base-url URL]
+    python data_scripts/la.py download   --out ROOT [--base-url URL] [--allow-unverified]
     python data_scripts/la.py preprocess --raw RAW --out ROOT --seed S
-    python data_scripts/la.py verify     --root ROOT [--skip-checksums]
+    python data_scripts/la.py verify     --root ROOT [--skip-checksums] [--allow-unverified]
 
 Both ``download`` and ``preprocess`` write the layout that ``coda_edu.data.la`` reads::
 
@@ -19,10 +19,14 @@ in sorted order. For the 100 challenge training cases this is UA-MT's train.list
 
 download
     Fetches train.list, test.list and every case's mri_norm2.h5 from the data/ folder of
-    the GitHub repository yulequan/UA-MT (MIRROR_URL, the default branch's head). The 16
-    cases of data_scripts/checksums/la.sha256 are checked by SHA-256; the other cases
-    and the two lists are downloaded, read back with the checked readers and reported as
-    "unverified (no known checksum)". The lists must match the split above.
+    the GitHub repository yulequan/UA-MT, pinned to commit MIRROR_COMMIT (MIRROR_URL).
+    The lists must match the split above, and every case id must be a challenge id
+    (CASE_ID: 20 upper-case letters and digits), so a list can never name a path outside
+    --out. Every case file must have a SHA-256 in data_scripts/checksums/la.sha256; that
+    manifest knows only the 16 cases of the coda-edu test subset, so a full download is
+    refused unless --allow-unverified is given: the other 84 cases are then downloaded,
+    read back with the checked reader and reported as UNVERIFIED, and the closing line
+    says so. "LA is ready" is printed only when every case file was verified.
 
 preprocess
     Builds the layout from the raw challenge release: RAW/<ID>/lgemri.nrrd (LGE-MRI) and
@@ -52,7 +56,8 @@ preprocess
 
 verify
     Checks the files named in the manifest, the lists against the split, and reads every
-    listed case with coda-edu's checked reader. Use ``--skip-checksums`` for a folder
+    listed case with coda-edu's checked reader. A case file without a known checksum is
+    a problem unless --allow-unverified is given. Use ``--skip-checksums`` for a folder
     built by ``preprocess``.
 
 Re-running any command skips outputs that already exist and verify; files are written
@@ -64,6 +69,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -76,7 +82,13 @@ from coda_edu.data.la import CASE_FOLDER, read_case
 from coda_edu.data.readers import check_pair, read_h5, read_list
 from coda_edu.io import atomic_write_json, atomic_write_text
 
-MIRROR_URL = "https://raw.githubusercontent.com/yulequan/UA-MT/HEAD/data/"
+#: The UA-MT commit the download is pinned to. A public code index records data/train.list,
+#: data/test.list and the case files at this commit; it could not be checked online when it
+#: was pinned (no network), and the SHA-256 manifest, not the pin, is what verifies a file.
+MIRROR_COMMIT = "80d0a34223266cb8e980529df21ea6b80d61335f"
+MIRROR_URL = f"https://raw.githubusercontent.com/yulequan/UA-MT/{MIRROR_COMMIT}/data/"
+#: A challenge case id: 20 upper-case letters and digits (e.g. 06SR5RBREL16DQ6M8LWS).
+CASE_ID = re.compile(r"[0-9A-Z]{20}")
 CHALLENGE_URL = "http://atriaseg2018.cardiacatlas.org/"
 MANIFEST = CHECKSUMS / "la.sha256"
 NUM_CLASSES = 2
@@ -124,9 +136,29 @@ def split_lists(ids) -> tuple[list[str], list[str]]:
     return first + sorted(ids - set(test) - set(first)), test
 
 
+def id_problems(train: list[str], test: list[str]) -> list[str]:
+    """Case ids that are not challenge ids (anything that could be a path is refused)."""
+    problems = []
+    for list_name, names in (("train.list", train), ("test.list", test)):
+        bad = [c for c in names if not CASE_ID.fullmatch(c)]
+        if bad:
+            problems.append(f"{list_name} names {shorten([repr(c) for c in bad])}, not case ids of the challenge "
+                            f"(20 upper-case letters and digits)")
+    return problems
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` stays inside ``root`` (after resolving '..' and links)."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def split_problems(train: list[str], test: list[str], complete: bool) -> list[str]:
     """How the lists disagree with the split (the release's exact sizes required when ``complete``)."""
-    problems = []
+    problems = id_problems(train, test)
     wrong_test = [c for c in test if c not in TEST_IDS]
     if wrong_test:
         problems.append(f"test.list names {shorten(wrong_test)}, not test cases of the usual split")
@@ -158,10 +190,23 @@ def download(args) -> int:
                         f"(delete the .list files there to fetch them again)")
     items = [Item(join_url(base, case_rel(c)), root / case_rel(c), case_rel(c), manifest.get(case_rel(c)))
              for c in train + test]
+    outside = [item.rel for item in items if not inside(root, item.dest)]
+    if outside:  # cannot happen with valid ids; kept as the last guard before writing anything
+        raise DataError(f"the lists in '{root}' name files outside it: {shorten(outside)}")
+    unknown = [item.rel for item in items if item.sha256 is None]
+    if unknown and not args.allow_unverified:
+        raise DataError(f"{len(unknown)} of {len(items)} case files have no known checksum in '{args.manifest}' "
+                        f"(e.g. {unknown[0]}), so they cannot be verified; nothing was downloaded for them. Pass "
+                        f"--allow-unverified to download them anyway (checked only by reading them back)")
     data_report = fetch_all(items, check_h5, "LA cases")
-    say(f"lists: {lists_report.summary()}")
+    say(f"lists: {lists_report.summary()} (checked against the embedded split and the case-id pattern)")
     say(f"h5 files: {data_report.summary()}")
-    say(f"LA is ready in '{root}' ({len(train)} training and {len(test)} test cases)")
+    if data_report.unverified:
+        say(f"LA downloaded to '{root}' ({len(train)} training and {len(test)} test cases) but NOT VERIFIED: "
+            f"{len(data_report.unverified)} case file(s) have no known checksum (--allow-unverified); they were "
+            f"only read back with the checked reader")
+    else:
+        say(f"LA is ready in '{root}' ({len(train)} training and {len(test)} test cases, every case file verified)")
     return 0
 
 
@@ -291,7 +336,12 @@ def verify(args) -> int:
     problems, hint = [], ""
     if not args.skip_checksums:
         present = [p.relative_to(root).as_posix() for p in [*root.glob("*.list"), *(root / CASE_FOLDER).glob("*/*.h5")]]
-        problems = checksum_problems(root, read_manifest(Path(args.manifest)), present)
+        manifest = read_manifest(Path(args.manifest))
+        problems = checksum_problems(root, manifest, present)
+        unknown = [rel for rel in present if rel.endswith(".h5") and rel not in manifest]
+        if unknown and not args.allow_unverified:
+            problems.append(f"{len(unknown)} case file(s) have no known checksum ({shorten(unknown)}); pass "
+                            f"--allow-unverified to accept them after reading them back")
         if any("SHA-256" in p for p in problems):
             hint = (" (re-run download to replace files that differ; a folder built by 'preprocess' differs "
                     "byte-wise from the release: use --skip-checksums)")
@@ -327,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--base-url", default=MIRROR_URL,
                    help="folder holding the lists and case folders, a URL or a local folder (default: %(default)s)")
     d.add_argument("--manifest", **manifest)
+    d.add_argument("--allow-unverified", action="store_true",
+                   help="also download case files the manifest has no checksum for (read back, reported as unverified)")
     d.set_defaults(func=download)
 
     p = sub.add_parser("preprocess", help="build the layout from the raw challenge NRRD files")
@@ -339,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--root", required=True, help="dataset folder")
     v.add_argument("--skip-checksums", action="store_true", help="for a folder built by preprocess")
     v.add_argument("--manifest", **manifest)
+    v.add_argument("--allow-unverified", action="store_true", help="accept case files without a known checksum")
     v.set_defaults(func=verify)
     return parser
 

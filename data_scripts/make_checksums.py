@@ -16,8 +16,9 @@ What is hashed:
   test subset's train.list names only its 16 cases while the release's names 80.
 
 The committed manifests were made from the coda-edu test subset, which holds the ACDC
-training and validation patients and 16 LA training cases; the download scripts report
-every other file as "unverified (no known checksum)".
+training and validation patients and 16 LA training cases. acdc.py reports every other
+file as "unverified (no known checksum)"; la.py refuses LA case files without a checksum
+unless --allow-unverified is given.
 """
 
 from __future__ import annotations

@@ -447,28 +447,83 @@ def test_la_preprocess_errors_are_one_line(tmp_path, capsys):
     assert_one_line_error(status, err, f"file '{broken}'", "truncated or corrupt")
 
 
-def test_la_download_from_a_fake_ua_mt_mirror(tmp_path, serve, capsys):
+def make_la_mirror(tmp_path: Path, train=None, test=None) -> tuple[Path, list[str], list[str]]:
+    """A fake UA-MT data/ folder with the usual split (80 training and 20 test cases)."""
     mirror = tmp_path / "UA-MT" / "data"
     others = [f"TRAIN{i:015d}" for i in range(80 - len(la_script.FIRST_TRAIN_IDS))]
-    train, test = [*la_script.FIRST_TRAIN_IDS, *others], list(la_script.TEST_IDS)
+    train = train if train is not None else [*la_script.FIRST_TRAIN_IDS, *others]
+    test = test if test is not None else list(la_script.TEST_IDS)
     mirror.mkdir(parents=True)
     (mirror / "train.list").write_text("\n".join(train) + "\n")
     (mirror / "test.list").write_text("\n".join(test) + "\n")
     for i, case in enumerate(train + test):
-        write_h5(mirror / la_script.CASE_FOLDER / case / "mri_norm2.h5", *tiny_pair((5, 4, 3), 2, i))
+        if "/" not in case:
+            write_h5(mirror / la_script.CASE_FOLDER / case / "mri_norm2.h5", *tiny_pair((5, 4, 3), 2, i))
+    return mirror, train, test
+
+
+def test_la_download_is_pinned_to_a_commit():
+    assert len(la_script.MIRROR_COMMIT) == 40 and la_script.MIRROR_COMMIT in la_script.MIRROR_URL
+    assert "/HEAD/" not in la_script.MIRROR_URL
+    assert la_script.build_parser().parse_args(["download", "--out", "x"]).base_url == la_script.MIRROR_URL
+
+
+def test_la_download_refuses_files_without_a_checksum_unless_allowed(tmp_path, serve, capsys):
+    mirror, train, test = make_la_mirror(tmp_path)
     manifest = write_manifest(tmp_path / "la.sha256", mirror, [la_script.case_rel(c) for c in la_script.FIRST_TRAIN_IDS])
     server, url = serve(tmp_path / "UA-MT")
     out = tmp_path / "LA"
     args = ["download", "--out", out, "--base-url", url + "data/", "--manifest", manifest]
     status, stdout, err = run_inline(la_script, capsys, *args)
+    assert_one_line_error(status, err, "84 of 100 case files have no known checksum", "--allow-unverified")
+    assert "is ready" not in stdout and not (out / la_script.CASE_FOLDER).exists()  # no case file was fetched
+
+    status, stdout, err = run_inline(la_script, capsys, *args, "--allow-unverified")
     assert status == 0, err
-    assert "lists: 2 downloaded, 0 already present and valid; 2 unverified (no known checksum)" in stdout
+    assert "lists: 0 downloaded, 2 already present and valid; 2 unverified (no known checksum)" in stdout
     assert "h5 files: 100 downloaded, 0 already present and valid; 84 unverified (no known checksum)" in stdout
+    assert "NOT VERIFIED: 84 case file(s)" in stdout and "is ready" not in stdout
     assert "/data/2018LA_Seg_Training%20Set/" in server.requests[-1]
-    status, stdout, _ = run_inline(la_script, capsys, "verify", "--root", out, "--manifest", manifest)
+    status, stdout, err = run_inline(la_script, capsys, "verify", "--root", out, "--manifest", manifest)
+    assert status == 2 and "84 case file(s) have no known checksum" in stdout
+    status, stdout, _ = run_inline(la_script, capsys, "verify", "--root", out, "--manifest", manifest, "--allow-unverified")
     assert status == 0 and "ok: no problems found" in stdout
     server.requests.clear()
-    assert run_inline(la_script, capsys, *args)[0] == 0 and server.requests == []
+    assert run_inline(la_script, capsys, *args, "--allow-unverified")[0] == 0 and server.requests == []
+
+
+def test_la_download_with_every_checksum_known_is_ready(tmp_path, serve, capsys):
+    mirror, train, test = make_la_mirror(tmp_path)
+    manifest = write_manifest(tmp_path / "la.sha256", mirror, [la_script.case_rel(c) for c in train + test])
+    _, url = serve(tmp_path / "UA-MT")
+    out = tmp_path / "LA"
+    status, stdout, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", url + "data/",
+                                     "--manifest", manifest)
+    assert status == 0, err
+    assert "h5 files: 100 downloaded, 0 already present and valid" in stdout and "unverified" not in stdout.split("h5 files")[1]
+    assert "LA is ready in" in stdout and "every case file verified" in stdout
+
+
+@pytest.mark.parametrize("bad_id, fragment", [
+    ("../../escaped_case", "is not a plain case name"),
+    ("/tmp/absolute_case", "is not a plain case name"),
+    ("lowercase0000000000x", "not case ids of the challenge"),
+    ("SHORT", "not case ids of the challenge"),
+])
+def test_la_download_refuses_case_ids_that_are_not_challenge_ids(tmp_path, serve, capsys, bad_id, fragment):
+    others = [f"TRAIN{i:015d}" for i in range(80 - len(la_script.FIRST_TRAIN_IDS) - 1)]
+    mirror, train, test = make_la_mirror(tmp_path, train=[*la_script.FIRST_TRAIN_IDS, *others, bad_id])
+    manifest = write_manifest(tmp_path / "la.sha256", mirror,
+                              [la_script.case_rel(c) for c in train + test if "/" not in c])
+    _, url = serve(tmp_path / "UA-MT")
+    out = tmp_path / "work" / "LA"
+    status, stdout, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", url + "data/",
+                                     "--manifest", manifest, "--allow-unverified")
+    assert_one_line_error(status, err, fragment)
+    assert "is ready" not in stdout
+    assert not (out / la_script.CASE_FOLDER).exists()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["LA"]  # nothing written beside --out
+    assert not Path("/tmp/absolute_case").exists()
 
 
 # --------------------------------------------------------------------------- CaDIS
