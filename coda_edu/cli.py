@@ -164,8 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        sys.stderr.write("coda-edu: interrupted" + (f"; continue with: coda-edu train --resume --out {args.out}\n"
-                                                   if getattr(args, "out", None) else "\n"))
+        out = getattr(args, "out", None)
+        if out and (Path(out) / "checkpoints" / "last.pt").is_file():
+            hint = f"; continue with: coda-edu train --resume --out {out}"
+        elif out:
+            hint = f"; no checkpoint was written yet: start it again in place with coda-edu train --out {out}"
+        else:
+            hint = ""
+        sys.stderr.write(f"coda-edu: interrupted{hint}\n")
         return 130
 
 
