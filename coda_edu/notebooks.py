@@ -3,7 +3,23 @@
 Each notebook has one source of truth, ``notebooks/NN_name.py`` (jupytext percent
 format, no outputs), paired with ``notebooks/NN_name.ipynb`` so that JupyterLab opens it
 with a double click. ``sync`` rewrites the ``.ipynb`` files from the ``.py`` sources;
-:func:`out_of_sync` is what the tests (and so CI) check.
+:func:`out_of_sync` is what the tests (and so CI) check: it compares the cells (type,
+source, tags), not the outputs, so executing a notebook in place does not break it.
+
+Running in place leaves ``git status`` clean:
+
+- the ``.py`` header carries jupytext metadata filters (:data:`JUPYTEXT_METADATA`), so
+  JupyterLab's jupytext saves write no version numbers and no cell metadata but tags;
+- committed ``.ipynb`` files hold no outputs. ``coda-edu notebooks setup`` configures
+  JupyterLab (a pre-save hook, :func:`jupyter_pre_save`, in this environment's Jupyter
+  config) to save the series' notebooks without outputs and run metadata, byte for byte
+  as committed, and git (the clean filter that ``.gitattributes`` names, running
+  ``coda-edu notebooks strip``, like nbstripout) so that ``git diff`` and ``git add``
+  ignore the outputs of a notebook executed in place by other means (papermill);
+- ``coda-edu notebooks run`` never writes into the notebook folder: executed copies and
+  their runs go to ``--out``;
+- runs that notebooks executed in place train go below ``runs/`` next to them
+  (``notebooks/runs/``, ignored).
 
 Papermill only warns about a parameter the notebook does not have; here an unknown
 name, or a value of the wrong type, is an error before anything runs. A failing cell
@@ -60,13 +76,91 @@ def resolve_names(names: Optional[Iterable[str]]) -> list[str]:
     return out
 
 
+# The jupytext metadata of every pair. The filters keep JupyterLab's saves of the .py
+# stable: no jupytext/format version in the header, no cell metadata but tags.
+JUPYTEXT_METADATA = {
+    "cell_metadata_filter": "tags,-all",
+    "formats": "ipynb,py:percent",
+    "notebook_metadata_filter": "-jupytext.text_representation.jupytext_version,"
+                                "-jupytext.text_representation.format_version",
+}
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+EXECUTION_TAGS = ("injected-parameters",)  # cells papermill adds when it runs a notebook
+
+
 def _cells_signature(nb) -> list[tuple[str, str, tuple]]:
-    return [(c.cell_type, c.source.strip(), tuple(sorted(c.get("metadata", {}).get("tags", [])))) for c in nb.cells]
+    return [(c.cell_type, c.source.strip(), tuple(sorted(c.get("metadata", {}).get("tags", [])))) for c in nb.cells
+            if not set(c.get("metadata", {}).get("tags", [])) & set(EXECUTION_TAGS)]
+
+
+def _cell_id(name: str, index: int) -> str:
+    import hashlib
+
+    return hashlib.sha1(f"{name}:{index}".encode()).hexdigest()[:8]
+
+
+def strip_notebook(nb, name: str = "notebook"):
+    """A copy of ``nb`` as it is committed: no outputs, execution counts, injected parameters,
+    run metadata (papermill, timings, widget state, language_info) or cell metadata but tags."""
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if not set(c.get("metadata", {}).get("tags", [])) & set(EXECUTION_TAGS)]
+    for i, cell in enumerate(nb.cells):
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        cell["metadata"] = nbformat.NotebookNode({"tags": tags} if tags else {})
+        if cell.cell_type == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        if not cell.get("id"):
+            cell["id"] = _cell_id(name, i)
+    jupytext_meta = nb.metadata.get("jupytext", {})
+    nb.metadata = nbformat.NotebookNode({
+        "jupytext": {k: jupytext_meta[k] for k in JUPYTEXT_METADATA if k in jupytext_meta},
+        "kernelspec": nb.metadata.get("kernelspec", KERNELSPEC)})
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
+def ipynb_text(nb) -> str:
+    """The committed text of a notebook (nbformat's layout, trailing newline)."""
+    import nbformat
+
+    return nbformat.writes(nb) + "\n"
+
+
+def strip_text(text: str, name: str = "notebook") -> str:
+    """``strip_notebook`` on the text of an ``.ipynb`` (the git clean filter)."""
+    import nbformat
+
+    return ipynb_text(strip_notebook(nbformat.reads(text, as_version=4), name))
+
+
+def _read_source(name: str):
+    import jupytext
+
+    nb = jupytext.read(source_path(name))
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = _cell_id(name, i)
+    return nb
+
+
+def canonical_source(nb, name: str) -> str:
+    """The ``.py`` text that jupytext writes for ``nb`` from its committed form (what JupyterLab
+    writes when it saves the pair): the sources are kept in this form so that a save changes nothing."""
+    import jupytext
+
+    nb = strip_notebook(nb, name)
+    nb.metadata["jupytext"] = dict(JUPYTEXT_METADATA)
+    return jupytext.writes(nb, fmt="py:percent")
 
 
 def out_of_sync(names: Optional[Iterable[str]] = None) -> list[str]:
-    """Notebooks whose ``.ipynb`` differs from its ``.py`` source (cells, their text and tags) or has outputs."""
-    import jupytext
+    """Notebooks whose ``.ipynb`` cells (type, text, tags; outputs ignored) differ from the ``.py``
+    source, or whose ``.py`` is not in the form JupyterLab's jupytext saves write (metadata
+    filters in the header, blank lines between cells)."""
     import nbformat
 
     stale = []
@@ -75,30 +169,97 @@ def out_of_sync(names: Optional[Iterable[str]] = None) -> list[str]:
         if not src.is_file() or not pair.is_file():
             stale.append(name)
             continue
-        from_py = jupytext.read(src)
+        from_py = _read_source(name)
         from_ipynb = nbformat.read(pair, as_version=4)
-        has_outputs = any(c.get("outputs") for c in from_ipynb.cells if c.cell_type == "code")
-        if has_outputs or _cells_signature(from_py) != _cells_signature(from_ipynb):
+        if (src.read_text() != canonical_source(from_py, name)
+                or _cells_signature(from_py) != _cells_signature(from_ipynb)):
             stale.append(name)
     return stale
 
 
-def sync(names: Optional[Iterable[str]] = None) -> list[str]:
-    """Rewrite each ``.ipynb`` from its ``.py`` source (outputs stripped); returns the names written."""
-    import jupytext
+def with_outputs(names: Optional[Iterable[str]] = None, committed: bool = True) -> list[str]:
+    """Notebooks whose ``.ipynb`` holds outputs or run metadata: in git's index when ``committed``
+    (and the folder is a git checkout), else on disk."""
+    import subprocess
 
+    found = []
+    for name in resolve_names(names):
+        pair = paired_path(name)
+        text = None
+        if committed:
+            done = subprocess.run(["git", "show", f":./{pair.name}"], cwd=pair.parent, capture_output=True, text=True)
+            text = done.stdout if done.returncode == 0 else None
+        if text is None and pair.is_file():
+            text = pair.read_text()
+        if text is not None and strip_text(text, name) != text:
+            found.append(name)
+    return found
+
+
+def sync(names: Optional[Iterable[str]] = None) -> list[str]:
+    """Rewrite each ``.ipynb`` from its ``.py`` source (no outputs), and the ``.py`` itself in the
+    form that JupyterLab's saves write (:func:`canonical_source`); returns the names written."""
     written = []
     for name in resolve_names(names):
-        nb = jupytext.read(source_path(name))
-        nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
-        nb.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                cell.outputs = []
-                cell.execution_count = None
-        jupytext.write(nb, paired_path(name))
+        nb = _read_source(name)
+        text = canonical_source(nb, name)
+        if source_path(name).read_text() != text:
+            source_path(name).write_text(text)
+        nb.metadata.setdefault("jupytext", {}).update(JUPYTEXT_METADATA)
+        nb.metadata.setdefault("kernelspec", dict(KERNELSPEC))
+        text = ipynb_text(strip_notebook(nb, name))
+        pair = paired_path(name)
+        if not pair.is_file() or pair.read_text() != text:
+            pair.write_text(text)
         written.append(name)
     return written
+
+
+GIT_FILTER = "coda-edu-notebooks"
+PRE_SAVE_HOOK = "coda_edu.notebooks.jupyter_pre_save"
+
+
+def jupyter_pre_save(model: dict, path: str = "", contents_manager=None, **kwargs) -> None:
+    """Jupyter server pre-save hook: a notebook of the series is saved as committed (no outputs,
+    execution counts or run metadata); the open notebook keeps its outputs until it is closed."""
+    if model.get("type") != "notebook" or Path(path).stem not in SERIES:
+        return
+    import nbformat
+
+    stripped = strip_notebook(nbformat.from_dict(model["content"]), Path(path).stem)
+    model["content"] = stripped
+
+
+def jupyter_config_file() -> Path:
+    import sys
+
+    return Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "coda-edu-notebooks.json"
+
+
+def install_jupyter_hook() -> Path:
+    """Register :func:`jupyter_pre_save` in this environment's Jupyter server config."""
+    import json
+
+    path = jupyter_config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ContentsManager": {"pre_save_hook": PRE_SAVE_HOOK}}, indent=2) + "\n")
+    return path
+
+
+def install_git_filter(repo: Optional[Path] = None) -> str:
+    """Configure the clean filter that ``.gitattributes`` names for ``notebooks/*.ipynb`` in this
+    checkout's ``.git/config``: git then sees executed notebooks without their outputs."""
+    import shlex
+    import subprocess
+    import sys
+
+    repo = repo or notebook_dir().parent
+    command = f"{shlex.quote(sys.executable)} -m coda_edu.notebooks strip"
+    for key, value in ((f"filter.{GIT_FILTER}.clean", command), (f"filter.{GIT_FILTER}.smudge", "cat")):
+        done = subprocess.run(["git", "config", key, value], cwd=repo, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise NotebookError(f"git config {key} failed in {repo}: {done.stderr.strip()}")
+    return command
 
 
 # --------------------------------------------------------------------------- parameters
@@ -162,8 +323,11 @@ def execute(name: str, out_dir: Path, parameters: dict[str, Any], log=print) -> 
     if not src.is_file():
         raise NotebookError(f"notebook '{src}' does not exist (run 'coda-edu notebooks sync')")
     params = check_parameters(name, src, parameters)
-    out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
+    if output.resolve() == src.resolve() or out_dir.resolve() == src.parent.resolve():
+        raise NotebookError(f"--out {out_dir} is the notebook folder: executed notebooks and their runs go to "
+                            f"another folder (e.g. runs/notebooks), so the sources stay as committed")
+    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     log(f"[notebooks] {name} {params if params else ''}".rstrip())
     try:
@@ -258,7 +422,12 @@ def add_cli(sub) -> None:
     sw.add_argument("--out", default="runs/sweep")
     sw.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     nb_sub.add_parser("sync", help="rewrite the .ipynb files from their .py sources")
-    nb_sub.add_parser("check", help="exit 1 if a .ipynb is out of sync with its .py source")
+    nb_sub.add_parser("check", help="exit 1 if a .ipynb is out of sync with its .py source, or committed with outputs")
+    st = nb_sub.add_parser("strip", help="remove outputs and run metadata from .ipynb files (no file: stdin to stdout, "
+                                         "the git clean filter)")
+    st.add_argument("files", nargs="*")
+    nb_sub.add_parser("setup", help="make running in place safe: JupyterLab saves the series without outputs, "
+                                    "git ignores outputs of notebooks executed in place (clean filter)")
     p.set_defaults(handler=handle)
 
 
@@ -269,11 +438,21 @@ def handle(args) -> int:
             print(f"wrote {paired_path(name)}")
         return 0
     if action == "check":
-        stale = out_of_sync()
+        stale, dirty = out_of_sync(), with_outputs()
         if stale:
             print(f"out of sync: {', '.join(stale)} (run 'coda-edu notebooks sync')")
+        if dirty:
+            print(f"committed with outputs or run metadata: {', '.join(dirty)} (run 'coda-edu notebooks sync' and "
+                  f"commit; 'coda-edu notebooks setup' keeps executed notebooks out of git)")
+        if stale or dirty:
             return 1
         print("all notebooks in sync")
+        return 0
+    if action == "strip":
+        return strip_main(args.files)
+    if action == "setup":
+        print(f"JupyterLab pre-save hook: {install_jupyter_hook()}")
+        print(f"git clean filter '{GIT_FILTER}': {install_git_filter()}")
         return 0
     params = {name: parse_value(value) for name, value in args.parameter}
     out = Path(args.out)
@@ -288,3 +467,31 @@ def handle(args) -> int:
         print(f"comparison: {sweep(args.grid, out, params, args.quick)}")
         return 0
     raise NotebookError("usage: coda-edu notebooks run|sweep|sync|check")
+
+
+def strip_main(files: list[str]) -> int:
+    """``strip FILE...`` rewrites the files; ``strip`` alone filters stdin to stdout (for git)."""
+    import sys
+
+    if not files:
+        text = sys.stdin.read()
+        try:
+            sys.stdout.write(strip_text(text))
+        except Exception:  # not a notebook git can hand us: pass it through unchanged
+            sys.stdout.write(text)
+        return 0
+    for file in files:
+        path = Path(file)
+        stripped = strip_text(path.read_text(), path.stem)
+        if stripped != path.read_text():
+            path.write_text(stripped)
+            print(f"stripped {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["strip"]:
+        raise SystemExit(strip_main(sys.argv[2:]))
+    raise SystemExit("usage: python -m coda_edu.notebooks strip [FILE...]")

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -183,6 +185,7 @@ for c, p, t in zip(result.data.class_names, predicted, true):
     print(f"{c:<11} predicted {p:7.3%}   true {t:7.3%}   ratio {p / max(t, 1e-12):5.2f}")
 display(plot_class_shares(result.data.class_names, {"predicted (mean softmax)": predicted, "true": true},
                           title="class marginal on the test pixels"))
+
 
 # %% [markdown]
 # ## Exercise: compute the class shares yourself

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -231,6 +233,7 @@ fig.legend(handles, list(names[1:]) + ["A and B disagree"], loc="lower center", 
            frameon=False)
 fig.tight_layout(rect=(0, 0.07, 1, 1))
 display(fig)
+
 
 # %% [markdown]
 # ## Exercise: write the alignment step

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -148,6 +150,7 @@ my_prediction = ""  # "fixed" or "over_expectation"
 if solutions:
     my_prediction = exercises.predicted("filter_foreground", explorer)
 exercises.check_prediction("filter_foreground", my_prediction, explorer)
+
 
 # %% [markdown]
 # ## Exercise: the over-expectation mask

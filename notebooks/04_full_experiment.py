@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -172,6 +174,7 @@ for name, values in summary.items():
 display(plot_class_scores(classes, {name: [v[c] for c in classes] for name, v in summary.items()},
                           ylabel=f"{report_split} Dice (ensemble, best checkpoint)",
                           title=f"{report_split} Dice per class, one seed"))
+
 
 # %% [markdown]
 # With few steps and one seed, differences of a few points are within the noise: run

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -117,6 +119,7 @@ my_prediction = ""  # "finding", "noise" or "cannot tell"
 if solutions:
     my_prediction = exercises.predicted("finding", per_class)
 exercises.check_prediction("finding", my_prediction, per_class)
+
 
 # %% [markdown]
 # ## Exercise: mean and spread over seeds

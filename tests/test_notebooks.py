@@ -131,3 +131,138 @@ def test_sweep_produces_the_comparison(tmp_path):
     kinds, images, text = outputs_of(tmp_path / "05_compare_runs.ipynb")
     assert "error" not in kinds and images >= 2
     assert "4 runs" in text and "demonstration grid" not in text
+
+
+# --------------------------------------------------------------------------- running in place is safe
+def _git(repo, *args):
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _repo_copy(tmp_path, names):
+    """A git repository holding the committed notebooks, .gitattributes and .gitignore, with the clean filter."""
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    root = notebooks.notebook_dir().parent
+    for name in names:
+        shutil.copy(notebooks.source_path(name), repo / "notebooks")
+        shutil.copy(notebooks.paired_path(name), repo / "notebooks")
+    for extra in (".gitattributes", ".gitignore"):
+        shutil.copy(root / extra, repo / extra)
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "test@example.org")
+    _git(repo, "config", "user.name", "test")
+    notebooks.install_git_filter(repo)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "notebooks")
+    return repo
+
+
+def _executed_in_jupyterlab(nb):
+    """What JupyterLab sends to the server when it saves a notebook it ran: outputs, counts, run
+    metadata (papermill's own additions, injected parameters and empty tag lists, removed)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+        cell.metadata["execution"] = {"iopub.status.idle": "2026-01-01T00:00:00Z"}
+        cell.metadata["scrolled"] = True
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11"}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    return nb
+
+
+def _save_as_jupyterlab(folder, name, nb):
+    """Save ``nb`` as JupyterLab with jupytext does, with the hook that ``coda-edu notebooks setup`` registers:
+    through jupyter_server's contents manager when it is installed, else its two steps (hook, nbformat.write)
+    and jupytext's write of the paired .py."""
+    import jupytext
+
+    import importlib.util
+
+    model = {"type": "notebook", "content": json.loads(json.dumps(nb))}
+    if importlib.util.find_spec("jupyter_server") is not None:  # installed by `make lab`
+        import asyncio
+
+        from jupytext import AsyncTextFileContentsManager
+        from traitlets.config import Config
+
+        config = Config()
+        config.ContentsManager.pre_save_hook = notebooks.PRE_SAVE_HOOK
+        manager = AsyncTextFileContentsManager(root_dir=str(folder), config=config)
+        asyncio.run(manager.save(model, f"{name}.ipynb"))
+        return
+    notebooks.jupyter_pre_save(model, path=f"{name}.ipynb")
+    nbformat.write(nbformat.from_dict(model["content"]), folder / f"{name}.ipynb")
+    jupytext.write(_executed_in_jupyterlab(nb), folder / f"{name}.py", fmt="py:percent")
+
+
+def _fake_execution(nb):
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb.cells.insert(1, nbformat.v4.new_code_cell("# Parameters\nquick = True", metadata={"tags": ["injected-parameters"]}))
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+            cell.execution_count = 3
+    return _executed_in_jupyterlab(nb)
+
+
+def test_committed_notebooks_hold_no_outputs():
+    assert notebooks.with_outputs(committed=True) == []
+    assert notebooks.with_outputs(committed=False) == []  # nor does the working copy, as CI checks it out
+
+
+def test_strip_restores_the_committed_text():
+    for name in notebooks.SERIES:
+        committed = notebooks.paired_path(name).read_text()
+        executed = nbformat.writes(_fake_execution(nbformat.reads(committed, as_version=4)))
+        assert notebooks.strip_text(executed, name) == committed, name
+        model = {"type": "notebook", "content": json.loads(executed)}
+        notebooks.jupyter_pre_save(model, path=f"notebooks/{name}.ipynb")
+        assert notebooks.ipynb_text(model["content"]) == committed, name
+
+
+def test_saving_an_executed_notebook_in_jupyterlab_changes_nothing(tmp_path, monkeypatch):
+    name = "05_compare_runs"
+    repo = _repo_copy(tmp_path, [name])
+    folder = repo / "notebooks"
+    executed = _fake_execution(nbformat.read(folder / f"{name}.ipynb", as_version=4))
+    _save_as_jupyterlab(folder, name, executed)
+    (folder / "runs" / "scratch").mkdir(parents=True)
+    (folder / "runs" / "scratch" / "eval.json").write_text("{}")  # runs trained in place are ignored
+    shutil.rmtree(folder / ".ipynb_checkpoints", ignore_errors=True)
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", folder)
+    assert notebooks.out_of_sync([name]) == [] and notebooks.with_outputs([name]) == []
+
+
+def test_the_cli_does_not_execute_into_the_notebook_folder(tmp_path):
+    with pytest.raises(NotebookError, match="is the notebook folder"):
+        notebooks.execute("01_class_imbalance", notebooks.notebook_dir(), {"quick": True}, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_running_a_notebook_in_place_leaves_git_status_clean(tmp_path, monkeypatch):
+    """Execute 01 (quick) in place in a copy of the repository: first with papermill into the same
+    path (git's clean filter hides the outputs from git diff), then saved as JupyterLab does (the
+    pre-save hook strips them): nothing tracked changes, the runs are ignored, the sync check passes."""
+    import papermill
+
+    name = "01_class_imbalance"
+    repo = _repo_copy(tmp_path, [name])
+    folder = repo / "notebooks"
+    path = folder / f"{name}.ipynb"
+    papermill.execute_notebook(str(path), str(path), parameters={"quick": True, "solutions": True},
+                               progress_bar=False, cwd=str(folder), kernel_name="python3")
+    executed = nbformat.read(path, as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    assert list((folder / "runs" / "scratch").iterdir())  # the notebook's run went to the ignored folder
+    assert _git(repo, "diff", "--stat") == ""  # the clean filter: git sees the committed text
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", folder)
+    assert notebooks.out_of_sync([name]) == []
+    _save_as_jupyterlab(folder, name, _executed_in_jupyterlab(executed))
+    shutil.rmtree(folder / ".ipynb_checkpoints", ignore_errors=True)
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert notebooks.out_of_sync([name]) == [] and notebooks.with_outputs([name]) == []
