@@ -1,17 +1,24 @@
 """Segmentation quality of the methods and ablations, at equal iterations, over seeds.
 
-    python benchmarks/quality.py [--quick] [--seeds 3] [--datasets synthetic,acdc] [--out FILE]
+    python benchmarks/quality.py [--quick] [--seeds 5] [--datasets demo,synthetic,acdc] [--out FILE]
 
-Methods: supervised, CPS, mean teacher, Co-DA, and the ablations "alignment only"
-(Co-DA without the filter) and "filter only" (Co-DA without alignment), all trained by
-the same loop with the same data, steps and schedule. For each method and dataset the
-table gives the mean and standard deviation over seeds of the per-class and mean Dice
-of the ensemble at the ``best`` checkpoint (chosen on validation data):
+Methods: supervised, CPS, mean teacher, Co-DA (with each alignment reading), and the
+ablations "alignment only" (Co-DA without the filter) and "filter only" (Co-DA without
+alignment), all trained by the same loop with the same data, steps and schedule. For
+each method and dataset the table gives the mean and standard deviation over seeds of
+the per-class and mean Dice of the ensemble at the ``best`` checkpoint (chosen on
+validation data), the differences to CPS and to supervised paired by seed, and a
+*pair* table: validation Dice of A and B, their gap, and in how many seeds the
+ensemble reaches the better network - 0.01. Datasets:
 
-- (a) synthetic phantoms at a strong imbalance setting (imbalance 0.9, 2 labeled
-  patients of 40), reported on the synthetic **test** patients; each seed draws its own
-  phantoms and initialisation;
-- (b) ACDC with the CPU preset (``configs/acdc_cpu.yaml``, 7 labeled patients), reported on
+- ``demo``: the default experiment (``coda-edu train``), reported on the synthetic
+  **test** patients;
+- ``synthetic``: the minority regime (``configs/synthetic_minority.yaml``), where
+  supervised and CPS training under-predict the RV on the unlabeled images; reported on
+  the synthetic **test** patients, plus a *bias* table: per network, the RV's argmax
+  share on the unlabeled pool against its true share (hidden truth), at the ``best``
+  checkpoint; each seed draws its own phantoms and initialisation;
+- ``acdc``: the CPU preset (``configs/acdc_cpu.yaml``, 7 labeled patients), reported on
   the 10 **validation** patients (the test patients are not in the development subset;
   the validation volumes both select the checkpoint and report, which the table says).
 
@@ -35,20 +42,24 @@ METHODS = {
     "cps": ["method.name=cps"],
     "mean teacher": ["method.name=mean_teacher"],
     "coda": ["method.name=coda"],
+    "coda, predictions": ["method.name=coda", "method.alignment=predictions"],
+    "coda, labels": ["method.name=coda", "method.alignment=labels"],
+    "coda, hard counts": ["method.name=coda", "method.alignment=hard_counts"],
+    "coda, argmax share": ["method.name=coda", "method.alignment=argmax_share"],
     "alignment only": ["method.name=coda", "method.filter=none"],
     "filter only": ["method.name=coda", "method.alignment=none"],
 }
 
 
 def dataset_settings(name: str, quick: bool) -> dict:
-    from coda_edu.config import SMALL_SYNTHETIC
+    from coda_edu.config import SMALL_SYNTHETIC, preset_path
 
-    if name == "synthetic":
-        overrides = ["data.name=synthetic", "data.synthetic.imbalance=0.9", "data.labeled_patients=2",
-                     "train.iterations=600", "train.val_every=100"]
+    if name in ("demo", "synthetic"):
+        overrides = ["eval.distances=false"]
         if quick:
             overrides += SMALL_SYNTHETIC + ["train.iterations=20", "train.val_every=10", "model.base_width=4"]
-        return {"config": None, "overrides": overrides + ["eval.distances=false"], "split": "test", "reuse_data": False}
+        config = None if name == "demo" else preset_path("synthetic_minority.yaml")
+        return {"config": config, "overrides": overrides, "split": "test", "reuse_data": False, "bias": True}
     if name == "acdc":
         from coda_edu.config import preset_path
 
@@ -56,8 +67,27 @@ def dataset_settings(name: str, quick: bool) -> dict:
         if quick:
             overrides += ["train.iterations=20", "train.val_every=10", "data.image_size=[64, 64]", "model.levels=4",
                           "model.base_width=4"]
-        return {"config": preset_path("acdc_cpu.yaml"), "overrides": overrides, "split": "val", "reuse_data": True}
-    raise SystemExit(f"unknown dataset {name!r} (synthetic or acdc)")
+        return {"config": preset_path("acdc_cpu.yaml"), "overrides": overrides, "split": "val", "reuse_data": True,
+                "bias": False}
+    raise SystemExit(f"unknown dataset {name!r} (demo, synthetic or acdc)")
+
+
+def pool_bias(run_dir, data) -> dict:
+    """Per network at the best checkpoint: share_bias rows on the unlabeled pool (hidden truth)."""
+    from coda_edu.analysis import predict_pool
+    from coda_edu.bias import share_bias
+    from coda_edu.checkpoint import load_run_pair
+
+    import torch
+
+    out = {}
+    if data.unlabeled.labels is None or len(data.unlabeled) == 0:
+        return out
+    model_a, model_b = load_run_pair(run_dir, "best")
+    truth = data.unlabeled.labels.cpu()
+    for key, model in (("A", model_a), ("B", model_b)):
+        out[key] = share_bias(predict_pool(model, data.unlabeled.to(torch.device("cpu"))), truth, data.class_names)
+    return out
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -86,12 +116,19 @@ def run_dataset(name: str, seeds: list[int], quick: bool, log, methods: dict | N
             cfg = load_config(s["config"], s["overrides"] + method_overrides + [f"seed={seed}"])
             start = time.perf_counter()
             result = train(cfg, out, progress=False, log=lambda m: None, data=shared)
-            records = [r for r in result.evaluation["records"]
-                       if r["split"] == s["split"] and r["checkpoint"] == "best" and r["model"] == "ensemble"]
-            dice = {r["class"]: r["dice"] for r in records}
-            rows.append({"dataset": name, "method": method, "seed": seed, "split": s["split"], "dice": dice,
-                         "best_step": result.state.best_step, "seconds": time.perf_counter() - start})
-            log(f"  {name} {method:<15} seed {seed}: mean Dice {dice['mean']:.4f} ({time.perf_counter() - start:.0f} s)")
+            best = [r for r in result.evaluation["records"] if r["checkpoint"] == "best"]
+            dice = {r["class"]: r["dice"] for r in best if r["split"] == s["split"] and r["model"] == "ensemble"}
+            val = {m: {r["class"]: r["dice"] for r in best if r["split"] == "val" and r["model"] == m}
+                   for m in ("A", "B", "ensemble")}
+            row = {"dataset": name, "method": method, "seed": seed, "split": s["split"], "dice": dice, "val": val,
+                   "best_step": result.state.best_step, "seconds": time.perf_counter() - start}
+            if s.get("bias"):
+                row["bias"] = pool_bias(out, result.data)
+            rows.append(row)
+            rv = next((c for c in dice if c != "mean"), None)
+            log(f"  {name} {method:<20} seed {seed}: mean Dice {dice['mean']:.4f}, {rv} {dice[rv]:.4f}; "
+                f"val A {val['A']['mean']:.3f} B {val['B']['mean']:.3f} ens {val['ensemble']['mean']:.3f} "
+                f"({time.perf_counter() - start:.0f} s)")
     return rows
 
 
@@ -136,11 +173,53 @@ def paired_deltas(rows: list[dict], baseline: str = "cps") -> list[dict]:
     return out
 
 
+def pair_table(rows: list[dict]) -> list[dict]:
+    """Per method: mean over seeds of the validation mean Dice of A, B and the ensemble (best checkpoint),
+    the mean |A - B| gap, and the seeds whose ensemble is >= the better network - 0.01."""
+    import numpy as np
+
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method and r.get("val", {}).get("A")]
+        if not mine:
+            continue
+        a = np.array([r["val"]["A"]["mean"] for r in mine])
+        b = np.array([r["val"]["B"]["mean"] for r in mine])
+        e = np.array([r["val"]["ensemble"]["mean"] for r in mine])
+        ok = int((e >= np.maximum(a, b) - 0.01).sum())
+        out.append({"method": method, "A": f"{a.mean():.3f}", "B": f"{b.mean():.3f}", "ensemble": f"{e.mean():.3f}",
+                    "gap": f"{np.abs(a - b).mean():.3f}", "ens_ok": f"{ok}/{len(mine)}"})
+    return out
+
+
+def bias_table(rows: list[dict], cls: str) -> list[dict]:
+    """Per method: the class's argmax share / true share on the unlabeled pool, per network (mean ± std over seeds)."""
+    import numpy as np
+
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method and r.get("bias")]
+        if not mine:
+            continue
+        row = {"method": method}
+        for key in ("A", "B"):
+            stats = [next(x for x in r["bias"][key] if x["class"] == cls) for r in mine]
+            ratio = np.array([x["ratio"] for x in stats], dtype=float)
+            share = np.array([x["share"] for x in stats], dtype=float)
+            true = np.array([x["true"] for x in stats], dtype=float)
+            under = int((share < true).sum())
+            sd = ratio.std(ddof=1) if ratio.size > 1 else float("nan")
+            row[key] = (f"{share.mean():.4f} vs {true.mean():.4f} (ratio {ratio.mean():.2f}"
+                        + (f" ± {sd:.2f}" if ratio.size > 1 else "") + f", under in {under}/{len(mine)})")
+        out.append(row)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny runs, 2 seeds (CI size)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--datasets", default="synthetic,acdc", help="comma-separated: synthetic, acdc")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--datasets", default="demo,synthetic,acdc", help="comma-separated: demo, synthetic, acdc")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
                         help="replace the method list by these variants (repeatable), e.g. "
                              "'coda, labels target:method.name=coda,method.alignment=labels'")
@@ -166,11 +245,29 @@ def main(argv=None) -> int:
         print(f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
               f"mean ± std over {len(seeds)} seeds")
         print(table(summary, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
-        deltas = paired_deltas([r for r in rows if r["dataset"] == name])
-        if deltas:
-            print(f"\n{name}: difference to CPS, paired by seed (same data and initialisation), mean ± std over seeds")
-            print(table(deltas, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
-        tables[name] = {"summary": summary, "paired_vs_cps": deltas}
+        mine = [r for r in rows if r["dataset"] == name]
+        tables[name] = {"summary": summary}
+        for baseline in ("cps", "supervised"):
+            deltas = paired_deltas(mine, baseline)
+            if deltas:
+                print(f"\n{name}: difference to {baseline}, paired by seed (same data and initialisation), "
+                      f"mean ± std over seeds")
+                print(table(deltas, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
+            tables[name][f"paired_vs_{baseline}"] = deltas
+        pairs = pair_table(mine)
+        if pairs:
+            print(f"\n{name}: the pair on the validation split (best checkpoint): mean over seeds; "
+                  f"gap = mean |A - B|; ens ok = seeds with ensemble >= better network - 0.01")
+            print(table(pairs, [("method", "method", ""), ("A", "A", ""), ("B", "B", ""), ("ensemble", "ensemble", ""),
+                                ("gap", "gap", ""), ("ens_ok", "ens ok", "")]))
+        tables[name]["pair"] = pairs
+        minority = classes[0] if classes[0] != "mean" else None
+        biases = bias_table(mine, minority) if minority else []
+        if biases:
+            print(f"\n{name}: {minority} on the unlabeled pool (hidden truth), best checkpoint: argmax share vs "
+                  f"true share, per network (ratio < 1: under-predicted)")
+            print(table(biases, [("method", "method", ""), ("A", "A", ""), ("B", "B", "")]))
+        tables[name]["bias"] = biases
     path = write_results("quality", {"quick": args.quick, "seeds": seeds, "methods": methods, "extra": args.extra, "runs": rows,
                                      "summary": tables}, args.out)
     print(f"\nresults: {path}")

@@ -87,6 +87,8 @@ class ModelConfig:
     upsampling: str = _f("bilinear", help="decoder upsampling", choices=("bilinear", "transposed"))
     init_a: str = _f("kaiming", help="weight initialisation of network A", choices=("kaiming", "xavier"))
     init_b: str = _f("xavier", help="weight initialisation of network B", choices=("kaiming", "xavier"))
+    head_prior: bool = _f(False, help="start the output bias of both networks at the log of the labeled class frequencies")
+    init_scale: str = _f("matched", help="'matched': convolutions that feed a batch norm get the Xavier scale in both networks (equal learning speed); 'scheme': each scheme's own scale", choices=("matched", "scheme"))
 
 
 @dataclass

@@ -116,6 +116,13 @@ class Trainer:
         self.data.unlabeled.to(self.device)
 
         self.model_a, self.model_b = build_pair(c, self.data.in_channels, self.data.num_classes)
+        if c.model.head_prior:
+            from .method.alignment import label_marginal
+            from .models.init import set_head_prior
+
+            prior = label_marginal(self.data.labeled.labels, self.data.num_classes, self.data.ignore_index)
+            set_head_prior(self.model_a, prior)
+            set_head_prior(self.model_b, prior)
         channels_last = c.train.channels_last if c.train.channels_last is not None else self.device.type == "cuda"
         fmt = (torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d) if channels_last else torch.contiguous_format
         self.model_a.to(self.device, memory_format=fmt)

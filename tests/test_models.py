@@ -21,7 +21,7 @@ def test_unet3d_and_transposed_upsampling():
 
 
 def test_pair_differs_in_init_and_is_reproducible():
-    cfg = resolve(load_config(None, ["model.base_width=16"]))
+    cfg = resolve(load_config(None, ["model.base_width=16", "model.init_scale=scheme"]))
     a, b = build_pair(cfg, 1, 4)
     a2, b2 = build_pair(cfg, 1, 4)
     wa, wb = a.stem[0].weight, b.stem[0].weight
@@ -41,3 +41,20 @@ def test_building_a_pair_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     build_pair(cfg, 1, 4)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_matched_scale_gives_both_networks_the_xavier_scale_behind_batch_norm():
+    cfg = resolve(load_config(None, ["model.base_width=8"]))
+    assert cfg.model.init_scale == "matched"
+    a, b = build_pair(cfg, 1, 4)
+    for conv_a, conv_b in ((a.stem[0], b.stem[0]), (a.down[2][1][0], b.down[2][1][0])):
+        fan_in, fan_out = conv_a.weight.shape[1] * 9, conv_a.weight.shape[0] * 9
+        xavier = (2 / (fan_in + fan_out)) ** 0.5
+        assert conv_a.weight.std().item() == pytest.approx(xavier, rel=1e-4)
+        assert conv_b.weight.std().item() == pytest.approx(xavier, rel=0.15)
+        assert not torch.equal(conv_a.weight, conv_b.weight)  # still two different draws
+    # the head feeds no batch norm: it keeps its scheme (kaiming A, xavier B)
+    fan_in, fan_out = a.head.weight.shape[1], a.head.weight.shape[0]
+    assert a.head.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.4)
+    raw_a, _ = build_pair(resolve(load_config(None, ["model.base_width=8", "model.init_scale=scheme"])), 1, 4)
+    assert raw_a.stem[0].weight.std().item() > 2.5 * a.stem[0].weight.std().item()  # 9x the variance in the stem

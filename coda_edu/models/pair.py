@@ -17,7 +17,7 @@ def build_model(cfg: Config, in_channels: int, num_classes: int, init: str, seed
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = UNet(in_channels, num_classes, spatial_dims, m.base_width, m.levels, m.dropout, m.upsampling)
-        initialise(model, init)
+        initialise(model, init, m.init_scale)
     return model
 
 
