@@ -346,7 +346,8 @@ def _answer_alpha_lesion(explorer) -> tuple[tuple[str, ...], str]:
     before = explorer.data_at(alpha=0.0)["shares_after"][2]
     after = explorer.data_at(alpha=1.0)["shares_after"][2]
     word = "same" if abs(after - before) < 0.5 / n else ("up" if after > before else "down")
-    return (word,), (f"the share of pixels whose pseudo-label is the third class goes from {before:.1%} at alpha 0 "
+    name = explorer.data.get("class_names", ["", "", "the third class"])[2]
+    return (word,), (f"the share of pixels whose pseudo-label is {name} goes from {before:.1%} at alpha 0 "
                      f"to {after:.1%} at alpha 1.")
 
 

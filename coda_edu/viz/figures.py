@@ -204,6 +204,11 @@ def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], lo
             ax.bar(pos, values, width, color=colors, hatch=hatch, edgecolor="white", linewidth=0.5, yerr=yerr,
                    capsize=2, error_kw={"lw": 0.8})
             handles.append(Rectangle((0, 0), 1, 1, facecolor="0.55", hatch=hatch, edgecolor="white"))
+        for xi, v in zip(pos, values):  # a bar that cannot be seen says why
+            if not np.isfinite(v) or v == 0:
+                ax.annotate("n/a" if not np.isfinite(v) else "0", (xi, 0), xycoords=("data", "axes fraction"),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6,
+                            color="0.3", rotation=90)
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center",
                        fontsize=8)
@@ -279,12 +284,19 @@ def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labe
     edges = np.linspace(0, 1, bins + 1)
     for c, ax in enumerate(axes):
         sel = labels == c
-        ax.hist(confidence[sel & correct], bins=edges, alpha=0.8, label="correct",
-                color=class_color(class_names[c], c))
-        ax.hist(confidence[sel & ~correct], bins=edges, label="wrong", histtype="step", color="black", lw=1.2)
+        if (sel & correct).any():
+            ax.hist(confidence[sel & correct], bins=edges, alpha=0.8, label="correct",
+                    color=class_color(class_names[c], c))
+        if (sel & ~correct).any():
+            ax.hist(confidence[sel & ~correct], bins=edges, label="wrong", histtype="step", color="black", lw=1.2)
+        ax.set_xlim(0, 1)
         if sel.any():
+            from matplotlib.ticker import NullFormatter
+
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
         else:
+            ax.set_yticks([])
             ax.text(0.5, 0.5, "no pixel has\nthis pseudo-label", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
         ax.set_xlabel("confidence (max softmax)")

@@ -29,6 +29,16 @@ def _colors(class_names: Sequence[str]) -> list[str]:
     return [to_hex(class_color(n, i)) for i, n in enumerate(class_names)]
 
 
+def _argmax_borders(fig) -> None:
+    """Dashed lines from the centre to the edge midpoints: the borders of the three argmax regions."""
+    import plotly.graph_objects as go
+
+    third = 1 / 3
+    for a, b, c in ((0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)):
+        fig.add_trace(go.Scatterternary(a=[third, a], b=[third, b], c=[third, c], mode="lines", hoverinfo="skip",
+                                        line={"color": "black", "width": 1, "dash": "dash"}, showlegend=False))
+
+
 def _hover(class_names: Sequence[str], what: str) -> str:
     """Plotly hover text naming the classes (a = corner 2, b = corner 0, c = corner 1)."""
     return (f"p({class_names[0]}) = %{{b:.2f}}<br>p({class_names[1]}) = %{{c:.2f}}<br>"
@@ -79,6 +89,7 @@ def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[
                 marker={"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8},
                 hovertemplate=_hover(class_names, f"{name}: pseudo-label {class_names[c]}"),
                 name=f"{name}: pseudo-label {class_names[c]}", legendgroup=name))
+    _argmax_borders(fig)
     fig.update_layout(
         title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
         ternary={"aaxis": {"title": class_names[2]}, "baxis": {"title": class_names[0]}, "caxis": {"title": class_names[1]}})
@@ -127,6 +138,7 @@ def ternary_points_figure(probs: np.ndarray, truth: np.ndarray, class_names: Seq
             a=probs[sel, 2], b=probs[sel, 0], c=probs[sel, 1], mode="markers",
             marker={"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
             hovertemplate=_hover(class_names, f"true class {class_names[c]}"), name=f"true class {class_names[c]}"))
+    _argmax_borders(fig)
     fig.update_layout(
         title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
         ternary={"aaxis": {"title": f"p({class_names[2]})"}, "baxis": {"title": f"p({class_names[0]})"},

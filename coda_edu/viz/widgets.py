@@ -124,7 +124,8 @@ def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequ
         aligned, pi_u = align_toy(probs, pi_l, alpha)
         fig = ternary_static(probs, aligned, class_names, title=f"alpha = {alpha:.2f}")
         shares = np.bincount(aligned.argmax(1), minlength=3) / len(aligned)
-        return fig, {"shares_after": shares.tolist(), "pi_u": pi_u.tolist(), "aligned": aligned}
+        return fig, {"shares_after": shares.tolist(), "pi_u": pi_u.tolist(), "aligned": aligned,
+                     "class_names": list(class_names)}
 
     return Explorer({"alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05)}, draw, "Alignment on the probability simplex")
 
@@ -207,7 +208,7 @@ def mask_explorer(images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, 
         masks = filter_masks(probs, threshold)
         mask = masks[filter]
         quality = per_class_quality(labels, truth, len(class_names), mask)
-        cov = ", ".join(f"{c} {v:.0%}" for c, v in zip(class_names, quality["coverage"]))
+        cov = ", ".join(f"{c} {v:.0%}" if np.isfinite(v) else f"{c} n/a" for c, v in zip(class_names, quality["coverage"]))
         fig = plot_masks(images[index], labels[index].numpy(), mask[index].numpy(), truth[index].numpy(), class_names,
                          title=f"filter: {filter}" + (f" (threshold {threshold:.2f})" if filter == "fixed" else "")
                          + f" | kept per class: {cov}")
