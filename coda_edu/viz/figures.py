@@ -162,10 +162,26 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     ax.set_title("validation Dice", fontsize=10)
     ax.set_ylim(0, 1)
     _legend_below(ax)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if steps:
+            ax.set_xlim(min(steps + [r["step"] for r in val]), max(steps + [r["step"] for r in val]))
+    readable_log_axis(axes[0].yaxis)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def readable_log_axis(axis) -> None:
+    """Log-scale ticks at 1, 2 and 5 per decade, written as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _legend_below(ax) -> None:

@@ -243,7 +243,9 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
     """
     import ipywidgets as widgets
 
-    from .figures import METHOD_COLORS, MODEL_STYLES
+    from matplotlib.ticker import MaxNLocator
+
+    from .figures import METHOD_COLORS, MODEL_STYLES, _legend_below, readable_log_axis
 
     train = [r for r in rows if r.get("kind") == "train"]
     val = [r for r in rows if r.get("kind") == "val"]
@@ -259,7 +261,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
 
     def draw(step: int):
         upto = np.array(steps) <= step
-        fig = Figure(figsize=(14, 3.6))
+        fig = Figure(figsize=(14, 4.4))
         ax_l, ax_s, ax_d = fig.subplots(1, 3)
         loss_styles = {"loss": ("black", "-"), "sup_A": ("0.35", "--"), "sup_B": ("0.35", ":"),
                        "unsup_A": (METHOD_COLORS["coda"], "--"), "unsup_B": (METHOD_COLORS["coda"], ":")}
@@ -273,7 +275,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_l.set_xlabel("training step")
         ax_l.set_ylabel("loss (log scale)")
         ax_l.set_title("losses", fontsize=10)
-        legend_outside(ax_l, fontsize=7)
+        _legend_below(ax_l)
         for values, label, color, ls in ((lam, "λ(t), unsupervised weight", "black", "-"),
                                          (kept_a, "kept share of A's pseudo-labels", "0.35", "--"),
                                          (kept_b, "kept share of B's pseudo-labels", "0.35", ":")):
@@ -289,8 +291,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_s.set_xlabel("training step")
         ax_s.set_ylabel("weight or share (0 to 1)")
         ax_s.set_title(f"schedules up to step {step}", fontsize=10)
-        if ax_s.get_legend_handles_labels()[0]:
-            legend_outside(ax_s, fontsize=7)
+        _legend_below(ax_s)
         shown = [r for r in val if r["step"] <= step]
         best = None
         for model in ("A", "B", "ensemble"):
@@ -305,7 +306,10 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_d.set_xlabel("training step")
         ax_d.set_ylabel("validation mean foreground Dice")
         ax_d.set_title("validation Dice up to this step", fontsize=10)
-        legend_outside(ax_d, fontsize=7)
+        _legend_below(ax_d)
+        for ax in (ax_l, ax_s, ax_d):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        readable_log_axis(ax_l.yaxis)
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
