@@ -28,7 +28,8 @@ METHOD_COLORS = {"supervised": "#8c564b", "cps": "#ff7f0e", "mean_teacher": "#bc
 MODEL_STYLES = {"A": {"color": "0.45", "ls": "--"}, "B": {"color": "0.45", "ls": ":"},
                 "ensemble": {"color": "black", "ls": "-"}}
 SERIES_HATCHES = ("", "//", "..", "xx", "\\\\", "++")
-_OTHER_METHOD_COLORS = ("#6a3d9a", "#17becf", "#b15928", "#cab2d6")
+_CODA_VARIANT_COLORS = ("#c5b0d5", "#54278f", "#a88fd0", "#3f007d")  # Co-DA variants: shades of its purple
+_OTHER_METHOD_COLORS = ("#e7298a", "#666666")
 
 
 def class_color(name: str, index: int) -> tuple:
@@ -44,7 +45,8 @@ def method_color(name: str) -> str:
     """The series-wide colour of a method; variants such as ``coda[labels,fixed]`` get their own."""
     if name in METHOD_COLORS:
         return METHOD_COLORS[name]
-    return _OTHER_METHOD_COLORS[sum(map(ord, name)) % len(_OTHER_METHOD_COLORS)]
+    family = _CODA_VARIANT_COLORS if name.startswith("coda") else _OTHER_METHOD_COLORS
+    return family[sum(map(ord, name)) % len(family)]
 
 
 def class_colors(class_names: Sequence[str]) -> np.ndarray:
@@ -224,7 +226,7 @@ def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], lo
             if not np.isfinite(v) or v == 0:
                 ax.annotate("n/a" if not np.isfinite(v) else "0", (xi, 0), xycoords=("data", "axes fraction"),
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6,
-                            color="0.3", rotation=90)
+                            color="0.3")
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center",
                        fontsize=8)
