@@ -86,65 +86,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_run_config(run_dir: str | Path):
-    """The config of a run folder (``RUN/config.yaml``); one-line errors for a missing or damaged file."""
-    import yaml
-
-    from .config import from_dict
-    from .errors import ConfigError
-
-    run_dir = Path(run_dir)
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml)")
-    try:
-        mapping = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RunFolderError(f"run config '{path}' is not UTF-8 text (damaged?)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise RunFolderError(f"run config '{path}'{where} is not valid YAML "
-                             f"({getattr(exc, 'problem', None) or 'invalid YAML'})") from None
-    except OSError as exc:
-        raise RunFolderError(f"run config '{path}' cannot be read: {exc.strerror or exc}") from None
-    if not isinstance(mapping, dict):
-        raise RunFolderError(f"run config '{path}' is not a coda-edu config (expected a mapping of keys)")
-    try:
-        return from_dict(mapping)
-    except ConfigError as exc:
-        raise RunFolderError(f"run config '{path}': {exc}") from None
-
-
-def flatten(mapping: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def config_differences(a: dict, b: dict) -> list[str]:
-    """Dotted keys whose values differ between two config dicts (a key missing on one side differs)."""
-    fa, fb = flatten(a), flatten(b)
-    missing = object()
-    return sorted(k for k in set(fa) | set(fb) if fa.get(k, missing) != fb.get(k, missing))
-
-
 def load_run_pair(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
-    """Networks A and B of a run folder at its ``best`` or ``last`` checkpoint, in eval mode."""
-    from .models import build_pair
+    """Networks A and B of a run folder at its ``best`` or ``last`` checkpoint, in eval mode
+    (:meth:`coda_edu.run_folder.RunFolder.load_pair`)."""
+    from .run_folder import RunFolder
 
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", map_location=device)
-    in_channels = state["model_a"]["stem.0.weight"].shape[1]
-    num_classes = state["model_a"]["head.weight"].shape[0]
-    model_a, model_b = build_pair(cfg, in_channels, num_classes)
-    model_a.load_state_dict(state["model_a"])
-    model_b.load_state_dict(state["model_b"])
-    return model_a.to(device).eval(), model_b.to(device).eval()
+    return RunFolder(run_dir).load_pair(checkpoint, device)

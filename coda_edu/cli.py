@@ -1,10 +1,10 @@
 """The ``coda-edu`` command.
 
     coda-edu train [--config FILE] [--set KEY=VALUE ...] [--out DIR] [--resume]
-    coda-edu eval --run DIR
+    coda-edu eval --run DIR [--device DEVICE] [--no-progress]
     coda-edu config [--config FILE] [--set KEY=VALUE ...] [--keys]
-    coda-edu notebooks run|sweep|sync ...
-    coda-edu data check|prepare ...
+    coda-edu notebooks run|sweep|sync|check|strip|setup ...
+    coda-edu data check --dataset NAME [--root DIR] [--config FILE] [--set KEY=VALUE ...]
 
 Problems the user can fix are printed as one line, ``coda-edu: error: ...``, with exit
 status 2 and no traceback.
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="(re-)evaluate the last and best checkpoints of a run folder")
     p.add_argument("--run", metavar="DIR", required=True, help="run folder written by 'coda-edu train'")
     p.add_argument("--device", help="override train.device for evaluation (e.g. cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("config", help="print the resolved config, or list every key with --keys")
     _add_config_args(p)
@@ -79,13 +80,9 @@ def cmd_train(args) -> int:
             raise CodaEduError("--resume needs --out DIR, the run folder to continue")
         if args.config or args.overrides:
             raise CodaEduError("--resume continues a run with its own config.yaml; do not pass --config or --set")
-        cfg = None
+        cfg = None  # the run's own config.yaml
     else:
         cfg = load_config(args.config, args.overrides)
-    if cfg is None:
-        from .config import Config
-
-        cfg = Config()  # replaced by the run's config.yaml
     from .train import train  # imports torch: after the config is known to be valid
 
     train(cfg, args.out, resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
@@ -93,16 +90,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .checkpoint import read_run_config
-    from .io import lock_run_folder
     from .report import evaluate_run_dir
+    from .run_folder import RunFolder
 
-    run = Path(args.run)
-    if run.exists() and not run.is_dir():
-        raise CodaEduError(f"--run '{run}' is a file, not a run folder")
-    read_run_config(run)  # a missing or damaged config.yaml is one line, before anything is loaded
-    with lock_run_folder(run, "eval"):  # no train/resume/eval writes the folder meanwhile
-        evaluate_run_dir(run, device=args.device)
+    run = RunFolder(args.run)
+    if run.path.exists() and not run.path.is_dir():
+        raise CodaEduError(f"--run '{run.path}' is a file, not a run folder")
+    run.read_config()  # a missing or damaged config.yaml is one line, before anything is loaded
+    with run.lock("eval"):  # no train/resume/eval writes the folder meanwhile
+        evaluate_run_dir(run.path, device=args.device, progress=not args.no_progress)
     return 0
 
 

@@ -26,14 +26,12 @@ from typing import Any, Optional
 import yaml
 
 from .errors import ConfigError
-
-DATASETS = ("synthetic", "synthetic3d", "acdc", "la", "cadis")
+from .registry import DATASETS, METHODS, Registry
 
 #: Overrides for a CI-size synthetic dataset (24 patients, 32x32 slices, a 4-level U-Net):
 #: what the notebooks use with ``quick=True`` and what the benchmarks use with ``--quick``.
 SMALL_SYNTHETIC = ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
                    "data.synthetic.resolution=32", "model.levels=4"]
-METHODS = ("supervised", "cps", "mean_teacher", "coda")
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
 
@@ -41,7 +39,8 @@ FILTERS = ("none", "fixed", "over_expectation")
 def _f(default: Any = None, *, help: str, choices: tuple | None = None,
        min: float | None = None, max: float | None = None, min_exclusive: bool = False,
        factory: Any = None):
-    """A dataclass field carrying its help text and validation limits."""
+    """A dataclass field carrying its help text and validation limits (``choices``: a tuple, or a
+    :class:`~coda_edu.registry.Registry` whose names are the choices)."""
     meta = {"help": help, "choices": choices, "min": min, "max": max,
             "min_exclusive": min_exclusive}
     if factory is not None:
@@ -66,7 +65,7 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    name: str = _f("synthetic", help="dataset", choices=DATASETS)
+    name: str = _f("synthetic", help="dataset (registered in coda_edu.registry.DATASETS)", choices=DATASETS)
     root: Optional[str] = _f(None, help="dataset folder; default $CODA_EDU_DATA_DIR/<dataset folder>")
     image_size: list[int] = _f(help="training size: [H, W] for 2D, [D, H, W] patch for 3D (empty = dataset default)", factory=list)
     labeled_patients: Optional[int] = _f(4, help="labeled training patients (cases for LA, videos for CaDIS)", min=1)
@@ -93,7 +92,7 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = _f("coda", help="training method", choices=METHODS)
+    name: str = _f("coda", help="training method (registered in coda_edu.registry.METHODS)", choices=METHODS)
     alignment: Optional[str] = _f(None, help="distribution alignment target (None = method default: coda 'predictions', others 'none')", choices=ALIGNMENTS + (None,))
     filter: Optional[str] = _f(None, help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')", choices=FILTERS + (None,))
     alpha: float = _f(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
@@ -173,12 +172,6 @@ class Config:
 
     def copy(self) -> "Config":
         return copy.deepcopy(self)
-
-    def get(self, dotted: str) -> Any:
-        node: Any = self
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        return node
 
 
 # --------------------------------------------------------------------------- typing
@@ -264,6 +257,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _check_limits(value: Any, f: dataclasses.Field, key: str) -> None:
     meta = f.metadata
     choices = meta.get("choices")
+    if isinstance(choices, Registry):
+        if value not in choices:
+            choices.get(value)  # the one-line error naming the registered choices
+        return
     if choices is not None and value not in choices:
         shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices if c is not None)
         hint = ""
@@ -400,7 +397,7 @@ def validate(cfg: Config) -> Config:
     t = cfg.train
     if t.labeled_batch_size > t.batch_size:
         raise ConfigError(f"config key 'train.labeled_batch_size': {t.labeled_batch_size} is larger than train.batch_size ({t.batch_size})")
-    if cfg.method.name != "supervised" and t.labeled_batch_size >= t.batch_size:
+    if METHODS.get(cfg.method.name).uses_unlabeled and t.labeled_batch_size >= t.batch_size:
         raise ConfigError(f"config key 'train.labeled_batch_size': method '{cfg.method.name}' needs unlabeled images, so it must be smaller than train.batch_size ({t.batch_size})")
     if cfg.data.image_size:
         want = 3 if spatial_dims(cfg) == 3 else 2
@@ -415,10 +412,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"config key 'eval.splits': {split!r} is not one of 'val', 'test'")
     if cfg.model.name == "unet2d" and spatial_dims(cfg) == 3 or cfg.model.name == "unet3d" and spatial_dims(cfg) == 2:
         raise ConfigError(f"config key 'model.name': {cfg.model.name} does not fit the {spatial_dims(cfg)}D dataset '{cfg.data.name}'")
-    if cfg.data.name in ("synthetic", "synthetic3d"):
-        s = cfg.data.synthetic
-        if s.val_patients + s.test_patients >= s.n_patients - 1:
-            raise ConfigError("config key 'data.synthetic.n_patients': too few patients for the validation and test sets plus training")
+    dataset = DATASETS.get(cfg.data.name)
+    if dataset.check_config is not None:
+        dataset.check_config(cfg)
     dev = t.device
     if not (dev in ("auto", "cpu", "mps", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"config key 'train.device': {dev!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
@@ -427,29 +423,27 @@ def validate(cfg: Config) -> Config:
 
 # --------------------------------------------------------------------------- resolving
 def spatial_dims(cfg: Config) -> int:
-    return 3 if cfg.data.name in ("synthetic3d", "la") else 2
-
-
-def method_defaults(name: str) -> tuple[str, str]:
-    """(alignment, filter) used when the config leaves them unset."""
-    if name == "coda":
-        return "predictions", "over_expectation"
-    return "none", "none"
+    """2 or 3: what the network of ``cfg``'s dataset sees (from its :class:`~coda_edu.registry.DatasetSpec`)."""
+    return DATASETS.get(cfg.data.name).spatial_dims
 
 
 def resolve(cfg: Config) -> Config:
-    """Fill every 'auto'/None that has a method or dataset default (saved as config.yaml)."""
+    """Fill every 'auto'/None that has a method or dataset default (saved as config.yaml).
+
+    The method defaults of ``method.alignment``/``method.filter`` are declared by each method's
+    :class:`~coda_edu.registry.MethodSpec` (see :mod:`coda_edu.method.algorithms`).
+    """
     cfg = cfg.copy()
-    align, filt = method_defaults(cfg.method.name)
+    method = METHODS.get(cfg.method.name)
     if cfg.method.alignment is None:
-        cfg.method.alignment = align
+        cfg.method.alignment = method.alignment
     if cfg.method.filter is None:
-        cfg.method.filter = filt
+        cfg.method.filter = method.filter
     if cfg.model.name == "auto":
         cfg.model.name = "unet3d" if spatial_dims(cfg) == 3 else "unet2d"
     if cfg.model.levels == 0:
         cfg.model.levels = 4 if cfg.model.name == "unet3d" else 5
-    if cfg.method.name in ("supervised", "mean_teacher") and (cfg.method.alignment != "none" or cfg.method.filter != "none"):
+    if not method.pseudo_labels and (cfg.method.alignment != "none" or cfg.method.filter != "none"):
         raise ConfigError(f"config key 'method.alignment'/'method.filter': method '{cfg.method.name}' makes no pseudo-labels, so alignment and filter must be 'none'")
     return validate(cfg)
 

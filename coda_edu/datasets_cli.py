@@ -16,8 +16,9 @@ def add_cli(sub) -> None:
     p = sub.add_parser("data", help="check a real dataset (download/preprocess: see data_scripts/)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
     check = data_sub.add_parser("check", help="open a dataset as training would, checking every file")
-    check.add_argument("--dataset", required=True, choices=["synthetic", "synthetic3d", "acdc", "la", "cadis"])
-    check.add_argument("--root", help="dataset folder (default: $CODA_EDU_DATA_DIR/<ACDC|LA|CaDIS>)")
+    check.add_argument("--dataset", required=True, metavar="NAME",
+                       help="the dataset to check (a data.name value)")
+    check.add_argument("--root", help="dataset folder (default: $CODA_EDU_DATA_DIR/<the dataset's folder>)")
     check.add_argument("--config", metavar="FILE", help="YAML config whose data section is used")
     check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides")
     p.set_defaults(handler=run)
@@ -28,14 +29,18 @@ def run(args) -> int:
 
     from .config import load_config
     from .errors import CodaEduError
+    from .registry import DATASETS
 
     if getattr(args, "data_command", None) != "check":
         raise CodaEduError("usage: coda-edu data check --dataset NAME [--root DIR]")
     if args.config is not None and Path(args.config).is_dir():
         raise CodaEduError(f"config file '{args.config}' is a folder, not a file")
+    spec = DATASETS.get(args.dataset)  # an unknown name is a one-line error listing the datasets
     overrides = [f"data.name={args.dataset}"] + ([f"data.root={args.root}"] if args.root else []) + args.overrides
-    if args.dataset == "la" and not any(o.startswith("data.val_patients") for o in args.overrides):
-        overrides.append("data.val_patients=2")
+    for default in spec.check_defaults:  # what this dataset needs to open (LA: a validation carve-out)
+        key = default.split("=", 1)[0]
+        if not any(o.split("=", 1)[0].strip() == key for o in args.overrides):
+            overrides.append(default)
     cfg = load_config(args.config, overrides)
     from .data import load_dataset
 

@@ -1,4 +1,11 @@
-"""Final evaluation of a run folder: eval.json, eval_cases.jsonl, figures and the printed table."""
+"""Final evaluation of a run folder.
+
+:func:`evaluate_run` scores the ``last`` and ``best`` checkpoints and returns the results
+(it writes nothing); the caller writes them with
+:meth:`~coda_edu.run_folder.RunFolder.write_results` (eval.json, eval_cases.jsonl), draws
+:func:`write_figures` and prints :func:`summary_text`. :func:`evaluate_run_dir` does all of
+it for ``coda-edu eval --run DIR``.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,14 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
 from .config import Config
 from .data.base import SegmentationData
 from .device import Precision, describe
 from .errors import RunFolderError
 from .evaluate import MODELS, aggregate, evaluate_cases, format_table, predict_case
-from .io import atomic_write_json, atomic_write_text, read_jsonl, to_jsonable
-
-CHECKPOINTS = ("last", "best")
+from .io import read_jsonl
+from .progress import progress_bar
+from .run_folder import CHECKPOINTS, RunFolder
 
 
 def _inference_text(cfg: Config, data: SegmentationData) -> str:
@@ -60,58 +66,76 @@ def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step:
     }
 
 
-def evaluate_run(run_dir: str | Path, cfg: Config, data: SegmentationData, model_a, model_b, device: torch.device,
-                 precision: Precision, *, progress: bool = True, train_seconds: float | None = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Score the ``last`` and ``best`` checkpoints of a run on its evaluation splits and write the results."""
-    run_dir = Path(run_dir)
+def evaluate_run(run: RunFolder | str | Path, cfg: Config, data: SegmentationData, model_a, model_b,
+                 device: torch.device, precision: Precision, *, progress: bool = True,
+                 train_seconds: float | None = None) -> dict:
+    """Score the ``last`` and ``best`` checkpoints of a run on its evaluation splits.
+
+    Returns the contents of eval.json (``protocol``, ``records``, ``timing``, ``machine``)
+    plus ``cases``, the per-case rows of eval_cases.jsonl; writes nothing. The networks
+    are left holding the ``best`` weights.
+    """
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
     started = time.perf_counter()
     splits = {name: getattr(data, name) for name in cfg.eval.splits}
     available = {name: len(cases) for name, cases in splits.items() if cases}
     split_info = {name: (len(cases) if cases else "not available") for name, cases in splits.items()}
     if not available:
         raise RunFolderError(f"nothing to evaluate: the splits {cfg.eval.splits} have no cases for dataset '{data.name}'")
-    records, case_rows = [], []
-    steps = {}
-    for ckpt_name in CHECKPOINTS:
-        ckpt = load_checkpoint(run_dir / "checkpoints" / f"{ckpt_name}.pt", map_location=device)
-        model_a.load_state_dict(ckpt["model_a"])
-        model_b.load_state_dict(ckpt["model_b"])
-        steps[ckpt_name] = ckpt["step"]
-        for split in available:
-            result = evaluate_cases(model_a, model_b, splits[split], data, device, precision,
-                                    distances=cfg.eval.distances, batch_size=cfg.eval.batch_size, overlap=cfg.eval.overlap)
-            for rec in aggregate(result["cases"], data.class_names, result["confusion"],
-                                 from_confusion=data.eval_mode == "frames", background=data.background):
-                records.append({"split": split, "checkpoint": ckpt_name, "step": ckpt["step"], **rec})
-            for row in result["cases"]:
-                case_rows.append({"split": split, "checkpoint": ckpt_name, **row})
-    protocol = build_protocol(cfg, data, split_info, steps["best"], steps["last"])
-    eval_seconds = time.perf_counter() - started
-    result = {
-        "protocol": protocol,
+    bar = progress_bar(total=len(CHECKPOINTS) * sum(available.values()), desc="evaluation", enabled=progress,
+                       unit="case")
+
+    def counted(cases):
+        for case in cases:
+            yield case
+            bar.update(1)
+
+    records, case_rows, steps = [], [], {}
+    try:
+        for ckpt_name in CHECKPOINTS:
+            ckpt = run.load_checkpoint(ckpt_name, map_location=device)
+            model_a.load_state_dict(ckpt["model_a"])
+            model_b.load_state_dict(ckpt["model_b"])
+            steps[ckpt_name] = ckpt["step"]
+            for split in available:
+                result = evaluate_cases(model_a, model_b, splits[split], data, device, precision,
+                                        distances=cfg.eval.distances, batch_size=cfg.eval.batch_size,
+                                        overlap=cfg.eval.overlap, progress=counted)
+                for rec in aggregate(result["cases"], data.class_names, result["confusion"],
+                                     from_confusion=data.eval_mode == "frames", background=data.background):
+                    records.append({"split": split, "checkpoint": ckpt_name, "step": ckpt["step"], **rec})
+                for row in result["cases"]:
+                    case_rows.append({"split": split, "checkpoint": ckpt_name, **row})
+    finally:
+        bar.close()
+    return {
+        "protocol": build_protocol(cfg, data, split_info, steps["best"], steps["last"]),
         "records": records,
-        "timing": {"train_seconds": train_seconds, "eval_seconds": round(eval_seconds, 2)},
+        "timing": {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - started, 2)},
         "machine": {"device": describe(device), "precision": precision.name, "torch": torch.__version__,
                     "python": platform.python_version()},
+        "cases": case_rows,
     }
-    atomic_write_json(run_dir / "eval.json", result)
-    import json
 
-    atomic_write_text(run_dir / "eval_cases.jsonl",
-                      "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in case_rows))
-    write_figures(run_dir, cfg, data, model_a, model_b, device, precision)
-    report_split = "test" if "test" in available else next(iter(available))
+
+def summary_text(evaluation: dict, cfg: Config, data: SegmentationData, run_dir: str | Path) -> str:
+    """The printed tables: Dice (and HD95) per class of both checkpoints on the test split (else val)."""
+    records = evaluation["records"]
+    counts = {k: v for k, v in evaluation["protocol"]["evaluated"]["splits"].items() if isinstance(v, int)}
+    report_split = "test" if "test" in counts else next(iter(counts))
+    lines = []
     for ckpt_name in CHECKPOINTS:
         rows = [r for r in records if r["split"] == report_split and r["checkpoint"] == ckpt_name]
-        log(format_table(rows, data.class_names, "dice",
-                         title=f"\n{report_split} Dice, checkpoint '{ckpt_name}' (step {steps[ckpt_name]}), {available[report_split]} cases"))
+        step = rows[0]["step"] if rows else "?"
+        lines.append(format_table(rows, data.class_names, "dice", title=f"\n{report_split} Dice, checkpoint "
+                                  f"'{ckpt_name}' (step {step}), {counts[report_split]} cases"))
         if cfg.eval.distances:
-            log(format_table(rows, data.class_names, "hd95",
-                             title=f"{report_split} HD95 ({data.unit}; '(Nm)': N cases missed the structure and have no "
-                                   f"distance; penalised by the image diagonal: hd95_pen in eval.json)"))
-    log(f"\nresults: {run_dir / 'eval.json'}  figures: {run_dir / 'figures'}")
-    return result
+            lines.append(format_table(rows, data.class_names, "hd95",
+                                      title=f"{report_split} HD95 ({data.unit}; '(Nm)': N cases missed the structure "
+                                            f"and have no distance; penalised by the image diagonal: hd95_pen in eval.json)"))
+    run_dir = Path(run_dir)
+    lines.append(f"\nresults: {run_dir / 'eval.json'}  figures: {run_dir / 'figures'}")
+    return "\n".join(lines)
 
 
 def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, model_b, device, precision) -> None:
@@ -143,31 +167,27 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
 
 def evaluate_run_dir(run_dir: str | Path, *, device: str | None = None, progress: bool = True,
                      log: Callable[[str], None] = print) -> dict:
-    """``coda-edu eval --run DIR``: rebuild data and networks from the run's config and re-score it."""
-    import yaml
-
-    from .config import from_dict, resolve
+    """``coda-edu eval --run DIR``: rebuild data and networks from the run's config, re-score it and write
+    the results (the caller holds the folder's lock)."""
+    from .config import resolve
     from .data import load_dataset
     from .device import resolve_device, resolve_precision
     from .models import build_pair
 
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml)")
-    for name in CHECKPOINTS:
-        if not (run_dir / "checkpoints" / f"{name}.pt").is_file():
-            raise RunFolderError(f"'{run_dir}' has no checkpoints/{name}.pt (was the run started?)")
-    cfg = from_dict(yaml.safe_load(cfg_path.read_text()))
+    run = RunFolder(run_dir)
+    cfg = run.read_config()
+    run.require_checkpoints()
     if device is not None:
         cfg.train.device = device
     cfg = resolve(cfg)
     dev = resolve_device(cfg.train.device)
     precision = resolve_precision(dev, cfg.train.precision)
     data = load_dataset(cfg)
-    model_a, model_b = build_pair(cfg, data.in_channels, data.num_classes)
-    model_a.to(dev)
-    model_b.to(dev)
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt").get("state", {})
-    return evaluate_run(run_dir, cfg, data, model_a, model_b, dev, precision, progress=progress,
-                        train_seconds=state.get("train_seconds"), log=log)
+    model_a, model_b = (m.to(dev) for m in build_pair(cfg, data.in_channels, data.num_classes))  # weights: evaluate_run
+    state = run.load_checkpoint("last").get("state", {})
+    evaluation = evaluate_run(run, cfg, data, model_a, model_b, dev, precision, progress=progress,
+                              train_seconds=state.get("train_seconds"))
+    run.write_results(evaluation)
+    write_figures(run.path, cfg, data, model_a, model_b, dev, precision)
+    log(summary_text(evaluation, cfg, data, run.path))
+    return evaluation

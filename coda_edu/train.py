@@ -1,13 +1,9 @@
-"""The one training loop: supervised, CPS, mean teacher and Co-DA (and their ablations).
+"""The one training loop for every registered method (supervised, CPS, mean teacher, Co-DA, ...).
 
-``train(cfg, out)`` runs a whole experiment into a run folder::
-
-    RUN/config.yaml         the fully resolved config
-    RUN/metrics.jsonl       one line per logged step ("kind": "train") and per validation ("kind": "val")
-    RUN/checkpoints/        last.pt (resumable, refreshed at every validation) and best.pt
-    RUN/eval.json           protocol + records (split x checkpoint x model x class)
-    RUN/eval_cases.jsonl    the per-case values behind the records
-    RUN/figures/            learning_curves.png, overlay.png
+``train(cfg, out)`` runs a whole experiment into a run folder (see
+:mod:`coda_edu.run_folder` for its files) and returns the trained pair. The loop knows no
+method or dataset by name: it reads their :mod:`~coda_edu.registry` specs (does the
+method draw unlabeled images, does network B get gradients, ...).
 
 One step: draw labeled and unlabeled indices (two streams) -> gather the batch from
 the in-memory pools on the device -> batched augmentation -> the algorithm's
@@ -27,19 +23,19 @@ from typing import Callable, Optional
 
 import torch
 
-from .checkpoint import (config_differences, load_checkpoint, read_run_config, rng_state, save_checkpoint,
-                         seed_everything, set_rng_state)
-from .config import Config, from_dict, resolve, save_config
+from .checkpoint import rng_state, seed_everything, set_rng_state
+from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import describe, resolve_device, resolve_precision
-from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError
-from .io import append_jsonl, lock_run_folder, run_folder_kind, truncate_jsonl, warn_line
-from .method.algorithms import Batch, build_algorithm
+from .errors import ConfigError, DataError, DivergedError, RunFolderError
+from .method.algorithms import Batch
 from .method.schedules import poly_lr
 from .models import build_pair
 from .progress import progress_bar
+from .registry import DATASETS, METHODS
+from .run_folder import RunFolder
 
 
 def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
@@ -83,28 +79,38 @@ class TrainState:
 
 @dataclass
 class RunResult:
+    """What :func:`train` returns: the run folder, the final state, the evaluation (the
+    contents of eval.json plus its per-case rows under ``"cases"``), the data, and the
+    trained networks A and B at the ``best`` checkpoint, in eval mode on the training device."""
+
     run_dir: Path
     state: TrainState
     evaluation: Optional[dict] = None
     data: Optional[SegmentationData] = field(default=None, repr=False)
+    model_a: Optional[torch.nn.Module] = field(default=None, repr=False)
+    model_b: Optional[torch.nn.Module] = field(default=None, repr=False)
 
 
 class Trainer:
     """Holds the networks, optimiser and data of one run; :meth:`fit` trains, :meth:`evaluate` scores."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-                 data: SegmentationData | None = None, log: Callable[[str], None] = print):
-        self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.metrics_path = self.run_dir / "metrics.jsonl"
+    def __init__(self, cfg: Config | None, run_dir: str | Path | RunFolder, *, resume: bool = False,
+                 progress: bool = True, data: SegmentationData | None = None, log: Callable[[str], None] = print):
+        self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.run_dir = self.run.path
+        self.ckpt_dir = self.run.checkpoints_dir
         self.progress = progress
         self.log = log
         if resume:
-            cfg = self._config_for_resume()
+            cfg = self.run.config_for_resume(cfg)
+        elif cfg is None:
+            raise ConfigError("a new run needs a config (only resume=True reads the run's own config.yaml)")
         else:
-            self._check_new_run_dir()
+            self.run.create(log)
         self.cfg = resolve(cfg)
         c = self.cfg
+        self.method = METHODS.get(c.method.name)
+        self.dataset = DATASETS.get(c.data.name)
         seed_everything(c.seed)
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
@@ -128,12 +134,12 @@ class Trainer:
         self.model_a.to(self.device, memory_format=fmt)
         self.model_b.to(self.device, memory_format=fmt)
         self.memory_format = fmt
-        self.algorithm = build_algorithm(c, self.data.num_classes, self.data.ignore_index)
+        self.algorithm = self.method.build(c, self.data.num_classes, self.data.ignore_index)
         self.algorithm.prepare(self.model_a, self.model_b)
-        params = list(self.model_a.parameters()) + (list(self.model_b.parameters()) if self.algorithm.trains_b else [])
+        params = list(self.model_a.parameters()) + (list(self.model_b.parameters()) if self.method.trains_b else [])
         self.optimizer = build_optimizer(c, params)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
-        unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.algorithm.uses_unlabeled else 0
+        unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
         self.sampler = TwoStreamSampler(len(self.data.labeled), len(self.data.unlabeled), c.train.labeled_batch_size,
                                         unlabeled_batch, c.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed)
@@ -150,69 +156,21 @@ class Trainer:
         d, c = self.data, self.cfg
         if len(d.labeled) == 0:
             raise DataError(f"dataset '{d.name}': the labeled training set is empty (check data.labeled_patients)")
-        if c.method.name != "supervised" and len(d.unlabeled) == 0:
+        if self.method.uses_unlabeled and len(d.unlabeled) == 0:
             raise DataError(f"dataset '{d.name}': method '{c.method.name}' needs unlabeled images but all training "
                             f"patients are labeled (lower data.labeled_patients)")
         if not d.val:
             raise DataError(f"dataset '{d.name}': the validation split is empty, so no checkpoint can be selected"
-                            + (" (set data.val_patients)" if d.name == "la" else ""))
+                            + self.dataset.val_hint)
         divisor = 2 ** (c.model.levels - 1)
         if any(s % divisor for s in d.train_size):
             raise ConfigError(f"config key 'data.image_size': {list(d.train_size)} must be divisible by {divisor} "
                               f"for a U-Net with {c.model.levels} levels")
 
-    # ------------------------------------------------------------------ run folder
-    def _check_new_run_dir(self) -> None:
-        kind = run_folder_kind(self.run_dir)
-        if kind == "file":
-            raise RunFolderError(f"run folder '{self.run_dir}' is a file, not a folder: choose another --out")
-        if kind == "run":
-            raise RunFolderError(f"run folder '{self.run_dir}' already holds a run: continue it with --resume, or choose another --out")
-        if kind == "foreign":
-            raise RunFolderError(f"folder '{self.run_dir}' is not empty and is not a coda-edu run folder (no checkpoints/): "
-                                 f"coda-edu never writes over files it did not make; choose another --out")
-        if kind == "started":
-            # A run stopped before its first checkpoint: nothing in it can be resumed, so start it again in place.
-            self.log(f"restarting {self.run_dir} in place (the earlier run stopped before its first checkpoint)")
-            for stale in (self.metrics_path, self.ckpt_dir / "best.pt", self.run_dir / "eval.json",
-                          self.run_dir / "eval_cases.jsonl"):
-                stale.unlink(missing_ok=True)
-        try:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunFolderError(f"cannot create run folder '{self.run_dir}': {exc.strerror}") from None
-
-    def _config_for_resume(self) -> Config:
-        path = self.run_dir / "config.yaml"
-        last = self.ckpt_dir / "last.pt"
-        if not last.is_file():
-            if run_folder_kind(self.run_dir) == "started":
-                again = f"coda-edu train --config {path} --out {self.run_dir}" if path.is_file() else \
-                    f"coda-edu train --out {self.run_dir} with the run's --config/--set"
-                raise RunFolderError(f"cannot resume: '{self.run_dir}' has no checkpoints/last.pt (the run stopped before its "
-                                     f"first checkpoint); start it again in place, without --resume: {again}")
-            raise RunFolderError(f"cannot resume: '{self.run_dir}' has no checkpoints/last.pt and config.yaml")
-        if not path.is_file():
-            raise RunFolderError(f"cannot resume: '{self.run_dir}' has checkpoints/last.pt but no config.yaml")
-        cfg = read_run_config(self.run_dir)
-        # Resume means the same run: the folder's config.yaml must be the config the checkpoint was trained with.
-        stored = load_checkpoint(last).get("config")
-        if not isinstance(stored, dict):
-            raise RunFolderError(f"checkpoint '{last}' holds no config, so it cannot be checked against '{path}'")
-        try:
-            stored = resolve(from_dict(stored)).to_dict()
-        except ConfigError as exc:
-            raise RunFolderError(f"checkpoint '{last}': its stored config is invalid ({exc})") from None
-        differ = config_differences(stored, resolve(cfg).to_dict())
-        if differ:
-            shown = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
-            raise RunFolderError(f"cannot resume: '{path}' differs from the config stored in checkpoints/last.pt at {shown}; "
-                                 f"a resumed run must be the same run: undo the edit, or start a new run in another --out")
-        return cfg
-
+    # ------------------------------------------------------------------ checkpoints
     def _load_last(self) -> None:
-        path = self.ckpt_dir / "last.pt"
-        ckpt = load_checkpoint(path, map_location=self.device)
+        path = self.run.checkpoint_path("last")
+        ckpt = self.run.load_checkpoint("last", map_location=self.device)
         try:
             self.model_a.load_state_dict(ckpt["model_a"])
             self.model_b.load_state_dict(ckpt["model_b"])
@@ -226,8 +184,7 @@ class Trainer:
             detail = " ".join(str(exc).split())[:200]
             raise RunFolderError(f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})") from None
         self._saved_step = self.state.step
-        # Forget whatever the killed run logged after its last checkpoint.
-        truncate_jsonl(self.metrics_path, lambda row: row.get("step", 0) <= self.state.step, warn=warn_line)
+        self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
         self.log(f"resuming {self.run_dir} at step {self.state.step}")
 
     def _nonfinite(self, with_optimizer: bool = False) -> list[str]:
@@ -250,12 +207,17 @@ class Trainer:
         raise DivergedError(f"training diverged between steps {since + 1} and {self.state.step}: {what} became NaN or inf; "
                             f"lower optim.lr or method.lambda_max; {kept}")
 
+    def _shapes(self) -> dict:
+        """What rebuilding the networks needs besides the config (read by RunFolder.load_pair)."""
+        return {"in_channels": self.data.in_channels, "num_classes": self.data.num_classes,
+                "class_names": list(self.data.class_names)}
+
     def _save_last(self) -> None:
         bad = self._nonfinite(with_optimizer=True)
         if bad:  # never replace a good checkpoint with a broken one
             self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        save_checkpoint(self.ckpt_dir / "last.pt", {
-            "step": self.state.step, "config": self.cfg.to_dict(),
+        self.run.save_checkpoint("last", {
+            "step": self.state.step, "config": self.cfg.to_dict(), "data": self._shapes(),
             "model_a": self.model_a.state_dict(), "model_b": self.model_b.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "algorithm": self.algorithm.state_dict(), "sampler": self.sampler.state_dict(),
@@ -267,8 +229,8 @@ class Trainer:
         bad = self._nonfinite()
         if bad:
             self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        save_checkpoint(self.ckpt_dir / "best.pt", {
-            "step": self.state.step, "config": self.cfg.to_dict(), "scores": scores,
+        self.run.save_checkpoint("best", {
+            "step": self.state.step, "config": self.cfg.to_dict(), "data": self._shapes(), "scores": scores,
             "model_a": self.model_a.state_dict(), "model_b": self.model_b.state_dict(),
         })
 
@@ -295,7 +257,7 @@ class Trainer:
             group["lr"] = lr
         batch = self.next_batch()
         self.model_a.train()
-        self.model_b.train(self.algorithm.trains_b)
+        self.model_b.train(self.method.trains_b)
         with self.precision.autocast():
             loss, logs = self.algorithm.training_step(self.forward_a, self.forward_b, batch, self.state.step, diagnostics)
         self.optimizer.zero_grad(set_to_none=True)
@@ -314,99 +276,139 @@ class Trainer:
         return validation_scores(self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap)
 
     def fit(self) -> TrainState:
-        c = self.cfg
+        """Train to ``train.iterations``: step, then log and validate on their steps."""
+        total = self.cfg.train.iterations
         if self.state.step == 0:
-            save_config(c, self.run_dir / "config.yaml")
-            self.log(f"run folder: {self.run_dir}")
-            self.log(f"data: {self.data.summary()}")
-            self.log(f"method: {c.method.name} (alignment={c.method.alignment}, filter={c.method.filter}) "
-                     f"on {describe(self.device)}, {self.precision.name}")
-        total = c.train.iterations
-        bar = progress_bar(total=total, initial=self.state.step, desc=f"{c.method.name}", enabled=self.progress, unit="step")
-        segment_start = time.perf_counter()
-        postfix = {"loss": "-", "val": "-"}
-        # Every step's loss is checked on the device (no host sync); the flag is read on logged steps
-        # and before every checkpoint, and the weights are checked before every checkpoint write.
-        finite = torch.ones((), dtype=torch.bool, device=self.device)
-        checked = weights_checked = self.state.step
+            self._start_run()
+        bar = progress_bar(total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress,
+                           unit="step")
+        self._start_checks()
         try:
             while self.state.step < total:
-                step = self.state.step + 1
-                logs = self.train_step(diagnostics=step % c.train.log_every == 0 or step == total)
-                loss = logs.get("loss")
-                if isinstance(loss, torch.Tensor):
-                    finite = finite & torch.isfinite(loss.detach()).all()
+                logged, validated = self._due(self.state.step + 1)
+                logs = self.train_step(diagnostics=logged)
+                self._check_loss(logs, read=logged or validated)
                 bar.update(1)
-                logged, validated = step % c.train.log_every == 0 or step == total, step % c.train.val_every == 0 or step == total
-                if logged or validated:
-                    if not bool(finite):
-                        self._refuse_nonfinite("the loss", checked)
-                    checked = step
                 if logged:
-                    row = {"kind": "train", "step": step, **_numbers(logs)}
-                    if not math.isfinite(row.get("loss", 0.0)):
-                        raise CodaEduError(f"training diverged at step {step} (loss is {row['loss']}); lower optim.lr or "
-                                           f"method.lambda_max; the last checkpoint is in {self.ckpt_dir}")
-                    append_jsonl(self.metrics_path, [row])
-                    postfix["loss"] = f"{row['loss']:.3f}"
-                    bar.set_postfix(postfix, refresh=False)
+                    self._log_train(logs, bar)
                 if validated:
-                    bad = self._nonfinite(with_optimizer=True)
-                    if bad:
-                        self._refuse_nonfinite(" and ".join(bad), weights_checked)
-                    weights_checked = step
-                    val_start = time.perf_counter()
-                    self.state.train_seconds += val_start - segment_start
-                    scores = self.validate()
-                    selected = scores[c.eval.select_model]["mean"]
-                    improved = selected is not None and not math.isnan(selected) and selected > self.state.best_score
-                    if improved:
-                        self.state.best_score, self.state.best_step = selected, step
-                    append_jsonl(self.metrics_path, [{"kind": "val", "step": step, "seconds": round(self.state.train_seconds, 2),
-                                                      "val_seconds": round(self.state.val_seconds, 2),
-                                                      "dice": {m: scores[m] for m in scores}, "selected": selected,
-                                                      "best_step": self.state.best_step}])
-                    if improved or not (self.ckpt_dir / "best.pt").exists():
-                        self._save_best(scores)
-                    self.state.val_seconds += time.perf_counter() - val_start
-                    self._save_last()
-                    postfix["val"] = f"{selected:.3f}"
-                    bar.set_postfix(postfix, refresh=True)
-                    segment_start = time.perf_counter()
+                    self._validate_and_save(bar)
         finally:
             bar.close()
         return self.state
 
+    def _start_run(self) -> None:
+        c = self.cfg
+        self.run.write_config(c)
+        self.log(f"run folder: {self.run_dir}")
+        self.log(f"data: {self.data.summary()}")
+        self.log(f"method: {c.method.name} (alignment={c.method.alignment}, filter={c.method.filter}) "
+                 f"on {describe(self.device)}, {self.precision.name}")
+
+    def _due(self, step: int) -> tuple[bool, bool]:
+        """(logged, validated): whether ``step`` writes a metrics line and whether it validates."""
+        t, last = self.cfg.train, step == self.cfg.train.iterations
+        return step % t.log_every == 0 or last, step % t.val_every == 0 or last
+
+    def _start_checks(self) -> None:
+        # Every step's loss is checked on the device (no host sync); the flag is read on logged steps
+        # and before every checkpoint, and the weights are checked before every checkpoint write.
+        self._loss_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self._loss_checked = self._weights_checked = self.state.step
+        self._segment_start = time.perf_counter()
+        self._postfix = {"loss": "-", "val": "-"}
+
+    def _check_loss(self, logs: dict, read: bool) -> None:
+        loss = logs.get("loss")
+        if isinstance(loss, torch.Tensor):
+            self._loss_finite = self._loss_finite & torch.isfinite(loss.detach()).all()
+        elif isinstance(loss, float) and not math.isfinite(loss):
+            self._loss_finite = self._loss_finite & False
+        if read:
+            if not bool(self._loss_finite):
+                self._refuse_nonfinite("the loss", self._loss_checked)
+            self._loss_checked = self.state.step
+
+    def _log_train(self, logs: dict, bar) -> None:
+        row = {"kind": "train", "step": self.state.step, **_numbers(logs)}
+        self.run.append_metrics([row])
+        if isinstance(row.get("loss"), float):
+            self._postfix["loss"] = f"{row['loss']:.3f}"
+        bar.set_postfix(self._postfix, refresh=False)
+
+    def _validate_and_save(self, bar) -> None:
+        """Validate, update the best score, write best.pt when it improved and last.pt always."""
+        step = self.state.step
+        bad = self._nonfinite(with_optimizer=True)
+        if bad:
+            self._refuse_nonfinite(" and ".join(bad), self._weights_checked)
+        self._weights_checked = step
+        val_start = time.perf_counter()
+        self.state.train_seconds += val_start - self._segment_start
+        scores = self.validate()
+        selected = scores[self.cfg.eval.select_model]["mean"]
+        improved = selected is not None and not math.isnan(selected) and selected > self.state.best_score
+        if improved:
+            self.state.best_score, self.state.best_step = selected, step
+        self.run.append_metrics([{"kind": "val", "step": step, "seconds": round(self.state.train_seconds, 2),
+                                  "val_seconds": round(self.state.val_seconds, 2), "dice": dict(scores),
+                                  "selected": selected, "best_step": self.state.best_step}])
+        if improved or not self.run.checkpoint_path("best").exists():
+            self._save_best(scores)
+        self.state.val_seconds += time.perf_counter() - val_start
+        self._save_last()
+        self._postfix["val"] = f"{selected:.3f}"
+        bar.set_postfix(self._postfix, refresh=True)
+        self._segment_start = time.perf_counter()
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
-        from .report import evaluate_run
+        """Score the last and best checkpoints, write eval.json, eval_cases.jsonl and the figures, print
+        the tables; the networks are left holding the best weights."""
+        from .report import evaluate_run, summary_text, write_figures
 
-        return evaluate_run(self.run_dir, self.cfg, self.data, self.model_a, self.model_b, self.device, self.precision,
-                            progress=self.progress, train_seconds=self.state.train_seconds, log=self.log)
+        evaluation = evaluate_run(self.run, self.cfg, self.data, self.model_a, self.model_b, self.device,
+                                  self.precision, progress=self.progress, train_seconds=self.state.train_seconds)
+        self.run.write_results(evaluation)
+        write_figures(self.run_dir, self.cfg, self.data, self.model_a, self.model_b, self.device, self.precision)
+        self.log(summary_text(evaluation, self.cfg, self.data, self.run_dir))
+        return evaluation
+
+    def load_weights(self, checkpoint: str) -> None:
+        """Load the networks of the ``best`` or ``last`` checkpoint."""
+        ckpt = self.run.load_checkpoint(checkpoint, map_location=self.device)
+        self.model_a.load_state_dict(ckpt["model_a"])
+        self.model_b.load_state_dict(ckpt["model_b"])
 
 
-def train(cfg: Config, out: str | Path | None = None, *, resume: bool = False, progress: bool = True,
+def train(cfg: Config | None, out: str | Path | None = None, *, resume: bool = False, progress: bool = True,
           evaluate: bool = True, data: SegmentationData | None = None, log: Callable[[str], None] = print) -> RunResult:
-    """Train (or resume) a run and evaluate it; returns the run folder, final state and evaluation."""
-    run_dir = Path(out) if out is not None else default_run_dir(cfg)
-    # The run folder is locked for the whole run (a second train/resume/eval of it is refused).
-    kind = run_folder_kind(run_dir)
-    if kind == "file":
-        raise RunFolderError(f"run folder '{run_dir}' is a file, not a folder: choose another --out")
-    if kind == "foreign" and not resume:
-        raise RunFolderError(f"folder '{run_dir}' is not empty and is not a coda-edu run folder (no checkpoints/): "
-                             f"coda-edu never writes over files it did not make; choose another --out")
+    """Train (or resume) a run and evaluate it.
+
+    Returns the run folder, the final state, the evaluation and the trained networks A and B
+    (``best`` checkpoint, eval mode). ``resume=True`` continues the run in ``out`` with its own
+    config.yaml: pass ``cfg=None`` (a config that differs from the run's is refused).
+    """
+    if out is None and cfg is None:
+        raise ConfigError("train() needs a config, or out= naming the run folder to resume")
+    run = RunFolder(out if out is not None else default_run_dir(cfg))
+    run.check_is_folder()
     if not resume:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunFolderError(f"cannot create run folder '{run_dir}': {exc.strerror or exc}") from None
-    lock = lock_run_folder(run_dir, "train --resume" if resume else "train") if run_dir.is_dir() else None
+        run.check_new()
+        run.make()
+    # The run folder is locked for the whole run (a second train/resume/eval of it is refused).
+    lock = run.lock("train --resume" if resume else "train") if run.path.is_dir() else None
     try:
-        trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, data=data, log=log)
+        trainer = Trainer(cfg, run, resume=resume, progress=progress, data=data, log=log)
         state = trainer.fit()
-        evaluation = trainer.evaluate() if evaluate else None
+        if evaluate:
+            evaluation = trainer.evaluate()
+        else:
+            evaluation = None
+            trainer.load_weights("best")
     finally:
         if lock is not None:
             lock.release()
-    return RunResult(run_dir, state, evaluation, trainer.data)
+    trainer.model_a.eval()
+    trainer.model_b.eval()
+    return RunResult(run.path, state, evaluation, trainer.data, trainer.model_a, trainer.model_b)

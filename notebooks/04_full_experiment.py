@@ -57,28 +57,23 @@ from coda_edu import exercises
 from coda_edu.config import SMALL_SYNTHETIC, load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.io import read_jsonl
+from coda_edu.registry import DATASETS
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_class_scores
 from coda_edu.viz.widgets import curve_explorer
 
-# Workshop-size settings per dataset (minutes on a 2-core CPU); quick=True shrinks them to seconds.
-PRESETS = {
-    "synthetic": {"labeled": 4, "iterations": 600, "config": None, "extra": []},
-    "acdc": {"labeled": 7, "iterations": 600, "config": "acdc_cpu.yaml", "extra": []},
-    "la": {"labeled": 4, "iterations": 200, "config": None,
-           "extra": ["data.val_patients=2", "data.image_size=[48, 96, 96]", "model.base_width=8", "train.batch_size=2",
-                     "train.labeled_batch_size=1", "train.val_every=100", "eval.overlap=0.25"]},
-    "cadis": {"labeled": 1, "iterations": 300, "config": None,
-              "extra": ["data.image_size=[144, 256]", "train.batch_size=4", "train.labeled_batch_size=2", "eval.distances=false"]},
-}
-if dataset not in PRESETS:
-    raise ValueError(f"dataset must be one of {list(PRESETS)}, got {dataset!r}")
-preset = PRESETS[dataset]
-n_labeled = labeled or preset["labeled"]
-steps = iterations or preset["iterations"]
-config_file = preset_path(preset["config"]) if preset["config"] else None
+# Workshop-size settings (minutes on a 2-core CPU): the dataset's "cpu" preset in configs/ (the defaults
+# for the synthetic data), at most WORKSHOP_STEPS steps; quick=True shrinks them to seconds.
+WORKSHOP_STEPS = 600
+preset = DATASETS.get(dataset).presets.get("cpu")  # an unknown dataset is a one-line error naming the choices
+config_file = preset_path(preset) if preset else None
+defaults = load_config(config_file, [f"data.name={dataset}"])
+n_labeled = labeled or defaults.data.labeled_patients
+steps = iterations or min(defaults.train.iterations, WORKSHOP_STEPS)
 base = [f"data.name={dataset}", f"seed={seed}", f"train.device={device}", f"data.labeled_patients={n_labeled}",
-        f"train.iterations={steps}", f"train.val_every={max(steps // 6, 1)}", "train.log_every=10", *preset["extra"]]
+        "train.log_every=10"]
+if steps != defaults.train.iterations:
+    base += [f"train.iterations={steps}", f"train.val_every={max(steps // 6, 1)}"]
 if quick:
     steps = 12
     base += [f"train.iterations={steps}", f"train.val_every={steps // 2}", "train.log_every=2", "model.base_width=4",

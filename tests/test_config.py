@@ -13,10 +13,17 @@ def test_defaults_are_valid_and_resolve_to_coda():
     assert cfg.model.name == "unet2d" and cfg.model.levels == 5
 
 
-def test_required_key_names_exist():
-    cfg = Config()
-    for key in ("method.name", "data.name", "train.iterations", "seed"):
-        cfg.get(key)
+def test_method_and_dataset_choices_come_from_the_registries():
+    from coda_edu.registry import DATASETS, METHODS
+
+    for name in METHODS.names():
+        spec = METHODS.get(name)
+        cfg = resolve(load_config(None, [f"method.name={name}"]))
+        assert (cfg.method.alignment, cfg.method.filter) == (spec.alignment, spec.filter)
+    for name in DATASETS.names():
+        assert from_dict({"data": {"name": name}}).data.name == name
+    with pytest.raises(ConfigError, match="'data.name': 'acdcc' is not one of .*did you mean 'acdc'"):
+        load_config(None, ["data.name=acdcc"])
 
 
 def test_yaml_round_trip(tmp_path):

@@ -133,8 +133,12 @@ def test_ablations(tmp_path, alignment, filt):
     row = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if r["kind"] == "train"][-1]
     if alignment == "none":
         assert row["shares_before_A"] == row["shares_after_A"]
+    # the alignment target pi_l: the labeled class frequencies ("labels"), else the mean softmax on labeled pixels
+    assert (row["pi_l_A"] == row["pi_gt_A"]) == (alignment == "labels")
     if filt == "none":
         assert row["kept_A"] == 1.0
+    if filt == "fixed":  # confidence >= 0.95 after 8 steps: most pixels are dropped, some kept
+        assert 0.0 < row["kept_A"] < 0.9
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):

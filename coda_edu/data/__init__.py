@@ -1,5 +1,8 @@
 """Datasets: the embedded synthetic phantoms and the real ACDC, LA and CaDIS data.
 
+Each dataset module registers a :class:`~coda_edu.registry.DatasetSpec` with its loader
+(``@DATASETS.register(...)``); a new dataset is one module doing the same.
+
 :func:`load_dataset` turns a config into a :class:`SegmentationData` (everything in
 memory, split by patient, checked for broken files when it is opened). The classes
 are imported lazily, so ``coda_edu.data.readers`` can be used without importing torch
@@ -25,22 +28,7 @@ def __getattr__(name: str):
 
 
 def load_dataset(cfg) -> "SegmentationData":
-    """Load the dataset named by ``cfg.data.name``."""
-    name = cfg.data.name
-    if name in ("synthetic", "synthetic3d"):
-        from .synthetic import load_synthetic
+    """Load the dataset registered as ``cfg.data.name`` (see :data:`coda_edu.registry.DATASETS`)."""
+    from ..registry import DATASETS
 
-        return load_synthetic(cfg, volumetric=name == "synthetic3d")
-    if name == "acdc":
-        from .acdc import load_acdc
-
-        return load_acdc(cfg)
-    if name == "la":
-        from .la import load_la
-
-        return load_la(cfg)
-    if name == "cadis":
-        from .cadis import load_cadis
-
-        return load_cadis(cfg)
-    raise ValueError(f"unknown dataset {name!r}")
+    return DATASETS.get(cfg.data.name).load(cfg)

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import DataError
 from ..io import sha256_file
+from ..registry import DATASETS, METHODS, DatasetSpec
 from .base import Case, SegmentationData, TrainPool, resize_slices
 from .readers import check_disjoint, dataset_root, read_h5, read_list
 from .splits import choose_labeled, labeled_count
@@ -133,6 +134,9 @@ def label_shares(root: Path) -> dict[str, float]:
     return dict(zip(CLASS_NAMES, (counts / counts.sum()).tolist()))
 
 
+@DATASETS.register(DatasetSpec(
+    "acdc", "ACDC cine-MRI (RV, MYO, LV): a 2D network on slices, metrics on each 3D volume",
+    spatial_dims=2, eval_mode="slices", folder="ACDC", presets={"cpu": "acdc_cpu.yaml", "paper": "acdc_paper.yaml"}))
 def load_acdc(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "ACDC", "ACDC")
     train_cases = read_list(root / "train.list")
@@ -156,7 +160,7 @@ def load_acdc(cfg) -> SegmentationData:
     x, y = resize_slices(slices(), len(slice_names), size, cfg.data.crop)
     is_labeled = torch.tensor([patient_of(n) in labeled_set for n in slice_names])
     lab_idx, unl_idx = torch.nonzero(is_labeled).flatten(), torch.nonzero(~is_labeled).flatten()
-    if len(unl_idx) == 0 and cfg.method.name != "supervised":
+    if len(unl_idx) == 0 and METHODS.get(cfg.method.name).uses_unlabeled:
         raise DataError(f"config key 'data.labeled_patients': all {len(patients)} training patients are labeled, "
                         f"so method '{cfg.method.name}' has no unlabeled slices")
     pool_l = TrainPool(x[lab_idx], y[lab_idx], [patient_of(slice_names[i]) for i in lab_idx])

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..registry import DATASETS, DatasetSpec
 from .base import Case, SegmentationData, TrainPool, resize_slices
 from .readers import check_pair, dataset_root, read_png
 from .splits import choose_labeled, labeled_count
@@ -142,6 +143,9 @@ def discover_frames(root: Path, skip_blacklisted: bool) -> tuple[dict[int, list[
     return frames, skipped
 
 
+@DATASETS.register(DatasetSpec(
+    "cadis", "CaDIS cataract-surgery video frames: a 2D network, mIoU from the confusion matrix over frames",
+    spatial_dims=2, eval_mode="frames", folder="CaDIS", presets={"cpu": "cadis_cpu.yaml", "paper": "cadis_paper.yaml"}))
 def load_cadis(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "CaDIS", "CaDIS")
     task = cfg.data.cadis_task

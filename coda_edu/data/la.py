@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..registry import DATASETS, DatasetSpec
 from .acdc import split_record
 from .base import Case, PatchPool, SegmentationData
 from .readers import check_disjoint, dataset_root, read_h5, read_list
@@ -44,6 +45,10 @@ def read_case(root: Path, case: str, list_name: str) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(image.transpose(2, 1, 0))[None], np.ascontiguousarray(label.transpose(2, 1, 0))
 
 
+@DATASETS.register(DatasetSpec(
+    "la", "left atrium LGE-MRI (UA-MT layout): a 3D network on random patches, sliding-window evaluation",
+    spatial_dims=3, eval_mode="volume", folder="LA", presets={"cpu": "la_cpu.yaml", "paper": "la_paper.yaml"},
+    check_defaults=("data.val_patients=2",), val_hint=" (LA has no validation list: set data.val_patients)"))
 def load_la(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "LA", "LA")
     train_cases = read_list(root / "train.list")

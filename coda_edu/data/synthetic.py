@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+from ..registry import DATASETS, DatasetSpec
 from .base import Case, PatchPool, SegmentationData, TrainPool
 from .splits import choose_labeled, labeled_count
 
@@ -182,6 +184,27 @@ def _split(cfg) -> dict[str, list[int]]:
     val = list(range(n - s.test_patients - s.val_patients, n - s.test_patients))
     train = list(range(0, n - s.test_patients - s.val_patients))
     return {"train": train, "val": val, "test": test}
+
+
+def check_patients(cfg) -> None:
+    """Enough synthetic patients for the validation and test sets plus training."""
+    s = cfg.data.synthetic
+    if s.val_patients + s.test_patients >= s.n_patients - 1:
+        raise ConfigError("config key 'data.synthetic.n_patients': too few patients for the validation and test sets plus training")
+
+
+@DATASETS.register(DatasetSpec(
+    "synthetic", "embedded cardiac-like phantoms, 2D slices (a 2D network, per-patient volume evaluation like ACDC)",
+    spatial_dims=2, eval_mode="slices", check_config=check_patients))
+def load_synthetic_2d(cfg) -> SegmentationData:
+    return load_synthetic(cfg)
+
+
+@DATASETS.register(DatasetSpec(
+    "synthetic3d", "embedded cardiac-like phantoms as 3D volumes (a 3D network, random patches)",
+    spatial_dims=3, eval_mode="volume", check_config=check_patients))
+def load_synthetic_3d(cfg) -> SegmentationData:
+    return load_synthetic(cfg, volumetric=True)
 
 
 def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:

@@ -9,6 +9,11 @@ mixed precision, the optimiser, logging and checkpoints. Hooks, in call order:
 ``after_optimizer_step(...)``            every step, after ``optimizer.step()``
 ``state_dict()`` / ``load_state_dict()`` checkpointing of the algorithm's own state
 
+Each method registers a :class:`~coda_edu.registry.MethodSpec` with its class
+(``@METHODS.register(...)``): the one place that declares whether it uses unlabeled
+data, makes pseudo-labels, trains network B, and its default ``method.alignment`` and
+``method.filter``. A new method is one module doing the same (see ``tests/toy_method.py``).
+
 ``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
 shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
 ``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
@@ -24,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
+from ..registry import METHODS, MethodSpec
 from .alignment import (align_distribution, apply_class_weights, apply_log_offsets, class_marginal, class_shares,
                         ema_update, hard_count_weights, label_marginal, match_argmax_shares, pseudo_labels)
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
@@ -54,11 +60,8 @@ def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num
 
 
 class Algorithm:
-    """Base class; see the module docstring for the hooks."""
-
-    name = "base"
-    uses_unlabeled = True
-    trains_b = True  # whether network B gets gradients (mean teacher: no)
+    """Base class; see the module docstring for the hooks. The method's properties are in its
+    :class:`~coda_edu.registry.MethodSpec`, not on the class."""
 
     def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
         self.cfg = cfg
@@ -86,11 +89,17 @@ class Algorithm:
         pass
 
 
+_PAIR_KEYS = ("lambda_max", "rampup")
+_CPS_KEYS = _PAIR_KEYS + ("alignment", "filter", "alpha", "alignment_rampup", "max_weight", "share_iterations",
+                          "share_step", "share_momentum", "marginal_momentum", "expectation", "expectation_momentum",
+                          "threshold", "loss_normalization", "eps")
+
+
+@METHODS.register(MethodSpec(
+    "supervised", "both networks learn from the labeled images only (the lower bound)",
+    uses_unlabeled=False, pseudo_labels=False))
 class Supervised(Algorithm):
     """Both networks learn from the labeled images only: :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
-
-    name = "supervised"
-    uses_unlabeled = False
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         sup_a = supervised_loss(model_a(batch.x_l), batch.y_l, self.ignore_index)
@@ -136,6 +145,12 @@ class MarginalTracker:
         self.pi_gt, self.hard_u = state.get("pi_gt"), state.get("hard_u")
 
 
+@METHODS.register(MethodSpec(
+    "cps", "cross pseudo supervision: A learns from B's pseudo-labels and B from A's (Chen et al., 2021)",
+    alignment="none", filter="none", config_keys=_CPS_KEYS))
+@METHODS.register(MethodSpec(
+    "coda", "Co-DA: CPS with distribution-aligned pseudo-labels and the over-expectation filter",
+    alignment="predictions", filter="over_expectation", config_keys=_CPS_KEYS))
 class CrossPseudoSupervision(Algorithm):
     r"""Cross pseudo supervision, optionally with distribution alignment and a pseudo-label filter.
 
@@ -155,7 +170,6 @@ class CrossPseudoSupervision(Algorithm):
     def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
         super().__init__(cfg, num_classes, ignore_index)
         m = cfg.method
-        self.name = m.name
         self.alignment = m.alignment
         self.filter = m.filter
         self.trackers = {k: MarginalTracker(m.marginal_momentum, m.alignment) for k in ("A", "B")}
@@ -263,6 +277,9 @@ class CrossPseudoSupervision(Algorithm):
         self.offsets = dict(state.get("offsets", {"A": None, "B": None}))
 
 
+@METHODS.register(MethodSpec(
+    "mean_teacher", "A is the student, B its EMA teacher; a consistency loss on noisy unlabeled images",
+    pseudo_labels=False, trains_b=False, config_keys=_PAIR_KEYS + ("teacher_momentum", "teacher_noise")))
 class MeanTeacher(Algorithm):
     r"""Mean teacher (Tarvainen & Valpola, 2017): A is the student, B its EMA teacher.
 
@@ -272,9 +289,6 @@ class MeanTeacher(Algorithm):
     with Gaussian input noise :math:`\xi` (clipped to ±2σ) and :math:`\mu` warmed up as
     :math:`\min(1 - 1/(t+1), \mu)`.
     """
-
-    name = "mean_teacher"
-    trains_b = False
 
     def prepare(self, model_a, model_b):
         model_b.load_state_dict(model_a.state_dict())
@@ -305,12 +319,5 @@ class MeanTeacher(Algorithm):
 
 
 def build_algorithm(cfg: Config, num_classes: int, ignore_index: int | None) -> Algorithm:
-    """The algorithm named by ``cfg.method.name`` (config must be resolved)."""
-    name = cfg.method.name
-    if name == "supervised":
-        return Supervised(cfg, num_classes, ignore_index)
-    if name == "mean_teacher":
-        return MeanTeacher(cfg, num_classes, ignore_index)
-    if name in ("cps", "coda"):
-        return CrossPseudoSupervision(cfg, num_classes, ignore_index)
-    raise ValueError(f"unknown method {name!r}")
+    """The algorithm registered as ``cfg.method.name`` (config must be resolved)."""
+    return METHODS.get(cfg.method.name).build(cfg, num_classes, ignore_index)

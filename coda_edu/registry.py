@@ -1,0 +1,141 @@
+"""The registries of training methods and datasets.
+
+A method or a dataset is one module that registers a *spec*: a small, frozen record of
+its properties that the rest of the package reads instead of testing names. Nothing
+outside that module compares ``method.name`` or ``data.name`` with a literal.
+
+- :data:`METHODS`: :class:`MethodSpec` (uses unlabeled data? makes pseudo-labels?
+  default alignment and filter, does network B get gradients, the ``method.*`` keys it
+  reads) and the :class:`~coda_edu.method.algorithms.Algorithm` class that trains it.
+- :data:`DATASETS`: :class:`DatasetSpec` (spatial dims, folder under
+  ``$CODA_EDU_DATA_DIR``, evaluation mode, presets in ``configs/``, defaults for
+  ``coda-edu data check``, a config check) and the function that loads it.
+
+The built-in entries are registered by the modules listed in each registry's
+``builtins``, imported the first time a name is looked up (this module itself imports
+no torch, so :mod:`coda_edu.config` stays light at import time). A new method or
+dataset outside the package registers itself when its module is imported::
+
+    from coda_edu.registry import METHODS, MethodSpec
+
+    @METHODS.register(MethodSpec("toy", summary="...", uses_unlabeled=False, pseudo_labels=False))
+    class Toy(Algorithm): ...
+
+after which ``method.name: toy`` is a valid config and ``coda_edu.train.train`` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Optional, TypeVar
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the trainer and the config need to know about a method (``method.name``)."""
+
+    name: str
+    summary: str
+    uses_unlabeled: bool = True   # draws unlabeled images (so train.labeled_batch_size < train.batch_size)
+    pseudo_labels: bool = True    # makes pseudo-labels, so method.alignment/method.filter apply
+    alignment: str = "none"       # method.alignment when the config leaves it null
+    filter: str = "none"          # method.filter when the config leaves it null
+    trains_b: bool = True         # network B gets gradients (mean teacher: no, B is an EMA of A)
+    config_keys: tuple[str, ...] = ()  # the method.* keys it reads (its config section)
+    algorithm: Any = None         # the Algorithm subclass (set by METHODS.register used as a decorator)
+
+    def build(self, cfg, num_classes: int, ignore_index: Optional[int]):
+        """The algorithm object of a run (``cfg`` resolved)."""
+        if self.algorithm is None:
+            raise TypeError(f"method '{self.name}' was registered without an algorithm class")
+        return self.algorithm(cfg, num_classes, ignore_index)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the trainer, the config and ``coda-edu data check`` need to know about a dataset (``data.name``)."""
+
+    name: str
+    summary: str
+    spatial_dims: int                      # 2: the network sees slices/frames; 3: volumes
+    eval_mode: str                         # "slices", "frames" or "volume" (see SegmentationData)
+    folder: Optional[str] = None           # folder under $CODA_EDU_DATA_DIR (None: generated in memory)
+    presets: dict[str, str] = field(default_factory=dict)  # preset name -> file in configs/
+    check_defaults: tuple[str, ...] = ()   # KEY=VALUE added by `coda-edu data check` unless the key is set
+    val_hint: str = ""                     # appended to the "validation split is empty" error
+    check_config: Optional[Callable[[Any], None]] = None  # extra config rules (raise ConfigError)
+    loader: Optional[Callable[[Any], Any]] = None          # cfg -> SegmentationData (set by register)
+
+    def load(self, cfg):
+        if self.loader is None:
+            raise TypeError(f"dataset '{self.name}' was registered without a loader")
+        return self.loader(cfg)
+
+
+S = TypeVar("S", MethodSpec, DatasetSpec)
+
+
+class Registry(Generic[S]):
+    """Name -> spec. ``register(spec)`` adds an entry; used as a decorator it also attaches
+    the decorated class or function (``algorithm`` of a method, ``loader`` of a dataset)."""
+
+    def __init__(self, kind: str, config_key: str, attach: str, builtins: tuple[str, ...]):
+        self.kind = kind              # "method" or "dataset", for messages
+        self.config_key = config_key  # "method.name" or "data.name"
+        self.attach = attach          # spec field that the decorator fills
+        self.builtins = builtins      # modules that register the built-in entries
+        self._entries: dict[str, S] = {}
+        self._loaded = False
+
+    def _load_builtins(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self.builtins:
+                importlib.import_module(module)
+
+    def register(self, spec: S):
+        """A decorator that registers ``spec`` with the decorated class or function attached."""
+
+        def attach(obj):
+            self._put(dataclasses.replace(spec, **{self.attach: obj}))
+            return obj
+
+        return attach
+
+    def _put(self, spec: S) -> None:
+        old = self._entries.get(spec.name)
+        if old is not None:
+            # Re-importing the same module (a reloaded notebook) replaces its entry; two modules may not share a name.
+            owner = getattr(getattr(old, self.attach), "__module__", "?")
+            if owner != getattr(getattr(spec, self.attach), "__module__", "?"):
+                raise ValueError(f"{self.kind} '{spec.name}' is already registered by {owner}")
+        self._entries[spec.name] = spec
+
+    def names(self) -> tuple[str, ...]:
+        self._load_builtins()
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def get(self, name: str) -> S:
+        """The spec of ``name``; a one-line :class:`ConfigError` naming the choices otherwise."""
+        self._load_builtins()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            shown = ", ".join(repr(n) for n in self._entries)
+            close = difflib.get_close_matches(str(name), list(self._entries), n=1) if isinstance(name, str) else []
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"config key '{self.config_key}': {name!r} is not one of {shown}{hint}") from None
+
+
+METHODS: Registry[MethodSpec] = Registry("method", "method.name", "algorithm", builtins=("coda_edu.method.algorithms",))
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "data.name", "loader", builtins=(
+    "coda_edu.data.synthetic", "coda_edu.data.acdc", "coda_edu.data.la", "coda_edu.data.cadis"))

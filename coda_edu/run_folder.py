@@ -1,0 +1,257 @@
+"""One run folder, opened the same way by training, resuming, evaluation and the notebooks.
+
+::
+
+    RUN/config.yaml         the fully resolved config
+    RUN/metrics.jsonl       one line per logged step ("kind": "train") and per validation ("kind": "val")
+    RUN/checkpoints/        last.pt (resumable, refreshed at every validation) and best.pt
+    RUN/eval.json           protocol + records (split x checkpoint x model x class)
+    RUN/eval_cases.jsonl    the per-case values behind the records
+    RUN/figures/            learning_curves.png, overlay.png
+    RUN/.lock               while a train/resume/eval holds the folder
+
+:class:`RunFolder` checks what a folder is before anything writes to it (a new run never
+writes over files it did not make), locks it, reads and checks its config, reads and
+writes checkpoints, rebuilds the trained pair and writes the results. Every problem is a
+one-line :class:`~coda_edu.errors.RunFolderError`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .errors import ConfigError, RunFolderError
+from .io import (append_jsonl, atomic_write_json, atomic_write_text, lock_run_folder, read_jsonl, run_folder_kind,
+                 to_jsonable, truncate_jsonl, warn_line)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
+    from .io import RunLock
+
+CHECKPOINTS = ("last", "best")
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(a: dict, b: dict) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (a key missing on one side differs)."""
+    fa, fb = flatten(a), flatten(b)
+    missing = object()
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k, missing) != fb.get(k, missing))
+
+
+def _shown(keys: list[str]) -> str:
+    return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+
+class RunFolder:
+    """The files of one run (see the module docstring); ``RunFolder(path)`` only names them."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder('{self.path}')"
+
+    # ------------------------------------------------------------------ names
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    def checkpoint_path(self, name: str) -> Path:
+        return self.checkpoints_dir / f"{name}.pt"
+
+    def kind(self) -> str:
+        """"missing", "file", "empty", "run", "started" or "foreign" (see :func:`coda_edu.io.run_folder_kind`)."""
+        return run_folder_kind(self.path)
+
+    # ------------------------------------------------------------------ opening
+    def check_new(self) -> None:
+        """Refuse to start a new run in a file, a finished run, or a folder of other files."""
+        kind = self.kind()
+        if kind == "file":
+            raise RunFolderError(f"run folder '{self.path}' is a file, not a folder: choose another --out")
+        if kind == "run":
+            raise RunFolderError(f"run folder '{self.path}' already holds a run: continue it with --resume, "
+                                 f"or choose another --out")
+        if kind == "foreign":
+            raise RunFolderError(f"folder '{self.path}' is not empty and is not a coda-edu run folder (no checkpoints/): "
+                                 f"coda-edu never writes over files it did not make; choose another --out")
+
+    def check_is_folder(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"run folder '{self.path}' is a file, not a folder: choose another --out")
+
+    def make(self, folder: Optional[Path] = None) -> None:
+        """Create the run folder (or ``folder`` inside it) with a one-line error."""
+        try:
+            (folder or self.path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot create run folder '{self.path}': {exc.strerror or exc}") from None
+
+    def create(self, log: Callable[[str], None] = print) -> None:
+        """Make the folder of a new run (see :meth:`check_new`); a run stopped before its first
+        checkpoint is started again in place."""
+        self.check_new()
+        if self.kind() == "started":
+            # Stopped before its first checkpoint: nothing in it can be resumed, so start it again in place.
+            log(f"restarting {self.path} in place (the earlier run stopped before its first checkpoint)")
+            for stale in (self.metrics_path, self.checkpoint_path("best"), self.path / "eval.json",
+                          self.path / "eval_cases.jsonl"):
+                stale.unlink(missing_ok=True)
+        self.make(self.checkpoints_dir)
+
+    def lock(self, command: str) -> RunLock:
+        """Take the folder's exclusive lock (a context manager; a second holder gets a one-line error)."""
+        return lock_run_folder(self.path, command)
+
+    # ------------------------------------------------------------------ config
+    def read_config(self) -> Config:
+        """``config.yaml``; one-line errors for a missing or damaged file."""
+        import yaml
+
+        from .config import from_dict
+
+        path = self.config_path
+        if not path.is_file():
+            raise RunFolderError(f"'{self.path}' is not a run folder (no config.yaml)")
+        try:
+            mapping = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RunFolderError(f"run config '{path}' is not UTF-8 text (damaged?)") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise RunFolderError(f"run config '{path}'{where} is not valid YAML "
+                                 f"({getattr(exc, 'problem', None) or 'invalid YAML'})") from None
+        except OSError as exc:
+            raise RunFolderError(f"run config '{path}' cannot be read: {exc.strerror or exc}") from None
+        if not isinstance(mapping, dict):
+            raise RunFolderError(f"run config '{path}' is not a coda-edu config (expected a mapping of keys)")
+        try:
+            return from_dict(mapping)
+        except ConfigError as exc:
+            raise RunFolderError(f"run config '{path}': {exc}") from None
+
+    def write_config(self, cfg: Config) -> None:
+        from .config import save_config
+
+        save_config(cfg, self.config_path)
+
+    def config_for_resume(self, given: Optional[Config] = None) -> Config:
+        """The config a resumed run continues with: ``config.yaml``, which must equal the config
+        stored in ``last.pt`` (and ``given``, when the caller passes one): resume means the same run."""
+        from .config import from_dict, resolve
+
+        last = self.checkpoint_path("last")
+        if not last.is_file():
+            if self.kind() == "started":
+                again = (f"coda-edu train --config {self.config_path} --out {self.path}" if self.config_path.is_file()
+                         else f"coda-edu train --out {self.path} with the run's --config/--set")
+                raise RunFolderError(f"cannot resume: '{self.path}' has no checkpoints/last.pt (the run stopped before "
+                                     f"its first checkpoint); start it again in place, without --resume: {again}")
+            raise RunFolderError(f"cannot resume: '{self.path}' has no checkpoints/last.pt and config.yaml")
+        if not self.config_path.is_file():
+            raise RunFolderError(f"cannot resume: '{self.path}' has checkpoints/last.pt but no config.yaml")
+        cfg = self.read_config()
+        stored = self.load_checkpoint("last").get("config")
+        if not isinstance(stored, dict):
+            raise RunFolderError(f"checkpoint '{last}' holds no config, so it cannot be checked against '{self.config_path}'")
+        try:
+            stored = resolve(from_dict(stored)).to_dict()
+        except ConfigError as exc:
+            raise RunFolderError(f"checkpoint '{last}': its stored config is invalid ({exc})") from None
+        differ = config_differences(stored, resolve(cfg).to_dict())
+        if differ:
+            raise RunFolderError(f"cannot resume: '{self.config_path}' differs from the config stored in "
+                                 f"checkpoints/last.pt at {_shown(differ)}; a resumed run must be the same run: undo "
+                                 f"the edit, or start a new run in another --out")
+        if given is not None:
+            differ = config_differences(stored, resolve(given).to_dict())
+            if differ:
+                raise RunFolderError(f"cannot resume '{self.path}' with another config (it differs at {_shown(differ)}); "
+                                     f"a resumed run continues with its own config.yaml: pass no config")
+        return cfg
+
+    # ------------------------------------------------------------------ checkpoints
+    def load_checkpoint(self, name: str, map_location="cpu") -> dict:
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(self.checkpoint_path(name), map_location=map_location)
+
+    def save_checkpoint(self, name: str, state: dict) -> None:
+        from .checkpoint import save_checkpoint
+
+        save_checkpoint(self.checkpoint_path(name), state)
+
+    def require_checkpoints(self) -> None:
+        for name in CHECKPOINTS:
+            if not self.checkpoint_path(name).is_file():
+                raise RunFolderError(f"'{self.path}' has no checkpoints/{name}.pt (was the run started?)")
+
+    def load_pair(self, checkpoint: str = "best", device: str = "cpu"):
+        """Networks A and B at the ``best`` or ``last`` checkpoint, in eval mode.
+
+        The network shapes come from the config and the ``data`` entry of the checkpoint
+        (input channels and classes, stored by the trainer).
+        """
+        from .config import resolve
+        from .models import build_pair
+
+        cfg = resolve(self.read_config())
+        state = self.load_checkpoint(checkpoint, map_location=device)
+        shapes = state.get("data")
+        if not isinstance(shapes, dict) or not {"in_channels", "num_classes"} <= set(shapes):
+            raise RunFolderError(f"checkpoint '{self.checkpoint_path(checkpoint)}' does not record the data shapes "
+                                 f"(in_channels, num_classes): it was written by an older coda-edu; train the run again")
+        model_a, model_b = build_pair(cfg, int(shapes["in_channels"]), int(shapes["num_classes"]))
+        try:
+            model_a.load_state_dict(state["model_a"])
+            model_b.load_state_dict(state["model_b"])
+        except (KeyError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise RunFolderError(f"checkpoint '{self.checkpoint_path(checkpoint)}' does not fit its run config "
+                                 f"({type(exc).__name__}: {detail})") from None
+        return model_a.to(device).eval(), model_b.to(device).eval()
+
+    # ------------------------------------------------------------------ metrics and results
+    def append_metrics(self, rows: list[dict]) -> None:
+        append_jsonl(self.metrics_path, rows)
+
+    def read_metrics(self, warn: Optional[Callable[[str], None]] = None) -> list[dict]:
+        return read_jsonl(self.metrics_path, warn=warn)
+
+    def truncate_metrics(self, step: int) -> None:
+        """Forget what a killed run logged after the checkpoint of ``step``."""
+        truncate_jsonl(self.metrics_path, lambda row: row.get("step", 0) <= step, warn=warn_line)
+
+    def write_results(self, evaluation: dict) -> None:
+        """``eval.json`` (everything but the per-case rows) and ``eval_cases.jsonl`` (the rows)."""
+        summary = {k: v for k, v in evaluation.items() if k != "cases"}
+        atomic_write_json(self.path / "eval.json", summary)
+        atomic_write_text(self.path / "eval_cases.jsonl", "".join(
+            json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in evaluation.get("cases", [])))
