@@ -191,11 +191,6 @@ class SegmentationData:
     def train_size(self) -> tuple[int, ...]:
         return self.labeled.size
 
-    @property
-    def scored_classes(self) -> list[str]:
-        """Classes that get metrics and make up the ``mean`` (all but the background)."""
-        return self.class_names[1:] if self.background else list(self.class_names)
-
     def summary(self) -> str:
         return (f"{self.name}: {len(self.labeled)} labeled + {len(self.unlabeled)} unlabeled training items "
                 f"at {'x'.join(map(str, self.train_size))}, {len(self.val)} validation and {len(self.test)} test cases, "

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..method.alignment import align_distribution, pseudo_labels
-from .figures import Figure, _bar_groups, blend, class_color, figure_png, legend_outside, plot_class_shares, plot_masks
+from .figures import Figure, _bar_groups, blend, class_color, figure_png, legend_outside, plot_masks
 
 
 class Explorer:
@@ -225,11 +225,6 @@ def mask_explorer(images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, 
         "index": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image", continuous_update=False),
     }
     return Explorer(controls, draw, "Which pseudo-labels does each filter keep?")
-
-
-def shares_figure(class_names: Sequence[str], series: dict, title: str = "") -> Figure:
-    """Alias used by the notebooks for a quick class-share bar chart."""
-    return plot_class_shares(class_names, series, title)
 
 
 def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
