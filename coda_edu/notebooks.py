@@ -315,7 +315,10 @@ def check_parameters(name: str, path: Path, given: dict[str, Any]) -> dict[str, 
 
 # --------------------------------------------------------------------------- running
 def execute(name: str, out_dir: Path, parameters: dict[str, Any], log=print) -> Path:
-    """Execute one notebook with papermill into ``out_dir``; one-line error naming the failing cell."""
+    """Execute one notebook with papermill into ``out_dir``; one-line error naming the failing cell.
+
+    The executed notebook holds the saved widget state (nbclient's ``store_widget_state``),
+    which the course site (``make book``) draws without a kernel."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -331,8 +334,11 @@ def execute(name: str, out_dir: Path, parameters: dict[str, Any], log=print) -> 
     start = time.perf_counter()
     log(f"[notebooks] {name} {params if params else ''}".rstrip())
     try:
+        # store_widget_state: the executed copy keeps the widgets' state in its metadata
+        # (application/vnd.jupyter.widget-state+json), so a saved or published copy draws
+        # the controls and the explorers' figures instead of a bare "VBox(children=...)".
         papermill.execute_notebook(str(src), str(output), parameters=params, progress_bar=False,
-                                   cwd=str(out_dir), kernel_name="python3")
+                                   cwd=str(out_dir), kernel_name="python3", store_widget_state=True)
     except PapermillExecutionError as exc:
         first_line = next((line for line in exc.source.splitlines() if line.strip()), "")
         raise NotebookError(f"notebook {name} failed in cell {exc.cell_index} ('{first_line[:60]}'): "
