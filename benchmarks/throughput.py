@@ -34,11 +34,10 @@ import json
 import resource
 import subprocess
 import sys
-import time
-
-from _common import REPO, Stopwatch, has_acdc, machine, median, table, write_results
 
 import torch  # noqa: E402
+
+from _common import REPO, Stopwatch, has_acdc, machine, median, table, write_results
 
 
 def settings(device: str, quick: bool) -> dict:
@@ -79,11 +78,10 @@ def make_reference(s, device, data_cfg, data=None):
     not needed, so its memory is measured without coda-edu's in-memory pools); for the
     synthetic data it takes the arrays of ``data``."""
     import numpy as np
+    from reference_loop import ReferenceCoDA, SliceDataset
 
     from coda_edu.config import resolve
     from coda_edu.models import build_pair
-
-    from reference_loop import ReferenceCoDA, SliceDataset
 
     cfg = resolve(data_cfg)
     num_classes = 4

@@ -16,7 +16,8 @@ The ensemble of A and B is the mean of their softmax probabilities.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 import torch

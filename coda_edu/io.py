@@ -17,8 +17,9 @@ import socket
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 
 try:  # POSIX only: used to serialise taking over a stale lock
     import fcntl
@@ -248,7 +249,7 @@ class RunLock:
             os.fsync(fh.fileno())
         return True
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         from .errors import RunFolderError
 
         try:
@@ -303,7 +304,7 @@ class RunLock:
             except FileNotFoundError:
                 pass
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire() if not self.held else self
 
     def __exit__(self, *exc) -> None:

@@ -24,7 +24,8 @@ per-class IoU/Dice come from one confusion matrix accumulated over the split.
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch

@@ -19,12 +19,22 @@ one-line :class:`~coda_edu.errors.RunFolderError`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import ConfigError, RunFolderError
-from .io import (append_jsonl, atomic_write_json, atomic_write_text, lock_run_folder, read_jsonl, run_folder_kind,
-                 to_jsonable, truncate_jsonl, warn_line)
+from .io import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    lock_run_folder,
+    read_jsonl,
+    run_folder_kind,
+    to_jsonable,
+    truncate_jsonl,
+    warn_line,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -99,8 +109,9 @@ class RunFolder:
             raise RunFolderError(f"run folder '{self.path}' already holds a run: continue it with --resume, "
                                  f"or choose another --out")
         if kind == "foreign":
-            raise RunFolderError(f"folder '{self.path}' is not empty and is not a coda-edu run folder (no checkpoints/): "
-                                 f"coda-edu never writes over files it did not make; choose another --out")
+            raise RunFolderError(f"folder '{self.path}' is not empty and is not a coda-edu run folder "
+                                 f"(no checkpoints/): coda-edu never writes over files it did not make; "
+                                 f"choose another --out")
 
     def check_is_folder(self) -> None:
         if self.path.exists() and not self.path.is_dir():
@@ -180,7 +191,8 @@ class RunFolder:
         cfg = self.read_config()
         stored = self.load_checkpoint("last").get("config")
         if not isinstance(stored, dict):
-            raise RunFolderError(f"checkpoint '{last}' holds no config, so it cannot be checked against '{self.config_path}'")
+            raise RunFolderError(f"checkpoint '{last}' holds no config, so it cannot be checked against "
+                                 f"'{self.config_path}'")
         try:
             stored = resolve(from_dict(stored)).to_dict()
         except ConfigError as exc:
@@ -193,8 +205,9 @@ class RunFolder:
         if given is not None:
             differ = config_differences(stored, resolve(given).to_dict())
             if differ:
-                raise RunFolderError(f"cannot resume '{self.path}' with another config (it differs at {_shown(differ)}); "
-                                     f"a resumed run continues with its own config.yaml: pass no config")
+                raise RunFolderError(f"cannot resume '{self.path}' with another config (it differs at "
+                                     f"{_shown(differ)}); a resumed run continues with its own config.yaml: "
+                                     f"pass no config")
         return cfg
 
     # ------------------------------------------------------------------ checkpoints
@@ -227,7 +240,8 @@ class RunFolder:
         shapes = state.get("data")
         if not isinstance(shapes, dict) or not {"in_channels", "num_classes"} <= set(shapes):
             raise RunFolderError(f"checkpoint '{self.checkpoint_path(checkpoint)}' does not record the data shapes "
-                                 f"(in_channels, num_classes): it was written by an older coda-edu; train the run again")
+                                 f"(in_channels, num_classes): it was written by an older coda-edu; "
+                                 f"train the run again")
         model_a, model_b = build_pair(cfg, int(shapes["in_channels"]), int(shapes["num_classes"]))
         try:
             model_a.load_state_dict(state["model_a"])

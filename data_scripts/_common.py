@@ -25,9 +25,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, NoReturn, Optional
+from typing import NoReturn, Optional
 
 import numpy as np
 

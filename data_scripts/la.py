@@ -76,8 +76,25 @@ from typing import Optional
 
 import numpy as np
 
-from _common import (CHECKSUMS, DataError, Item, Parser, as_url, checksum_problems, fetch_all, join_url, progress,
-                     read_manifest, read_nrrd, remove_leftovers, report_problems, run_cli, say, shorten, write_h5)
+from _common import (
+    CHECKSUMS,
+    DataError,
+    Item,
+    Parser,
+    as_url,
+    checksum_problems,
+    fetch_all,
+    join_url,
+    progress,
+    read_manifest,
+    read_nrrd,
+    remove_leftovers,
+    report_problems,
+    run_cli,
+    say,
+    shorten,
+    write_h5,
+)
 from coda_edu.data.la import CASE_FOLDER, read_case
 from coda_edu.data.readers import check_pair, read_h5, read_list
 from coda_edu.io import atomic_write_json, atomic_write_text

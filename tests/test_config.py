@@ -1,7 +1,16 @@
 import pytest
 import yaml
 
-from coda_edu.config import Config, describe_keys, from_dict, load_config, parse_override, resolve, save_config, set_value
+from coda_edu.config import (
+    Config,
+    describe_keys,
+    from_dict,
+    load_config,
+    parse_override,
+    resolve,
+    save_config,
+    set_value,
+)
 from coda_edu.errors import ConfigError
 
 

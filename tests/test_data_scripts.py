@@ -38,7 +38,6 @@ import cadis as cadis_script  # noqa: E402
 import la as la_script  # noqa: E402
 import make_checksums  # noqa: E402
 
-
 # --------------------------------------------------------------------------- helpers
 
 def run_script(name: str, *args) -> subprocess.CompletedProcess:

@@ -2,8 +2,13 @@ import math
 
 import torch
 
-from coda_edu.method.filtering import (class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage,
-                                       over_expectation_mask)
+from coda_edu.method.filtering import (
+    class_expectations,
+    ema_expectations,
+    fixed_threshold_mask,
+    mask_coverage,
+    over_expectation_mask,
+)
 
 
 def hand_made():

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from coda_edu.metrics import case_metrics, confusion_matrix, dice_iou, nan_summary, scores_from_confusion, surface_distances
+from coda_edu.metrics import (
+    case_metrics,
+    confusion_matrix,
+    dice_iou,
+    nan_summary,
+    scores_from_confusion,
+    surface_distances,
+)
 
 
 def square(size=20, top=5, left=5, side=6):

@@ -1,7 +1,7 @@
 """The method and dataset registries: a new method is one module, specs are the only place names are tested."""
 
-import re
 import dataclasses
+import re
 
 import pytest
 import torch

@@ -27,7 +27,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'coda_edu.data' has no attribute {name!r}")
 
 
-def load_dataset(cfg) -> "SegmentationData":
+def load_dataset(cfg) -> SegmentationData:
     """Load the dataset registered as ``cfg.data.name`` (see :data:`coda_edu.registry.DATASETS`)."""
     from ..registry import DATASETS
 

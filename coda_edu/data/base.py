@@ -12,8 +12,9 @@ A dataset is loaded once into memory as a :class:`SegmentationData`:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ class TrainPool:
     def size(self) -> tuple[int, ...]:
         return tuple(self.images.shape[2:])
 
-    def to(self, device: torch.device) -> "TrainPool":
+    def to(self, device: torch.device) -> TrainPool:
         self.images = self.images.to(device)
         if self.labels is not None:
             self.labels = self.labels.to(device)

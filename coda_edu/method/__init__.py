@@ -12,11 +12,11 @@ from .alignment import (
     apply_class_weights,
     apply_log_offsets,
     class_marginal,
-    hard_count_weights,
-    match_argmax_shares,
     class_shares,
     ema_update,
+    hard_count_weights,
     label_marginal,
+    match_argmax_shares,
     pseudo_labels,
 )
 from .filtering import (

@@ -30,8 +30,18 @@ import torch.nn as nn
 
 from ..config import Config
 from ..registry import METHODS, MethodSpec
-from .alignment import (align_distribution, apply_class_weights, apply_log_offsets, class_marginal, class_shares,
-                        ema_update, hard_count_weights, label_marginal, match_argmax_shares, pseudo_labels)
+from .alignment import (
+    align_distribution,
+    apply_class_weights,
+    apply_log_offsets,
+    class_marginal,
+    class_shares,
+    ema_update,
+    hard_count_weights,
+    label_marginal,
+    match_argmax_shares,
+    pseudo_labels,
+)
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
 from .losses import masked_cross_entropy, supervised_loss
 from .schedules import unsupervised_weight
