@@ -31,6 +31,32 @@
 # (set `CODA_EDU_DATA_DIR`, see `data_scripts/README.md`); otherwise those parts say so
 # and the notebook carries on with the synthetic phantoms.
 
+# %% [markdown]
+# ### Before you start
+#
+# **Prerequisites.** Python and NumPy; PyTorch tensors (shapes, `argmax`); what a segmentation
+# mask is. No GPU and no data download needed.
+#
+# **Time** to run all cells, per section, on a 2-core CPU (papermill; the quick size measured
+# with `time coda-edu notebooks run --quick` on a shared machine, so an upper bound; the
+# workshop total from [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# workshop plan about 25 minutes for reading, the controls and the
+# exercises ([instructor guide](../docs/teaching.md#schedule)).
+#
+# | section | quick (`quick=True`) | workshop (defaults) | GPU |
+# |---|---|---|---|
+# | set-up and 1. synthetic phantoms | 8 s | not measured | not measured |
+# | 2.–3. ACDC, CaDIS (real data only) | 0 s without the data | not measured | not measured |
+# | 4. supervised model (training) | 38 s | not measured | not measured |
+# | exercises, recap | < 1 s | not measured | not measured |
+# | **whole notebook** (kernel start included) | **51 s** | **70 s** | not measured |
+#
+# **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
+# followed by a link to its row in
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# and to the function that computes it.
+# References are at the end of the notebook.
+
 # %% tags=["parameters"]
 quick: bool = False           # CI size: a few seconds of training
 device: str = "auto"          # "auto" picks CUDA, then Apple MPS, then the CPU
@@ -72,6 +98,12 @@ print(f"training steps: {steps}, real data folder: {data_root if data_root.is_di
 # myocardium (MYO) and left ventricle (LV) inside a body section. The `imbalance` knob
 # shrinks the heart relative to the field of view. The bar chart uses a **log scale**:
 # on a linear scale the minority classes would be invisible.
+
+# %% [markdown]
+# *Formula.* Class share of class c = (pixels labeled c) / (all pixels): [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 2′, the labeled ground-truth frequencies);
+# [`coda_edu.method.alignment.class_shares`](../coda_edu/method/alignment.py).
 
 # %%
 settings = [0.0, 0.5, 1.0] if imbalance in (0.0, 0.5, 1.0) else [0.0, imbalance, 1.0]
@@ -150,6 +182,13 @@ else:
 # only. The table shows the test Dice per class; the confusion matrix shows where the
 # minority pixels go.
 
+# %% [markdown]
+# *Formulas.* Dice of class c = 2|P ∩ T| / (|P| + |T|), P the predicted and T the true pixels of
+# c: [evaluation.md, metrics](../docs/evaluation.md#metrics), `coda_edu.metrics.dice_iou`.
+# Predicted class marginal = mean softmax over the test pixels: [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 2); [`coda_edu.method.alignment.class_marginal`](../coda_edu/method/alignment.py).
+
 # %%
 overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"data.labeled_patients={labeled_patients}", f"data.synthetic.imbalance={imbalance}",
@@ -213,3 +252,16 @@ exercises.check("class_shares", my_class_shares)
 #   errors go to the background.
 # - Its predicted class marginal on unseen data departs from the true one, most for
 #   the smallest class. Notebook 02 uses such marginals to correct pseudo-labels.
+
+# %% [markdown]
+# ## References
+#
+# - T. Wang, Z. Huang, J. Wu, Y. Cai, Z. Li. *Semi-Supervised Medical Image Segmentation with
+#   Co-Distribution Alignment.* Bioengineering 10(7):869, 2023. arXiv:2307.12630 — the method of
+#   this series.
+# - X. Chen, Y. Yuan, G. Zeng, J. Wang. *Semi-Supervised Semantic Segmentation with Cross Pseudo
+#   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
+#
+# Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# Teaching the series: [instructor guide](../docs/teaching.md).

@@ -31,6 +31,39 @@
 # 3. explain how two networks with different initialisations disagree, and how each
 #    one's pseudo-labels supervise the other.
 
+# %% [markdown]
+# ### Before you start
+#
+# **Prerequisites.** notebook 01 (class shares, the class marginal); PyTorch tensors of shape (N,
+# C, H, W) and broadcasting; what a softmax probability is.
+#
+# **Time** to run all cells, per section, on a 2-core CPU (papermill; the quick size measured
+# with `time coda-edu notebooks run --quick` on a shared machine, so an upper bound; the
+# workshop total from [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# workshop plan about 25 minutes for reading, the controls and the
+# exercises ([instructor guide](../docs/teaching.md#schedule)).
+#
+# | section | quick (`quick=True`) | workshop (defaults) | GPU |
+# |---|---|---|---|
+# | set-up and 1. training the pair | 39 s | not measured | not measured |
+# | 2. marginals | 1 s | not measured | not measured |
+# | 3. the simplex (α slider) | 1 s | not measured | not measured |
+# | 4. real predictions (α, momentum) | 1 s | not measured | not measured |
+# | 5. cross pseudo supervision | 2 s | not measured | not measured |
+# | exercise, recap | < 1 s | not measured | not measured |
+# | **whole notebook** (kernel start included) | **48 s** | **51 s** | not measured |
+#
+# **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
+# followed by a link to its row in
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# and to the function that computes it.
+# References are at the end of the notebook.
+
+# %% [markdown]
+# *Formula of objective 2* (the alignment): [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 3); [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py).
+
 # %% tags=["parameters"]
 quick: bool = False           # CI size
 device: str = "auto"
@@ -101,6 +134,12 @@ truth_u = data.unlabeled.labels.long()
 # too little of the small classes. Compare the four bars per class: is π_u below π_l
 # for the minority classes here, and how far are both from the true shares?
 
+# %% [markdown]
+# *Formulas.* π_l, π_u = mean softmax over the labeled, unlabeled pixels: [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 2); [`coda_edu.method.alignment.class_marginal`](../coda_edu/method/alignment.py). True
+# shares: [`coda_edu.method.alignment.class_shares`](../coda_edu/method/alignment.py).
+
 # %%
 pi_l, pi_u = class_marginal(probs_l), class_marginal(probs_u)
 true_l = class_shares(data.labeled.labels.long(), data.num_classes)
@@ -120,6 +159,14 @@ display(plot_class_shares(names, {"pi_l (labeled predictions)": pi_l, "pi_u (unl
 # "pixels" of a network biased towards class 0. Alignment multiplies each class by
 # w(c) = (π_l(c) / π_u(c))^α and renormalises: points move away from the over-predicted
 # class, and some cross into the region of a minority class, changing their pseudo-label.
+
+# %% [markdown]
+# *Formula.* w(c) = ((π_l(c) + ε) / (π_u(c) + ε))^α, then renormalise over the classes:
+# [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 3); [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py). The
+# argmax of the result is the pseudo-label (row 4):
+# [`coda_edu.method.alignment.pseudo_labels`](../coda_edu/method/alignment.py).
 
 # %%
 toy_names = ["background", "organ", "lesion"]
@@ -171,6 +218,15 @@ exercises.check_prediction("alpha_lesion", my_prediction, simplex)
 #
 # The table compares both with the hidden truth of the unlabeled pixels.
 
+# %% [markdown]
+# *Formulas.* Target `predictions`: [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 2), [`coda_edu.method.alignment.class_marginal`](../coda_edu/method/alignment.py); target
+# `labels` (row 2′):
+# [`coda_edu.method.alignment.label_marginal`](../coda_edu/method/alignment.py); the choice is
+# explained in [method.md,
+# readings](../docs/method.md#readings-we-had-to-choose-and-how-to-switch-them).
+
 # %%
 effects = {"predictions": alignment_effect(probs_u, pi_l, alpha), "labels": alignment_effect(probs_u, true_l, alpha)}
 print(f"{'class':<11}{'before':>9}{'after (pred.)':>15}{'after (labels)':>16}{'truth':>9}")
@@ -191,6 +247,12 @@ print(f"pseudo-label accuracy: before {float((pseudo_labels(probs_u)[1] == truth
 # smooth but slow estimate (early in training it still remembers the untrained
 # network); near 0 it follows every batch.
 
+# %% [markdown]
+# *Formula.* π_u ← m·π_u + (1 − m)·(batch marginal): [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 2, μ = `method.marginal_momentum`);
+# [`coda_edu.method.alignment.ema_update`](../coda_edu/method/alignment.py).
+
 # %%
 batch = 8
 batch_marginals = torch.stack([class_marginal(probs_u[i:i + batch]) for i in range(0, len(probs_u) - batch + 1, batch)])
@@ -206,6 +268,14 @@ explorer.show()
 # supervision, **A is trained on B's pseudo-labels and B on A's**: each network's errors
 # are corrected by the other's opinion instead of being reinforced by its own. Co-DA
 # aligns each network's predictions before they become the other's targets.
+
+# %% [markdown]
+# *Formulas.* Pseudo-labels (row 4):
+# [`coda_edu.method.alignment.pseudo_labels`](../coda_edu/method/alignment.py); cross supervision
+# loss (rows 6–7): [`coda_edu.method.losses.masked_cross_entropy`](../coda_edu/method/losses.py),
+# [`coda_edu.method.algorithms.CrossPseudoSupervision`](../coda_edu/method/algorithms.py); all in
+# [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
 
 # %%
 probs_u_a = predict_pool(model_a, data.unlabeled)
@@ -241,6 +311,12 @@ display(fig)
 # Complete `my_align(probs, pi_l, pi_u, alpha)`: `probs` has shape (N, C, H, W) and sums
 # to 1 over dim 1; `pi_l`, `pi_u` have shape (C,). Return the aligned probabilities.
 
+# %% [markdown]
+# *Formula:* [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 3). Once your check passes, compare with
+# [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py).
+
 # %%
 def my_align(probs: torch.Tensor, pi_l: torch.Tensor, pi_u: torch.Tensor, alpha: float) -> torch.Tensor:
     # YOUR CODE HERE
@@ -264,3 +340,19 @@ exercises.check("alignment", my_align)
 # - Two differently initialised networks disagree where they are unsure; cross pseudo
 #   supervision lets each learn from the other's (aligned) pseudo-labels.
 # - Next: not every pseudo-label is worth learning from — notebook 03 filters them.
+
+# %% [markdown]
+# ## References
+#
+# - T. Wang, Z. Huang, J. Wu, Y. Cai, Z. Li. *Semi-Supervised Medical Image Segmentation with
+#   Co-Distribution Alignment.* Bioengineering 10(7):869, 2023. arXiv:2307.12630 — the method of
+#   this series.
+# - D. Berthelot, N. Carlini, E. D. Cubuk, A. Kurakin, K. Sohn, H. Zhang, C. Raffel. *ReMixMatch:
+#   Semi-Supervised Learning with Distribution Alignment and Augmentation Anchoring.* ICLR 2020.
+#   arXiv:1911.09785 — distribution alignment.
+# - X. Chen, Y. Yuan, G. Zeng, J. Wang. *Semi-Supervised Semantic Segmentation with Cross Pseudo
+#   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
+#
+# Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# Teaching the series: [instructor guide](../docs/teaching.md).

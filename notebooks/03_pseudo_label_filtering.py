@@ -34,6 +34,33 @@
 # The "unlabeled" images here are synthetic, so their true labels are known. They are
 # only used to *measure* pseudo-label quality, never to train.
 
+# %% [markdown]
+# ### Before you start
+#
+# **Prerequisites.** notebooks 01 and 02 (pseudo-labels, the class marginal); boolean masks in
+# PyTorch; precision and recall.
+#
+# **Time** to run all cells, per section, on a 2-core CPU (papermill; the quick size measured
+# with `time coda-edu notebooks run --quick` on a shared machine, so an upper bound; the
+# workshop total from [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# workshop plan about 15 minutes for reading, the controls and the
+# exercises ([instructor guide](../docs/teaching.md#schedule)).
+#
+# | section | quick (`quick=True`) | workshop (defaults) | GPU |
+# |---|---|---|---|
+# | set-up and 1. training, pseudo-labels | 37 s | not measured | not measured |
+# | 2. noise per class | < 1 s | not measured | not measured |
+# | 3. confidence histograms | 1 s | not measured | not measured |
+# | 4. three filters (filter menu) | 1 s | not measured | not measured |
+# | exercise, recap | < 1 s | not measured | not measured |
+# | **whole notebook** (kernel start included) | **43 s** | **52 s** | not measured |
+#
+# **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
+# followed by a link to its row in
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# and to the function that computes it.
+# References are at the end of the notebook.
+
 # %% tags=["parameters"]
 quick: bool = False
 device: str = "auto"
@@ -92,6 +119,13 @@ confidence, labels = pseudo_labels(probs)
 # *Precision* of pseudo-class k: of the pixels labeled k, the share that truly are k.
 # *Recall*: of the pixels that truly are k, the share labeled k.
 
+# %% [markdown]
+# *Formulas.* Precision(k) = |labeled k ∩ truly k| / |labeled k|, recall(k) = |labeled k ∩ truly
+# k| / |truly k|:
+# [`coda_edu.method.algorithms.pseudo_label_precision_recall`](../coda_edu/method/algorithms.py)
+# (logged during training, [method.md, what is
+# logged](../docs/method.md#what-is-logged-to-follow-the-method)).
+
 # %%
 quality = per_class_quality(labels, truth, data.num_classes)
 print(f"{'class':<11}{'share':>9}{'precision':>11}{'recall':>9}")
@@ -116,6 +150,19 @@ print("expected (mean) confidence per pseudo-class:", ", ".join(f"{n} {float(e):
 #
 # *Coverage*: the share of a class's pseudo-labels that the filter keeps (how much the
 # class can still learn from). *Precision*: how many of the kept ones are right.
+
+# %% [markdown]
+# *Formulas* ([method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)):
+# confidence q = max_c p(c), row 4,
+# [`coda_edu.method.alignment.pseudo_labels`](../coda_edu/method/alignment.py); fixed threshold q
+# ≥ τ, row 5′,
+# [`coda_edu.method.filtering.fixed_threshold_mask`](../coda_edu/method/filtering.py);
+# over-expectation q_i ≥ e_k (e_k the mean confidence of the pixels with pseudo-label k), row 5,
+# [`coda_edu.method.filtering.class_expectations`](../coda_edu/method/filtering.py),
+# [`coda_edu.method.filtering.over_expectation_mask`](../coda_edu/method/filtering.py); coverage
+# of class k = kept / all pseudo-labels k,
+# [`coda_edu.method.filtering.mask_coverage`](../coda_edu/method/filtering.py).
 
 # %%
 rows = compare_filters(probs, truth, names, threshold)
@@ -159,6 +206,12 @@ exercises.check_prediction("filter_foreground", my_prediction, explorer)
 # same shape; keep (True) a pixel when its confidence is at least the mean confidence of
 # all pixels with the same pseudo-label.
 
+# %% [markdown]
+# *Formula:* [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 5). Once your check passes, compare with
+# [`coda_edu.method.filtering.over_expectation_mask`](../coda_edu/method/filtering.py).
+
 # %%
 def my_mask(confidence: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     # YOUR CODE HERE
@@ -180,3 +233,19 @@ exercises.check("over_expectation_mask", my_mask)
 #   confidence, so every class keeps its better half (or so) of the pseudo-labels.
 # - In Co-DA the mask of network B's aligned pseudo-labels weights the cross-entropy that
 #   trains network A (OECE), and vice versa. Notebook 04 runs the whole method.
+
+# %% [markdown]
+# ## References
+#
+# - T. Wang, Z. Huang, J. Wu, Y. Cai, Z. Li. *Semi-Supervised Medical Image Segmentation with
+#   Co-Distribution Alignment.* Bioengineering 10(7):869, 2023. arXiv:2307.12630 — the method of
+#   this series.
+# - K. Sohn, D. Berthelot, C.-L. Li, Z. Zhang, N. Carlini, E. D. Cubuk, A. Kurakin, H. Zhang, C.
+#   Raffel. *FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence.*
+#   NeurIPS 2020. arXiv:2001.07685 — the fixed confidence threshold.
+# - X. Chen, Y. Yuan, G. Zeng, J. Wang. *Semi-Supervised Semantic Segmentation with Cross Pseudo
+#   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
+#
+# Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# Teaching the series: [instructor guide](../docs/teaching.md).

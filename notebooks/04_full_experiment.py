@@ -31,6 +31,39 @@
 # 3. compare methods fairly: same data, same steps, checkpoints chosen on validation
 #    data, results reported on the test split.
 
+# %% [markdown]
+# ### Before you start
+#
+# **Prerequisites.** notebooks 01–03 (marginals, alignment, filtering); reading a line plot with a
+# log axis; what validation and test splits are for.
+#
+# **Time** to run all cells, per section, on a 2-core CPU (papermill; the quick size measured
+# with `time coda-edu notebooks run --quick` on a shared machine, so an upper bound; the
+# workshop total from [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# workshop plan about 15 minutes for reading, the controls and the
+# exercises ([instructor guide](../docs/teaching.md#schedule)).
+#
+# | section | quick (`quick=True`) | workshop (defaults) | GPU |
+# |---|---|---|---|
+# | set-up and 1. train Co-DA | 21 s | not measured | not measured |
+# | 2. learning curves (step slider) | 1 s | not measured | not measured |
+# | 3.–4. results per class, segmentations | < 1 s | not measured | not measured |
+# | 5. against the baselines (trains two more) | 30 s | not measured | not measured |
+# | exercise, recap | < 1 s | not measured | not measured |
+# | **whole notebook** (kernel start included) | **56 s** | **344 s** | not measured |
+#
+# **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
+# followed by a link to its row in
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# and to the function that computes it.
+# References are at the end of the notebook.
+
+# %% [markdown]
+# *Formula of objective 2*: the ramp-up λ(t) = λ_max·exp(−5(1 − t/T)²), [method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# (row 8); [`coda_edu.method.schedules.unsupervised_weight`](../coda_edu/method/schedules.py). The
+# other curves' formulas follow section 2.
+
 # %% tags=["parameters"]
 quick: bool = False
 device: str = "auto"
@@ -105,6 +138,20 @@ report_split = "test" if any(r["split"] == "test" for r in records) else "val"
 # ensemble; the best of these points selected the `best` checkpoint. The slider replays
 # the run up to a step (it starts at the last one; the figure is redrawn in place).
 
+# %% [markdown]
+# *Formulas* ([method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)):
+# total loss L = L_sup^A + L_sup^B + λ(t)·[OECE(A ← B) + OECE(B ← A)], row 7,
+# [`coda_edu.method.algorithms.CrossPseudoSupervision`](../coda_edu/method/algorithms.py);
+# supervised loss, row 1,
+# [`coda_edu.method.losses.supervised_loss`](../coda_edu/method/losses.py); OECE, row 6,
+# [`coda_edu.method.losses.masked_cross_entropy`](../coda_edu/method/losses.py); ramp-up λ(t) =
+# λ_max·exp(−5(1 − t/T)²), row 8,
+# [`coda_edu.method.schedules.unsupervised_weight`](../coda_edu/method/schedules.py); learning
+# rate η(t) = η₀(1 − t/T)^0.9, row 9,
+# [`coda_edu.method.schedules.poly_lr`](../coda_edu/method/schedules.py); kept share, row 5,
+# [`coda_edu.method.filtering.mask_coverage`](../coda_edu/method/filtering.py).
+
 # %%
 curves = curve_explorer(read_jsonl(out / "metrics.jsonl"), title=f"{method} on {dataset}")
 curves.show()
@@ -128,6 +175,11 @@ exercises.check_prediction("rampup", my_prediction, curves)
 # Dice on the evaluation split for the `best` (chosen on validation) and the `last`
 # checkpoint. `eval.json` holds the same records with IoU, HD95 and ASD, and the
 # protocol that produced them.
+
+# %% [markdown]
+# *Formula.* Dice = 2|P ∩ T| / (|P| + |T|) per class and case, averaged as in [evaluation.md,
+# metrics](../docs/evaluation.md#metrics) (`coda_edu.metrics.dice_iou`); checkpoint selection:
+# [evaluation.md, splits](../docs/evaluation.md#splits-and-checkpoint-selection).
 
 # %%
 for checkpoint in ("best", "last"):
@@ -200,3 +252,22 @@ exercises.check("mean_dice", my_mean_dice)
 # - Networks A and B differ only in initialisation; their ensemble is usually at
 #   least as good as either.
 # - Compare methods with the same data and budget, over several seeds (notebook 05).
+
+# %% [markdown]
+# ## References
+#
+# - T. Wang, Z. Huang, J. Wu, Y. Cai, Z. Li. *Semi-Supervised Medical Image Segmentation with
+#   Co-Distribution Alignment.* Bioengineering 10(7):869, 2023. arXiv:2307.12630 — the method of
+#   this series.
+# - X. Chen, Y. Yuan, G. Zeng, J. Wang. *Semi-Supervised Semantic Segmentation with Cross Pseudo
+#   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
+# - A. Tarvainen, H. Valpola. *Mean teachers are better role models: Weight-averaged consistency
+#   targets improve semi-supervised deep learning results.* NeurIPS 2017. arXiv:1703.01780 — the
+#   Mean Teacher baseline.
+# - K. Sohn, D. Berthelot, C.-L. Li, Z. Zhang, N. Carlini, E. D. Cubuk, A. Kurakin, H. Zhang, C.
+#   Raffel. *FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence.*
+#   NeurIPS 2020. arXiv:2001.07685 — the fixed confidence threshold.
+#
+# Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# Teaching the series: [instructor guide](../docs/teaching.md).

@@ -30,6 +30,30 @@
 # If `runs_dir` holds fewer than two groups of runs, the notebook first trains a small
 # demonstration grid (two methods × two labeled amounts × two seeds on the synthetic data).
 
+# %% [markdown]
+# ### Before you start
+#
+# **Prerequisites.** notebook 04 (run folders, `eval.json`); mean and standard deviation.
+#
+# **Time** to run all cells, per section, on a 2-core CPU (papermill; the quick size measured
+# with `time coda-edu notebooks run --quick` on a shared machine, so an upper bound; the
+# workshop total from [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# workshop plan about 10 minutes for reading, the controls and the
+# exercises ([instructor guide](../docs/teaching.md#schedule)).
+#
+# | section | quick (`quick=True`) | workshop (defaults) | GPU |
+# |---|---|---|---|
+# | set-up and 1. the runs (reads 04's runs here) | 4 s | not measured | not measured |
+# | 2.–3. mean ± std, per class (slider) | 1 s | not measured | not measured |
+# | exercise, recap | < 1 s | not measured | not measured |
+# | **whole notebook** (kernel start included) | **7 s** | **4 s** | not measured |
+#
+# **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
+# followed by a link to its row in
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# and to the function that computes it.
+# References are at the end of the notebook.
+
 # %% tags=["parameters"]
 quick: bool = False
 device: str = "auto"
@@ -103,6 +127,12 @@ display(plot_comparison(summary, ylabel=f"{split} mean Dice ({model})", title="D
 # The slider picks the labeled amount (it starts at the largest); bars are the mean over
 # seeds, whiskers the standard deviation (none for a single seed).
 
+# %% [markdown]
+# *Formulas.* mean = Σ_s x_s / n and the sample standard deviation √(Σ_s (x_s − mean)² / (n − 1))
+# over the n seeds (n/a for n = 1): [evaluation.md,
+# aggregation](../docs/evaluation.md#aggregation), `coda_edu.analysis.summarize`; each x_s is one
+# run's mean Dice ([evaluation.md, metrics](../docs/evaluation.md#metrics)).
+
 # %%
 per_class = comparison_explorer(rows, split, checkpoint, model)
 per_class.show()
@@ -145,3 +175,19 @@ exercises.check("mean_std", my_mean_std)
 # - `coda_edu.analysis.collect_runs` turns run folders into rows; `summarize` groups them.
 # - Report means with their spread over seeds, and compare methods at equal budgets.
 # - Per-class views show where a method helps: Co-DA targets the minority classes.
+
+# %% [markdown]
+# ## References
+#
+# - T. Wang, Z. Huang, J. Wu, Y. Cai, Z. Li. *Semi-Supervised Medical Image Segmentation with
+#   Co-Distribution Alignment.* Bioengineering 10(7):869, 2023. arXiv:2307.12630 — the method of
+#   this series.
+# - X. Chen, Y. Yuan, G. Zeng, J. Wang. *Semi-Supervised Semantic Segmentation with Cross Pseudo
+#   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
+# - A. Tarvainen, H. Valpola. *Mean teachers are better role models: Weight-averaged consistency
+#   targets improve semi-supervised deep learning results.* NeurIPS 2017. arXiv:1703.01780 — the
+#   Mean Teacher baseline.
+#
+# Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
+# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# Teaching the series: [instructor guide](../docs/teaching.md).
