@@ -1,0 +1,1 @@
+// The course pages write their formulas in plain Unicode: no MathJax is loaded (the site works offline).

@@ -1,0 +1,138 @@
+"""Build the course site (Jupyter Book 1.x) from the executed notebooks: ``make book``.
+
+    python book/build.py [--executed DIR] [--out build/book] [--execute]
+
+1. With ``--execute`` (or when ``DIR`` holds no executed notebooks) the series is run at
+   the quick size into ``DIR`` (``coda-edu notebooks run --quick``; the widget state is
+   saved in each notebook's metadata).
+2. A source folder ``OUT/src`` is staged: ``book/`` (config, table of contents, intro,
+   ``_static``), the executed notebooks under ``notebooks/``, ``docs/*.md`` and its
+   figures under ``docs/``, and ``coda_edu/method/*.py`` (the notebooks link to the
+   functions' source). Relative links such as ``../docs/method.md#...`` resolve there
+   as they do in the repository.
+3. Plotly outputs get an offline HTML version that uses ``_static/plotly.min.js`` (copied
+   from the installed plotly package) instead of the CDN that the notebooks' fallback
+   names; widget outputs are drawn from the saved state by ``_static/coda-widgets.js``.
+4. ``jupyter-book build`` writes the site; it is moved to ``OUT/html``.
+
+Nothing is downloaded: the site works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "book"
+SERIES = ("01_class_imbalance", "02_distribution_alignment", "03_pseudo_label_filtering",
+          "04_full_experiment", "05_compare_runs")
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+def plotly_js() -> Path:
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise SystemExit(f"plotly.min.js not found in the plotly package ({path})")
+    return path
+
+
+def offline_plotly_html(figure: dict, index: int) -> str:
+    """A div and a script drawing ``figure`` with the page's plotly.min.js (no CDN)."""
+    div_id = f"coda-plotly-{index}"
+    payload = json.dumps({"data": figure.get("data", []), "layout": figure.get("layout", {}),
+                          "config": {"responsive": True, "displaylogo": False}})
+    payload = payload.replace("</", "<\\/")
+    return (f'<div id="{div_id}" class="coda-plotly plotly-graph-div" style="height:520px; width:100%;"></div>\n'
+            f'<script type="text/javascript">(function () {{ var spec = {payload};\n'
+            f'  function draw() {{ Plotly.newPlot("{div_id}", spec.data, spec.layout, spec.config); }}\n'
+            f'  if (window.Plotly) draw(); else window.addEventListener("load", draw); }})();</script>')
+
+
+def prepare_notebook(src: Path, dst: Path) -> dict:
+    """Copy an executed notebook, giving plotly outputs an offline HTML version; returns counts."""
+    nb = json.loads(src.read_text())
+    counts = {"plotly": 0, "images": 0, "widgets": 0}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if PLOTLY_MIME in data:
+                data["text/html"] = offline_plotly_html(data[PLOTLY_MIME], counts["plotly"])
+                # the page shows the interactive figure; the static PNG stays for viewers without JS
+                data.pop("image/png", None)
+                counts["plotly"] += 1
+            elif "image/png" in data:
+                counts["images"] += 1
+            if "application/vnd.jupyter.widget-view+json" in data:
+                counts["widgets"] += 1
+    if counts["widgets"] and not nb.get("metadata", {}).get("widgets"):
+        raise SystemExit(f"{src} shows widgets but holds no saved widget state "
+                         f"(application/vnd.jupyter.widget-state+json): execute it with store_widget_state")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(nb, indent=1))
+    return counts
+
+
+def stage(executed: Path, src: Path) -> dict:
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns("build.py", "__pycache__"))
+    shutil.copy2(plotly_js(), src / "_static" / "plotly.min.js")
+    (src / "docs").mkdir()
+    for doc in (REPO / "docs").glob("*.md"):
+        shutil.copy2(doc, src / "docs" / doc.name)
+    if (REPO / "docs" / "figures").is_dir():
+        shutil.copytree(REPO / "docs" / "figures", src / "docs" / "figures")
+    shutil.copytree(REPO / "coda_edu" / "method", src / "coda_edu" / "method",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    counts = {}
+    for name in SERIES:
+        counts[name] = prepare_notebook(executed / f"{name}.ipynb", src / "notebooks" / f"{name}.ipynb")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executed", default=str(REPO / "build" / "book-notebooks"),
+                        help="folder with the executed notebooks (default: build/book-notebooks)")
+    parser.add_argument("--out", default=str(REPO / "build" / "book"), help="site folder (default: build/book)")
+    parser.add_argument("--execute", action="store_true", help="execute the series at the quick size first")
+    args = parser.parse_args(argv)
+    executed, out = Path(args.executed).resolve(), Path(args.out).resolve()
+    missing = [n for n in SERIES if not (executed / f"{n}.ipynb").is_file()]
+    start = time.perf_counter()
+    if args.execute or missing:
+        print(f"[book] executing the series at the quick size into {executed}", flush=True)
+        subprocess.run([sys.executable, "-m", "coda_edu.cli", "notebooks", "run", "--quick", "--out", str(executed)],
+                       cwd=REPO, check=True)
+    executed_s = time.perf_counter() - start
+    counts = stage(executed, out / "src")
+    for name, c in counts.items():
+        print(f"[book] {name}: {c['images']} images, {c['plotly']} plotly figures, {c['widgets']} widgets")
+    build_start = time.perf_counter()
+    jb = Path(sys.executable).with_name("jupyter-book")
+    done = subprocess.run([str(jb), "build", str(out / "src"), "--path-output", str(out / "jb"), "--keep-going"],
+                          cwd=REPO)
+    if done.returncode != 0:
+        print("[book] jupyter-book build failed", file=sys.stderr)
+        return done.returncode
+    html = out / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(out / "jb" / "_build" / "html"), str(html))
+    shutil.rmtree(out / "jb", ignore_errors=True)
+    size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file())
+    print(f"[book] site: {html}/index.html ({size / 1e6:.1f} MB); executed in {executed_s:.0f} s, "
+          f"built in {time.perf_counter() - build_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
