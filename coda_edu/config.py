@@ -56,6 +56,7 @@ class SyntheticConfig:
     slices_per_patient: int = _f(8, help="short-axis slices per patient (2D) or depth of the volume (3D)", min=1)
     imbalance: float = _f(0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0)
     rare_class: bool = _f(False, help="add a small fifth class (a 'lesion' inside the myocardium)")
+    faint_rv: float = _f(0.0, help="the labeled patients are the clear cases: every other patient's RV contrast is lowered by this fraction (0 = off, 1 = as dark as the tissue)", min=0.0, max=1.0)
     noise: float = _f(0.08, help="standard deviation of additive Gaussian noise", min=0.0)
     bias_field: float = _f(0.3, help="strength of the smooth multiplicative bias field", min=0.0, max=0.9)
     resolution: int = _f(64, help="in-plane size of the generated slices (pixels)", min=16)
@@ -80,13 +81,13 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = _f("auto", help="network; 'auto' = unet2d for 2D data, unet3d for 3D", choices=("auto", "unet2d", "unet3d"))
-    base_width: int = _f(8, help="channels of the first level; level k has base_width * 2**k (the literature layout is 16: 16-32-64-128-256)", min=1)
+    base_width: int = _f(16, help="channels of the first level; level k has base_width * 2**k (16: the literature layout 16-32-64-128-256; 8 makes finding a small class a lottery of the initial draw, see docs/method.md)", min=1)
     levels: int = _f(0, help="resolution levels (0 = 5 for unet2d, 4 for unet3d)", min=0, max=7)
     dropout: bool = _f(True, help="encoder dropout (0.05, 0.1, 0.2, 0.3, 0.5 from top to bottom)")
     upsampling: str = _f("bilinear", help="decoder upsampling", choices=("bilinear", "transposed"))
     init_a: str = _f("kaiming", help="weight initialisation of network A", choices=("kaiming", "xavier"))
     init_b: str = _f("xavier", help="weight initialisation of network B", choices=("kaiming", "xavier"))
-    head_prior: bool = _f(False, help="start the output bias of both networks at the log of the labeled class frequencies")
+    head_prior: bool = _f(True, help="start the output bias of both networks at the log of the labeled class frequencies (false = zero bias)")
     init_scale: str = _f("matched", help="'matched': convolutions that feed a batch norm get the Xavier scale in both networks (equal learning speed); 'scheme': each scheme's own scale", choices=("matched", "scheme"))
 
 
@@ -134,7 +135,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = _f(600, help="optimisation steps", min=1)
+    iterations: int = _f(500, help="optimisation steps", min=1)
     batch_size: int = _f(16, help="images per step, labeled + unlabeled", min=2)
     labeled_batch_size: int = _f(8, help="labeled images per step", min=1)
     val_every: int = _f(100, help="validate and refresh the 'last' checkpoint every N steps", min=1)

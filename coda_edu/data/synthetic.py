@@ -57,11 +57,15 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbalance: float = 0.5,
                       rare_class: bool = False, noise: float = 0.08, bias_field: float = 0.3,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      seed: int = 0, rv_contrast=None) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n_patients`` stacks of ``slices`` phantoms.
 
     Returns ``images`` float32 ``(P, S, H, W)`` in [0, 1] and ``labels`` uint8
     ``(P, S, H, W)`` with 0 background, 1 RV, 2 MYO, 3 LV (and 4 lesion if ``rare_class``).
+    ``rv_contrast`` (one value per patient, default 1) scales the RV blood pool's
+    contrast against the surrounding tissue: 1 keeps it, 0 makes the RV as dark as the
+    tissue around the heart. It draws no random numbers, so every other property of a
+    patient is the same whatever its value.
     Everything is vectorised over all slices at once (1,000 slices of 64x64 take well
     under a second).
     """
@@ -155,6 +159,9 @@ def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbala
     img = paint(img, aorta & ~lungs, ps(blood))
     img = paint(img, label == 2, ps(myo_int))
     img = paint(img, label == 3, ps(blood))
+    if rv_contrast is not None:
+        c = torch.as_tensor(rv_contrast, dtype=torch.float32).reshape(P)
+        rv_blood = tissue + (rv_blood - tissue) * c
     img = paint(img, label == 1, ps(rv_blood))
     img = paint(img, label == 4, ps(blood) * 0.85)
 
@@ -210,13 +217,18 @@ def load_synthetic_3d(cfg) -> SegmentationData:
 def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:
     """Build the synthetic dataset described by ``cfg.data.synthetic`` (split by patient)."""
     s = cfg.data.synthetic
-    images, labels = generate_phantoms(s.n_patients, s.slices_per_patient, s.resolution, s.imbalance,
-                                       s.rare_class, s.noise, s.bias_field, seed=cfg.seed)
     names = CLASS_NAMES + ([RARE_CLASS_NAME] if s.rare_class else [])
     split = _split(cfg)
     n_lab = labeled_count(cfg, len(split["train"]))
     labeled = choose_labeled(split["train"], n_lab, cfg.data.labeled_selection, cfg.seed)
     unlabeled = [p for p in split["train"] if p not in labeled]
+    # faint_rv: the labeled patients are the clear cases; everyone else (unlabeled,
+    # validation, test) has an RV whose contrast is lowered by this fraction.
+    contrast = np.full(s.n_patients, 1.0 - s.faint_rv, dtype=np.float32)
+    contrast[labeled] = 1.0
+    images, labels = generate_phantoms(s.n_patients, s.slices_per_patient, s.resolution, s.imbalance,
+                                       s.rare_class, s.noise, s.bias_field, seed=cfg.seed,
+                                       rv_contrast=contrast if s.faint_rv > 0 else None)
 
     def pid(p: int) -> str:
         return f"synth{p:03d}"
@@ -245,7 +257,7 @@ def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:
 
     protocol = {
         "dataset": "synthetic3d" if volumetric else "synthetic",
-        "generator": {"seed": cfg.seed, **{k: getattr(s, k) for k in ("n_patients", "slices_per_patient", "resolution", "imbalance", "rare_class", "noise", "bias_field")}},
+        "generator": {"seed": cfg.seed, **{k: getattr(s, k) for k in ("n_patients", "slices_per_patient", "resolution", "imbalance", "rare_class", "noise", "bias_field", "faint_rv")}},
         "splits": {"train": [pid(p) for p in split["train"]], "val": [pid(p) for p in split["val"]], "test": [pid(p) for p in split["test"]]},
         "labeled_cases": [pid(p) for p in labeled],
         "labeled_rule": f"{cfg.data.labeled_selection} {n_lab} of the training patients",
