@@ -13,7 +13,8 @@
 3. Plotly outputs get an offline HTML version that uses ``_static/plotly.min.js`` (copied
    from the installed plotly package) instead of the CDN that the notebooks' fallback
    names; widget outputs are drawn from the saved state by ``_static/coda-widgets.js``.
-4. ``jupyter-book build`` writes the site; it is moved to ``OUT/html``.
+4. ``jupyter-book config sphinx`` turns ``_config.yml`` into a Sphinx ``conf.py``, which is
+   adjusted (:func:`adjust_conf`) before ``sphinx-build`` writes the site to ``OUT/html``.
 
 Nothing is downloaded: the site works offline.
 """
@@ -42,6 +43,25 @@ def plotly_js() -> Path:
     if not path.is_file():
         raise SystemExit(f"plotly.min.js not found in the plotly package ({path})")
     return path
+
+
+def adjust_conf(conf: Path) -> None:
+    """Jupyter Book 1 registers sphinx-thebe twice (the page then declares THEBE_JS_URL twice:
+    a console error) although the site launches no kernel: drop it. The theme starts light."""
+    text = conf.read_text()
+    text = text.replace("'sphinx_thebe', ", "").replace(", 'sphinx_thebe'", "")
+    conf.write_text(text + "\nhtml_context = {'default_mode': 'light'}\nhtml_favicon = '_static/favicon.png'\n")
+
+
+def write_favicon(path: Path) -> None:
+    """A small icon (browsers ask for one; without it every first visit logs a 404)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((2, 2, 29, 29), fill=(118, 68, 138, 255))
+    draw.ellipse((11, 11, 20, 20), fill=(255, 255, 255, 255))
+    image.save(path)
 
 
 def offline_plotly_html(figure: dict, index: int) -> str:
@@ -85,6 +105,7 @@ def stage(executed: Path, src: Path) -> dict:
         shutil.rmtree(src)
     shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns("build.py", "__pycache__"))
     shutil.copy2(plotly_js(), src / "_static" / "plotly.min.js")
+    write_favicon(src / "_static" / "favicon.png")
     (src / "docs").mkdir()
     for doc in (REPO / "docs").glob("*.md"):
         shutil.copy2(doc, src / "docs" / doc.name)
@@ -117,17 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, c in counts.items():
         print(f"[book] {name}: {c['images']} images, {c['plotly']} plotly figures, {c['widgets']} widgets")
     build_start = time.perf_counter()
-    jb = Path(sys.executable).with_name("jupyter-book")
-    done = subprocess.run([str(jb), "build", str(out / "src"), "--path-output", str(out / "jb"), "--keep-going"],
-                          cwd=REPO)
-    if done.returncode != 0:
-        print("[book] jupyter-book build failed", file=sys.stderr)
-        return done.returncode
     html = out / "html"
     if html.exists():
         shutil.rmtree(html)
-    shutil.move(str(out / "jb" / "_build" / "html"), str(html))
-    shutil.rmtree(out / "jb", ignore_errors=True)
+    bindir = Path(sys.executable).parent
+    subprocess.run([str(bindir / "jupyter-book"), "config", "sphinx", str(out / "src")], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    adjust_conf(out / "src" / "conf.py")
+    done = subprocess.run([str(bindir / "sphinx-build"), "-q", "-b", "html", str(out / "src"), str(html)], cwd=REPO)
+    if done.returncode != 0:
+        print("[book] the site build failed", file=sys.stderr)
+        return done.returncode
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file())
     print(f"[book] site: {html}/index.html ({size / 1e6:.1f} MB); executed in {executed_s:.0f} s, "
           f"built in {time.perf_counter() - build_start:.0f} s")

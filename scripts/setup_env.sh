@@ -10,6 +10,10 @@
 #                    Default: the CPU build of the tested release (torch==2.13.0).
 #   PYTHON           interpreter used to create the environment (default: python3)
 #
+# With the dev extra (the browser tests use Playwright with Debian's chromium, never a
+# downloaded browser) it also installs the `chromium` package when it is missing and this
+# runs as root with apt-get (CI); otherwise it says how to install it.
+#
 # Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +51,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[setup] installing coda-edu${EXTRAS:+ with extras [$EXTRAS]}"
     "$PY" -m pip install -e ".${EXTRAS:+[$EXTRAS]}"
     touch "$stamp"
+fi
+
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing Debian's chromium for the browser tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "[setup] note: the browser tests need chromium (sudo apt-get install chromium); they skip without it"
+    fi
 fi

@@ -203,6 +203,7 @@ def check_site(html: Path, screenshots: Path | None = None) -> dict[str, dict]:
                     page.on("pageerror", lambda exc, e=errors: e.append(f"page error: {exc}"))
                     page.on("requestfailed", lambda r, e=errors: e.append(f"failed request: {r.url}"))
                     page.on("request", lambda r, q=requests: q.append(r.url))
+                    page.on("response", lambda r, e=errors: e.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
                     page.goto(f"{base}/{rel}", wait_until="load", timeout=60_000)
                     page.wait_for_timeout(500)
                     counts = page.evaluate("""() => ({
