@@ -41,13 +41,20 @@ def cpu_model() -> str:
 def machine() -> dict:
     import torch
 
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                            text=True, timeout=5).stdout.strip()
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     except Exception:
         pass
     return info
@@ -58,8 +65,13 @@ def write_results(name: str, payload: dict, out: str | None = None) -> Path:
     from coda_edu.io import atomic_write_json
 
     path = Path(out) if out else RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "command": " ".join([Path(sys.executable).name] + sys.argv), "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "machine": machine(),
+        **payload,
+    }
     atomic_write_json(path, payload)
     return path
 
@@ -69,13 +81,16 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     widths = []
     cells = []
     for key, header, spec in columns:
-        col = [header] + [format(r[key], spec) if r.get(key) is not None and spec else str(r.get(key, "")) for r in rows]
+        col = [header] + [
+            format(r[key], spec) if r.get(key) is not None and spec else str(r.get(key, "")) for r in rows
+        ]
         widths.append(max(len(c) for c in col))
         cells.append(col)
     lines = []
     for i in range(len(rows) + 1):
-        lines.append("  ".join(col[i].ljust(w) if j == 0 else col[i].rjust(w)
-                               for j, (col, w) in enumerate(zip(cells, widths))))
+        lines.append(
+            "  ".join(col[i].ljust(w) if j == 0 else col[i].rjust(w) for j, (col, w) in enumerate(zip(cells, widths)))
+        )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -52,12 +52,23 @@ def run(designs: dict, seeds: list[int], method: str, extra: list[str], log) -> 
             train(cfg, out, progress=False, evaluate=False, log=lambda m: None)
             vals = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("kind") == "val"]
             last = vals[-1]["dice"]
-            rows.append({"design": label, "seed": seed, "method": method, "curve": [(r["step"], r["dice"]) for r in vals],
-                         "A": last["A"], "B": last["B"], "ensemble": last["ensemble"],
-                         "seconds": time.perf_counter() - start})
-            log(f"  {label:<34} seed {seed}: A mean {last['A']['mean']:.3f} RV {last['A']['RV']:.3f} | "
+            rows.append(
+                {
+                    "design": label,
+                    "seed": seed,
+                    "method": method,
+                    "curve": [(r["step"], r["dice"]) for r in vals],
+                    "A": last["A"],
+                    "B": last["B"],
+                    "ensemble": last["ensemble"],
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            log(
+                f"  {label:<34} seed {seed}: A mean {last['A']['mean']:.3f} RV {last['A']['RV']:.3f} | "
                 f"B mean {last['B']['mean']:.3f} RV {last['B']['RV']:.3f} | ens {last['ensemble']['mean']:.3f} "
-                f"({time.perf_counter() - start:.0f} s)")
+                f"({time.perf_counter() - start:.0f} s)"
+            )
     return rows
 
 
@@ -68,16 +79,27 @@ def summarise(rows: list[dict]) -> list[dict]:
     for label in dict.fromkeys(r["design"] for r in rows):
         mine = [r for r in rows if r["design"] == label]
 
-        def mean(model, cls):
+        def mean(model, cls, mine=mine):
             return float(np.nanmean([np.nan if r[model][cls] is None else r[model][cls] for r in mine]))
 
         gaps = [abs(r["A"]["mean"] - r["B"]["mean"]) for r in mine]
         ens_ok = sum(r["ensemble"]["mean"] >= max(r["A"]["mean"], r["B"]["mean"]) - 0.01 for r in mine)
         no_rv = sum((r[m]["RV"] or 0.0) < 0.1 for r in mine for m in ("A", "B"))
-        out.append({"design": label, "seeds": len(mine), "A_mean": mean("A", "mean"), "B_mean": mean("B", "mean"),
-                    "ens_mean": mean("ensemble", "mean"), "A_RV": mean("A", "RV"), "B_RV": mean("B", "RV"),
-                    "gap": float(np.mean(gaps)), "ens_ok": f"{ens_ok}/{len(mine)}", "no_rv": f"{no_rv}/{2 * len(mine)}",
-                    "seconds": float(np.mean([r["seconds"] for r in mine]))})
+        out.append(
+            {
+                "design": label,
+                "seeds": len(mine),
+                "A_mean": mean("A", "mean"),
+                "B_mean": mean("B", "mean"),
+                "ens_mean": mean("ensemble", "mean"),
+                "A_RV": mean("A", "RV"),
+                "B_RV": mean("B", "RV"),
+                "gap": float(np.mean(gaps)),
+                "ens_ok": f"{ens_ok}/{len(mine)}",
+                "no_rv": f"{no_rv}/{2 * len(mine)}",
+                "seconds": float(np.mean([r["seconds"] for r in mine])),
+            }
+        )
     return out
 
 
@@ -100,12 +122,31 @@ def main(argv=None) -> int:
     print(f"{len(designs)} designs x {len(seeds)} seeds, method {args.method}", flush=True)
     rows = run(designs, seeds, args.method, extra, lambda m: print(m, flush=True))
     summary = summarise(rows)
-    print("\nfinal validation Dice (mean over seeds); gap = mean |A - B|; ens ok = seeds with ensemble >= better - 0.01")
-    print(table(summary, [("design", "design", ""), ("A_mean", "A mean", ".3f"), ("B_mean", "B mean", ".3f"),
-                          ("ens_mean", "ens mean", ".3f"), ("A_RV", "A RV", ".3f"), ("B_RV", "B RV", ".3f"),
-                          ("gap", "gap", ".3f"), ("ens_ok", "ens ok", ""), ("no_rv", "no RV", ""), ("seconds", "s/run", ".0f")]))
-    path = write_results("pair_study", {"method": args.method, "seeds": seeds, "designs": designs, "extra": extra,
-                                        "runs": rows, "summary": summary}, args.out)
+    print(
+        "\nfinal validation Dice (mean over seeds); gap = mean |A - B|; ens ok = seeds with ensemble >= better - 0.01"
+    )
+    print(
+        table(
+            summary,
+            [
+                ("design", "design", ""),
+                ("A_mean", "A mean", ".3f"),
+                ("B_mean", "B mean", ".3f"),
+                ("ens_mean", "ens mean", ".3f"),
+                ("A_RV", "A RV", ".3f"),
+                ("B_RV", "B RV", ".3f"),
+                ("gap", "gap", ".3f"),
+                ("ens_ok", "ens ok", ""),
+                ("no_rv", "no RV", ""),
+                ("seconds", "s/run", ".0f"),
+            ],
+        )
+    )
+    path = write_results(
+        "pair_study",
+        {"method": args.method, "seeds": seeds, "designs": designs, "extra": extra, "runs": rows, "summary": summary},
+        args.out,
+    )
     print(f"\nresults: {path}")
     return 0
 

@@ -65,20 +65,30 @@ def dataset_settings(name: str, quick: bool) -> dict:
 
         overrides = ["eval.splits=[val]", "eval.distances=false"]
         if quick:
-            overrides += ["train.iterations=20", "train.val_every=10", "data.image_size=[64, 64]", "model.levels=4",
-                          "model.base_width=4"]
-        return {"config": preset_path("acdc_cpu.yaml"), "overrides": overrides, "split": "val", "reuse_data": True,
-                "bias": False}
+            overrides += [
+                "train.iterations=20",
+                "train.val_every=10",
+                "data.image_size=[64, 64]",
+                "model.levels=4",
+                "model.base_width=4",
+            ]
+        return {
+            "config": preset_path("acdc_cpu.yaml"),
+            "overrides": overrides,
+            "split": "val",
+            "reuse_data": True,
+            "bias": False,
+        }
     raise SystemExit(f"unknown dataset {name!r} (demo, synthetic or acdc)")
 
 
 def pool_bias(run_dir, data) -> dict:
     """Per network at the best checkpoint: share_bias rows on the unlabeled pool (hidden truth)."""
+    import torch
+
     from coda_edu.analysis import predict_pool
     from coda_edu.bias import share_bias
     from coda_edu.checkpoint import load_run_pair
-
-    import torch
 
     out = {}
     if data.unlabeled.labels is None or len(data.unlabeled) == 0:
@@ -98,8 +108,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return label.strip(), [o.strip() for o in overrides.split(",") if o.strip()]
 
 
-def run_dataset(name: str, seeds: list[int], quick: bool, log, methods: dict | None = None,
-                extra: list[str] | None = None) -> list[dict]:
+def run_dataset(
+    name: str, seeds: list[int], quick: bool, log, methods: dict | None = None, extra: list[str] | None = None
+) -> list[dict]:
     from coda_edu.config import load_config
     from coda_edu.data import load_dataset
     from coda_edu.train import train
@@ -118,17 +129,29 @@ def run_dataset(name: str, seeds: list[int], quick: bool, log, methods: dict | N
             result = train(cfg, out, progress=False, log=lambda m: None, data=shared)
             best = [r for r in result.evaluation["records"] if r["checkpoint"] == "best"]
             dice = {r["class"]: r["dice"] for r in best if r["split"] == s["split"] and r["model"] == "ensemble"}
-            val = {m: {r["class"]: r["dice"] for r in best if r["split"] == "val" and r["model"] == m}
-                   for m in ("A", "B", "ensemble")}
-            row = {"dataset": name, "method": method, "seed": seed, "split": s["split"], "dice": dice, "val": val,
-                   "best_step": result.state.best_step, "seconds": time.perf_counter() - start}
+            val = {
+                m: {r["class"]: r["dice"] for r in best if r["split"] == "val" and r["model"] == m}
+                for m in ("A", "B", "ensemble")
+            }
+            row = {
+                "dataset": name,
+                "method": method,
+                "seed": seed,
+                "split": s["split"],
+                "dice": dice,
+                "val": val,
+                "best_step": result.state.best_step,
+                "seconds": time.perf_counter() - start,
+            }
             if s.get("bias"):
                 row["bias"] = pool_bias(out, result.data)
             rows.append(row)
             rv = next((c for c in dice if c != "mean"), None)
-            log(f"  {name} {method:<20} seed {seed}: mean Dice {dice['mean']:.4f}, {rv} {dice[rv]:.4f}; "
+            log(
+                f"  {name} {method:<20} seed {seed}: mean Dice {dice['mean']:.4f}, {rv} {dice[rv]:.4f}; "
                 f"val A {val['A']['mean']:.3f} B {val['B']['mean']:.3f} ens {val['ensemble']['mean']:.3f} "
-                f"({time.perf_counter() - start:.0f} s)")
+                f"({time.perf_counter() - start:.0f} s)"
+            )
     return rows
 
 
@@ -142,7 +165,9 @@ def summarise(rows: list[dict]) -> list[dict]:
             continue
         row = {"method": method, "seeds": len(mine)}
         for cls in mine[0]["dice"]:
-            values = np.array([r["dice"][cls] for r in mine if r["dice"][cls] is not None and not math.isnan(r["dice"][cls])])
+            values = np.array(
+                [r["dice"][cls] for r in mine if r["dice"][cls] is not None and not math.isnan(r["dice"][cls])]
+            )
             row[cls] = float(values.mean()) if values.size else float("nan")
             row[f"{cls}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
             row[f"{cls}_text"] = f"{row[cls]:.3f} ± {row[f'{cls}_std']:.3f}"
@@ -164,8 +189,16 @@ def paired_deltas(rows: list[dict], baseline: str = "cps") -> list[dict]:
             continue
         row = {"method": f"{method} - {baseline}"}
         for cls in next(r for r in rows if r["method"] == method)["dice"]:
-            diffs = np.array([r["dice"][cls] - base[(r["seed"], cls)] for r in rows if r["method"] == method
-                              and (r["seed"], cls) in base and r["dice"][cls] is not None and base[(r["seed"], cls)] is not None])
+            diffs = np.array(
+                [
+                    r["dice"][cls] - base[(r["seed"], cls)]
+                    for r in rows
+                    if r["method"] == method
+                    and (r["seed"], cls) in base
+                    and r["dice"][cls] is not None
+                    and base[(r["seed"], cls)] is not None
+                ]
+            )
             diffs = diffs[~np.isnan(diffs)]
             sd = diffs.std(ddof=1) if diffs.size > 1 else 0.0
             row[f"{cls}_text"] = f"{diffs.mean():+.3f} ± {sd:.3f}" if diffs.size else "n/a"
@@ -187,8 +220,16 @@ def pair_table(rows: list[dict]) -> list[dict]:
         b = np.array([r["val"]["B"]["mean"] for r in mine])
         e = np.array([r["val"]["ensemble"]["mean"] for r in mine])
         ok = int((e >= np.maximum(a, b) - 0.01).sum())
-        out.append({"method": method, "A": f"{a.mean():.3f}", "B": f"{b.mean():.3f}", "ensemble": f"{e.mean():.3f}",
-                    "gap": f"{np.abs(a - b).mean():.3f}", "ens_ok": f"{ok}/{len(mine)}"})
+        out.append(
+            {
+                "method": method,
+                "A": f"{a.mean():.3f}",
+                "B": f"{b.mean():.3f}",
+                "ensemble": f"{e.mean():.3f}",
+                "gap": f"{np.abs(a - b).mean():.3f}",
+                "ens_ok": f"{ok}/{len(mine)}",
+            }
+        )
     return out
 
 
@@ -209,8 +250,11 @@ def bias_table(rows: list[dict], cls: str) -> list[dict]:
             true = np.array([x["true"] for x in stats], dtype=float)
             under = int((share < true).sum())
             sd = ratio.std(ddof=1) if ratio.size > 1 else float("nan")
-            row[key] = (f"{share.mean():.4f} vs {true.mean():.4f} (ratio {ratio.mean():.2f}"
-                        + (f" ± {sd:.2f}" if ratio.size > 1 else "") + f", under in {under}/{len(mine)})")
+            row[key] = (
+                f"{share.mean():.4f} vs {true.mean():.4f} (ratio {ratio.mean():.2f}"
+                + (f" ± {sd:.2f}" if ratio.size > 1 else "")
+                + f", under in {under}/{len(mine)})"
+            )
         out.append(row)
     return out
 
@@ -220,11 +264,22 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny runs, 2 seeds (CI size)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default="demo,synthetic,acdc", help="comma-separated: demo, synthetic, acdc")
-    parser.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
-                        help="replace the method list by these variants (repeatable), e.g. "
-                             "'coda, labels target:method.name=coda,method.alignment=labels'")
-    parser.add_argument("--set", action="append", default=[], dest="extra", metavar="KEY=VALUE",
-                        help="an override applied to every run (repeatable), e.g. train.iterations=1200")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:KEY=VALUE,...",
+        help="replace the method list by these variants (repeatable), e.g. "
+        "'coda, labels target:method.name=coda,method.alignment=labels'",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="extra",
+        metavar="KEY=VALUE",
+        help="an override applied to every run (repeatable), e.g. train.iterations=1200",
+    )
     parser.add_argument("--out", help="results JSON (default: benchmarks/results/quality.json)")
     args = parser.parse_args(argv)
     methods = dict(parse_variant(v) for v in args.variant) or METHODS
@@ -242,34 +297,56 @@ def main(argv=None) -> int:
         summary = summarise([r for r in rows if r["dataset"] == name])
         classes = [c for c in rows[[r["dataset"] for r in rows].index(name)]["dice"] if c != "mean"] + ["mean"]
         split = next(r["split"] for r in rows if r["dataset"] == name)
-        print(f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
-              f"mean ± std over {len(seeds)} seeds")
+        print(
+            f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
+            f"mean ± std over {len(seeds)} seeds"
+        )
         print(table(summary, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
         mine = [r for r in rows if r["dataset"] == name]
         tables[name] = {"summary": summary}
         for baseline in ("cps", "supervised"):
             deltas = paired_deltas(mine, baseline)
             if deltas:
-                print(f"\n{name}: difference to {baseline}, paired by seed (same data and initialisation), "
-                      f"mean ± std over seeds")
+                print(
+                    f"\n{name}: difference to {baseline}, paired by seed (same data and initialisation), "
+                    f"mean ± std over seeds"
+                )
                 print(table(deltas, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
             tables[name][f"paired_vs_{baseline}"] = deltas
         pairs = pair_table(mine)
         if pairs:
-            print(f"\n{name}: the pair on the validation split (best checkpoint): mean over seeds; "
-                  f"gap = mean |A - B|; ens ok = seeds with ensemble >= better network - 0.01")
-            print(table(pairs, [("method", "method", ""), ("A", "A", ""), ("B", "B", ""), ("ensemble", "ensemble", ""),
-                                ("gap", "gap", ""), ("ens_ok", "ens ok", "")]))
+            print(
+                f"\n{name}: the pair on the validation split (best checkpoint): mean over seeds; "
+                f"gap = mean |A - B|; ens ok = seeds with ensemble >= better network - 0.01"
+            )
+            print(
+                table(
+                    pairs,
+                    [
+                        ("method", "method", ""),
+                        ("A", "A", ""),
+                        ("B", "B", ""),
+                        ("ensemble", "ensemble", ""),
+                        ("gap", "gap", ""),
+                        ("ens_ok", "ens ok", ""),
+                    ],
+                )
+            )
         tables[name]["pair"] = pairs
         minority = classes[0] if classes[0] != "mean" else None
         biases = bias_table(mine, minority) if minority else []
         if biases:
-            print(f"\n{name}: {minority} on the unlabeled pool (hidden truth), best checkpoint: argmax share vs "
-                  f"true share, per network (ratio < 1: under-predicted)")
+            print(
+                f"\n{name}: {minority} on the unlabeled pool (hidden truth), best checkpoint: argmax share vs "
+                f"true share, per network (ratio < 1: under-predicted)"
+            )
             print(table(biases, [("method", "method", ""), ("A", "A", ""), ("B", "B", "")]))
         tables[name]["bias"] = biases
-    path = write_results("quality", {"quick": args.quick, "seeds": seeds, "methods": methods, "extra": args.extra, "runs": rows,
-                                     "summary": tables}, args.out)
+    path = write_results(
+        "quality",
+        {"quick": args.quick, "seeds": seeds, "methods": methods, "extra": args.extra, "runs": rows, "summary": tables},
+        args.out,
+    )
     print(f"\nresults: {path}")
     return 0
 

@@ -33,8 +33,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 class SliceDataset(Dataset):
     """Slices from h5 files (read on every access) or from in-memory arrays; scipy augmentation."""
 
-    def __init__(self, size: tuple[int, int], h5_paths: list[Path] | None = None,
-                 arrays: tuple[np.ndarray, np.ndarray] | None = None, crop: float | None = None):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        h5_paths: list[Path] | None = None,
+        arrays: tuple[np.ndarray, np.ndarray] | None = None,
+        crop: float | None = None,
+    ):
         self.size = size
         self.h5_paths = h5_paths
         self.arrays = arrays
@@ -57,7 +62,7 @@ class SliceDataset(Dataset):
             h, w = image.shape
             ch, cw = int(round(h * self.crop)), int(round(w * self.crop))
             top, left = (h - ch) // 2, (w - cw) // 2
-            image, label = image[top:top + ch, left:left + cw], label[top:top + ch, left:left + cw]
+            image, label = image[top : top + ch, left : left + cw], label[top : top + ch, left : left + cw]
         if np.random.random() > 0.5:
             k = np.random.randint(0, 4)
             image, label = np.rot90(image, k), np.rot90(label, k)
@@ -87,8 +92,12 @@ class TwoStreamBatchSampler(Sampler):
     def __iter__(self):
         lab, unl = self._forever(self.labeled), self._forever(self.unlabeled)
         while True:
-            yield [int(i) for i in itertools.chain(itertools.islice(lab, self.labeled_bs),
-                                                   itertools.islice(unl, self.unlabeled_bs))]
+            yield [
+                int(i)
+                for i in itertools.chain(
+                    itertools.islice(lab, self.labeled_bs), itertools.islice(unl, self.unlabeled_bs)
+                )
+            ]
 
     def __len__(self) -> int:
         return 10**9
@@ -108,16 +117,35 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor, num_classes: int) -> to
 class ReferenceCoDA:
     """The reference loop: DataLoader + scipy augmentation + inline Co-DA losses, float32."""
 
-    def __init__(self, model_a, model_b, dataset: SliceDataset, labeled: list[int], unlabeled: list[int],
-                 batch_size: int, labeled_bs: int, num_classes: int, lr: float = 0.01, workers: int = 2,
-                 device: str = "cpu", momentum: float = 0.99, lambda_u: float = 1.0, seed: int = 0):
+    def __init__(
+        self,
+        model_a,
+        model_b,
+        dataset: SliceDataset,
+        labeled: list[int],
+        unlabeled: list[int],
+        batch_size: int,
+        labeled_bs: int,
+        num_classes: int,
+        lr: float = 0.01,
+        workers: int = 2,
+        device: str = "cpu",
+        momentum: float = 0.99,
+        lambda_u: float = 1.0,
+        seed: int = 0,
+    ):
         self.model_a, self.model_b = model_a.to(device), model_b.to(device)
         self.opt_a = torch.optim.SGD(model_a.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
         self.opt_b = torch.optim.SGD(model_b.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
         sampler = TwoStreamBatchSampler(labeled, unlabeled, batch_size, labeled_bs)
-        self.loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device != "cpu",
-                                 persistent_workers=workers > 0,
-                                 worker_init_fn=lambda w: np.random.seed(seed + w))
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            pin_memory=device != "cpu",
+            persistent_workers=workers > 0,
+            worker_init_fn=lambda w: np.random.seed(seed + w),
+        )
         self.batches = iter(self.loader)
         self.labeled_bs, self.num_classes, self.device = labeled_bs, num_classes, device
         self.momentum, self.lambda_u = momentum, lambda_u
@@ -147,8 +175,12 @@ class ReferenceCoDA:
         lbs = self.labeled_bs
         out_a, out_b = self.model_a(images), self.model_b(images)
         soft_a, soft_b = torch.softmax(out_a, dim=1), torch.softmax(out_b, dim=1)
-        sup_a = 0.5 * (F.cross_entropy(out_a[:lbs], labels[:lbs]) + dice_loss(soft_a[:lbs], labels[:lbs], self.num_classes))
-        sup_b = 0.5 * (F.cross_entropy(out_b[:lbs], labels[:lbs]) + dice_loss(soft_b[:lbs], labels[:lbs], self.num_classes))
+        sup_a = 0.5 * (
+            F.cross_entropy(out_a[:lbs], labels[:lbs]) + dice_loss(soft_a[:lbs], labels[:lbs], self.num_classes)
+        )
+        sup_b = 0.5 * (
+            F.cross_entropy(out_b[:lbs], labels[:lbs]) + dice_loss(soft_b[:lbs], labels[:lbs], self.num_classes)
+        )
         label_a, mask_a = self._pseudo("A", soft_a.detach())
         label_b, mask_b = self._pseudo("B", soft_b.detach())
         oece_a = (F.cross_entropy(out_a[lbs:], label_b, reduction="none") * mask_b).mean()

@@ -42,8 +42,15 @@ from _common import REPO, Stopwatch, has_acdc, machine, median, table, write_res
 
 def settings(device: str, quick: bool) -> dict:
     cuda = device.startswith("cuda")
-    s = {"size": [256, 256] if cuda else [128, 128], "batch": 24 if cuda else 8, "labeled_bs": 12 if cuda else 4,
-         "width": 16, "levels": 5, "labeled_patients": 7, "dataset": "acdc" if has_acdc() else "synthetic"}
+    s = {
+        "size": [256, 256] if cuda else [128, 128],
+        "batch": 24 if cuda else 8,
+        "labeled_bs": 12 if cuda else 4,
+        "width": 16,
+        "levels": 5,
+        "labeled_patients": 7,
+        "dataset": "acdc" if has_acdc() else "synthetic",
+    }
     s.update({"warmup": 2, "repeats": 3, "steps": 2} if quick else {"warmup": 5, "repeats": 7, "steps": 8})
     if cuda and not quick:
         s.update({"repeats": 7, "steps": 20})
@@ -53,14 +60,27 @@ def settings(device: str, quick: bool) -> dict:
 def coda_config(s: dict, method: str, device: str, precision: str = "fp32", channels_last=None, compile=False):
     from coda_edu.config import load_config
 
-    overrides = [f"data.name={s['dataset']}", f"data.image_size={s['size']}", f"data.labeled_patients={s['labeled_patients']}",
-                 f"model.base_width={s['width']}", f"model.levels={s['levels']}", f"method.name={method}",
-                 f"train.batch_size={s['batch']}", f"train.labeled_batch_size={s['labeled_bs']}", f"train.device={device}",
-                 f"train.precision={precision}", f"train.compile={str(compile).lower()}", "train.iterations=100000",
-                 "train.threads=0"]
+    overrides = [
+        f"data.name={s['dataset']}",
+        f"data.image_size={s['size']}",
+        f"data.labeled_patients={s['labeled_patients']}",
+        f"model.base_width={s['width']}",
+        f"model.levels={s['levels']}",
+        f"method.name={method}",
+        f"train.batch_size={s['batch']}",
+        f"train.labeled_batch_size={s['labeled_bs']}",
+        f"train.device={device}",
+        f"train.precision={precision}",
+        f"train.compile={str(compile).lower()}",
+        "train.iterations=100000",
+        "train.threads=0",
+    ]
     if s["dataset"] == "synthetic":
-        overrides += [f"data.synthetic.resolution={s['size'][0]}", "data.synthetic.n_patients=60",
-                      f"data.labeled_patients={s['labeled_patients']}"]
+        overrides += [
+            f"data.synthetic.resolution={s['size'][0]}",
+            "data.synthetic.n_patients=60",
+            f"data.labeled_patients={s['labeled_patients']}",
+        ]
     if channels_last is not None:
         overrides.append(f"train.channels_last={str(channels_last).lower()}")
     return load_config(None, overrides)
@@ -69,8 +89,13 @@ def coda_config(s: dict, method: str, device: str, precision: str = "fp32", chan
 def make_trainer(s, method, device, data, tmp, **kw):
     from coda_edu.train import Trainer
 
-    return Trainer(coda_config(s, method, device, **kw), tmp / f"{method}-{kw.get('precision', 'fp32')}-{kw.get('channels_last')}",
-                   progress=False, data=data, log=lambda m: None)
+    return Trainer(
+        coda_config(s, method, device, **kw),
+        tmp / f"{method}-{kw.get('precision', 'fp32')}-{kw.get('channels_last')}",
+        progress=False,
+        data=data,
+        log=lambda m: None,
+    )
 
 
 def make_reference(s, device, data_cfg, data=None):
@@ -103,8 +128,18 @@ def make_reference(s, device, data_cfg, data=None):
         labeled = list(range(len(data.labeled)))
         dataset = SliceDataset(tuple(s["size"]), arrays=(images, labels.astype(np.int64)))
     unlabeled = [i for i in range(len(dataset)) if i not in set(labeled)]
-    return ReferenceCoDA(model_a, model_b, dataset, labeled, unlabeled, s["batch"], s["labeled_bs"], num_classes,
-                         workers=2, device=device)
+    return ReferenceCoDA(
+        model_a,
+        model_b,
+        dataset,
+        labeled,
+        unlabeled,
+        s["batch"],
+        s["labeled_bs"],
+        num_classes,
+        workers=2,
+        device=device,
+    )
 
 
 def count_flops(step_fn) -> float:
@@ -169,12 +204,17 @@ def run_memory_child(kind: str, device: str, quick: bool) -> None:
     cfg = coda_config(s, "coda", device)
     data = None if kind == "reference" and s["dataset"] == "acdc" else load_dataset(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        step = make_reference(s, device, cfg, data).step if kind == "reference" else \
-            make_trainer(s, "coda", device, data, Path(tmp)).train_step
+        step = (
+            make_reference(s, device, cfg, data).step
+            if kind == "reference"
+            else make_trainer(s, "coda", device, data, Path(tmp)).train_step
+        )
         for _ in range(s["warmup"] + s["steps"]):
             step()
         workers = children_peak_rss()
-    print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers_peak_rss": workers}))
+    print(
+        json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers_peak_rss": workers})
+    )
 
 
 def main(argv=None) -> int:
@@ -198,22 +238,32 @@ def main(argv=None) -> int:
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else None
     s = settings(device, args.quick)
-    print(f"throughput on {device}: {s['dataset']} {s['size'][0]}x{s['size'][1]}, batch {s['batch']} "
-          f"({s['labeled_bs']} labeled), U-Net {s['width']}-{s['width'] * 2 ** (s['levels'] - 1)}; "
-          f"{s['repeats']} repeats x {s['steps']} steps after {s['warmup']} warm-up steps", flush=True)
+    print(
+        f"throughput on {device}: {s['dataset']} {s['size'][0]}x{s['size'][1]}, batch {s['batch']} "
+        f"({s['labeled_bs']} labeled), U-Net {s['width']}-{s['width'] * 2 ** (s['levels'] - 1)}; "
+        f"{s['repeats']} repeats x {s['steps']} steps after {s['warmup']} warm-up steps",
+        flush=True,
+    )
     base_cfg = coda_config(s, "coda", device)
     data = load_dataset(base_cfg)
     tmp = Path(tempfile.mkdtemp(prefix="coda-bench-"))
-    loops = {"reference (fp32, scipy DataLoader)": make_reference(s, device, base_cfg, data).step,
-             "coda-edu coda (fp32)": make_trainer(s, "coda", device, data, tmp).train_step,
-             "coda-edu coda (fp32, channels-last)": make_trainer(s, "coda", device, data, tmp, channels_last=True).train_step,
-             "coda-edu cps (fp32)": make_trainer(s, "cps", device, data, tmp).train_step,
-             "coda-edu supervised (fp32)": make_trainer(s, "supervised", device, data, tmp).train_step}
+    loops = {
+        "reference (fp32, scipy DataLoader)": make_reference(s, device, base_cfg, data).step,
+        "coda-edu coda (fp32)": make_trainer(s, "coda", device, data, tmp).train_step,
+        "coda-edu coda (fp32, channels-last)": make_trainer(
+            s, "coda", device, data, tmp, channels_last=True
+        ).train_step,
+        "coda-edu cps (fp32)": make_trainer(s, "cps", device, data, tmp).train_step,
+        "coda-edu supervised (fp32)": make_trainer(s, "supervised", device, data, tmp).train_step,
+    }
     if cuda:
-        loops["coda-edu coda (mixed precision)"] = make_trainer(s, "coda", device, data, tmp, precision="auto").train_step
+        loops["coda-edu coda (mixed precision)"] = make_trainer(
+            s, "coda", device, data, tmp, precision="auto"
+        ).train_step
         if args.compile:
-            loops["coda-edu coda (mixed precision, compiled)"] = make_trainer(s, "coda", device, data, tmp, precision="auto",
-                                                                              compile=True).train_step
+            loops["coda-edu coda (mixed precision, compiled)"] = make_trainer(
+                s, "coda", device, data, tmp, precision="auto", compile=True
+            ).train_step
     for name, step in loops.items():
         for _ in range(s["warmup"]):
             step()
@@ -225,8 +275,11 @@ def main(argv=None) -> int:
                 for _ in range(s["steps"]):
                     step()
             times[name].append(t.seconds / s["steps"])
-        print(f"  repeat {rep + 1}/{s['repeats']}: " + ", ".join(f"{n.split(' (')[0]} {times[n][-1]:.3f}s" for n in list(loops)[:2]),
-              flush=True)
+        print(
+            f"  repeat {rep + 1}/{s['repeats']}: "
+            + ", ".join(f"{n.split(' (')[0]} {times[n][-1]:.3f}s" for n in list(loops)[:2]),
+            flush=True,
+        )
 
     flops = {name: count_flops(step) for name, step in loops.items()}
     peak_fp32 = dense_peak(device, torch.float32, args.quick)
@@ -248,24 +301,50 @@ def main(argv=None) -> int:
         step_s = median(times[name])
         peak = peak_bf16 if "mixed" in name and peak_bf16 else peak_fp32
         images = s["labeled_bs"] if "supervised" in name else s["batch"]
-        rows.append({"loop": name, "step_s": step_s, "steps_per_s": 1 / step_s, "images_per_s": images / step_s,
-                     "gflop_per_step": flops[name] / 1e9, "gflop_per_s": flops[name] / step_s / 1e9,
-                     "peak_fraction": flops[name] / step_s / peak,
-                     "speedup_vs_reference": median(times[ref_name]) / step_s,
-                     "time_vs_coda": step_s / median(times[coda_name]),
-                     "peak_memory_mb": mem[name] / 2**20 if name in mem else None,
-                     "workers_peak_memory_mb": workers_mem[name] / 2**20 if name in workers_mem else None,
-                     "all_step_s": times[name]})
+        rows.append(
+            {
+                "loop": name,
+                "step_s": step_s,
+                "steps_per_s": 1 / step_s,
+                "images_per_s": images / step_s,
+                "gflop_per_step": flops[name] / 1e9,
+                "gflop_per_s": flops[name] / step_s / 1e9,
+                "peak_fraction": flops[name] / step_s / peak,
+                "speedup_vs_reference": median(times[ref_name]) / step_s,
+                "time_vs_coda": step_s / median(times[coda_name]),
+                "peak_memory_mb": mem[name] / 2**20 if name in mem else None,
+                "workers_peak_memory_mb": workers_mem[name] / 2**20 if name in workers_mem else None,
+                "all_step_s": times[name],
+            }
+        )
     print()
-    print(table(rows, [("loop", "loop", ""), ("step_s", "s/step", ".3f"), ("images_per_s", "images/s", ".1f"),
-                       ("gflop_per_step", "GFLOP/step", ".1f"), ("gflop_per_s", "GFLOP/s", ".1f"),
-                       ("peak_fraction", "of peak", ".0%"), ("speedup_vs_reference", "x reference", ".2f"),
-                       ("time_vs_coda", "time/coda", ".3f"), ("peak_memory_mb", "peak MB", ".0f"),
-                       ("workers_peak_memory_mb", "+ workers MB", ".0f")]))
-    print(f"\ndense {'fp32'} matmul peak: {peak_fp32 / 1e9:.1f} GFLOP/s" +
-          (f", bf16: {peak_bf16 / 1e12:.1f} TFLOP/s" if peak_bf16 else "") + f" on {machine().get('gpu', machine()['cpu'])}")
-    path = write_results("throughput", {"settings": s, "device": device, "peak_fp32_flops": peak_fp32,
-                                        "peak_bf16_flops": peak_bf16, "rows": rows}, args.out)
+    print(
+        table(
+            rows,
+            [
+                ("loop", "loop", ""),
+                ("step_s", "s/step", ".3f"),
+                ("images_per_s", "images/s", ".1f"),
+                ("gflop_per_step", "GFLOP/step", ".1f"),
+                ("gflop_per_s", "GFLOP/s", ".1f"),
+                ("peak_fraction", "of peak", ".0%"),
+                ("speedup_vs_reference", "x reference", ".2f"),
+                ("time_vs_coda", "time/coda", ".3f"),
+                ("peak_memory_mb", "peak MB", ".0f"),
+                ("workers_peak_memory_mb", "+ workers MB", ".0f"),
+            ],
+        )
+    )
+    print(
+        f"\ndense {'fp32'} matmul peak: {peak_fp32 / 1e9:.1f} GFLOP/s"
+        + (f", bf16: {peak_bf16 / 1e12:.1f} TFLOP/s" if peak_bf16 else "")
+        + f" on {machine().get('gpu', machine()['cpu'])}"
+    )
+    path = write_results(
+        "throughput",
+        {"settings": s, "device": device, "peak_fp32_flops": peak_fp32, "peak_bf16_flops": peak_bf16, "rows": rows},
+        args.out,
+    )
     print(f"results: {path}")
     return 0
 

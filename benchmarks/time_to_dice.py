@@ -40,8 +40,13 @@ def base_config(quick: bool, val_every: int):
     if quick:
         from coda_edu.config import set_value
 
-        for key, value in (("train.iterations", 40), ("train.val_every", 20), ("model.base_width", 4), ("model.levels", 4),
-                           ("data.image_size", [64, 64] if has_acdc() else [32, 32])):
+        for key, value in (
+            ("train.iterations", 40),
+            ("train.val_every", 20),
+            ("model.base_width", 4),
+            ("model.levels", 4),
+            ("data.image_size", [64, 64] if has_acdc() else [32, 32]),
+        ):
             set_value(cfg, key, value)
         if not has_acdc():
             set_value(cfg, "data.synthetic.resolution", 32)
@@ -52,8 +57,11 @@ def curve(run_dir) -> list[tuple[float, float, int]]:
     """(training minutes, validation mean Dice of the ensemble, step) at every validation."""
     from coda_edu.io import read_jsonl
 
-    return [(r["seconds"] / 60, r["dice"]["ensemble"]["mean"], r["step"])
-            for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "val"]
+    return [
+        (r["seconds"] / 60, r["dice"]["ensemble"]["mean"], r["step"])
+        for r in read_jsonl(run_dir / "metrics.jsonl")
+        if r["kind"] == "val"
+    ]
 
 
 def first_reach(points, target: float):
@@ -148,21 +156,50 @@ def main(argv=None) -> int:
         curves[name] = points
         minutes, step = first_reach(points, args.target)
         final = points[-1]
-        rows.append({"method": name, "minutes_to_target": minutes, "step_at_target": step,
-                     "speedup_vs_reference": args.reference_minutes / minutes if minutes else None,
-                     "final_minutes": final[0], "final_dice": final[1], "best_dice": max(p[1] for p in points),
-                     "steps": final[2], "val_minutes": run["state"].val_seconds / 60})
+        rows.append(
+            {
+                "method": name,
+                "minutes_to_target": minutes,
+                "step_at_target": step,
+                "speedup_vs_reference": args.reference_minutes / minutes if minutes else None,
+                "final_minutes": final[0],
+                "final_dice": final[1],
+                "best_dice": max(p[1] for p in points),
+                "steps": final[2],
+                "val_minutes": run["state"].val_seconds / 60,
+            }
+        )
     print(f"\nvalidation mean Dice (ensemble) against training minutes, {dataset}, target {args.target}")
-    print(table(rows, [("method", "method", ""), ("minutes_to_target", f"min to {args.target}", ".2f"),
-                       ("step_at_target", "step", ""), ("speedup_vs_reference", f"x faster than {args.reference_minutes:g} min", ".1f"),
-                       ("final_minutes", "train min", ".1f"), ("final_dice", "final Dice", ".3f"),
-                       ("best_dice", "best Dice", ".3f"), ("val_minutes", "val min", ".1f")]))
+    print(
+        table(
+            rows,
+            [
+                ("method", "method", ""),
+                ("minutes_to_target", f"min to {args.target}", ".2f"),
+                ("step_at_target", "step", ""),
+                ("speedup_vs_reference", f"x faster than {args.reference_minutes:g} min", ".1f"),
+                ("final_minutes", "train min", ".1f"),
+                ("final_dice", "final Dice", ".3f"),
+                ("best_dice", "best Dice", ".3f"),
+                ("val_minutes", "val min", ".1f"),
+            ],
+        )
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     figure = RESULTS / "time_to_dice.png"
     plot(curves, args.target, figure, args.reference_minutes)
-    path = write_results("time_to_dice", {"dataset": dataset, "target": args.target, "quick": args.quick,
-                                          "config": cfg0.to_dict(), "rows": rows,
-                                          "curves": {k: [list(p) for p in v] for k, v in curves.items()}}, args.out)
+    path = write_results(
+        "time_to_dice",
+        {
+            "dataset": dataset,
+            "target": args.target,
+            "quick": args.quick,
+            "config": cfg0.to_dict(),
+            "rows": rows,
+            "curves": {k: [list(p) for p in v] for k, v in curves.items()},
+        },
+        args.out,
+    )
     print(f"results: {path}  figure: {figure}")
     return 0
 

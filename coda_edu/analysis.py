@@ -8,8 +8,9 @@ new is computed about the method itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -21,8 +22,13 @@ from .method.filtering import class_expectations, fixed_threshold_mask, over_exp
 
 
 @torch.no_grad()
-def predict_pool(model: torch.nn.Module, pool: TrainPool, device: torch.device | str = "cpu",
-                 batch_size: int = 64, limit: Optional[int] = None) -> torch.Tensor:
+def predict_pool(
+    model: torch.nn.Module,
+    pool: TrainPool,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    limit: Optional[int] = None,
+) -> torch.Tensor:
     """Softmax probabilities ``(N, C, *size)`` (CPU, float32) of ``model`` on the items of a training pool."""
     device = torch.device(device)
     was_training = model.training
@@ -37,8 +43,9 @@ def predict_pool(model: torch.nn.Module, pool: TrainPool, device: torch.device |
     return torch.cat(out)
 
 
-def per_class_quality(labels: torch.Tensor, truth: torch.Tensor, num_classes: int,
-                      mask: Optional[torch.Tensor] = None) -> dict[str, np.ndarray]:
+def per_class_quality(
+    labels: torch.Tensor, truth: torch.Tensor, num_classes: int, mask: Optional[torch.Tensor] = None
+) -> dict[str, np.ndarray]:
     """Per pseudo-class k: ``share`` of pixels assigned to k, ``coverage`` (kept / assigned),
     ``precision`` of the kept pixels (kept and correct / kept) and ``recall`` (kept and
     correct / truly k). NaN where a denominator is zero."""
@@ -54,41 +61,61 @@ def per_class_quality(labels: torch.Tensor, truth: torch.Tensor, num_classes: in
     kept_correct = count(keep & correct)
     truly = torch.bincount(truth, minlength=num_classes)[:num_classes].double().numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"share": assigned / max(assigned.sum(), 1), "coverage": kept / assigned,
-                "precision": kept_correct / kept, "recall": kept_correct / truly}
+        return {
+            "share": assigned / max(assigned.sum(), 1),
+            "coverage": kept / assigned,
+            "precision": kept_correct / kept,
+            "recall": kept_correct / truly,
+        }
 
 
 def filter_masks(probs: torch.Tensor, threshold: float = 0.95) -> dict[str, torch.Tensor]:
     """The three filters on the same probabilities: ``none``, ``fixed`` (q >= threshold), ``over_expectation``."""
     confidence, labels = pseudo_labels(probs)
     expectations = class_expectations(confidence, labels, probs.shape[1])
-    return {"none": torch.ones_like(labels, dtype=torch.bool),
-            "fixed": fixed_threshold_mask(confidence, threshold),
-            "over_expectation": over_expectation_mask(confidence, labels, expectations)}
+    return {
+        "none": torch.ones_like(labels, dtype=torch.bool),
+        "fixed": fixed_threshold_mask(confidence, threshold),
+        "over_expectation": over_expectation_mask(confidence, labels, expectations),
+    }
 
 
-def compare_filters(probs: torch.Tensor, truth: torch.Tensor, class_names: list[str], threshold: float = 0.95) -> list[dict]:
+def compare_filters(
+    probs: torch.Tensor, truth: torch.Tensor, class_names: list[str], threshold: float = 0.95
+) -> list[dict]:
     """Rows (filter, class, coverage, precision, recall) for the three filters."""
     _, labels = pseudo_labels(probs)
     rows = []
     for name, mask in filter_masks(probs, threshold).items():
         q = per_class_quality(labels, truth, len(class_names), mask)
         for c, cls in enumerate(class_names):
-            rows.append({"filter": name, "class": cls, "coverage": float(q["coverage"][c]),
-                         "precision": float(q["precision"][c]), "recall": float(q["recall"][c])})
+            rows.append(
+                {
+                    "filter": name,
+                    "class": cls,
+                    "coverage": float(q["coverage"][c]),
+                    "precision": float(q["precision"][c]),
+                    "recall": float(q["recall"][c]),
+                }
+            )
     return rows
 
 
-def alignment_effect(probs_u: torch.Tensor, pi_l: torch.Tensor, alpha: float = 1.0,
-                     pi_u: Optional[torch.Tensor] = None) -> dict[str, np.ndarray]:
+def alignment_effect(
+    probs_u: torch.Tensor, pi_l: torch.Tensor, alpha: float = 1.0, pi_u: Optional[torch.Tensor] = None
+) -> dict[str, np.ndarray]:
     """Pseudo-label class shares before and after aligning ``probs_u`` towards ``pi_l``."""
     k = probs_u.shape[1]
     pi_u = class_marginal(probs_u) if pi_u is None else pi_u
     before = torch.bincount(pseudo_labels(probs_u)[1].reshape(-1), minlength=k)[:k].double()
     aligned = align_distribution(probs_u, pi_l, pi_u, alpha)
     after = torch.bincount(pseudo_labels(aligned)[1].reshape(-1), minlength=k)[:k].double()
-    return {"before": (before / before.sum()).numpy(), "after": (after / after.sum()).numpy(),
-            "pi_l": pi_l.double().numpy(), "pi_u": pi_u.double().numpy()}
+    return {
+        "before": (before / before.sum()).numpy(),
+        "after": (after / after.sum()).numpy(),
+        "pi_l": pi_l.double().numpy(),
+        "pi_u": pi_u.double().numpy(),
+    }
 
 
 def ema_trace(values: torch.Tensor, momentum: float) -> torch.Tensor:
@@ -111,8 +138,11 @@ def find_runs(runs_dir: str | Path) -> list[Path]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    return sorted(p.parent for p in root.rglob("eval.json") if (p.parent / "config.yaml").is_file()
-                  and SCRATCH not in p.parent.relative_to(root).parts)
+    return sorted(
+        p.parent
+        for p in root.rglob("eval.json")
+        if (p.parent / "config.yaml").is_file() and SCRATCH not in p.parent.relative_to(root).parts
+    )
 
 
 def collect_runs(runs_dir: str | Path) -> list[dict]:
@@ -126,16 +156,35 @@ def collect_runs(runs_dir: str | Path) -> list[dict]:
         labeled = data["labeled_patients"] if data.get("labeled_fraction") is None else data["labeled_fraction"]
         ev = read_json(run / "eval.json")
         variant = cfg["method"]["name"]
-        if variant == "coda" and (cfg["method"]["alignment"], cfg["method"]["filter"]) != ("predictions", "over_expectation"):
+        if variant == "coda" and (cfg["method"]["alignment"], cfg["method"]["filter"]) != (
+            "predictions",
+            "over_expectation",
+        ):
             variant = f"coda[{cfg['method']['alignment']},{cfg['method']['filter']}]"
         for rec in ev["records"]:
-            rows.append({"run": run.name, "path": str(run), "method": variant, "dataset": data["name"],
-                         "labeled": labeled, "seed": cfg["seed"], **rec})
+            rows.append(
+                {
+                    "run": run.name,
+                    "path": str(run),
+                    "method": variant,
+                    "dataset": data["name"],
+                    "labeled": labeled,
+                    "seed": cfg["seed"],
+                    **rec,
+                }
+            )
     return rows
 
 
-def summarize(rows: list[dict], by: Iterable[str] = ("method", "labeled"), metric: str = "dice",
-              split: str = "test", checkpoint: str = "best", model: str = "ensemble", cls: str = "mean") -> list[dict]:
+def summarize(
+    rows: list[dict],
+    by: Iterable[str] = ("method", "labeled"),
+    metric: str = "dice",
+    split: str = "test",
+    checkpoint: str = "best",
+    model: str = "ensemble",
+    cls: str = "mean",
+) -> list[dict]:
     """Mean and sample standard deviation of ``metric`` over seeds (and other runs) per group.
 
     ``std`` is None for a group of one run: one seed measures no spread (print it as n/a)."""
@@ -151,8 +200,14 @@ def summarize(rows: list[dict], by: Iterable[str] = ("method", "labeled"), metri
     out = []
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
         values = np.array(groups[key])
-        out.append({**dict(zip(by, key)), "mean": float(values.mean()),
-                    "std": float(values.std(ddof=1)) if len(values) > 1 else None, "n": len(values)})
+        out.append(
+            {
+                **dict(zip(by, key)),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+                "n": len(values),
+            }
+        )
     return out
 
 

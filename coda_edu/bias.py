@@ -20,14 +20,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .method.alignment import (align_distribution, apply_class_weights, apply_log_offsets, class_marginal,
-                               class_shares, hard_count_weights, label_marginal, match_argmax_shares)
+from .method.alignment import (
+    align_distribution,
+    apply_class_weights,
+    apply_log_offsets,
+    class_marginal,
+    class_shares,
+    hard_count_weights,
+    label_marginal,
+    match_argmax_shares,
+)
 
 READINGS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 
 
-def align_pool(reading: str, probs_u: torch.Tensor, probs_l: torch.Tensor, labels_l: torch.Tensor,
-               alpha: float = 1.0, max_weight: float = 10.0, ignore_index: int | None = None) -> torch.Tensor:
+def align_pool(
+    reading: str,
+    probs_u: torch.Tensor,
+    probs_l: torch.Tensor,
+    labels_l: torch.Tensor,
+    alpha: float = 1.0,
+    max_weight: float = 10.0,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
     """``probs_u`` aligned by ``reading`` (one of :data:`READINGS`), with pool-wide statistics:
     :math:`\\pi_l` = mean softmax on the labeled pool (``predictions``) or its label
     frequencies (``labels``, ``hard_counts``, ``argmax_share``); :math:`\\pi_u` and
@@ -64,9 +79,16 @@ def share_bias(probs: torch.Tensor, truth: torch.Tensor, class_names: list[str])
     rows = []
     for c, name in enumerate(class_names):
         with np.errstate(invalid="ignore", divide="ignore"):
-            rows.append({"class": name, "share": float(share[c] / n), "mass": float(mass[c]), "true": float(true[c] / n),
-                         "ratio": float(share[c] / true[c]) if true[c] else float("nan"),
-                         "dice": float(2 * hits[c] / (share[c] + true[c])) if share[c] + true[c] else float("nan"),
-                         "precision": float(hits[c] / share[c]) if share[c] else float("nan"),
-                         "recall": float(hits[c] / true[c]) if true[c] else float("nan")})
+            rows.append(
+                {
+                    "class": name,
+                    "share": float(share[c] / n),
+                    "mass": float(mass[c]),
+                    "true": float(true[c] / n),
+                    "ratio": float(share[c] / true[c]) if true[c] else float("nan"),
+                    "dice": float(2 * hits[c] / (share[c] + true[c])) if share[c] + true[c] else float("nan"),
+                    "precision": float(hits[c] / share[c]) if share[c] else float("nan"),
+                    "recall": float(hits[c] / true[c]) if true[c] else float("nan"),
+                }
+            )
     return rows

@@ -41,8 +41,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global: a foreign or malicious object
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunFolderError(f"checkpoint '{path}' holds objects other than tensors and plain values, so it was "
-                             f"not loaded (coda-edu loads checkpoints with weights_only=True; {first[:200]})") from None
+        raise RunFolderError(
+            f"checkpoint '{path}' holds objects other than tensors and plain values, so it was "
+            f"not loaded (coda-edu loads checkpoints with weights_only=True; {first[:200]})"
+        ) from None
     except MemoryError:
         raise
     except Exception as exc:  # truncated or not a checkpoint
@@ -58,8 +60,13 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state = {
         "python": {"version": int(version), "internal": [int(x) for x in internal], "gauss_next": gauss_next},
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }

@@ -30,8 +30,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config (defaults: the synthetic Co-DA experiment)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override one config key, e.g. --set method.name=cps --set train.iterations=300 (repeatable)")
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one config key, e.g. --set method.name=cps --set train.iterations=300 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,8 +122,10 @@ def cmd_config(args) -> int:
     return 0
 
 
-_OOM = ("out of memory (lower train.batch_size, data.image_size, data.synthetic.resolution, model.base_width "
-        "or eval.batch_size, or use a machine with more memory)")
+_OOM = (
+    "out of memory (lower train.batch_size, data.image_size, data.synthetic.resolution, model.base_width "
+    "or eval.batch_size, or use a machine with more memory)"
+)
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config}
 
@@ -150,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             where = f" writing '{exc.filename}'" if exc.filename else ""
-            sys.stderr.write(f"coda-edu: error: the disk is full{where}; free some space (a run can be continued "
-                             f"with --resume from its last checkpoint)\n")
+            sys.stderr.write(
+                f"coda-edu: error: the disk is full{where}; free some space (a run can be continued "
+                f"with --resume from its last checkpoint)\n"
+            )
             return 2
         if isinstance(exc, PermissionError):
             where = f" '{exc.filename}'" if exc.filename else ""

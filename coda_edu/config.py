@@ -30,19 +30,30 @@ from .registry import DATASETS, METHODS, Registry
 
 #: Overrides for a CI-size synthetic dataset (24 patients, 32x32 slices, a 4-level U-Net):
 #: what the notebooks use with ``quick=True`` and what the benchmarks use with ``--quick``.
-SMALL_SYNTHETIC = ["data.synthetic.n_patients=24", "data.synthetic.val_patients=4", "data.synthetic.test_patients=4",
-                   "data.synthetic.resolution=32", "model.levels=4"]
+SMALL_SYNTHETIC = [
+    "data.synthetic.n_patients=24",
+    "data.synthetic.val_patients=4",
+    "data.synthetic.test_patients=4",
+    "data.synthetic.resolution=32",
+    "model.levels=4",
+]
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
 
 
-def _f(default: Any = None, *, help: str, choices: tuple | None = None,
-       min: float | None = None, max: float | None = None, min_exclusive: bool = False,
-       factory: Any = None):
+def _f(
+    default: Any = None,
+    *,
+    help: str,
+    choices: tuple | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    min_exclusive: bool = False,
+    factory: Any = None,
+):
     """A dataclass field carrying its help text and validation limits (``choices``: a tuple, or a
     :class:`~coda_edu.registry.Registry` whose names are the choices)."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max,
-            "min_exclusive": min_exclusive}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -54,9 +65,17 @@ class SyntheticConfig:
 
     n_patients: int = _f(60, help="number of synthetic patients", min=8)
     slices_per_patient: int = _f(8, help="short-axis slices per patient (2D) or depth of the volume (3D)", min=1)
-    imbalance: float = _f(0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0)
+    imbalance: float = _f(
+        0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0
+    )
     rare_class: bool = _f(False, help="add a small fifth class (a 'lesion' inside the myocardium)")
-    faint_rv: float = _f(0.0, help="the labeled patients are the clear cases: every other patient's RV contrast is lowered by this fraction (0 = off, 1 = as dark as the tissue)", min=0.0, max=1.0)
+    faint_rv: float = _f(
+        0.0,
+        help="the labeled patients are the clear cases: every other patient's RV contrast is lowered by this "
+        "fraction (0 = off, 1 = as dark as the tissue)",
+        min=0.0,
+        max=1.0,
+    )
     noise: float = _f(0.08, help="standard deviation of additive Gaussian noise", min=0.0)
     bias_field: float = _f(0.3, help="strength of the smooth multiplicative bias field", min=0.0, max=0.9)
     resolution: int = _f(64, help="in-plane size of the generated slices (pixels)", min=16)
@@ -68,45 +87,97 @@ class SyntheticConfig:
 class DataConfig:
     name: str = _f("synthetic", help="dataset (registered in coda_edu.registry.DATASETS)", choices=DATASETS)
     root: Optional[str] = _f(None, help="dataset folder; default $CODA_EDU_DATA_DIR/<dataset folder>")
-    image_size: list[int] = _f(help="training size: [H, W] for 2D, [D, H, W] patch for 3D (empty = dataset default)", factory=list)
+    image_size: list[int] = _f(
+        help="training size: [H, W] for 2D, [D, H, W] patch for 3D (empty = dataset default)", factory=list
+    )
     labeled_patients: Optional[int] = _f(4, help="labeled training patients (cases for LA, videos for CaDIS)", min=1)
-    labeled_fraction: Optional[float] = _f(None, help="alternative to labeled_patients: fraction of training patients", min=0.0, max=1.0, min_exclusive=True)
-    labeled_selection: str = _f("first", help="'first' N patients in list order, or a seeded 'random' choice", choices=("first", "random"))
+    labeled_fraction: Optional[float] = _f(
+        None,
+        help="alternative to labeled_patients: fraction of training patients",
+        min=0.0,
+        max=1.0,
+        min_exclusive=True,
+    )
+    labeled_selection: str = _f(
+        "first", help="'first' N patients in list order, or a seeded 'random' choice", choices=("first", "random")
+    )
     val_patients: Optional[int] = _f(None, help="LA only: carve this many training cases out as validation", min=1)
     cadis_task: int = _f(2, help="CaDIS class grouping (task I, II or III of the CaDIS paper)", choices=(1, 2, 3))
-    crop: Optional[float] = _f(None, help="2D real data: keep this central fraction of each slice before resizing (e.g. 0.6 around the heart)", min=0.1, max=1.0)
+    crop: Optional[float] = _f(
+        None,
+        help="2D real data: keep this central fraction of each slice before resizing (e.g. 0.6 around the heart)",
+        min=0.1,
+        max=1.0,
+    )
     synthetic: SyntheticConfig = _f(help="options of the synthetic phantoms", factory=SyntheticConfig)
 
 
 @dataclass
 class ModelConfig:
-    name: str = _f("auto", help="network; 'auto' = unet2d for 2D data, unet3d for 3D", choices=("auto", "unet2d", "unet3d"))
-    base_width: int = _f(16, help="channels of the first level; level k has base_width * 2**k (16: the literature layout 16-32-64-128-256; 8 makes finding a small class a lottery of the initial draw, see docs/method.md)", min=1)
+    name: str = _f(
+        "auto", help="network; 'auto' = unet2d for 2D data, unet3d for 3D", choices=("auto", "unet2d", "unet3d")
+    )
+    base_width: int = _f(
+        16,
+        help="channels of the first level; level k has base_width * 2**k (16: the literature layout "
+        "16-32-64-128-256; at 8 finding a small class is a lottery of the initial draw, see docs/method.md)",
+        min=1,
+    )
     levels: int = _f(0, help="resolution levels (0 = 5 for unet2d, 4 for unet3d)", min=0, max=7)
     dropout: bool = _f(True, help="encoder dropout (0.05, 0.1, 0.2, 0.3, 0.5 from top to bottom)")
     upsampling: str = _f("bilinear", help="decoder upsampling", choices=("bilinear", "transposed"))
     init_a: str = _f("kaiming", help="weight initialisation of network A", choices=("kaiming", "xavier"))
     init_b: str = _f("xavier", help="weight initialisation of network B", choices=("kaiming", "xavier"))
-    head_prior: bool = _f(True, help="start the output bias of both networks at the log of the labeled class frequencies (false = zero bias)")
-    init_scale: str = _f("matched", help="'matched': convolutions that feed a batch norm get the Xavier scale in both networks (equal learning speed); 'scheme': each scheme's own scale", choices=("matched", "scheme"))
+    head_prior: bool = _f(
+        True,
+        help="start the output bias of both networks at the log of the labeled class frequencies (false = zero bias)",
+    )
+    init_scale: str = _f(
+        "matched",
+        help="'matched': convolutions that feed a batch norm get the Xavier scale in both networks (equal "
+        "learning speed); 'scheme': each scheme's own scale",
+        choices=("matched", "scheme"),
+    )
 
 
 @dataclass
 class MethodConfig:
     name: str = _f("coda", help="training method (registered in coda_edu.registry.METHODS)", choices=METHODS)
-    alignment: Optional[str] = _f(None, help="distribution alignment target (None = method default: coda 'predictions', others 'none')", choices=ALIGNMENTS + (None,))
-    filter: Optional[str] = _f(None, help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')", choices=FILTERS + (None,))
+    alignment: Optional[str] = _f(
+        None,
+        help="distribution alignment target (None = method default: coda 'predictions', others 'none')",
+        choices=ALIGNMENTS + (None,),
+    )
+    filter: Optional[str] = _f(
+        None,
+        help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')",
+        choices=FILTERS + (None,),
+    )
     alpha: float = _f(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
-    alignment_rampup: bool = _f(True, help="hard_counts/argmax_share: ramp the strength with the unsupervised ramp-up, alpha(t) = alpha r(t)")
+    alignment_rampup: bool = _f(
+        True, help="hard_counts/argmax_share: ramp the strength with the unsupervised ramp-up, alpha(t) = alpha r(t)"
+    )
     max_weight: float = _f(10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0)
-    share_iterations: int = _f(10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1)
+    share_iterations: int = _f(
+        10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1
+    )
     share_step: float = _f(0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True)
-    share_momentum: float = _f(0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0)
+    share_momentum: float = _f(
+        0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0
+    )
     marginal_momentum: float = _f(0.99, help="EMA momentum of the class marginals pi_l, pi_u", min=0.0, max=1.0)
-    expectation: str = _f("batch", help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps", choices=("batch", "ema"))
-    expectation_momentum: float = _f(0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0)
+    expectation: str = _f(
+        "batch",
+        help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps",
+        choices=("batch", "ema"),
+    )
+    expectation_momentum: float = _f(
+        0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
+    )
     threshold: float = _f(0.95, help="confidence threshold of the fixed filter", min=0.0, max=1.0)
-    loss_normalization: str = _f("all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept"))
+    loss_normalization: str = _f(
+        "all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept")
+    )
     eps: float = _f(1e-6, help="added to marginals before dividing", min=0.0, min_exclusive=True)
     lambda_max: float = _f(1.0, help="maximum weight of the unsupervised loss", min=0.0)
     rampup: float = _f(0.4, help="sigmoid ramp-up length as a fraction of train.iterations", min=0.0, max=1.0)
@@ -141,7 +212,11 @@ class TrainConfig:
     val_every: int = _f(100, help="validate and refresh the 'last' checkpoint every N steps", min=1)
     log_every: int = _f(10, help="write a metrics.jsonl line every N steps", min=1)
     device: str = _f("auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
-    precision: str = _f("auto", help="'auto' = bf16/fp16 mixed precision on CUDA, fp32 elsewhere", choices=("auto", "fp32", "bf16", "fp16"))
+    precision: str = _f(
+        "auto",
+        help="'auto' = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
     channels_last: Optional[bool] = _f(None, help="channels-last memory format (None = on for CUDA)")
     compile: bool = _f(False, help="torch.compile the networks (CUDA only, slow start)")
     threads: int = _f(0, help="CPU threads for torch (0 = torch default)", min=0)
@@ -151,7 +226,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     splits: list[str] = _f(help="splits evaluated at the end", factory=lambda: ["val", "test"])
-    select_model: str = _f("ensemble", help="model whose validation Dice picks the 'best' checkpoint", choices=("A", "B", "ensemble"))
+    select_model: str = _f(
+        "ensemble", help="model whose validation Dice picks the 'best' checkpoint", choices=("A", "B", "ensemble")
+    )
     distances: bool = _f(True, help="compute HD95 and ASD (MONAI); off for very large splits")
     batch_size: int = _f(32, help="slices (2D) or windows (3D) per inference batch", min=1)
     overlap: float = _f(0.5, help="3D sliding-window overlap", min=0.0, max=0.95)
@@ -159,7 +236,9 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    seed: int = _f(0, help="seed of data sampling, augmentation and initialisation (0 .. 2**32 - 1)", min=0, max=2**32 - 1)
+    seed: int = _f(
+        0, help="seed of data sampling, augmentation and initialisation (0 .. 2**32 - 1)", min=0, max=2**32 - 1
+    )
     data: DataConfig = _f(help="dataset", factory=DataConfig)
     model: ModelConfig = _f(help="network", factory=ModelConfig)
     method: MethodConfig = _f(help="semi-supervised method", factory=MethodConfig)
@@ -206,7 +285,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+            value = (
+                yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+            )
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
@@ -397,22 +478,34 @@ def validate(cfg: Config) -> Config:
     _validate_fields(cfg, "")
     t = cfg.train
     if t.labeled_batch_size > t.batch_size:
-        raise ConfigError(f"config key 'train.labeled_batch_size': {t.labeled_batch_size} is larger than train.batch_size ({t.batch_size})")
+        raise ConfigError(
+            f"config key 'train.labeled_batch_size': {t.labeled_batch_size} is larger than "
+            f"train.batch_size ({t.batch_size})"
+        )
     if METHODS.get(cfg.method.name).uses_unlabeled and t.labeled_batch_size >= t.batch_size:
-        raise ConfigError(f"config key 'train.labeled_batch_size': method '{cfg.method.name}' needs unlabeled images, so it must be smaller than train.batch_size ({t.batch_size})")
+        raise ConfigError(
+            f"config key 'train.labeled_batch_size': method '{cfg.method.name}' needs unlabeled images, "
+            f"so it must be smaller than train.batch_size ({t.batch_size})"
+        )
     if cfg.data.image_size:
         want = 3 if spatial_dims(cfg) == 3 else 2
         if len(cfg.data.image_size) != want:
-            raise ConfigError(f"config key 'data.image_size': dataset '{cfg.data.name}' needs {want} sizes, got {cfg.data.image_size}")
+            raise ConfigError(
+                f"config key 'data.image_size': dataset '{cfg.data.name}' needs {want} sizes, got {cfg.data.image_size}"
+            )
         if any(s < 8 for s in cfg.data.image_size):
             raise ConfigError(f"config key 'data.image_size': sizes must be >= 8, got {cfg.data.image_size}")
     if not cfg.eval.splits:
-        raise ConfigError("config key 'eval.splits': is empty; the final evaluation needs at least one of 'val', 'test'")
+        raise ConfigError(
+            "config key 'eval.splits': is empty; the final evaluation needs at least one of 'val', 'test'"
+        )
     for split in cfg.eval.splits:
         if split not in ("val", "test"):
             raise ConfigError(f"config key 'eval.splits': {split!r} is not one of 'val', 'test'")
     if cfg.model.name == "unet2d" and spatial_dims(cfg) == 3 or cfg.model.name == "unet3d" and spatial_dims(cfg) == 2:
-        raise ConfigError(f"config key 'model.name': {cfg.model.name} does not fit the {spatial_dims(cfg)}D dataset '{cfg.data.name}'")
+        raise ConfigError(
+            f"config key 'model.name': {cfg.model.name} does not fit the {spatial_dims(cfg)}D dataset '{cfg.data.name}'"
+        )
     dataset = DATASETS.get(cfg.data.name)
     if dataset.check_config is not None:
         dataset.check_config(cfg)
@@ -445,7 +538,10 @@ def resolve(cfg: Config) -> Config:
     if cfg.model.levels == 0:
         cfg.model.levels = 4 if cfg.model.name == "unet3d" else 5
     if not method.pseudo_labels and (cfg.method.alignment != "none" or cfg.method.filter != "none"):
-        raise ConfigError(f"config key 'method.alignment'/'method.filter': method '{cfg.method.name}' makes no pseudo-labels, so alignment and filter must be 'none'")
+        raise ConfigError(
+            f"config key 'method.alignment'/'method.filter': method '{cfg.method.name}' makes no pseudo-labels, "
+            "so alignment and filter must be 'none'"
+        )
     return validate(cfg)
 
 

@@ -16,8 +16,7 @@ def add_cli(sub) -> None:
     p = sub.add_parser("data", help="check a real dataset (download/preprocess: see data_scripts/)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
     check = data_sub.add_parser("check", help="open a dataset as training would, checking every file")
-    check.add_argument("--dataset", required=True, metavar="NAME",
-                       help="the dataset to check (a data.name value)")
+    check.add_argument("--dataset", required=True, metavar="NAME", help="the dataset to check (a data.name value)")
     check.add_argument("--root", help="dataset folder (default: $CODA_EDU_DATA_DIR/<the dataset's folder>)")
     check.add_argument("--config", metavar="FILE", help="YAML config whose data section is used")
     check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides")

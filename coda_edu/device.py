@@ -20,12 +20,19 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"config key 'train.device': {name!r} requested but CUDA is not available (use 'auto' or 'cpu')")
+            raise ConfigError(
+                f"config key 'train.device': {name!r} requested but CUDA is not available (use 'auto' or 'cpu')"
+            )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"config key 'train.device': {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise ConfigError(
+                f"config key 'train.device': {name!r} requested "
+                f"but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
     if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ConfigError("config key 'train.device': 'mps' requested but Apple MPS is not available (use 'auto' or 'cpu')")
+        raise ConfigError(
+            "config key 'train.device': 'mps' requested but Apple MPS is not available (use 'auto' or 'cpu')"
+        )
     return torch.device(name)
 
 

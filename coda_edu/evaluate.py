@@ -38,16 +38,22 @@ def _as_float(image: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_slices(models: list[torch.nn.Module], image: np.ndarray, train_size: tuple[int, int],
-                   device: torch.device, precision: Precision, batch_size: int = 32,
-                   crop: Optional[float] = None) -> list[torch.Tensor]:
+def predict_slices(
+    models: list[torch.nn.Module],
+    image: np.ndarray,
+    train_size: tuple[int, int],
+    device: torch.device,
+    precision: Precision,
+    batch_size: int = 32,
+    crop: Optional[float] = None,
+) -> list[torch.Tensor]:
     """Class probabilities ``(K, D, H, W)`` (float32, CPU) of each model for a ``(C, D, H, W)`` volume."""
     c, d, h, w = image.shape
     top, bottom, left, right = center_crop_box(h, w, crop)
     x = _as_float(image[:, :, top:bottom, left:right]).permute(1, 0, 2, 3)
     outputs: list[list[torch.Tensor]] = [[] for _ in models]
     for start in range(0, d, batch_size):
-        chunk = x[start:start + batch_size].to(device)
+        chunk = x[start : start + batch_size].to(device)
         # The same resize as the training pools (data.base.resize_slices): antialiased when shrinking.
         chunk = F.interpolate(chunk, size=train_size, mode="bilinear", align_corners=False, antialias=True)
         for m, model in enumerate(models):
@@ -69,27 +75,42 @@ def predict_slices(models: list[torch.nn.Module], image: np.ndarray, train_size:
 
 
 @torch.no_grad()
-def predict_volume(models: list[torch.nn.Module], image: np.ndarray, patch_size: tuple[int, int, int],
-                   device: torch.device, precision: Precision, batch_size: int = 4,
-                   overlap: float = 0.5) -> list[torch.Tensor]:
+def predict_volume(
+    models: list[torch.nn.Module],
+    image: np.ndarray,
+    patch_size: tuple[int, int, int],
+    device: torch.device,
+    precision: Precision,
+    batch_size: int = 4,
+    overlap: float = 0.5,
+) -> list[torch.Tensor]:
     """Sliding-window class probabilities ``(K, D, H, W)`` of each model for a ``(C, D, H, W)`` volume."""
     from monai.inferers import sliding_window_inference
 
     x = _as_float(image)[None].to(device)
     result = []
     for model in models:
+
         def predictor(window, model=model):
             with precision.autocast():
                 return torch.softmax(model(window).float(), dim=1)
 
-        probs = sliding_window_inference(x, roi_size=patch_size, sw_batch_size=batch_size, predictor=predictor,
-                                         overlap=overlap, mode="gaussian")
+        probs = sliding_window_inference(
+            x, roi_size=patch_size, sw_batch_size=batch_size, predictor=predictor, overlap=overlap, mode="gaussian"
+        )
         result.append(probs[0].float().cpu())
     return result
 
 
-def predict_case(models: list[torch.nn.Module], case: Case, data: SegmentationData, device: torch.device,
-                 precision: Precision, batch_size: int = 32, overlap: float = 0.5) -> list[torch.Tensor]:
+def predict_case(
+    models: list[torch.nn.Module],
+    case: Case,
+    data: SegmentationData,
+    device: torch.device,
+    precision: Precision,
+    batch_size: int = 32,
+    overlap: float = 0.5,
+) -> list[torch.Tensor]:
     """Probabilities of each model for one case, at the case's native size."""
     if data.eval_mode == "volume":
         return predict_volume(models, case.image, data.train_size, device, precision, max(1, batch_size // 8), overlap)
@@ -111,9 +132,18 @@ def _restore(models, states):
         m.train(s)
 
 
-def evaluate_cases(model_a: torch.nn.Module, model_b: torch.nn.Module, cases: list[Case], data: SegmentationData,
-                   device: torch.device, precision: Precision, distances: bool = True, batch_size: int = 32,
-                   overlap: float = 0.5, progress: Optional[Callable] = None) -> dict:
+def evaluate_cases(
+    model_a: torch.nn.Module,
+    model_b: torch.nn.Module,
+    cases: list[Case],
+    data: SegmentationData,
+    device: torch.device,
+    precision: Precision,
+    distances: bool = True,
+    batch_size: int = 32,
+    overlap: float = 0.5,
+    progress: Optional[Callable] = None,
+) -> dict:
     """Metrics of A, B and their ensemble on ``cases``.
 
     Returns ``{"cases": [per case x model x class rows], "confusion": {model: (K, K) array}}``.
@@ -130,8 +160,15 @@ def evaluate_cases(model_a: torch.nn.Module, model_b: torch.nn.Module, cases: li
             ref = torch.from_numpy(np.asarray(case.label).astype(np.int64))
             for name, pred in preds.items():
                 confusion[name] += confusion_matrix(pred, ref, k, data.ignore_index).numpy()
-                per_class = case_metrics(pred.numpy(), ref.numpy(), data.class_names, case.spacing, distances,
-                                         data.ignore_index, data.background)
+                per_class = case_metrics(
+                    pred.numpy(),
+                    ref.numpy(),
+                    data.class_names,
+                    case.spacing,
+                    distances,
+                    data.ignore_index,
+                    data.background,
+                )
                 for cls, values in per_class.items():
                     rows.append({"case": case.case_id, "model": name, "class": cls, **values})
     finally:
@@ -139,8 +176,13 @@ def evaluate_cases(model_a: torch.nn.Module, model_b: torch.nn.Module, cases: li
     return {"cases": rows, "confusion": confusion}
 
 
-def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional[dict] = None,
-              from_confusion: bool = False, background: bool = True) -> list[dict]:
+def aggregate(
+    case_rows: list[dict],
+    class_names: list[str],
+    confusion: Optional[dict] = None,
+    from_confusion: bool = False,
+    background: bool = True,
+) -> list[dict]:
     """One record per model x scored class (and ``mean`` over the scored classes).
 
     Volumes: each metric is the mean over cases of the per-case values (NaN excluded
@@ -154,10 +196,14 @@ def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional
         per_class = {}
         for ci, cls in enumerate(scored, start=first):
             rows = [r for r in case_rows if r["model"] == model and r["class"] == cls]
-            rec = {"model": model, "class": cls, "n_cases": len(rows),
-                   "n_empty_pred": sum(r["empty_pred"] for r in rows),
-                   "n_empty_ref": sum(r["empty_ref"] for r in rows),
-                   "n_missed": sum(r.get("missed", False) for r in rows)}
+            rec = {
+                "model": model,
+                "class": cls,
+                "n_cases": len(rows),
+                "n_empty_pred": sum(r["empty_pred"] for r in rows),
+                "n_empty_ref": sum(r["empty_ref"] for r in rows),
+                "n_missed": sum(r.get("missed", False) for r in rows),
+            }
             for metric in METRICS:
                 s = nan_summary([r.get(metric, float("nan")) for r in rows])
                 rec[metric], rec[f"{metric}_std"], rec[f"{metric}_n_nan"] = s["mean"], s["std"], s["n_nan"]
@@ -167,10 +213,14 @@ def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional
                 rec["dice_std"] = rec["iou_std"] = float("nan")
             per_class[cls] = rec
             records.append(rec)
-        mean = {"model": model, "class": "mean", "n_cases": max((r["n_cases"] for r in per_class.values()), default=0),
-                "n_empty_pred": sum(r["n_empty_pred"] for r in per_class.values()),
-                "n_empty_ref": sum(r["n_empty_ref"] for r in per_class.values()),
-                "n_missed": sum(r["n_missed"] for r in per_class.values())}
+        mean = {
+            "model": model,
+            "class": "mean",
+            "n_cases": max((r["n_cases"] for r in per_class.values()), default=0),
+            "n_empty_pred": sum(r["n_empty_pred"] for r in per_class.values()),
+            "n_empty_ref": sum(r["n_empty_ref"] for r in per_class.values()),
+            "n_missed": sum(r["n_missed"] for r in per_class.values()),
+        }
         for metric in METRICS:
             vals = [r[metric] for r in per_class.values()]
             s = nan_summary(vals)
@@ -181,10 +231,16 @@ def aggregate(case_rows: list[dict], class_names: list[str], confusion: Optional
 
 def validation_scores(model_a, model_b, data: SegmentationData, device, precision, batch_size=32, overlap=0.5) -> dict:
     """Mean foreground Dice of A, B and the ensemble on the validation cases (no distances, fast)."""
-    result = evaluate_cases(model_a, model_b, data.val, data, device, precision, distances=False,
-                            batch_size=batch_size, overlap=overlap)
-    records = aggregate(result["cases"], data.class_names, result["confusion"], from_confusion=data.eval_mode == "frames",
-                        background=data.background)
+    result = evaluate_cases(
+        model_a, model_b, data.val, data, device, precision, distances=False, batch_size=batch_size, overlap=overlap
+    )
+    records = aggregate(
+        result["cases"],
+        data.class_names,
+        result["confusion"],
+        from_confusion=data.eval_mode == "frames",
+        background=data.background,
+    )
     out = {}
     for model in MODELS:
         out[model] = {r["class"]: r["dice"] for r in records if r["model"] == model}
@@ -218,4 +274,3 @@ def format_table(records: list[dict], class_names: list[str], metric: str = "dic
             cells.append(f"{_cell(record, metric):>{width}}")
         lines.append(f"{model:<10}" + "".join(cells))
     return "\n".join(lines)
-

@@ -22,8 +22,9 @@ notebooks use them when executed with ``solutions=True``, as CI does).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ import torch
 from .method.alignment import align_distribution, class_shares
 from .method.filtering import class_expectations, over_expectation_mask
 
-RTOL = 1e-5   # relative tolerance for float answers: float32 arithmetic passes
+RTOL = 1e-5  # relative tolerance for float answers: float32 arithmetic passes
 ATOL = 1e-6
 
 
@@ -45,8 +46,11 @@ class Verdict:
 
 
 def _close(a, b) -> bool:
-    return bool(np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=RTOL, atol=ATOL,
-                            equal_nan=True))
+    return bool(
+        np.allclose(
+            np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=RTOL, atol=ATOL, equal_nan=True
+        )
+    )
 
 
 # --------------------------------------------------------------------------- reference answers
@@ -56,9 +60,9 @@ def _class_shares(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def _align(probs: torch.Tensor, pi_l: torch.Tensor, pi_u: torch.Tensor, alpha: float) -> torch.Tensor:
-    weights = (pi_l / pi_u) ** alpha                      # one weight per class
-    scaled = probs * weights.view(1, -1, 1, 1)            # re-weight every pixel's prediction
-    return scaled / scaled.sum(dim=1, keepdim=True)       # and make it a distribution again
+    weights = (pi_l / pi_u) ** alpha  # one weight per class
+    scaled = probs * weights.view(1, -1, 1, 1)  # re-weight every pixel's prediction
+    return scaled / scaled.sum(dim=1, keepdim=True)  # and make it a distribution again
 
 
 def _over_expectation_mask(confidence: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -66,7 +70,7 @@ def _over_expectation_mask(confidence: torch.Tensor, labels: torch.Tensor, num_c
     for k in range(num_classes):
         in_class = labels == k
         if in_class.any():
-            expected = confidence[in_class].mean()        # the class's expected confidence
+            expected = confidence[in_class].mean()  # the class's expected confidence
             keep |= in_class & (confidence >= expected)
     return keep
 
@@ -113,7 +117,9 @@ def _call(fn: Callable, *args):
 
 def _tensor(out) -> Optional[torch.Tensor]:
     try:
-        return torch.as_tensor(np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out, dtype=np.float64))
+        return torch.as_tensor(
+            np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
+        )
     except (TypeError, ValueError):
         return None
 
@@ -132,10 +138,15 @@ def _grade_class_shares(fn) -> Verdict:
     out = out.reshape(-1)
     expected = class_shares(labels, 4).double()
     if out.numel() == 3:
-        return Verdict(False, "class 3 does not occur here, but it still needs its share (0): "
-                              "use torch.bincount(..., minlength=num_classes).")
+        return Verdict(
+            False,
+            "class 3 does not occur here, but it still needs its share (0): "
+            "use torch.bincount(..., minlength=num_classes).",
+        )
     if out.numel() != 4:
-        return Verdict(False, f"return one share per class (4 values here, also for absent classes), got {out.numel()}.")
+        return Verdict(
+            False, f"return one share per class (4 values here, also for absent classes), got {out.numel()}."
+        )
     if _close(out, expected):
         return Verdict(True, "your shares match coda_edu.method.class_shares.")
     counts = torch.bincount(labels.reshape(-1), minlength=4).double()
@@ -172,10 +183,14 @@ def _grade_alignment(fn) -> Verdict:
         half = None if err else _tensor(half)
         if half is None or not _close(half, ref(pi_l, pi_u, 0.5)):
             if half is not None and _close(half, ref(pi_l, pi_u, 1.0)):
-                return Verdict(False, "correct for alpha = 1, but alpha = 0.5 gives the same result: raise the ratio "
-                                      "to the power alpha (a factor alpha on every weight cancels in the normalisation).")
-            return Verdict(False, "correct for alpha = 1 but not for alpha = 0.5: raise the ratio pi_l / pi_u "
-                                  "to the power alpha.")
+                return Verdict(
+                    False,
+                    "correct for alpha = 1, but alpha = 0.5 gives the same result: raise the ratio "
+                    "to the power alpha (a factor alpha on every weight cancels in the normalisation).",
+                )
+            return Verdict(
+                False, "correct for alpha = 1 but not for alpha = 0.5: raise the ratio pi_l / pi_u to the power alpha."
+            )
         return Verdict(True, "your alignment matches coda_edu.method.align_distribution (alpha 1 and 0.5).")
     if not _close(out.sum(1), torch.ones(2, 4, 4)):
         if _close(out, probs.double() * (pi_l / pi_u).double().view(1, -1, 1, 1)):
@@ -183,16 +198,16 @@ def _grade_alignment(fn) -> Verdict:
         return Verdict(False, "each pixel's aligned probabilities must sum to 1 over the classes (dim=1).")
     if _close(out, ref(pi_u, pi_l, 1.0)):
         return Verdict(False, "the ratio is upside down: weight class c by pi_l(c) / pi_u(c).")
-    return Verdict(False, "the result differs from coda_edu.method.align_distribution; check the weights and the normalisation.")
+    return Verdict(
+        False, "the result differs from coda_edu.method.align_distribution; check the weights and the normalisation."
+    )
 
 
 # Confidences and pseudo-labels of two 2x3 images. The per-class expectations (0.9375,
 # 0.625, 0.625) differ from the global mean (0.729) and from the per-image means of class
 # 1, two class-2 pixels sit exactly at their class's expectation, and class 3 is absent.
-_OE_CONFIDENCE = torch.tensor([[[1.0, 0.875, 0.5], [0.5, 0.625, 0.625]],
-                               [[1.0, 0.875, 0.75], [0.75, 0.5, 0.75]]])
-_OE_LABELS = torch.tensor([[[0, 0, 1], [1, 2, 2]],
-                           [[0, 0, 1], [1, 2, 2]]])
+_OE_CONFIDENCE = torch.tensor([[[1.0, 0.875, 0.5], [0.5, 0.625, 0.625]], [[1.0, 0.875, 0.75], [0.75, 0.5, 0.75]]])
+_OE_LABELS = torch.tensor([[[0, 0, 1], [1, 2, 2]], [[0, 0, 1], [1, 2, 2]]])
 
 
 def _grade_over_expectation_mask(fn) -> Verdict:
@@ -214,8 +229,9 @@ def _grade_over_expectation_mask(fn) -> Verdict:
         "the expectation is per class: compare each pixel with the mean confidence of the pixels with the same "
         "pseudo-label, not with the mean over all pixels.": confidence >= confidence.mean(),
         "use >= : a pixel exactly at its class's expectation is kept.": confidence > expectations[labels],
-        "the expectation of a class is its mean confidence over the whole batch, not per image.":
-            torch.stack([_over_expectation_mask(c[None], l[None], k)[0] for c, l in zip(confidence, labels)]),
+        "the expectation of a class is its mean confidence over the whole batch, not per image.": torch.stack(
+            [_over_expectation_mask(c[None], lab[None], k)[0] for c, lab in zip(confidence, labels)]
+        ),
         "keep the pixels at or *above* the expectation, not below.": confidence <= expectations[labels],
     }
     for hint, mask in wrong.items():
@@ -226,20 +242,28 @@ def _grade_over_expectation_mask(fn) -> Verdict:
 
 def _dice_records() -> list[dict]:
     """eval.json-like records where every wrong filter finds a *different* number, listed before the right one."""
-    rows = [("A", "test", "best", "RV", 0.5), ("A", "val", "best", "mean", 0.1), ("A", "test", "last", "mean", 0.2),
-            ("B", "test", "best", "mean", 0.8), ("ensemble", "test", "best", "mean", 0.82),
-            ("A", "test", "best", "mean", 0.7), ("ensemble", "val", "best", "mean", 0.3)]
+    rows = [
+        ("A", "test", "best", "RV", 0.5),
+        ("A", "val", "best", "mean", 0.1),
+        ("A", "test", "last", "mean", 0.2),
+        ("B", "test", "best", "mean", 0.8),
+        ("ensemble", "test", "best", "mean", 0.82),
+        ("A", "test", "best", "mean", 0.7),
+        ("ensemble", "val", "best", "mean", 0.3),
+    ]
     return [{"split": s, "checkpoint": ck, "model": m, "class": c, "dice": v} for m, s, ck, c, v in rows]
 
 
 def _grade_mean_dice(fn) -> Verdict:
     records = _dice_records()
-    hints = {0.5: "that is the RV class: filter on class == 'mean'.",
-             0.1: "that is the validation split: filter on split == 'test'.",
-             0.2: "that is the last checkpoint: filter on checkpoint == 'best'.",
-             0.8: "that is model B: filter on the model you were asked for.",
-             0.82: "that is the ensemble: filter on the model you were asked for.",
-             0.3: "that is the validation split: filter on split == 'test'."}
+    hints = {
+        0.5: "that is the RV class: filter on class == 'mean'.",
+        0.1: "that is the validation split: filter on split == 'test'.",
+        0.2: "that is the last checkpoint: filter on checkpoint == 'best'.",
+        0.8: "that is model B: filter on the model you were asked for.",
+        0.82: "that is the ensemble: filter on the model you were asked for.",
+        0.3: "that is the validation split: filter on split == 'test'.",
+    }
     for model, right in (("A", 0.7), ("ensemble", 0.82)):
         out, err = _call(fn, [dict(r) for r in records], model)
         if err:
@@ -270,7 +294,7 @@ def _grade_mean_std(fn) -> Verdict:
         return Verdict(False, f"the mean of {values} is 0.70, got {mean}.")
     if math.isclose(std, population, rel_tol=RTOL):
         return Verdict(False, "that is the population std (ddof=0); over a few seeds use the sample std (ddof=1).")
-    if math.isclose(std, sample ** 2, rel_tol=RTOL) or math.isclose(std, population ** 2, rel_tol=RTOL):
+    if math.isclose(std, sample**2, rel_tol=RTOL) or math.isclose(std, population**2, rel_tol=RTOL):
         return Verdict(False, "that is the variance: take its square root.")
     if math.isclose(std, sample / math.sqrt(len(values)), rel_tol=RTOL):
         return Verdict(False, "that is the standard error of the mean (std / sqrt(n)); report the std itself.")
@@ -284,9 +308,12 @@ def _grade_mean_std(fn) -> Verdict:
     except (TypeError, ValueError, IndexError):
         return Verdict(False, "with a single seed, still return a pair (mean, nan).")
     if not math.isnan(one_std):
-        return Verdict(False, "right for three seeds; with a single seed there is no spread to measure: the sample "
-                              "std is undefined, return float('nan') (tables print it as n/a), not "
-                              f"{one_std}.")
+        return Verdict(
+            False,
+            "right for three seeds; with a single seed there is no spread to measure: the sample "
+            "std is undefined, return float('nan') (tables print it as n/a), not "
+            f"{one_std}.",
+        )
     return Verdict(True, "mean and sample standard deviation over seeds (undefined for one seed).")
 
 
@@ -337,8 +364,9 @@ def _answer_rv_shrink(explorer) -> tuple[tuple[str, ...], str]:
     low = explorer.data_at(imbalance=0.0)["shares"]["RV"]
     high = explorer.data_at(imbalance=1.0)["shares"]["RV"]
     ratio = low / high if high > 0 else math.inf
-    return (_ratio_band(ratio),), (f"the RV covers {low:.2%} of the pixels at imbalance 0 and {high:.2%} at imbalance 1: "
-                                   f"{ratio:.1f} times less.")
+    return (_ratio_band(ratio),), (
+        f"the RV covers {low:.2%} of the pixels at imbalance 0 and {high:.2%} at imbalance 1: {ratio:.1f} times less."
+    )
 
 
 def _answer_alpha_lesion(explorer) -> tuple[tuple[str, ...], str]:
@@ -347,8 +375,9 @@ def _answer_alpha_lesion(explorer) -> tuple[tuple[str, ...], str]:
     after = explorer.data_at(alpha=1.0)["shares_after"][2]
     word = "same" if abs(after - before) < 0.5 / n else ("up" if after > before else "down")
     name = explorer.data.get("class_names", ["", "", "the third class"])[2]
-    return (word,), (f"the share of pixels whose pseudo-label is {name} goes from {before:.1%} at alpha 0 "
-                     f"to {after:.1%} at alpha 1.")
+    return (word,), (
+        f"the share of pixels whose pseudo-label is {name} goes from {before:.1%} at alpha 0 to {after:.1%} at alpha 1."
+    )
 
 
 def _answer_filter_foreground(explorer) -> tuple[tuple[str, ...], str]:
@@ -357,8 +386,10 @@ def _answer_filter_foreground(explorer) -> tuple[tuple[str, ...], str]:
     oe = explorer.data_at(filter="over_expectation")["kept_foreground"]
     if math.isnan(fixed) or math.isnan(oe):
         return (), "no pixel has a foreground pseudo-label in this run, so neither filter keeps any."
-    told = (f"with the fixed threshold {threshold:.2f}, {fixed:.1%} of the foreground pseudo-labels are kept; "
-            f"over-expectation keeps {oe:.1%}.")
+    told = (
+        f"with the fixed threshold {threshold:.2f}, {fixed:.1%} of the foreground pseudo-labels are kept; "
+        f"over-expectation keeps {oe:.1%}."
+    )
     if math.isclose(fixed, oe, abs_tol=1e-9):
         return ("fixed", "over_expectation"), told + " Both keep the same share here."
     return (("fixed",) if fixed > oe else ("over_expectation",)), told
@@ -374,8 +405,10 @@ def _answer_rampup(explorer) -> tuple[tuple[str, ...], str]:
     value = explorer.data_at(step=quarter)["lambda"]
     ratio = value / final
     band = "a" if ratio < 0.25 else ("b" if ratio <= 0.75 else "c")
-    return (band,), (f"at step {quarter} (about a quarter of the {steps[-1]} steps) λ is {value:.3f}, "
-                     f"{ratio:.0%} of its final value {final:.3f}.")
+    return (band,), (
+        f"at step {quarter} (about a quarter of the {steps[-1]} steps) λ is {value:.3f}, "
+        f"{ratio:.0%} of its final value {final:.3f}."
+    )
 
 
 def _answer_finding(explorer) -> tuple[tuple[str, ...], str]:
@@ -396,21 +429,33 @@ def _answer_finding(explorer) -> tuple[tuple[str, ...], str]:
 PREDICTIONS: dict[str, Prediction] = {
     "rv_shrink": Prediction(
         "How many times smaller is the RV's pixel share at imbalance 1 than at imbalance 0? "
-        "'a' less than 3 times, 'b' 3 to 30 times, 'c' more than 30 times", ("a", "b", "c"), _answer_rv_shrink),
+        "'a' less than 3 times, 'b' 3 to 30 times, 'c' more than 30 times",
+        ("a", "b", "c"),
+        _answer_rv_shrink,
+    ),
     "alpha_lesion": Prediction(
         "When alpha goes from 0 to 1, does the share of 'lesion' pseudo-labels go 'up', 'down' or stay the 'same'?",
-        ("up", "down", "same"), _answer_alpha_lesion),
+        ("up", "down", "same"),
+        _answer_alpha_lesion,
+    ),
     "filter_foreground": Prediction(
         "Which filter keeps a larger share of the foreground pseudo-labels: 'fixed' (at the threshold on the slider) "
-        "or 'over_expectation'?", ("fixed", "over_expectation"), _answer_filter_foreground),
+        "or 'over_expectation'?",
+        ("fixed", "over_expectation"),
+        _answer_filter_foreground,
+    ),
     "rampup": Prediction(
         "At a quarter of the training steps, how large is λ(t) compared with its final value? "
-        "'a' less than a quarter, 'b' a quarter to three quarters, 'c' more than three quarters", ("a", "b", "c"),
-        _answer_rampup),
+        "'a' less than a quarter, 'b' a quarter to three quarters, 'c' more than three quarters",
+        ("a", "b", "c"),
+        _answer_rampup,
+    ),
     "finding": Prediction(
         "At the smallest labeled amount, is the difference between the two best methods a 'finding' (larger than "
         "the larger of their standard deviations), 'noise' (not larger), or can you not tell ('cannot tell')?",
-        ("finding", "noise", "cannot tell"), _answer_finding),
+        ("finding", "noise", "cannot tell"),
+        _answer_finding,
+    ),
 }
 
 

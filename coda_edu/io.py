@@ -116,8 +116,9 @@ def read_jsonl(path: str | os.PathLike, warn: Optional[Callable[[str], None]] = 
     return rows
 
 
-def truncate_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool],
-                   warn: Optional[Callable[[str], None]] = None) -> None:
+def truncate_jsonl(
+    path: str | os.PathLike, keep: Callable[[dict], bool], warn: Optional[Callable[[str], None]] = None
+) -> None:
     """Rewrite a JSON-lines file atomically with only the rows ``keep`` accepts (used on resume)."""
     rows = [r for r in read_jsonl(path, warn=warn) if keep(r)]
     atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
@@ -234,15 +235,20 @@ class RunLock:
         raise RunFolderError(
             f"run folder '{self.run_dir}' is in use by pid {info.get('pid', '?')} on {info.get('host', '?')} "
             f"('{info.get('command', '?')}', since {info.get('started', '?')}); wait for it to end, or delete "
-            f"'{self.path}' if that process is gone")
+            f"'{self.path}' if that process is gone"
+        )
 
     def _try_create(self) -> bool:
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(info) + "\n")
             fh.flush()
@@ -282,8 +288,10 @@ class RunLock:
                     continue
                 pid, host = info.get("pid"), info.get("host")
                 if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
-                    self.warn(f"taking over the stale lock of pid {pid} (started {info.get('started', '?')}, "
-                              f"no longer running) on '{self.run_dir}'")
+                    self.warn(
+                        f"taking over the stale lock of pid {pid} (started {info.get('started', '?')}, "
+                        f"no longer running) on '{self.run_dir}'"
+                    )
                     self.path.unlink(missing_ok=True)
                     continue
                 self._refuse(info)

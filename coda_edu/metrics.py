@@ -42,7 +42,9 @@ def dice_iou(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return 2.0 * inter / (p + g), inter / (p + g - inter)
 
 
-def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Optional[Sequence[float]] = None) -> tuple[float, float]:
+def surface_distances(
+    pred: np.ndarray, ref: np.ndarray, spacing: Optional[Sequence[float]] = None
+) -> tuple[float, float]:
     """HD95 and ASD of two boolean masks through MONAI (NaN, NaN when either is empty)."""
     if not pred.any() or not ref.any():
         return NAN, NAN
@@ -66,7 +68,9 @@ def image_diagonal(shape: Sequence[int], spacing: Optional[Sequence[float]] = No
     return float(np.sqrt(((sizes * scale) ** 2).sum()))
 
 
-def penalised_distances(hd95: float, asd: float, pred_empty: bool, ref_empty: bool, diagonal: float) -> tuple[float, float]:
+def penalised_distances(
+    hd95: float, asd: float, pred_empty: bool, ref_empty: bool, diagonal: float
+) -> tuple[float, float]:
     """HD95/ASD with the miss penalty: the diagonal when exactly one mask is empty, NaN when both are."""
     if pred_empty and ref_empty:
         return NAN, NAN
@@ -75,9 +79,15 @@ def penalised_distances(hd95: float, asd: float, pred_empty: bool, ref_empty: bo
     return hd95, asd
 
 
-def case_metrics(pred: np.ndarray, ref: np.ndarray, class_names: Sequence[str], spacing=None,
-                 distances: bool = True, ignore_index: Optional[int] = None,
-                 background: bool = True) -> dict[str, dict[str, float]]:
+def case_metrics(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    class_names: Sequence[str],
+    spacing=None,
+    distances: bool = True,
+    ignore_index: Optional[int] = None,
+    background: bool = True,
+) -> dict[str, dict[str, float]]:
     """Per scored class (all but class 0 when it is background): dice, iou, hd95, asd, the
     penalised hd95_pen/asd_pen, and the flags empty_pred, empty_ref, missed.
     ``pred``/``ref``: integer label maps; ignored reference pixels are skipped."""
@@ -94,12 +104,23 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, class_names: Sequence[str], 
         hd95, asd = surface_distances(p, g, spacing) if distances else (NAN, NAN)
         empty_pred, empty_ref = bool(not p.any()), bool(not g.any())
         hd95_pen, asd_pen = penalised_distances(hd95, asd, empty_pred, empty_ref, diagonal) if distances else (NAN, NAN)
-        out[name] = {"dice": dice, "iou": iou, "hd95": hd95, "asd": asd, "hd95_pen": hd95_pen, "asd_pen": asd_pen,
-                     "empty_pred": empty_pred, "empty_ref": empty_ref, "missed": empty_pred and not empty_ref}
+        out[name] = {
+            "dice": dice,
+            "iou": iou,
+            "hd95": hd95,
+            "asd": asd,
+            "hd95_pen": hd95_pen,
+            "asd_pen": asd_pen,
+            "empty_pred": empty_pred,
+            "empty_ref": empty_ref,
+            "missed": empty_pred and not empty_ref,
+        }
     return out
 
 
-def confusion_matrix(pred: torch.Tensor, ref: torch.Tensor, num_classes: int, ignore_index: Optional[int] = None) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, ref: torch.Tensor, num_classes: int, ignore_index: Optional[int] = None
+) -> torch.Tensor:
     """``(C, C)`` counts, rows = reference class, columns = predicted class (ignored pixels skipped)."""
     pred = pred.reshape(-1).long()
     ref = ref.reshape(-1).long()
@@ -126,6 +147,9 @@ def nan_summary(values: Sequence[float]) -> dict[str, float | int]:
     """Mean and standard deviation over the defined values, and how many were NaN."""
     arr = np.asarray(values, dtype=np.float64)
     ok = arr[~np.isnan(arr)]
-    return {"mean": float(ok.mean()) if ok.size else NAN,
-            "std": float(ok.std()) if ok.size else NAN,
-            "n": int(ok.size), "n_nan": int(arr.size - ok.size)}
+    return {
+        "mean": float(ok.mean()) if ok.size else NAN,
+        "std": float(ok.std()) if ok.size else NAN,
+        "n": int(ok.size),
+        "n_nan": int(arr.size - ok.size),
+    }

@@ -23,8 +23,20 @@ def in_notebook() -> bool:
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
-def progress_bar(iterable=None, *, total=None, desc: str = "", enabled: bool = True, initial: int = 0, unit: str = "it"):
+def progress_bar(
+    iterable=None, *, total=None, desc: str = "", enabled: bool = True, initial: int = 0, unit: str = "it"
+):
     notebook = in_notebook()
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, initial=initial, unit=unit,
-                file=sys.stdout if notebook else sys.stderr, mininterval=1.0 if notebook else 0.2,
-                dynamic_ncols=not notebook, ncols=100 if notebook else None, leave=True)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        disable=not enabled,
+        initial=initial,
+        unit=unit,
+        file=sys.stdout if notebook else sys.stderr,
+        mininterval=1.0 if notebook else 0.2,
+        dynamic_ncols=not notebook,
+        ncols=100 if notebook else None,
+        leave=True,
+    )

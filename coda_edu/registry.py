@@ -42,13 +42,13 @@ class MethodSpec:
 
     name: str
     summary: str
-    uses_unlabeled: bool = True   # draws unlabeled images (so train.labeled_batch_size < train.batch_size)
-    pseudo_labels: bool = True    # makes pseudo-labels, so method.alignment/method.filter apply
-    alignment: str = "none"       # method.alignment when the config leaves it null
-    filter: str = "none"          # method.filter when the config leaves it null
-    trains_b: bool = True         # network B gets gradients (mean teacher: no, B is an EMA of A)
+    uses_unlabeled: bool = True  # draws unlabeled images (so train.labeled_batch_size < train.batch_size)
+    pseudo_labels: bool = True  # makes pseudo-labels, so method.alignment/method.filter apply
+    alignment: str = "none"  # method.alignment when the config leaves it null
+    filter: str = "none"  # method.filter when the config leaves it null
+    trains_b: bool = True  # network B gets gradients (mean teacher: no, B is an EMA of A)
     config_keys: tuple[str, ...] = ()  # the method.* keys it reads (its config section)
-    algorithm: Any = None         # the Algorithm subclass (set by METHODS.register used as a decorator)
+    algorithm: Any = None  # the Algorithm subclass (set by METHODS.register used as a decorator)
 
     def build(self, cfg, num_classes: int, ignore_index: Optional[int]):
         """The algorithm object of a run (``cfg`` resolved)."""
@@ -63,14 +63,14 @@ class DatasetSpec:
 
     name: str
     summary: str
-    spatial_dims: int                      # 2: the network sees slices/frames; 3: volumes
-    eval_mode: str                         # "slices", "frames" or "volume" (see SegmentationData)
-    folder: Optional[str] = None           # folder under $CODA_EDU_DATA_DIR (None: generated in memory)
+    spatial_dims: int  # 2: the network sees slices/frames; 3: volumes
+    eval_mode: str  # "slices", "frames" or "volume" (see SegmentationData)
+    folder: Optional[str] = None  # folder under $CODA_EDU_DATA_DIR (None: generated in memory)
     presets: dict[str, str] = field(default_factory=dict)  # preset name -> file in configs/
-    check_defaults: tuple[str, ...] = ()   # KEY=VALUE added by `coda-edu data check` unless the key is set
-    val_hint: str = ""                     # appended to the "validation split is empty" error
+    check_defaults: tuple[str, ...] = ()  # KEY=VALUE added by `coda-edu data check` unless the key is set
+    val_hint: str = ""  # appended to the "validation split is empty" error
     check_config: Optional[Callable[[Any], None]] = None  # extra config rules (raise ConfigError)
-    loader: Optional[Callable[[Any], Any]] = None          # cfg -> SegmentationData (set by register)
+    loader: Optional[Callable[[Any], Any]] = None  # cfg -> SegmentationData (set by register)
 
     def load(self, cfg):
         if self.loader is None:
@@ -86,10 +86,10 @@ class Registry(Generic[S]):
     the decorated class or function (``algorithm`` of a method, ``loader`` of a dataset)."""
 
     def __init__(self, kind: str, config_key: str, attach: str, builtins: tuple[str, ...]):
-        self.kind = kind              # "method" or "dataset", for messages
+        self.kind = kind  # "method" or "dataset", for messages
         self.config_key = config_key  # "method.name" or "data.name"
-        self.attach = attach          # spec field that the decorator fills
-        self.builtins = builtins      # modules that register the built-in entries
+        self.attach = attach  # spec field that the decorator fills
+        self.builtins = builtins  # modules that register the built-in entries
         self._entries: dict[str, S] = {}
         self._loaded = False
 
@@ -138,5 +138,9 @@ class Registry(Generic[S]):
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "method.name", "algorithm", builtins=("coda_edu.method.algorithms",))
-DATASETS: Registry[DatasetSpec] = Registry("dataset", "data.name", "loader", builtins=(
-    "coda_edu.data.synthetic", "coda_edu.data.acdc", "coda_edu.data.la", "coda_edu.data.cadis"))
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset",
+    "data.name",
+    "loader",
+    builtins=("coda_edu.data.synthetic", "coda_edu.data.acdc", "coda_edu.data.la", "coda_edu.data.cadis"),
+)

@@ -31,12 +31,20 @@ def _inference_text(cfg: Config, data: SegmentationData) -> str:
     size = "x".join(map(str, data.train_size))
     crop = f" after keeping the central {data.crop:.0%} of each slice" if data.crop else ""
     if data.eval_mode == "volume":
-        return (f"3D sliding window (MONAI, {size} windows, overlap {cfg.eval.overlap}, Gaussian weighting) "
-                f"on each whole volume")
+        return (
+            f"3D sliding window (MONAI, {size} windows, overlap {cfg.eval.overlap}, Gaussian weighting) "
+            f"on each whole volume"
+        )
     what = "frame" if data.eval_mode == "frames" else "slice"
-    return (f"2D {what}-wise: each {what} resized to {size}{crop}, class probabilities resized back (bilinear) "
-            f"to the native size; " + ("metrics per frame, IoU/Dice from the split's confusion matrix" if data.eval_mode == "frames"
-                                      else "metrics on each 3D volume"))
+    return (
+        f"2D {what}-wise: each {what} resized to {size}{crop}, class probabilities resized back (bilinear) "
+        f"to the native size; "
+        + (
+            "metrics per frame, IoU/Dice from the split's confusion matrix"
+            if data.eval_mode == "frames"
+            else "metrics on each 3D volume"
+        )
+    )
 
 
 def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step: int, last_step: int) -> dict:
@@ -46,29 +54,48 @@ def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step:
         "classes": data.class_names,
         "ignore_index": data.ignore_index,
         "evaluated": {"splits": splits, "checkpoints": list(CHECKPOINTS), "models": list(MODELS)},
-        "checkpoint_rule": (f"best = highest validation mean foreground Dice of model '{cfg.eval.select_model}', "
-                            f"checked every {cfg.train.val_every} steps (selected at step {best_step}); "
-                            f"last = final step {last_step}. The test split is never used for selection."),
+        "checkpoint_rule": (
+            f"best = highest validation mean foreground Dice of model '{cfg.eval.select_model}', "
+            f"checked every {cfg.train.val_every} steps (selected at step {best_step}); "
+            f"last = final step {last_step}. The test split is never used for selection."
+        ),
         "inference": _inference_text(cfg, data),
         "ensemble": "mean of the softmax probabilities of A and B",
-        "aggregation": (("per class: Dice and IoU from the confusion matrix accumulated over the split (mIoU style), "
-                         "HD95/ASD mean over frames" if data.eval_mode == "frames" else
-                         "per class: mean over cases of the per-case value (NaN excluded and counted)")
-                        + "; class 'mean' = mean over the scored classes ("
-                        + ("all classes" if not data.background else "background excluded") + ")"),
+        "aggregation": (
+            (
+                "per class: Dice and IoU from the confusion matrix accumulated over the split (mIoU style), "
+                "HD95/ASD mean over frames"
+                if data.eval_mode == "frames"
+                else "per class: mean over cases of the per-case value (NaN excluded and counted)"
+            )
+            + "; class 'mean' = mean over the scored classes ("
+            + ("all classes" if not data.background else "background excluded")
+            + ")"
+        ),
         "units": {"dice": "fraction", "iou": "fraction", "hd95": unit, "asd": unit, "hd95_pen": unit, "asd_pen": unit},
-        "empty_policy": ("Dice/IoU are NaN when prediction and reference are both empty; HD95/ASD are NaN when "
-                         "either is empty. NaNs are excluded from means and counted in n_empty_pred, n_empty_ref, "
-                         "n_missed (reference present, nothing predicted) and <metric>_n_nan; hd95_pen/asd_pen "
-                         "replace the distance of a case where exactly one mask is empty by the image diagonal, so "
-                         "a missed structure is penalised instead of dropped; null in this file means NaN."),
+        "empty_policy": (
+            "Dice/IoU are NaN when prediction and reference are both empty; HD95/ASD are NaN when "
+            "either is empty. NaNs are excluded from means and counted in n_empty_pred, n_empty_ref, "
+            "n_missed (reference present, nothing predicted) and <metric>_n_nan; hd95_pen/asd_pen "
+            "replace the distance of a case where exactly one mask is empty by the image diagonal, so "
+            "a missed structure is penalised instead of dropped; null in this file means NaN."
+        ),
         "method": {"name": cfg.method.name, "alignment": cfg.method.alignment, "filter": cfg.method.filter},
     }
 
 
-def evaluate_run(run: RunFolder | str | Path, cfg: Config, data: SegmentationData, model_a, model_b,
-                 device: torch.device, precision: Precision, *, progress: bool = True,
-                 train_seconds: float | None = None) -> dict:
+def evaluate_run(
+    run: RunFolder | str | Path,
+    cfg: Config,
+    data: SegmentationData,
+    model_a,
+    model_b,
+    device: torch.device,
+    precision: Precision,
+    *,
+    progress: bool = True,
+    train_seconds: float | None = None,
+) -> dict:
     """Score the ``last`` and ``best`` checkpoints of a run on its evaluation splits.
 
     Returns the contents of eval.json (``protocol``, ``records``, ``timing``, ``machine``)
@@ -81,9 +108,12 @@ def evaluate_run(run: RunFolder | str | Path, cfg: Config, data: SegmentationDat
     available = {name: len(cases) for name, cases in splits.items() if cases}
     split_info = {name: (len(cases) if cases else "not available") for name, cases in splits.items()}
     if not available:
-        raise RunFolderError(f"nothing to evaluate: the splits {cfg.eval.splits} have no cases for dataset '{data.name}'")
-    bar = progress_bar(total=len(CHECKPOINTS) * sum(available.values()), desc="evaluation", enabled=progress,
-                       unit="case")
+        raise RunFolderError(
+            f"nothing to evaluate: the splits {cfg.eval.splits} have no cases for dataset '{data.name}'"
+        )
+    bar = progress_bar(
+        total=len(CHECKPOINTS) * sum(available.values()), desc="evaluation", enabled=progress, unit="case"
+    )
 
     def counted(cases):
         for case in cases:
@@ -98,11 +128,25 @@ def evaluate_run(run: RunFolder | str | Path, cfg: Config, data: SegmentationDat
             model_b.load_state_dict(ckpt["model_b"])
             steps[ckpt_name] = ckpt["step"]
             for split in available:
-                result = evaluate_cases(model_a, model_b, splits[split], data, device, precision,
-                                        distances=cfg.eval.distances, batch_size=cfg.eval.batch_size,
-                                        overlap=cfg.eval.overlap, progress=counted)
-                for rec in aggregate(result["cases"], data.class_names, result["confusion"],
-                                     from_confusion=data.eval_mode == "frames", background=data.background):
+                result = evaluate_cases(
+                    model_a,
+                    model_b,
+                    splits[split],
+                    data,
+                    device,
+                    precision,
+                    distances=cfg.eval.distances,
+                    batch_size=cfg.eval.batch_size,
+                    overlap=cfg.eval.overlap,
+                    progress=counted,
+                )
+                for rec in aggregate(
+                    result["cases"],
+                    data.class_names,
+                    result["confusion"],
+                    from_confusion=data.eval_mode == "frames",
+                    background=data.background,
+                ):
                     records.append({"split": split, "checkpoint": ckpt_name, "step": ckpt["step"], **rec})
                 for row in result["cases"]:
                     case_rows.append({"split": split, "checkpoint": ckpt_name, **row})
@@ -112,8 +156,12 @@ def evaluate_run(run: RunFolder | str | Path, cfg: Config, data: SegmentationDat
         "protocol": build_protocol(cfg, data, split_info, steps["best"], steps["last"]),
         "records": records,
         "timing": {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - started, 2)},
-        "machine": {"device": describe(device), "precision": precision.name, "torch": torch.__version__,
-                    "python": platform.python_version()},
+        "machine": {
+            "device": describe(device),
+            "precision": precision.name,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "cases": case_rows,
     }
 
@@ -127,12 +175,24 @@ def summary_text(evaluation: dict, cfg: Config, data: SegmentationData, run_dir:
     for ckpt_name in CHECKPOINTS:
         rows = [r for r in records if r["split"] == report_split and r["checkpoint"] == ckpt_name]
         step = rows[0]["step"] if rows else "?"
-        lines.append(format_table(rows, data.class_names, "dice", title=f"\n{report_split} Dice, checkpoint "
-                                  f"'{ckpt_name}' (step {step}), {counts[report_split]} cases"))
+        lines.append(
+            format_table(
+                rows,
+                data.class_names,
+                "dice",
+                title=f"\n{report_split} Dice, checkpoint '{ckpt_name}' (step {step}), {counts[report_split]} cases",
+            )
+        )
         if cfg.eval.distances:
-            lines.append(format_table(rows, data.class_names, "hd95",
-                                      title=f"{report_split} HD95 ({data.unit}; '(Nm)': N cases missed the structure "
-                                            f"and have no distance; penalised by the image diagonal: hd95_pen in eval.json)"))
+            lines.append(
+                format_table(
+                    rows,
+                    data.class_names,
+                    "hd95",
+                    title=f"{report_split} HD95 ({data.unit}; '(Nm)': N cases missed the structure "
+                    f"and have no distance; penalised by the image diagonal: hd95_pen in eval.json)",
+                )
+            )
     run_dir = Path(run_dir)
     lines.append(f"\nresults: {run_dir / 'eval.json'}  figures: {run_dir / 'figures'}")
     return "\n".join(lines)
@@ -143,16 +203,24 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
     from .viz.figures import plot_learning_curves, plot_overlay, save_figure
 
     rows = read_jsonl(run_dir / "metrics.jsonl")
-    save_figure(plot_learning_curves(rows, title=f"{cfg.method.name} on {data.name}"), run_dir / "figures" / "learning_curves.png")
+    save_figure(
+        plot_learning_curves(rows, title=f"{cfg.method.name} on {data.name}"),
+        run_dir / "figures" / "learning_curves.png",
+    )
     cases = data.test or data.val
     if not cases:
         return
     case = cases[0]
     model_a.eval()
     model_b.eval()
-    probs_a, probs_b = predict_case([model_a, model_b], case, data, device, precision, cfg.eval.batch_size, cfg.eval.overlap)
-    preds = {"A": probs_a.argmax(0).numpy(), "B": probs_b.argmax(0).numpy(),
-             "ensemble": ((probs_a + probs_b) / 2).argmax(0).numpy()}
+    probs_a, probs_b = predict_case(
+        [model_a, model_b], case, data, device, precision, cfg.eval.batch_size, cfg.eval.overlap
+    )
+    preds = {
+        "A": probs_a.argmax(0).numpy(),
+        "B": probs_b.argmax(0).numpy(),
+        "ensemble": ((probs_a + probs_b) / 2).argmax(0).numpy(),
+    }
     image, label = case.image[0], np.asarray(case.label)
     if image.ndim == 2:
         image, label = image[None], label[None]
@@ -160,13 +228,20 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
     fg = (label > 0).reshape(label.shape[0], -1).sum(1)
     order = np.argsort(-fg)[: min(4, label.shape[0])]
     order.sort()
-    fig = plot_overlay(image[order], label[order], {k: v[order] for k, v in preds.items()}, data.class_names,
-                       title=f"{case.case_id} (best checkpoint)", ignore_index=data.ignore_index)
+    fig = plot_overlay(
+        image[order],
+        label[order],
+        {k: v[order] for k, v in preds.items()},
+        data.class_names,
+        title=f"{case.case_id} (best checkpoint)",
+        ignore_index=data.ignore_index,
+    )
     save_figure(fig, run_dir / "figures" / "overlay.png")
 
 
-def evaluate_run_dir(run_dir: str | Path, *, device: str | None = None, progress: bool = True,
-                     log: Callable[[str], None] = print) -> dict:
+def evaluate_run_dir(
+    run_dir: str | Path, *, device: str | None = None, progress: bool = True, log: Callable[[str], None] = print
+) -> dict:
     """``coda-edu eval --run DIR``: rebuild data and networks from the run's config, re-score it and write
     the results (the caller holds the folder's lock)."""
     from .config import resolve
@@ -185,8 +260,9 @@ def evaluate_run_dir(run_dir: str | Path, *, device: str | None = None, progress
     data = load_dataset(cfg)
     model_a, model_b = (m.to(dev) for m in build_pair(cfg, data.in_channels, data.num_classes))  # weights: evaluate_run
     state = run.load_checkpoint("last").get("state", {})
-    evaluation = evaluate_run(run, cfg, data, model_a, model_b, dev, precision, progress=progress,
-                              train_seconds=state.get("train_seconds"))
+    evaluation = evaluate_run(
+        run, cfg, data, model_a, model_b, dev, precision, progress=progress, train_seconds=state.get("train_seconds")
+    )
     run.write_results(evaluation)
     write_figures(run.path, cfg, data, model_a, model_b, dev, precision)
     log(summary_text(evaluation, cfg, data, run.path))

@@ -96,7 +96,7 @@ class RunFolder:
         return self.checkpoints_dir / f"{name}.pt"
 
     def kind(self) -> str:
-        """"missing", "file", "empty", "run", "started" or "foreign" (see :func:`coda_edu.io.run_folder_kind`)."""
+        """ "missing", "file", "empty", "run", "started" or "foreign" (see :func:`coda_edu.io.run_folder_kind`)."""
         return run_folder_kind(self.path)
 
     # ------------------------------------------------------------------ opening
@@ -106,12 +106,15 @@ class RunFolder:
         if kind == "file":
             raise RunFolderError(f"run folder '{self.path}' is a file, not a folder: choose another --out")
         if kind == "run":
-            raise RunFolderError(f"run folder '{self.path}' already holds a run: continue it with --resume, "
-                                 f"or choose another --out")
+            raise RunFolderError(
+                f"run folder '{self.path}' already holds a run: continue it with --resume, or choose another --out"
+            )
         if kind == "foreign":
-            raise RunFolderError(f"folder '{self.path}' is not empty and is not a coda-edu run folder "
-                                 f"(no checkpoints/): coda-edu never writes over files it did not make; "
-                                 f"choose another --out")
+            raise RunFolderError(
+                f"folder '{self.path}' is not empty and is not a coda-edu run folder "
+                f"(no checkpoints/): coda-edu never writes over files it did not make; "
+                f"choose another --out"
+            )
 
     def check_is_folder(self) -> None:
         if self.path.exists() and not self.path.is_dir():
@@ -131,8 +134,12 @@ class RunFolder:
         if self.kind() == "started":
             # Stopped before its first checkpoint: nothing in it can be resumed, so start it again in place.
             log(f"restarting {self.path} in place (the earlier run stopped before its first checkpoint)")
-            for stale in (self.metrics_path, self.checkpoint_path("best"), self.path / "eval.json",
-                          self.path / "eval_cases.jsonl"):
+            for stale in (
+                self.metrics_path,
+                self.checkpoint_path("best"),
+                self.path / "eval.json",
+                self.path / "eval_cases.jsonl",
+            ):
                 stale.unlink(missing_ok=True)
         self.make(self.checkpoints_dir)
 
@@ -157,8 +164,9 @@ class RunFolder:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
-            raise RunFolderError(f"run config '{path}'{where} is not valid YAML "
-                                 f"({getattr(exc, 'problem', None) or 'invalid YAML'})") from None
+            raise RunFolderError(
+                f"run config '{path}'{where} is not valid YAML ({getattr(exc, 'problem', None) or 'invalid YAML'})"
+            ) from None
         except OSError as exc:
             raise RunFolderError(f"run config '{path}' cannot be read: {exc.strerror or exc}") from None
         if not isinstance(mapping, dict):
@@ -181,33 +189,43 @@ class RunFolder:
         last = self.checkpoint_path("last")
         if not last.is_file():
             if self.kind() == "started":
-                again = (f"coda-edu train --config {self.config_path} --out {self.path}" if self.config_path.is_file()
-                         else f"coda-edu train --out {self.path} with the run's --config/--set")
-                raise RunFolderError(f"cannot resume: '{self.path}' has no checkpoints/last.pt (the run stopped before "
-                                     f"its first checkpoint); start it again in place, without --resume: {again}")
+                again = (
+                    f"coda-edu train --config {self.config_path} --out {self.path}"
+                    if self.config_path.is_file()
+                    else f"coda-edu train --out {self.path} with the run's --config/--set"
+                )
+                raise RunFolderError(
+                    f"cannot resume: '{self.path}' has no checkpoints/last.pt (the run stopped before "
+                    f"its first checkpoint); start it again in place, without --resume: {again}"
+                )
             raise RunFolderError(f"cannot resume: '{self.path}' has no checkpoints/last.pt and config.yaml")
         if not self.config_path.is_file():
             raise RunFolderError(f"cannot resume: '{self.path}' has checkpoints/last.pt but no config.yaml")
         cfg = self.read_config()
         stored = self.load_checkpoint("last").get("config")
         if not isinstance(stored, dict):
-            raise RunFolderError(f"checkpoint '{last}' holds no config, so it cannot be checked against "
-                                 f"'{self.config_path}'")
+            raise RunFolderError(
+                f"checkpoint '{last}' holds no config, so it cannot be checked against '{self.config_path}'"
+            )
         try:
             stored = resolve(from_dict(stored)).to_dict()
         except ConfigError as exc:
             raise RunFolderError(f"checkpoint '{last}': its stored config is invalid ({exc})") from None
         differ = config_differences(stored, resolve(cfg).to_dict())
         if differ:
-            raise RunFolderError(f"cannot resume: '{self.config_path}' differs from the config stored in "
-                                 f"checkpoints/last.pt at {_shown(differ)}; a resumed run must be the same run: undo "
-                                 f"the edit, or start a new run in another --out")
+            raise RunFolderError(
+                f"cannot resume: '{self.config_path}' differs from the config stored in "
+                f"checkpoints/last.pt at {_shown(differ)}; a resumed run must be the same run: undo "
+                f"the edit, or start a new run in another --out"
+            )
         if given is not None:
             differ = config_differences(stored, resolve(given).to_dict())
             if differ:
-                raise RunFolderError(f"cannot resume '{self.path}' with another config (it differs at "
-                                     f"{_shown(differ)}); a resumed run continues with its own config.yaml: "
-                                     f"pass no config")
+                raise RunFolderError(
+                    f"cannot resume '{self.path}' with another config (it differs at "
+                    f"{_shown(differ)}); a resumed run continues with its own config.yaml: "
+                    f"pass no config"
+                )
         return cfg
 
     # ------------------------------------------------------------------ checkpoints
@@ -239,17 +257,21 @@ class RunFolder:
         state = self.load_checkpoint(checkpoint, map_location=device)
         shapes = state.get("data")
         if not isinstance(shapes, dict) or not {"in_channels", "num_classes"} <= set(shapes):
-            raise RunFolderError(f"checkpoint '{self.checkpoint_path(checkpoint)}' does not record the data shapes "
-                                 f"(in_channels, num_classes): it was written by an older coda-edu; "
-                                 f"train the run again")
+            raise RunFolderError(
+                f"checkpoint '{self.checkpoint_path(checkpoint)}' does not record the data shapes "
+                f"(in_channels, num_classes): it was written by an older coda-edu; "
+                f"train the run again"
+            )
         model_a, model_b = build_pair(cfg, int(shapes["in_channels"]), int(shapes["num_classes"]))
         try:
             model_a.load_state_dict(state["model_a"])
             model_b.load_state_dict(state["model_b"])
         except (KeyError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())[:200]
-            raise RunFolderError(f"checkpoint '{self.checkpoint_path(checkpoint)}' does not fit its run config "
-                                 f"({type(exc).__name__}: {detail})") from None
+            raise RunFolderError(
+                f"checkpoint '{self.checkpoint_path(checkpoint)}' does not fit its run config "
+                f"({type(exc).__name__}: {detail})"
+            ) from None
         return model_a.to(device).eval(), model_b.to(device).eval()
 
     # ------------------------------------------------------------------ metrics and results
@@ -267,5 +289,7 @@ class RunFolder:
         """``eval.json`` (everything but the per-case rows) and ``eval_cases.jsonl`` (the rows)."""
         summary = {k: v for k, v in evaluation.items() if k != "cases"}
         atomic_write_json(self.path / "eval.json", summary)
-        atomic_write_text(self.path / "eval_cases.jsonl", "".join(
-            json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in evaluation.get("cases", [])))
+        atomic_write_text(
+            self.path / "eval_cases.jsonl",
+            "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in evaluation.get("cases", [])),
+        )

@@ -74,8 +74,8 @@ class TrainState:
     step: int = 0
     best_score: float = -math.inf
     best_step: int = -1
-    train_seconds: float = 0.0   # time spent in training steps (validation and checkpoints excluded)
-    val_seconds: float = 0.0     # time spent validating and writing checkpoints
+    train_seconds: float = 0.0  # time spent in training steps (validation and checkpoints excluded)
+    val_seconds: float = 0.0  # time spent validating and writing checkpoints
 
 
 @dataclass
@@ -95,8 +95,16 @@ class RunResult:
 class Trainer:
     """Holds the networks, optimiser and data of one run; :meth:`fit` trains, :meth:`evaluate` scores."""
 
-    def __init__(self, cfg: Config | None, run_dir: str | Path | RunFolder, *, resume: bool = False,
-                 progress: bool = True, data: SegmentationData | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        cfg: Config | None,
+        run_dir: str | Path | RunFolder,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        data: SegmentationData | None = None,
+        log: Callable[[str], None] = print,
+    ):
         self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.run_dir = self.run.path
         self.ckpt_dir = self.run.checkpoints_dir
@@ -131,7 +139,11 @@ class Trainer:
             set_head_prior(self.model_a, prior)
             set_head_prior(self.model_b, prior)
         channels_last = c.train.channels_last if c.train.channels_last is not None else self.device.type == "cuda"
-        fmt = (torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d) if channels_last else torch.contiguous_format
+        fmt = (
+            (torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d)
+            if channels_last
+            else torch.contiguous_format
+        )
         self.model_a.to(self.device, memory_format=fmt)
         self.model_b.to(self.device, memory_format=fmt)
         self.memory_format = fmt
@@ -141,8 +153,9 @@ class Trainer:
         self.optimizer = build_optimizer(c, params)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
-        self.sampler = TwoStreamSampler(len(self.data.labeled), len(self.data.unlabeled), c.train.labeled_batch_size,
-                                        unlabeled_batch, c.seed)
+        self.sampler = TwoStreamSampler(
+            len(self.data.labeled), len(self.data.unlabeled), c.train.labeled_batch_size, unlabeled_batch, c.seed
+        )
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed)
         fill = self.data.ignore_index if self.data.ignore_index is not None else 0
         self.augment = Augmenter(c.train.augment, self.data.spatial_dims, fill_label=fill)
@@ -158,15 +171,21 @@ class Trainer:
         if len(d.labeled) == 0:
             raise DataError(f"dataset '{d.name}': the labeled training set is empty (check data.labeled_patients)")
         if self.method.uses_unlabeled and len(d.unlabeled) == 0:
-            raise DataError(f"dataset '{d.name}': method '{c.method.name}' needs unlabeled images but all training "
-                            f"patients are labeled (lower data.labeled_patients)")
+            raise DataError(
+                f"dataset '{d.name}': method '{c.method.name}' needs unlabeled images but all training "
+                f"patients are labeled (lower data.labeled_patients)"
+            )
         if not d.val:
-            raise DataError(f"dataset '{d.name}': the validation split is empty, so no checkpoint can be selected"
-                            + self.dataset.val_hint)
+            raise DataError(
+                f"dataset '{d.name}': the validation split is empty, so no checkpoint can be selected"
+                + self.dataset.val_hint
+            )
         divisor = 2 ** (c.model.levels - 1)
         if any(s % divisor for s in d.train_size):
-            raise ConfigError(f"config key 'data.image_size': {list(d.train_size)} must be divisible by {divisor} "
-                              f"for a U-Net with {c.model.levels} levels")
+            raise ConfigError(
+                f"config key 'data.image_size': {list(d.train_size)} must be divisible by {divisor} "
+                f"for a U-Net with {c.model.levels} levels"
+            )
 
     # ------------------------------------------------------------------ checkpoints
     def _load_last(self) -> None:
@@ -183,18 +202,26 @@ class Trainer:
             self.state = TrainState(**ckpt["state"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             detail = " ".join(str(exc).split())[:200]
-            raise RunFolderError(f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})") from None
+            raise RunFolderError(
+                f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})"
+            ) from None
         self._saved_step = self.state.step
         self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
         self.log(f"resuming {self.run_dir} at step {self.state.step}")
 
     def _nonfinite(self, with_optimizer: bool = False) -> list[str]:
         """Which of network A, network B (and the optimiser state) hold NaN or inf values."""
-        groups = [("network A", list(self.model_a.state_dict().values())),
-                  ("network B", list(self.model_b.state_dict().values()))]
+        groups = [
+            ("network A", list(self.model_a.state_dict().values())),
+            ("network B", list(self.model_b.state_dict().values())),
+        ]
         if with_optimizer:
-            groups.append(("the optimiser state", [v for st in self.optimizer.state.values() for v in st.values()
-                                                   if isinstance(v, torch.Tensor)]))
+            groups.append(
+                (
+                    "the optimiser state",
+                    [v for st in self.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)],
+                )
+            )
         bad = []
         for name, tensors in groups:
             flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
@@ -203,37 +230,61 @@ class Trainer:
         return bad
 
     def _refuse_nonfinite(self, what: str, since: int) -> None:
-        kept = (f"the checkpoints in '{self.ckpt_dir}' are from step {self._saved_step} and were kept"
-                if getattr(self, "_saved_step", None) is not None else "no checkpoint was written")
-        raise DivergedError(f"training diverged between steps {since + 1} and {self.state.step}: {what} became NaN or inf; "
-                            f"lower optim.lr or method.lambda_max; {kept}")
+        kept = (
+            f"the checkpoints in '{self.ckpt_dir}' are from step {self._saved_step} and were kept"
+            if getattr(self, "_saved_step", None) is not None
+            else "no checkpoint was written"
+        )
+        raise DivergedError(
+            f"training diverged between steps {since + 1} and {self.state.step}: {what} became NaN or inf; "
+            f"lower optim.lr or method.lambda_max; {kept}"
+        )
 
     def _shapes(self) -> dict:
         """What rebuilding the networks needs besides the config (read by RunFolder.load_pair)."""
-        return {"in_channels": self.data.in_channels, "num_classes": self.data.num_classes,
-                "class_names": list(self.data.class_names)}
+        return {
+            "in_channels": self.data.in_channels,
+            "num_classes": self.data.num_classes,
+            "class_names": list(self.data.class_names),
+        }
 
     def _save_last(self) -> None:
         bad = self._nonfinite(with_optimizer=True)
         if bad:  # never replace a good checkpoint with a broken one
             self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        self.run.save_checkpoint("last", {
-            "step": self.state.step, "config": self.cfg.to_dict(), "data": self._shapes(),
-            "model_a": self.model_a.state_dict(), "model_b": self.model_b.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "algorithm": self.algorithm.state_dict(), "sampler": self.sampler.state_dict(),
-            "rng": rng_state(self.generator), "state": vars(self.state).copy(),
-        })
+        self.run.save_checkpoint(
+            "last",
+            {
+                "step": self.state.step,
+                "config": self.cfg.to_dict(),
+                "data": self._shapes(),
+                "model_a": self.model_a.state_dict(),
+                "model_b": self.model_b.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "algorithm": self.algorithm.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": rng_state(self.generator),
+                "state": vars(self.state).copy(),
+            },
+        )
         self._saved_step = self.state.step
 
     def _save_best(self, scores: dict) -> None:
         bad = self._nonfinite()
         if bad:
             self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        self.run.save_checkpoint("best", {
-            "step": self.state.step, "config": self.cfg.to_dict(), "data": self._shapes(), "scores": scores,
-            "model_a": self.model_a.state_dict(), "model_b": self.model_b.state_dict(),
-        })
+        self.run.save_checkpoint(
+            "best",
+            {
+                "step": self.state.step,
+                "config": self.cfg.to_dict(),
+                "data": self._shapes(),
+                "scores": scores,
+                "model_a": self.model_a.state_dict(),
+                "model_b": self.model_b.state_dict(),
+            },
+        )
 
     # ------------------------------------------------------------------ training
     def next_batch(self) -> Batch:
@@ -245,7 +296,9 @@ class Trainer:
             return Batch(x.contiguous(memory_format=self.memory_format), y)
         x_u, y_u = self.data.unlabeled.batch(idx_u, self.generator)
         n_l = x_l.shape[0]
-        y_all = torch.cat([y_l, y_u if y_u is not None else torch.zeros_like(y_l[:1]).expand(x_u.shape[0], *y_l.shape[1:])])
+        y_all = torch.cat(
+            [y_l, y_u if y_u is not None else torch.zeros_like(y_l[:1]).expand(x_u.shape[0], *y_l.shape[1:])]
+        )
         x, y = self.augment(torch.cat([x_l, x_u]), y_all, self.generator)
         x = x.contiguous(memory_format=self.memory_format)
         return Batch(x[:n_l], y[:n_l], x[n_l:], y[n_l:] if y_u is not None else None)
@@ -253,14 +306,20 @@ class Trainer:
     def train_step(self, diagnostics: bool = False) -> dict:
         """One optimisation step; returns the algorithm's logs (tensors)."""
         c = self.cfg
-        lr = poly_lr(c.optim.lr, self.state.step, c.train.iterations, c.optim.poly_power) if c.optim.schedule == "poly" else c.optim.lr
+        lr = (
+            poly_lr(c.optim.lr, self.state.step, c.train.iterations, c.optim.poly_power)
+            if c.optim.schedule == "poly"
+            else c.optim.lr
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.next_batch()
         self.model_a.train()
         self.model_b.train(self.method.trains_b)
         with self.precision.autocast():
-            loss, logs = self.algorithm.training_step(self.forward_a, self.forward_b, batch, self.state.step, diagnostics)
+            loss, logs = self.algorithm.training_step(
+                self.forward_a, self.forward_b, batch, self.state.step, diagnostics
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -274,15 +333,18 @@ class Trainer:
         from .evaluate import validation_scores
 
         e = self.cfg.eval
-        return validation_scores(self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap)
+        return validation_scores(
+            self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap
+        )
 
     def fit(self) -> TrainState:
         """Train to ``train.iterations``: step, then log and validate on their steps."""
         total = self.cfg.train.iterations
         if self.state.step == 0:
             self._start_run()
-        bar = progress_bar(total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress,
-                           unit="step")
+        bar = progress_bar(
+            total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress, unit="step"
+        )
         self._start_checks()
         try:
             while self.state.step < total:
@@ -303,8 +365,10 @@ class Trainer:
         self.run.write_config(c)
         self.log(f"run folder: {self.run_dir}")
         self.log(f"data: {self.data.summary()}")
-        self.log(f"method: {c.method.name} (alignment={c.method.alignment}, filter={c.method.filter}) "
-                 f"on {describe(self.device)}, {self.precision.name}")
+        self.log(
+            f"method: {c.method.name} (alignment={c.method.alignment}, filter={c.method.filter}) "
+            f"on {describe(self.device)}, {self.precision.name}"
+        )
 
     def _due(self, step: int) -> tuple[bool, bool]:
         """(logged, validated): whether ``step`` writes a metrics line and whether it validates."""
@@ -351,9 +415,19 @@ class Trainer:
         improved = selected is not None and not math.isnan(selected) and selected > self.state.best_score
         if improved:
             self.state.best_score, self.state.best_step = selected, step
-        self.run.append_metrics([{"kind": "val", "step": step, "seconds": round(self.state.train_seconds, 2),
-                                  "val_seconds": round(self.state.val_seconds, 2), "dice": dict(scores),
-                                  "selected": selected, "best_step": self.state.best_step}])
+        self.run.append_metrics(
+            [
+                {
+                    "kind": "val",
+                    "step": step,
+                    "seconds": round(self.state.train_seconds, 2),
+                    "val_seconds": round(self.state.val_seconds, 2),
+                    "dice": dict(scores),
+                    "selected": selected,
+                    "best_step": self.state.best_step,
+                }
+            ]
+        )
         if improved or not self.run.checkpoint_path("best").exists():
             self._save_best(scores)
         self.state.val_seconds += time.perf_counter() - val_start
@@ -368,8 +442,17 @@ class Trainer:
         the tables; the networks are left holding the best weights."""
         from .report import evaluate_run, summary_text, write_figures
 
-        evaluation = evaluate_run(self.run, self.cfg, self.data, self.model_a, self.model_b, self.device,
-                                  self.precision, progress=self.progress, train_seconds=self.state.train_seconds)
+        evaluation = evaluate_run(
+            self.run,
+            self.cfg,
+            self.data,
+            self.model_a,
+            self.model_b,
+            self.device,
+            self.precision,
+            progress=self.progress,
+            train_seconds=self.state.train_seconds,
+        )
         self.run.write_results(evaluation)
         write_figures(self.run_dir, self.cfg, self.data, self.model_a, self.model_b, self.device, self.precision)
         self.log(summary_text(evaluation, self.cfg, self.data, self.run_dir))
@@ -382,8 +465,16 @@ class Trainer:
         self.model_b.load_state_dict(ckpt["model_b"])
 
 
-def train(cfg: Config | None, out: str | Path | None = None, *, resume: bool = False, progress: bool = True,
-          evaluate: bool = True, data: SegmentationData | None = None, log: Callable[[str], None] = print) -> RunResult:
+def train(
+    cfg: Config | None,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    evaluate: bool = True,
+    data: SegmentationData | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
     """Train (or resume) a run and evaluate it.
 
     Returns the run folder, the final state, the evaluation and the trained networks A and B

@@ -93,6 +93,7 @@ def shorten(names: list[str], shown: int = 3) -> str:
 
 # --------------------------------------------------------------------------- manifests
 
+
 def read_manifest(path: Path) -> dict[str, str]:
     """``{relative path: sha256}`` from a ``sha256sum``-style file."""
     if not path.is_file():
@@ -144,6 +145,7 @@ def report_problems(root: Path, problems: list[str], hint: str = "") -> NoReturn
 
 # --------------------------------------------------------------------------- downloads
 
+
 def as_url(base: str) -> str:
     """A URL for ``base``; a plain local folder becomes a ``file://`` URL."""
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", base):
@@ -176,8 +178,10 @@ class FetchReport:
         """One line: how many were downloaded, already present, and unverified (with the first names)."""
         text = f"{len(self.downloaded)} downloaded, {len(self.present)} already present and valid"
         if self.unverified:
-            text += (f"; {len(self.unverified)} unverified (no known checksum), checked only by reading them: "
-                     f"{shorten(self.unverified)}")
+            text += (
+                f"; {len(self.unverified)} unverified (no known checksum), checked only by reading them: "
+                f"{shorten(self.unverified)}"
+            )
         return text
 
 
@@ -202,7 +206,9 @@ def _download(url: str, partial: Path) -> str:
     except urllib.error.URLError as exc:
         raise DataError(f"could not download '{url}': {exc.reason}") from None
     except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-        raise DataError(f"download of '{url}' failed after {received} bytes ({type(exc).__name__}); re-run to retry") from None
+        raise DataError(
+            f"download of '{url}' failed after {received} bytes ({type(exc).__name__}); re-run to retry"
+        ) from None
     return digest.hexdigest()
 
 
@@ -213,16 +219,19 @@ def fetch(item: Item, check: Callable[[Path], None]) -> None:
     try:
         got = _download(item.url, partial)
         if item.sha256 is not None and got != item.sha256:
-            raise DataError(f"file '{item.rel}': SHA-256 of the download from '{item.url}' is {got[:12]}..., "
-                            f"the manifest expects {item.sha256[:12]}...; the file was not kept (a changed or "
-                            f"broken mirror; re-run to retry)")
+            raise DataError(
+                f"file '{item.rel}': SHA-256 of the download from '{item.url}' is {got[:12]}..., "
+                f"the manifest expects {item.sha256[:12]}...; the file was not kept (a changed or "
+                f"broken mirror; re-run to retry)"
+            )
         if item.sha256 is None:
             try:
                 check(partial)
             except DataError as exc:
                 detail = str(exc).replace(f"file '{partial}': ", "")
-                raise DataError(f"file '{item.rel}' downloaded from '{item.url}' is unusable ({detail}); "
-                                f"the file was not kept") from None
+                raise DataError(
+                    f"file '{item.rel}' downloaded from '{item.url}' is unusable ({detail}); the file was not kept"
+                ) from None
         os.replace(partial, item.dest)
     finally:
         partial.unlink(missing_ok=True)
@@ -272,6 +281,7 @@ def remove_leftovers(folders: Iterable[Path]) -> int:
 
 # --------------------------------------------------------------------------- HDF5
 
+
 def write_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
     """Write ``image`` and ``label`` (gzip level 4, as the common releases) atomically."""
     import h5py
@@ -287,15 +297,44 @@ def write_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
 # --------------------------------------------------------------------------- NRRD
 
 NRRD_TYPES = {
-    "int8": "i1", "signed char": "i1", "int8_t": "i1",
-    "uint8": "u1", "uchar": "u1", "unsigned char": "u1", "uint8_t": "u1",
-    "int16": "i2", "short": "i2", "short int": "i2", "signed short": "i2", "signed short int": "i2", "int16_t": "i2",
-    "uint16": "u2", "ushort": "u2", "unsigned short": "u2", "unsigned short int": "u2", "uint16_t": "u2",
-    "int32": "i4", "int": "i4", "signed int": "i4", "int32_t": "i4",
-    "uint32": "u4", "uint": "u4", "unsigned int": "u4", "uint32_t": "u4",
-    "int64": "i8", "longlong": "i8", "long long": "i8", "long long int": "i8", "int64_t": "i8",
-    "uint64": "u8", "ulonglong": "u8", "unsigned long long": "u8", "unsigned long long int": "u8", "uint64_t": "u8",
-    "float": "f4", "double": "f8",
+    "int8": "i1",
+    "signed char": "i1",
+    "int8_t": "i1",
+    "uint8": "u1",
+    "uchar": "u1",
+    "unsigned char": "u1",
+    "uint8_t": "u1",
+    "int16": "i2",
+    "short": "i2",
+    "short int": "i2",
+    "signed short": "i2",
+    "signed short int": "i2",
+    "int16_t": "i2",
+    "uint16": "u2",
+    "ushort": "u2",
+    "unsigned short": "u2",
+    "unsigned short int": "u2",
+    "uint16_t": "u2",
+    "int32": "i4",
+    "int": "i4",
+    "signed int": "i4",
+    "int32_t": "i4",
+    "uint32": "u4",
+    "uint": "u4",
+    "unsigned int": "u4",
+    "uint32_t": "u4",
+    "int64": "i8",
+    "longlong": "i8",
+    "long long": "i8",
+    "long long int": "i8",
+    "int64_t": "i8",
+    "uint64": "u8",
+    "ulonglong": "u8",
+    "unsigned long long": "u8",
+    "unsigned long long int": "u8",
+    "uint64_t": "u8",
+    "float": "f4",
+    "double": "f8",
 }
 
 
@@ -314,7 +353,7 @@ def _nrrd_header(path: Path, blob: bytes) -> tuple[dict[str, str], bytes]:
         if not sep:
             raise DataError(f"file '{path}': malformed NRRD header line '{line[:60]}'")
         fields[key.strip().lower()] = value.strip()
-    return fields, blob[end + 2:]
+    return fields, blob[end + 2 :]
 
 
 def _nrrd_field(path: Path, fields: dict[str, str], name: str) -> str:
@@ -362,6 +401,8 @@ def read_nrrd(path: Path) -> tuple[np.ndarray, dict[str, str]]:
         raise DataError(f"file '{path}': NRRD field 'encoding: {encoding}' is not supported (raw and gzip only)")
     expected = int(np.prod(sizes)) * dtype.itemsize
     if len(body) != expected:
-        raise DataError(f"file '{path}': NRRD data has {len(body)} bytes, sizes {sizes} of type '{kind}' need "
-                        f"{expected} (truncated or corrupt)")
+        raise DataError(
+            f"file '{path}': NRRD data has {len(body)} bytes, sizes {sizes} of type '{kind}' need "
+            f"{expected} (truncated or corrupt)"
+        )
     return np.frombuffer(body, dtype=dtype).reshape(sizes, order="F"), fields

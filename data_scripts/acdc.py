@@ -99,7 +99,9 @@ from coda_edu.data.acdc import load_spacing, training_slices
 from coda_edu.data.readers import check_pair, read_h5, read_list, read_nifti
 from coda_edu.io import atomic_write_json, atomic_write_text
 
-MIRROR_URL = "https://raw.githubusercontent.com/antares0811/3DCardiac/673e5ad05c1c9c2a29ddc969af84184fbca40a75/data/ACDC/"
+MIRROR_URL = (
+    "https://raw.githubusercontent.com/antares0811/3DCardiac/673e5ad05c1c9c2a29ddc969af84184fbca40a75/data/ACDC/"
+)
 LISTS_URL = "https://raw.githubusercontent.com/HiLab-git/SSL4MIS/0119796967386a1a1909e3b6481c1a8736bdeda7/data/ACDC/"
 REGISTER_URL = "https://humanheart-project.creatis.insa-lyon.fr/database/"
 MANIFEST = CHECKSUMS / "acdc.sha256"
@@ -109,9 +111,76 @@ LIST_NAMES = ("train.list", "val.list", "test.list", "train_slices.list")
 
 #: The standard split of the common release, in the order of its train.list and val.list.
 TRAIN_PATIENTS = (
-    99, 38, 50, 100, 58, 21, 49, 20, 72, 40, 60, 89, 4, 56, 98, 96, 31, 18, 94, 47, 48, 55, 97, 74, 43, 41, 63, 37,
-    95, 54, 26, 88, 32, 69, 6, 71, 12, 73, 61, 17, 25, 10, 57, 29, 51, 5, 36, 46, 62, 34, 76, 92, 70, 77, 67, 3, 91,
-    16, 14, 44, 42, 90, 53, 27, 35, 86, 23, 9, 79, 15,
+    99,
+    38,
+    50,
+    100,
+    58,
+    21,
+    49,
+    20,
+    72,
+    40,
+    60,
+    89,
+    4,
+    56,
+    98,
+    96,
+    31,
+    18,
+    94,
+    47,
+    48,
+    55,
+    97,
+    74,
+    43,
+    41,
+    63,
+    37,
+    95,
+    54,
+    26,
+    88,
+    32,
+    69,
+    6,
+    71,
+    12,
+    73,
+    61,
+    17,
+    25,
+    10,
+    57,
+    29,
+    51,
+    5,
+    36,
+    46,
+    62,
+    34,
+    76,
+    92,
+    70,
+    77,
+    67,
+    3,
+    91,
+    16,
+    14,
+    44,
+    42,
+    90,
+    53,
+    27,
+    35,
+    86,
+    23,
+    9,
+    79,
+    15,
 )
 VAL_PATIENTS = (28, 85, 82, 87, 19, 30, 78, 45, 2, 39)
 TEST_PATIENTS = tuple(sorted(set(range(1, 101)) - set(TRAIN_PATIENTS) - set(VAL_PATIENTS)))
@@ -155,6 +224,7 @@ def split_problems(lists: dict[str, list[str]], complete: bool) -> list[str]:
 
 # --------------------------------------------------------------------------- download
 
+
 def download(args) -> int:
     """The ``download`` command (see the module docstring)."""
     root = Path(args.out).expanduser()
@@ -166,8 +236,10 @@ def download(args) -> int:
     lists = {name: read_list(root / name) for name in LIST_NAMES}
     problems = split_problems(lists, complete=True)
     if problems:
-        raise DataError(f"the lists in '{root}' do not match the standard split: {problems[0]} "
-                        f"(delete the .list files there to fetch them again)")
+        raise DataError(
+            f"the lists in '{root}' do not match the standard split: {problems[0]} "
+            f"(delete the .list files there to fetch them again)"
+        )
 
     def item(name: str, rel: str) -> Item:
         return Item(join_url(base_url, f"data/{name}.h5"), root / rel, rel, manifest.get(rel))
@@ -177,12 +249,15 @@ def download(args) -> int:
     data_report = fetch_all(items, check_h5, "ACDC files")
     say(f"lists: {lists_report.summary()}")
     say(f"h5 files: {data_report.summary()}")
-    say(f"ACDC is ready in '{root}' ({len(lists['train_slices.list'])} training slices, "
-        f"{len(lists['val.list'])} validation and {len(lists['test.list'])} test volumes)")
+    say(
+        f"ACDC is ready in '{root}' ({len(lists['train_slices.list'])} training slices, "
+        f"{len(lists['val.list'])} validation and {len(lists['test.list'])} test volumes)"
+    )
     return 0
 
 
 # --------------------------------------------------------------------------- preprocess
+
 
 def find_patients(raw: Path) -> dict[int, Path]:
     """Patient folders (patientNNN) in RAW or one or two folder levels below it."""
@@ -196,11 +271,18 @@ def find_patients(raw: Path) -> dict[int, Path]:
 
 def missing_raw_message(raw: Path) -> str:
     """The one-line error for a missing or empty raw folder: what is wrong and where to get the data."""
-    state = ("does not exist" if not raw.exists() else "is a file (extract the archive first)" if raw.is_file()
-             else "has no patientNNN/ folders")
-    return (f"raw ACDC folder '{raw}' {state}: register at {REGISTER_URL}, download the ACDC dataset "
-            f"(NIfTI, training patients 001-100), extract it and pass the folder holding patient001/ "
-            f"(or a parent such as .../database/) with --raw")
+    state = (
+        "does not exist"
+        if not raw.exists()
+        else "is a file (extract the archive first)"
+        if raw.is_file()
+        else "has no patientNNN/ folders"
+    )
+    return (
+        f"raw ACDC folder '{raw}' {state}: register at {REGISTER_URL}, download the ACDC dataset "
+        f"(NIfTI, training patients 001-100), extract it and pass the folder holding patient001/ "
+        f"(or a parent such as .../database/) with --raw"
+    )
 
 
 def read_info(folder: Path) -> tuple[int, int]:
@@ -235,8 +317,11 @@ def load_frame(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarr
     if hi <= lo:
         raise DataError(f"file '{image_path}': image is constant ({lo}), so it cannot be min-max normalised")
     image = (image.astype(np.float64) - lo) / (hi - lo)
-    return (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(label, dtype=np.uint8),
-            [zooms[2], zooms[1], zooms[0]])
+    return (
+        np.ascontiguousarray(image, dtype=np.float32),
+        np.ascontiguousarray(label, dtype=np.uint8),
+        [zooms[2], zooms[1], zooms[0]],
+    )
 
 
 def slice_path(root: Path, case: str, k: int) -> Path:
@@ -272,8 +357,11 @@ def write_lists(root: Path, present: set[int], depths: dict[str, int]) -> None:
         else:
             (root / name).unlink(missing_ok=True)
             say(f"note: no {name.split('.')[0]} patient in the raw data, so {name} was not written")
-    slices = [f"{case}_slice_{k}" for case in cases_of(p for p in TRAIN_PATIENTS if p in present)
-              for k in range(1, depths[case] + 1)]
+    slices = [
+        f"{case}_slice_{k}"
+        for case in cases_of(p for p in TRAIN_PATIENTS if p in present)
+        for k in range(1, depths[case] + 1)
+    ]
     if slices:
         atomic_write_text(root / "train_slices.list", "\n".join(slices) + "\n")
 
@@ -295,8 +383,10 @@ def size_check(depths: dict[str, int], manifest: dict[str, str]) -> None:
     wrong = [f"{c} has {depths[c]} slices, the release {known[c]}" for c in compared if depths[c] != known[c]]
     if wrong:
         raise DataError(f"size check: {len(wrong)} case(s) differ from the common release: {shorten(wrong)}")
-    say(f"size check: the slice counts of {len(compared)} case(s) match the common release "
-        f"({len(depths) - len(compared)} case(s) have no reference count)")
+    say(
+        f"size check: the slice counts of {len(compared)} case(s) match the common release "
+        f"({len(depths) - len(compared)} case(s) have no reference count)"
+    )
 
 
 def preprocess(args) -> int:
@@ -311,8 +401,10 @@ def preprocess(args) -> int:
         say(f"note: ignoring {len(outside)} patient(s) outside patient001..patient100 (not in the common split)")
     absent = sorted(set(range(1, 101)) - set(patients))
     if absent:
-        say(f"note: {len(absent)} of the 100 patients are not in '{raw}' "
-            f"({shorten([f'patient{p:03d}' for p in absent])}); the lists name only the others")
+        say(
+            f"note: {len(absent)} of the 100 patients are not in '{raw}' "
+            f"({shorten([f'patient{p:03d}' for p in absent])}); the lists name only the others"
+        )
     remove_leftovers([root, root / "data", root / "data" / "slices"])
     spacing = {case: list(v) for case, v in load_spacing(root).items()}
     depths: dict[str, int] = {}
@@ -336,6 +428,7 @@ def preprocess(args) -> int:
 
 
 # --------------------------------------------------------------------------- verify
+
 
 def read_problems(root: Path, lists: dict[str, list[str]]) -> tuple[list[str], int, int]:
     """(problems, slices read, volumes read) when reading every file the lists name."""
@@ -366,8 +459,10 @@ def verify(args) -> int:
         present = [p.relative_to(root).as_posix() for p in [*root.glob("*.list"), *(root / "data").glob("**/*.h5")]]
         problems = checksum_problems(root, read_manifest(Path(args.manifest)), present)
         if any("SHA-256" in p for p in problems):
-            hint = (" (re-run download to replace files that differ; a folder built by 'preprocess' differs "
-                    "byte-wise from the release: use --skip-checksums)")
+            hint = (
+                " (re-run download to replace files that differ; a folder built by 'preprocess' differs "
+                "byte-wise from the release: use --skip-checksums)"
+            )
     lists = {}
     for name in LIST_NAMES:
         try:
@@ -380,8 +475,11 @@ def verify(args) -> int:
     found, slices, volumes = read_problems(root, lists)
     problems += found
     patients = {name: len({n.split("_")[0] for n in names}) for name, names in lists.items() if name in SPLITS}
-    say(f"ACDC in '{root}': " + ", ".join(f"{name} {n} of {len(SPLITS[name])} patients" for name, n in patients.items())
-        + f"; read {slices} training slices and {volumes} volumes")
+    say(
+        f"ACDC in '{root}': "
+        + ", ".join(f"{name} {n} of {len(SPLITS[name])} patients" for name, n in patients.items())
+        + f"; read {slices} training slices and {volumes} volumes"
+    )
     if problems:
         report_problems(root, problems, hint)
     say("ok: no problems found")
@@ -390,19 +488,30 @@ def verify(args) -> int:
 
 # --------------------------------------------------------------------------- command line
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with the module docstring as the --help epilog."""
-    parser = Parser(prog="acdc.py", description="Download, preprocess or verify ACDC for coda-edu.",
-                    epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="acdc.py",
+        description="Download, preprocess or verify ACDC for coda-edu.",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     manifest = dict(default=str(MANIFEST), help="checksum manifest (default: %(default)s)")
 
     d = sub.add_parser("download", help="fetch the common preprocessed release from its GitHub mirror")
     d.add_argument("--out", required=True, help="dataset folder to create or complete")
-    d.add_argument("--base-url", default=MIRROR_URL,
-                   help="mirror folder holding data/<name>.h5, a URL or a local folder (default: %(default)s)")
-    d.add_argument("--lists-url", default=LISTS_URL,
-                   help="folder holding the four .list files, a URL or a local folder (default: %(default)s)")
+    d.add_argument(
+        "--base-url",
+        default=MIRROR_URL,
+        help="mirror folder holding data/<name>.h5, a URL or a local folder (default: %(default)s)",
+    )
+    d.add_argument(
+        "--lists-url",
+        default=LISTS_URL,
+        help="folder holding the four .list files, a URL or a local folder (default: %(default)s)",
+    )
     d.add_argument("--manifest", **manifest)
     d.set_defaults(func=download)
 

@@ -87,6 +87,7 @@ def fetch_instructions(args) -> int:
 
 # --------------------------------------------------------------------------- extract
 
+
 def archive_sha256(path: Path) -> str:
     """SHA-256 of a (large) file, with a progress bar over its bytes."""
     digest = hashlib.sha256()
@@ -138,8 +139,10 @@ def plan(archive: Path, zf: zipfile.ZipFile) -> tuple[dict[str, dict[tuple[str, 
         video, kind, name = target
         videos.setdefault(video, {})[(kind, name)] = info
     if not videos:
-        raise DataError(f"archive '{archive}' has no VideoNN/Images/*.png members: is it the CaDIS archive? "
-                        f"(see 'cadis.py fetch-instructions')")
+        raise DataError(
+            f"archive '{archive}' has no VideoNN/Images/*.png members: is it the CaDIS archive? "
+            f"(see 'cadis.py fetch-instructions')"
+        )
     return videos, skipped
 
 
@@ -158,8 +161,9 @@ def matches(folder: Path, members: dict[tuple[str, str], zipfile.ZipInfo]) -> bo
     return found == {key: info.file_size for key, info in members.items()}
 
 
-def extract_video(archive: Path, zf: zipfile.ZipFile, out: Path, video: str,
-                  members: dict[tuple[str, str], zipfile.ZipInfo], bar) -> None:
+def extract_video(
+    archive: Path, zf: zipfile.ZipFile, out: Path, video: str, members: dict[tuple[str, str], zipfile.ZipInfo], bar
+) -> None:
     """Extract one video into out/.partial/<video>, then rename it to out/<video>."""
     partial = out / PARTIAL / video
     shutil.rmtree(partial, ignore_errors=True)
@@ -170,7 +174,9 @@ def extract_video(archive: Path, zf: zipfile.ZipFile, out: Path, video: str,
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise DataError(f"archive '{archive}': member '{info.filename}' is corrupt ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"archive '{archive}': member '{info.filename}' is corrupt ({type(exc).__name__}: {exc})"
+            ) from None
         bar.update(1)
     os.replace(partial, out / video)
 
@@ -179,8 +185,10 @@ def extract(args) -> int:
     """The ``extract`` command (see the module docstring)."""
     archive, out = Path(args.archive).expanduser(), Path(args.out).expanduser()
     if not archive.is_file():
-        raise DataError(f"archive '{archive}' does not exist: download CaDIS from {DOI_URL} (accept the licence) "
-                        f"and pass its path with --archive (see 'cadis.py fetch-instructions')")
+        raise DataError(
+            f"archive '{archive}' does not exist: download CaDIS from {DOI_URL} (accept the licence) "
+            f"and pass its path with --archive (see 'cadis.py fetch-instructions')"
+        )
     if args.sha256:
         got = archive_sha256(archive)
         if got != args.sha256.lower():
@@ -189,7 +197,9 @@ def extract(args) -> int:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"archive '{archive}': not a readable zip file (truncated or corrupt: {type(exc).__name__})") from None
+        raise DataError(
+            f"archive '{archive}': not a readable zip file (truncated or corrupt: {type(exc).__name__})"
+        ) from None
     with zf:
         videos, skipped = plan(archive, zf)
         for video, members in videos.items():
@@ -203,19 +213,24 @@ def extract(args) -> int:
                 final = out / video
                 if final.exists():
                     if not matches(final, videos[video]):
-                        raise DataError(f"folder '{final}' exists but differs from the archive; move it away and re-run")
+                        raise DataError(
+                            f"folder '{final}' exists but differs from the archive; move it away and re-run"
+                        )
                     done.append(video)
                     bar.update(len(videos[video]))
                     continue
                 extract_video(archive, zf, out, video, videos[video], bar)
     shutil.rmtree(out / PARTIAL, ignore_errors=True)
     frames = sum(len(m) for m in videos.values()) // 2
-    say(f"CaDIS: {len(videos) - len(done)} video(s) extracted, {len(done)} already present; {frames} frames in "
-        f"'{out}'" + (f"; skipped {skipped} archive member(s) outside VideoNN/Images|Labels" if skipped else ""))
+    say(
+        f"CaDIS: {len(videos) - len(done)} video(s) extracted, {len(done)} already present; {frames} frames in "
+        f"'{out}'" + (f"; skipped {skipped} archive member(s) outside VideoNN/Images|Labels" if skipped else "")
+    )
     return 0
 
 
 # --------------------------------------------------------------------------- verify
+
 
 def read_index(path: Path) -> list[dict]:
     """Rows of a frame index (columns img_path and lbl_path, relative to ROOT)."""
@@ -234,8 +249,10 @@ def frame_problems(root: Path) -> tuple[list[str], dict[str, int]]:
     from coda_edu.data.cadis import read_frame  # the loader's checked reader (imported here: it loads torch)
 
     identity = np.arange(256, dtype=np.uint8)
-    videos = sorted((p for p in root.iterdir() if p.is_dir() and VIDEO.fullmatch(p.name)),
-                    key=lambda p: int(VIDEO.fullmatch(p.name).group(1)))
+    videos = sorted(
+        (p for p in root.iterdir() if p.is_dir() and VIDEO.fullmatch(p.name)),
+        key=lambda p: int(VIDEO.fullmatch(p.name).group(1)),
+    )
     if not videos:
         return [f"'{root}' has no VideoNN/ folders"], {}
     problems, counts, pairs = [], {}, []
@@ -259,10 +276,15 @@ def frame_problems(root: Path) -> tuple[list[str], dict[str, int]]:
 def index_problems(root: Path, index: Path) -> list[str]:
     """Frames the index lists that are not in ROOT."""
     rows = read_index(index)
-    missing = [row["img_path"] for row in rows
-               if not ((root / row["img_path"]).is_file() and (root / row["lbl_path"]).is_file())]
+    missing = [
+        row["img_path"]
+        for row in rows
+        if not ((root / row["img_path"]).is_file() and (root / row["lbl_path"]).is_file())
+    ]
     say(f"{index.name}: {len(rows)} frames listed, {len(missing)} of them missing (image or label)")
-    return [f"{index.name} lists {len(missing)} frame(s) missing from '{root}': {shorten(missing, 5)}"] if missing else []
+    return (
+        [f"{index.name} lists {len(missing)} frame(s) missing from '{root}': {shorten(missing, 5)}"] if missing else []
+    )
 
 
 def verify(args) -> int:
@@ -287,13 +309,20 @@ def verify(args) -> int:
 
 # --------------------------------------------------------------------------- command line
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with the module docstring as the --help epilog."""
-    parser = Parser(prog="cadis.py", description="Get, extract and verify CaDIS for coda-edu.",
-                    epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="cadis.py",
+        description="Get, extract and verify CaDIS for coda-edu.",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.set_defaults(func=fetch_instructions)
-    sub.add_parser("fetch-instructions", help="where to get the archive (the default)").set_defaults(func=fetch_instructions)
+    sub.add_parser("fetch-instructions", help="where to get the archive (the default)").set_defaults(
+        func=fetch_instructions
+    )
 
     e = sub.add_parser("extract", help="extract the archive safely and resumably")
     e.add_argument("--archive", required=True, help="the CaDIS zip archive")

@@ -115,18 +115,45 @@ TRAIN_SIZE = 80
 
 #: UA-MT's test cases (its data/test.list).
 TEST_IDS = (
-    "ULHWPWKKLTE921LQLH1P", "UPT6DX9IQY9JAZ7HJKA7", "UTBUJIWZMKP64E3N73YC", "V0MZOWJ6MU3RMRCV9EXR",
-    "VDOF02M8ZHEAADFMS6NP", "VG4C826RAAKVMV9BQLVD", "VIXBEFTNVHZWKAKURJBN", "VQ2L3WM8KEVF6L44E6G9",
-    "WBG9WYZ1B25WDT5WAT8T", "WMDG2EFA6L2SNDZXIRU0", "WNPKE0W404QE9AELX1LR", "WSJB9P4JCXUVHBOYFVWL",
-    "WW8F5CO4S4K5IM5Z7EXX", "X18LU5AOBNNDMLTA0JZL", "XYDLYJ5CS19FDBVLJIPI", "Y7ZU0B2APPF54WG6PDMF",
-    "YDKD1HVHSME6NVMA8I39", "Z9GMG63CJLL0VW893BB1", "ZIJLJAVQV3FJ6JSQOH1E", "ZQPMJ4XEC5A4BISD45P1",
+    "ULHWPWKKLTE921LQLH1P",
+    "UPT6DX9IQY9JAZ7HJKA7",
+    "UTBUJIWZMKP64E3N73YC",
+    "V0MZOWJ6MU3RMRCV9EXR",
+    "VDOF02M8ZHEAADFMS6NP",
+    "VG4C826RAAKVMV9BQLVD",
+    "VIXBEFTNVHZWKAKURJBN",
+    "VQ2L3WM8KEVF6L44E6G9",
+    "WBG9WYZ1B25WDT5WAT8T",
+    "WMDG2EFA6L2SNDZXIRU0",
+    "WNPKE0W404QE9AELX1LR",
+    "WSJB9P4JCXUVHBOYFVWL",
+    "WW8F5CO4S4K5IM5Z7EXX",
+    "X18LU5AOBNNDMLTA0JZL",
+    "XYDLYJ5CS19FDBVLJIPI",
+    "Y7ZU0B2APPF54WG6PDMF",
+    "YDKD1HVHSME6NVMA8I39",
+    "Z9GMG63CJLL0VW893BB1",
+    "ZIJLJAVQV3FJ6JSQOH1E",
+    "ZQPMJ4XEC5A4BISD45P1",
 )
 #: The first 16 training cases (the coda-edu test subset; the usual labeled 20 %).
 FIRST_TRAIN_IDS = (
-    "06SR5RBREL16DQ6M8LWS", "0RZDK210BSMWAA6467LU", "1D7CUD1955YZPGK8XHJX", "1GU15S0GJ6PFNARO469W",
-    "1MHBF3G6DCPWHSKG7XCP", "23X6SY44VT9KFHR7S7OC", "2XL5HSFSE93RMOJDRGR4", "38CWS74285MFGZZXR09Z",
-    "3C2QTUNI0852XV7ZH4Q1", "3DA0T2V6JJ2NLUAV6FWM", "4498CA6DZWELOXCBRYRF", "45C45I6IXAFGNRO067W9",
-    "4CHFJGF6ZUM7CMZTNFQF", "4EPVTT1HPA8U60CDUKXE", "57SGAJMLCTCH92QUA0EE", "5BHTH9RHH3PQT913I59W",
+    "06SR5RBREL16DQ6M8LWS",
+    "0RZDK210BSMWAA6467LU",
+    "1D7CUD1955YZPGK8XHJX",
+    "1GU15S0GJ6PFNARO469W",
+    "1MHBF3G6DCPWHSKG7XCP",
+    "23X6SY44VT9KFHR7S7OC",
+    "2XL5HSFSE93RMOJDRGR4",
+    "38CWS74285MFGZZXR09Z",
+    "3C2QTUNI0852XV7ZH4Q1",
+    "3DA0T2V6JJ2NLUAV6FWM",
+    "4498CA6DZWELOXCBRYRF",
+    "45C45I6IXAFGNRO067W9",
+    "4CHFJGF6ZUM7CMZTNFQF",
+    "4EPVTT1HPA8U60CDUKXE",
+    "57SGAJMLCTCH92QUA0EE",
+    "5BHTH9RHH3PQT913I59W",
 )
 
 
@@ -159,8 +186,10 @@ def id_problems(train: list[str], test: list[str]) -> list[str]:
     for list_name, names in (("train.list", train), ("test.list", test)):
         bad = [c for c in names if not CASE_ID.fullmatch(c)]
         if bad:
-            problems.append(f"{list_name} names {shorten([repr(c) for c in bad])}, not case ids of the challenge "
-                            f"(20 upper-case letters and digits)")
+            problems.append(
+                f"{list_name} names {shorten([repr(c) for c in bad])}, not case ids of the challenge "
+                f"(20 upper-case letters and digits)"
+            )
     return problems
 
 
@@ -185,12 +214,15 @@ def split_problems(train: list[str], test: list[str], complete: bool) -> list[st
     if complete:
         lacking = [c for c in FIRST_TRAIN_IDS if c not in train] + [c for c in TEST_IDS if c not in test]
         if lacking or len(train) != TRAIN_SIZE:
-            problems.append(f"the lists name {len(train)} training and {len(test)} test cases, expected "
-                            f"{TRAIN_SIZE} and {len(TEST_IDS)}" + (f" (lacking {shorten(lacking)})" if lacking else ""))
+            problems.append(
+                f"the lists name {len(train)} training and {len(test)} test cases, expected "
+                f"{TRAIN_SIZE} and {len(TEST_IDS)}" + (f" (lacking {shorten(lacking)})" if lacking else "")
+            )
     return problems
 
 
 # --------------------------------------------------------------------------- download
+
 
 def download(args) -> int:
     """The ``download`` command (see the module docstring)."""
@@ -198,30 +230,40 @@ def download(args) -> int:
     manifest = read_manifest(Path(args.manifest))
     remove_leftovers([root, *(root / CASE_FOLDER).glob("*")])
     base = as_url(args.base_url)
-    list_items = [Item(join_url(base, name), root / name, name, manifest.get(name)) for name in ("train.list", "test.list")]
+    list_items = [
+        Item(join_url(base, name), root / name, name, manifest.get(name)) for name in ("train.list", "test.list")
+    ]
     lists_report = fetch_all(list_items, check_list, "LA lists")
     train, test = read_list(root / "train.list"), read_list(root / "test.list")
     problems = split_problems(train, test, complete=True)
     if problems:
-        raise DataError(f"the lists in '{root}' do not match the usual split: {problems[0]} "
-                        f"(delete the .list files there to fetch them again)")
-    items = [Item(join_url(base, case_rel(c)), root / case_rel(c), case_rel(c), manifest.get(case_rel(c)))
-             for c in train + test]
+        raise DataError(
+            f"the lists in '{root}' do not match the usual split: {problems[0]} "
+            f"(delete the .list files there to fetch them again)"
+        )
+    items = [
+        Item(join_url(base, case_rel(c)), root / case_rel(c), case_rel(c), manifest.get(case_rel(c)))
+        for c in train + test
+    ]
     outside = [item.rel for item in items if not inside(root, item.dest)]
     if outside:  # cannot happen with valid ids; kept as the last guard before writing anything
         raise DataError(f"the lists in '{root}' name files outside it: {shorten(outside)}")
     unknown = [item.rel for item in items if item.sha256 is None]
     if unknown and not args.allow_unverified:
-        raise DataError(f"{len(unknown)} of {len(items)} case files have no known checksum in '{args.manifest}' "
-                        f"(e.g. {unknown[0]}), so they cannot be verified; nothing was downloaded for them. Pass "
-                        f"--allow-unverified to download them anyway (checked only by reading them back)")
+        raise DataError(
+            f"{len(unknown)} of {len(items)} case files have no known checksum in '{args.manifest}' "
+            f"(e.g. {unknown[0]}), so they cannot be verified; nothing was downloaded for them. Pass "
+            f"--allow-unverified to download them anyway (checked only by reading them back)"
+        )
     data_report = fetch_all(items, check_h5, "LA cases")
     say(f"lists: {lists_report.summary()} (checked against the embedded split and the case-id pattern)")
     say(f"h5 files: {data_report.summary()}")
     if data_report.unverified:
-        say(f"LA downloaded to '{root}' ({len(train)} training and {len(test)} test cases) but NOT VERIFIED: "
+        say(
+            f"LA downloaded to '{root}' ({len(train)} training and {len(test)} test cases) but NOT VERIFIED: "
             f"{len(data_report.unverified)} case file(s) have no known checksum (--allow-unverified); they were "
-            f"only read back with the checked reader")
+            f"only read back with the checked reader"
+        )
     else:
         say(f"LA is ready in '{root}' ({len(train)} training and {len(test)} test cases, every case file verified)")
     return 0
@@ -229,15 +271,23 @@ def download(args) -> int:
 
 # --------------------------------------------------------------------------- preprocess
 
+
 def find_cases(raw: Path) -> list[str]:
     """Ids of the case folders RAW/<ID>/ that hold lgemri.nrrd."""
     cases = sorted(p.parent.name for p in raw.glob("*/lgemri.nrrd"))
     if not cases:
-        state = ("does not exist" if not raw.exists() else "is a file (extract the archive first)" if raw.is_file()
-                 else "has no <ID>/lgemri.nrrd case folders")
-        raise DataError(f"raw LA folder '{raw}' {state}: get the 2018 Atrial Segmentation Challenge training set "
-                        f"(100 cases, registration at {CHALLENGE_URL}) and pass the folder holding the case "
-                        f"folders <ID>/lgemri.nrrd and <ID>/laendo.nrrd with --raw")
+        state = (
+            "does not exist"
+            if not raw.exists()
+            else "is a file (extract the archive first)"
+            if raw.is_file()
+            else "has no <ID>/lgemri.nrrd case folders"
+        )
+        raise DataError(
+            f"raw LA folder '{raw}' {state}: get the 2018 Atrial Segmentation Challenge training set "
+            f"(100 cases, registration at {CHALLENGE_URL}) and pass the folder holding the case "
+            f"folders <ID>/lgemri.nrrd and <ID>/laendo.nrrd with --raw"
+        )
     return cases
 
 
@@ -254,18 +304,19 @@ def axis_range(mask_axis: np.ndarray, size: int, m_lo: int, m_hi: int) -> list[i
     return [max(a - pad - m_lo, 0), min(b + 1 + pad + m_hi, size)]
 
 
-def crop_case(image: np.ndarray, label: np.ndarray, margins: np.ndarray,
-              source: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def crop_case(
+    image: np.ndarray, label: np.ndarray, margins: np.ndarray, source: Path
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(z-scored cropped image, cropped label, {"x": [lo, hi], "y": [lo, hi]}); ``source`` names the image file."""
     xs, ys, _ = np.nonzero(label)
     x = axis_range(xs, label.shape[0], int(margins[0]), int(margins[1]))
     y = axis_range(ys, label.shape[1], int(margins[2]), int(margins[3]))
-    crop = image[x[0]:x[1], y[0]:y[1]].astype(np.float64)
+    crop = image[x[0] : x[1], y[0] : y[1]].astype(np.float64)
     std = crop.std()
     if std == 0:
         raise DataError(f"file '{source}': the cropped image is constant, so it cannot be z-scored")
     crop = (crop - crop.mean()) / std
-    return crop.astype(np.float32), np.ascontiguousarray(label[x[0]:x[1], y[0]:y[1]]), {"x": x, "y": y}
+    return crop.astype(np.float32), np.ascontiguousarray(label[x[0] : x[1], y[0] : y[1]]), {"x": x, "y": y}
 
 
 def load_case(raw: Path, case: str) -> tuple[np.ndarray, np.ndarray]:
@@ -293,8 +344,9 @@ def read_crops(root: Path, seed: int) -> dict:
     except (ValueError, TypeError, KeyError, AttributeError):
         raise DataError(f"file '{path}': not a crop record of la.py (delete it to rebuild the folder)") from None
     if seeds - {seed}:
-        raise DataError(f"'{root}' was built with --seed {min(seeds - {seed})} (see crop.json); "
-                        f"use that seed or another --out")
+        raise DataError(
+            f"'{root}' was built with --seed {min(seeds - {seed})} (see crop.json); use that seed or another --out"
+        )
     return crops
 
 
@@ -338,12 +390,15 @@ def preprocess(args) -> int:
         atomic_write_json(root / "crop.json", crops)
         written += 1
     train, test = write_lists(root, cases)
-    say(f"LA: {written} case(s) written, {len(cases) - written} already done; "
-        f"{len(train)} training and {len(test)} test cases in '{root}'")
+    say(
+        f"LA: {written} case(s) written, {len(cases) - written} already done; "
+        f"{len(train)} training and {len(test)} test cases in '{root}'"
+    )
     return 0
 
 
 # --------------------------------------------------------------------------- verify
+
 
 def verify(args) -> int:
     """The ``verify`` command (see the module docstring)."""
@@ -357,18 +412,24 @@ def verify(args) -> int:
         problems = checksum_problems(root, manifest, present)
         unknown = [rel for rel in present if rel.endswith(".h5") and rel not in manifest]
         if unknown and not args.allow_unverified:
-            problems.append(f"{len(unknown)} case file(s) have no known checksum ({shorten(unknown)}); pass "
-                            f"--allow-unverified to accept them after reading them back")
+            problems.append(
+                f"{len(unknown)} case file(s) have no known checksum ({shorten(unknown)}); pass "
+                f"--allow-unverified to accept them after reading them back"
+            )
         if any("SHA-256" in p for p in problems):
-            hint = (" (re-run download to replace files that differ; a folder built by 'preprocess' differs "
-                    "byte-wise from the release: use --skip-checksums)")
+            hint = (
+                " (re-run download to replace files that differ; a folder built by 'preprocess' differs "
+                "byte-wise from the release: use --skip-checksums)"
+            )
     try:
         train = read_list(root / "train.list")
         test = read_list(root / "test.list", required=False) or []
     except DataError as exc:  # without the lists nothing else can be checked
         report_problems(root, problems + [str(exc)], hint)
     problems += split_problems(train, test, complete=False)
-    for case, list_name in progress([(c, "train.list") for c in train] + [(c, "test.list") for c in test], desc="reading"):
+    for case, list_name in progress(
+        [(c, "train.list") for c in train] + [(c, "test.list") for c in test], desc="reading"
+    ):
         try:
             read_case(root, case, list_name)
         except DataError as exc:
@@ -382,20 +443,31 @@ def verify(args) -> int:
 
 # --------------------------------------------------------------------------- command line
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with the module docstring as the --help epilog."""
-    parser = Parser(prog="la.py", description="Download, preprocess or verify LA for coda-edu.",
-                    epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="la.py",
+        description="Download, preprocess or verify LA for coda-edu.",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     manifest = dict(default=str(MANIFEST), help="checksum manifest (default: %(default)s)")
 
     d = sub.add_parser("download", help="fetch the UA-MT preprocessed release from GitHub")
     d.add_argument("--out", required=True, help="dataset folder to create or complete")
-    d.add_argument("--base-url", default=MIRROR_URL,
-                   help="folder holding the lists and case folders, a URL or a local folder (default: %(default)s)")
+    d.add_argument(
+        "--base-url",
+        default=MIRROR_URL,
+        help="folder holding the lists and case folders, a URL or a local folder (default: %(default)s)",
+    )
     d.add_argument("--manifest", **manifest)
-    d.add_argument("--allow-unverified", action="store_true",
-                   help="also download case files the manifest has no checksum for (read back, reported as unverified)")
+    d.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="also download case files the manifest has no checksum for (read back, reported as unverified)",
+    )
     d.set_defaults(func=download)
 
     p = sub.add_parser("preprocess", help="build the layout from the raw challenge NRRD files")

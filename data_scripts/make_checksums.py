@@ -63,10 +63,17 @@ def make(data_dir: Path, name: str, out_dir: Path) -> Path:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Parse ``argv`` and run the chosen command; errors are turned into one line by ``run_cli``."""
-    parser = Parser(prog="make_checksums.py", description=__doc__.split("\n\n")[0], epilog=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("CODA_EDU_DATA_DIR"),
-                        help="folder holding ACDC/ and LA/ (default: $CODA_EDU_DATA_DIR)")
+    parser = Parser(
+        prog="make_checksums.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("CODA_EDU_DATA_DIR"),
+        help="folder holding ACDC/ and LA/ (default: $CODA_EDU_DATA_DIR)",
+    )
     parser.add_argument("--dataset", action="append", choices=sorted(DATASETS), help="default: all")
     parser.add_argument("--out-dir", default=str(CHECKSUMS), help="default: %(default)s")
     args = parser.parse_args(argv)

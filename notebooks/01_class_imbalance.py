@@ -72,7 +72,6 @@ data_dir: str = ""            # folder with ACDC/ and CaDIS/ (empty: $CODA_EDU_D
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from IPython.display import display
 

@@ -83,6 +83,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from IPython.display import display
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from coda_edu import exercises
 from coda_edu.analysis import alignment_effect, predict_pool
@@ -94,9 +97,6 @@ from coda_edu.viz.display import show_plotly
 from coda_edu.viz.figures import blend, class_colors, plot_class_shares
 from coda_edu.viz.simplex import align_toy, ternary_points_figure, ternary_points_static, toy_predictions
 from coda_edu.viz.widgets import alignment_explorer, simplex_explorer
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 steps = 30 if quick else iterations
 _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)

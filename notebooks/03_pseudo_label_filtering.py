@@ -76,12 +76,11 @@ threshold: float = 0.95       # the fixed threshold compared with over-expectati
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from IPython.display import display
 
 from coda_edu import exercises
-from coda_edu.analysis import compare_filters, filter_masks, per_class_quality, predict_pool
+from coda_edu.analysis import compare_filters, per_class_quality, predict_pool
 from coda_edu.checkpoint import load_run_pair
 from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.method import class_expectations, pseudo_labels

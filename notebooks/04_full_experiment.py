@@ -79,11 +79,8 @@ overrides: list = []          # extra config overrides, strings in the format of
 
 # %%
 # %matplotlib inline
-import os
 from pathlib import Path
 
-import numpy as np
-import torch
 from IPython.display import Image, display
 
 from coda_edu import exercises

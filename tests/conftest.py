@@ -16,10 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_overrides(**extra) -> list[str]:
     """A synthetic experiment small enough for a unit test (seconds, not minutes)."""
     base = {
-        "data.synthetic.n_patients": 14, "data.synthetic.slices_per_patient": 4, "data.synthetic.resolution": 32,
-        "data.synthetic.val_patients": 2, "data.synthetic.test_patients": 2, "data.labeled_patients": 2,
-        "model.base_width": 4, "model.levels": 4, "train.iterations": 8, "train.batch_size": 4,
-        "train.labeled_batch_size": 2, "train.val_every": 4, "train.log_every": 2,
+        "data.synthetic.n_patients": 14,
+        "data.synthetic.slices_per_patient": 4,
+        "data.synthetic.resolution": 32,
+        "data.synthetic.val_patients": 2,
+        "data.synthetic.test_patients": 2,
+        "data.labeled_patients": 2,
+        "model.base_width": 4,
+        "model.levels": 4,
+        "train.iterations": 8,
+        "train.batch_size": 4,
+        "train.labeled_batch_size": 2,
+        "train.val_every": 4,
+        "train.log_every": 2,
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
@@ -39,7 +48,9 @@ def real_data_root(folder: str) -> Path:
     root = os.environ.get("CODA_EDU_DATA_DIR")
     reason = None
     if not root:
-        reason = f"real data not available: set CODA_EDU_DATA_DIR to a folder holding {folder}/ (CI uses ../shared/data)"
+        reason = (
+            f"real data not available: set CODA_EDU_DATA_DIR to a folder holding {folder}/ (CI uses ../shared/data)"
+        )
     elif not (Path(root) / folder).is_dir():
         reason = f"real data not available: {Path(root) / folder} does not exist"
     if reason is None:

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from coda_edu.method.alignment import (align_distribution, class_marginal, class_shares, ema_update, label_marginal,
-                                       pseudo_labels)
+from coda_edu.method.alignment import (
+    align_distribution,
+    class_marginal,
+    class_shares,
+    ema_update,
+    label_marginal,
+    pseudo_labels,
+)
 
 
 def random_probs(n=4, c=4, h=8, w=8, seed=0):
@@ -43,15 +49,17 @@ def test_alignment_moves_pseudo_label_shares_towards_labeled_marginal():
     # background-leaning distribution, so argmax under-counts the minority class.
     g = torch.Generator().manual_seed(1)
     n = 20000
-    truth = (torch.rand(n, generator=g) < 0.3).long()           # true minority share 0.3
-    logit_fg = torch.where(truth == 1, torch.full((n,), -0.3), torch.full((n,), -3.0)) + 0.5 * torch.randn(n, generator=g)
+    truth = (torch.rand(n, generator=g) < 0.3).long()  # true minority share 0.3
+    logit_fg = torch.where(truth == 1, torch.full((n,), -0.3), torch.full((n,), -3.0)) + 0.5 * torch.randn(
+        n, generator=g
+    )
     probs = torch.softmax(torch.stack([torch.zeros(n), logit_fg], 1), dim=1).view(n, 2, 1, 1)
     pi_u = class_marginal(probs)
-    pi_l = torch.tensor([0.7, 0.3])                               # the labeled marginal
+    pi_l = torch.tensor([0.7, 0.3])  # the labeled marginal
     before = class_shares(pseudo_labels(probs)[1], 2)
     after = class_shares(pseudo_labels(align_distribution(probs, pi_l, pi_u, alpha=1.0))[1], 2)
-    assert before[1] < 0.2                                        # biased: far below 0.3
-    assert abs(after[1] - 0.3) < abs(before[1] - 0.3)             # alignment moves the share towards pi_l
+    assert before[1] < 0.2  # biased: far below 0.3
+    assert abs(after[1] - 0.3) < abs(before[1] - 0.3)  # alignment moves the share towards pi_l
     assert after[1] > before[1] + 0.05
 
 

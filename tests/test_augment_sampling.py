@@ -1,4 +1,3 @@
-
 import torch
 
 from coda_edu.config import AugmentConfig
@@ -26,7 +25,9 @@ def test_rot90_and_flip_are_exact_and_labels_follow_images():
     images, labels = label_image()
     quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]]).expand(6, 2, 2)
     out, lab = apply_affine(images, labels, affine_theta(quarter, 2))
-    assert torch.equal(lab, torch.rot90(labels, k=1, dims=(1, 2))) or torch.equal(lab, torch.rot90(labels, k=-1, dims=(1, 2)))
+    assert torch.equal(lab, torch.rot90(labels, k=1, dims=(1, 2))) or torch.equal(
+        lab, torch.rot90(labels, k=-1, dims=(1, 2))
+    )
     assert torch.allclose(out[:, 0], lab.float() * 10, atol=1e-4)
 
 
@@ -61,7 +62,9 @@ def test_3d_augmentation_leaves_the_slice_axis():
 
 def test_intensity_jitter_changes_each_item_differently():
     images = torch.ones(4, 1, 8, 8)
-    out, _ = Augmenter(AugmentConfig(flip=False, rot90=False, rotate_degrees=0, scale=0, intensity=0.2), 2)(images, None, torch.Generator().manual_seed(0))
+    out, _ = Augmenter(AugmentConfig(flip=False, rot90=False, rotate_degrees=0, scale=0, intensity=0.2), 2)(
+        images, None, torch.Generator().manual_seed(0)
+    )
     per_item = out.mean((1, 2, 3))
     assert per_item.unique().numel() == 4
 

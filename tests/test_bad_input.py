@@ -44,8 +44,9 @@ def make_acdc(root, patients=3, slices=2, volume_cases=("patient090_frame01",)):
 
 
 def acdc_config(root, *extra):
-    return load_config(None, ["data.name=acdc", f"data.root={root}", "data.labeled_patients=1",
-                              "data.image_size=[16, 16]", *extra])
+    return load_config(
+        None, ["data.name=acdc", f"data.root={root}", "data.labeled_patients=1", "data.image_size=[16, 16]", *extra]
+    )
 
 
 def test_valid_tiny_tree_loads(tmp_path):
@@ -100,8 +101,18 @@ def corrupt(kind, root):
     raise ValueError(kind)
 
 
-KINDS = ["truncated", "not_hdf5", "missing_key", "shape_mismatch", "label_range", "nan", "volume_nan",
-         "missing_case", "missing_slices", "empty_list"]
+KINDS = [
+    "truncated",
+    "not_hdf5",
+    "missing_key",
+    "shape_mismatch",
+    "label_range",
+    "nan",
+    "volume_nan",
+    "missing_case",
+    "missing_slices",
+    "empty_list",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -119,9 +130,20 @@ def test_broken_acdc_files_fail_at_open_with_one_line(tmp_path, kind):
 def test_cli_reports_broken_files_with_status_2(tmp_path, kind):
     make_acdc(tmp_path)
     path, fragment = corrupt(kind, tmp_path)
-    for command in (["data", "check", "--dataset", "acdc", "--root", str(tmp_path), "--set", "data.labeled_patients=1"],
-                    ["train", "--set", "data.name=acdc", "--set", f"data.root={tmp_path}", "--set", "data.labeled_patients=1",
-                     "--out", str(tmp_path / "run")]):
+    for command in (
+        ["data", "check", "--dataset", "acdc", "--root", str(tmp_path), "--set", "data.labeled_patients=1"],
+        [
+            "train",
+            "--set",
+            "data.name=acdc",
+            "--set",
+            f"data.root={tmp_path}",
+            "--set",
+            "data.labeled_patients=1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    ):
         done = subprocess.run(cli_command() + command, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -181,7 +203,9 @@ def make_cadis(root, bad=None):
 @pytest.mark.parametrize("bad", ["truncated_png", "label_range", "size_mismatch", "missing_label", "rgb_label"])
 def test_broken_cadis_frames(tmp_path, bad):
     path, fragment = make_cadis(tmp_path, bad)
-    cfg = load_config(None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"])
+    cfg = load_config(
+        None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"]
+    )
     with pytest.raises(DataError) as info:
         load_dataset(cfg)
     assert str(path) in str(info.value) and fragment in str(info.value)
@@ -189,7 +213,9 @@ def test_broken_cadis_frames(tmp_path, bad):
 
 def test_valid_cadis_tree(tmp_path):
     make_cadis(tmp_path)
-    cfg = load_config(None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"])
+    cfg = load_config(
+        None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"]
+    )
     data = load_dataset(cfg)
     assert len(data.labeled) == 1 and len(data.unlabeled) == 1 and len(data.val) == 1 and data.test == []
 
@@ -211,12 +237,25 @@ def test_broken_la_case(tmp_path):
 
 # --------------------------------------------------------------------------- split lists and sidecars (issue 11)
 
-@pytest.mark.parametrize("lists, fragment", [
-    ({"val.list": "patient090_frame01\npatient002_frame01\n"}, "patient 'patient002' (entry 'patient002_frame01') is in both train.list and val.list"),
-    ({"val.list": "patient090_frame01\npatient002_frame02\n"}, "patient 'patient002' (entry 'patient002_frame02') is in both"),
-    ({"test.list": "patient001_frame01\n"}, "is in both train.list and test.list"),
-    ({"train.list": "patient001_frame01\npatient002_frame01\npatient001_frame01\n"}, "names 'patient001_frame01' twice"),
-])
+
+@pytest.mark.parametrize(
+    "lists, fragment",
+    [
+        (
+            {"val.list": "patient090_frame01\npatient002_frame01\n"},
+            "patient 'patient002' (entry 'patient002_frame01') is in both train.list and val.list",
+        ),
+        (
+            {"val.list": "patient090_frame01\npatient002_frame02\n"},
+            "patient 'patient002' (entry 'patient002_frame02') is in both",
+        ),
+        ({"test.list": "patient001_frame01\n"}, "is in both train.list and test.list"),
+        (
+            {"train.list": "patient001_frame01\npatient002_frame01\npatient001_frame01\n"},
+            "names 'patient001_frame01' twice",
+        ),
+    ],
+)
 def test_overlapping_splits_are_refused(tmp_path, lists, fragment):
     make_acdc(tmp_path)
     for name, text in lists.items():
@@ -250,8 +289,13 @@ def test_list_entries_must_stay_inside_the_dataset_root(tmp_path, entry):
 def test_non_utf8_list_is_one_line(tmp_path):
     make_acdc(tmp_path)
     (tmp_path / "train.list").write_bytes(b"patient001_frame01\n\xff\xfepatient002\n")
-    done = subprocess.run(cli_command() + ["data", "check", "--dataset", "acdc", "--root", str(tmp_path),
-                                           "--set", "data.labeled_patients=1"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cli_command()
+        + ["data", "check", "--dataset", "acdc", "--root", str(tmp_path), "--set", "data.labeled_patients=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "train.list' is not UTF-8 text" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
@@ -272,23 +316,31 @@ def test_unreadable_list_is_one_line(tmp_path, monkeypatch):
         load_dataset(acdc_config(tmp_path))
 
 
-@pytest.mark.parametrize("spacing, fragment", [
-    ('{"patient090_frame01": [1.0, 1.5]}', "must be three finite numbers > 0"),
-    ('{"patient090_frame01": [NaN, 1.5, 1.5]}', "must be three finite numbers > 0"),
-    ('{"patient090_frame01": [0, 1.5, 1.5]}', "must be three finite numbers > 0"),
-    ('{"patient090_frame01": [10, -1.5, 1.5]}', "must be three finite numbers > 0"),
-    ('{"patient090_frame01": "10x1x1"}', "must be three finite numbers > 0"),
-    ('[1, 2, 3]', "expected a JSON object"),
-    ('{"patient090_frame01": [1, 2', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "spacing, fragment",
+    [
+        ('{"patient090_frame01": [1.0, 1.5]}', "must be three finite numbers > 0"),
+        ('{"patient090_frame01": [NaN, 1.5, 1.5]}', "must be three finite numbers > 0"),
+        ('{"patient090_frame01": [0, 1.5, 1.5]}', "must be three finite numbers > 0"),
+        ('{"patient090_frame01": [10, -1.5, 1.5]}', "must be three finite numbers > 0"),
+        ('{"patient090_frame01": "10x1x1"}', "must be three finite numbers > 0"),
+        ("[1, 2, 3]", "expected a JSON object"),
+        ('{"patient090_frame01": [1, 2', "not valid JSON"),
+    ],
+)
 def test_bad_spacing_json_fails_data_check_and_loading(tmp_path, spacing, fragment):
     make_acdc(tmp_path)
     (tmp_path / "spacing.json").write_text(spacing)
     with pytest.raises(DataError) as info:
         load_dataset(acdc_config(tmp_path))
     assert fragment in str(info.value) and "spacing.json" in str(info.value)
-    done = subprocess.run(cli_command() + ["data", "check", "--dataset", "acdc", "--root", str(tmp_path),
-                                           "--set", "data.labeled_patients=1"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cli_command()
+        + ["data", "check", "--dataset", "acdc", "--root", str(tmp_path), "--set", "data.labeled_patients=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr and fragment in done.stderr
 
 
@@ -304,6 +356,8 @@ def test_decompression_bomb_png_is_one_line(tmp_path, monkeypatch):
 
     make_cadis(tmp_path)
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # the 18 x 32 frames now count as bombs
-    cfg = load_config(None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"])
+    cfg = load_config(
+        None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"]
+    )
     with pytest.raises(DataError, match="too large to open safely"):
         load_dataset(cfg)

@@ -15,12 +15,12 @@ def biased_pool(seed=0):
     largest probability on only a part of them (under-predicted in the argmax)."""
     g = torch.Generator().manual_seed(seed)
     truth = torch.zeros(16, 24, 24, dtype=torch.long)
-    truth[:, 2:10, 2:10] = 2            # 11 % class 2
-    truth[:, 12:20, 14:21] = 1          # ~10 % class 1
+    truth[:, 2:10, 2:10] = 2  # 11 % class 2
+    truth[:, 12:20, 14:21] = 1  # ~10 % class 1
     logits = torch.randn(16, 3, 24, 24, generator=g) * 0.6
     logits += 2.0 * torch.nn.functional.one_hot(truth, 3).movedim(-1, 1)
-    logits[:, 0] += 0.9                 # the majority class wins close calls
-    logits[:, 1] -= 0.6                 # the minority class loses them
+    logits[:, 0] += 0.9  # the majority class wins close calls
+    logits[:, 1] -= 0.6  # the minority class loses them
     return torch.softmax(logits, 1), truth
 
 
@@ -38,7 +38,7 @@ def test_share_bias_measures_an_under_predicted_class():
 
 def test_hard_readings_reduce_the_bias_on_the_pool():
     probs, truth = biased_pool()
-    labels_l = truth[:4]           # the "labeled" part: its label frequencies are the target
+    labels_l = truth[:4]  # the "labeled" part: its label frequencies are the target
     probs_l = probs[:4]
     base = {r["class"]: r for r in share_bias(probs, truth, CLASSES)}["RV"]
     results = {}

@@ -11,16 +11,19 @@ def run_cli(*args, timeout=120):
     return subprocess.run(cli_command() + list(args), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["train", "--set", "method.alfa=0.5"], "unknown config key 'method.alfa' (did you mean 'method.alpha'?)"),
-    (["train", "--set", "train.iterations=ten"], "config key 'train.iterations': expected an integer"),
-    (["train", "--set", "method.alpha=2"], "config key 'method.alpha': 2.0 is out of range"),
-    (["train", "--set", "data.name=mnist"], "config key 'data.name': 'mnist' is not one of"),
-    (["train", "--config", "no/such/file.yaml"], "config file 'no/such/file.yaml' does not exist"),
-    (["train", "--resume"], "--resume needs --out DIR"),
-    (["eval", "--run", "no/such/run"], "'no/such/run' is not a run folder (no config.yaml)"),
-    (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--set", "method.alfa=0.5"], "unknown config key 'method.alfa' (did you mean 'method.alpha'?)"),
+        (["train", "--set", "train.iterations=ten"], "config key 'train.iterations': expected an integer"),
+        (["train", "--set", "method.alpha=2"], "config key 'method.alpha': 2.0 is out of range"),
+        (["train", "--set", "data.name=mnist"], "config key 'data.name': 'mnist' is not one of"),
+        (["train", "--config", "no/such/file.yaml"], "config file 'no/such/file.yaml' does not exist"),
+        (["train", "--resume"], "--resume needs --out DIR"),
+        (["eval", "--run", "no/such/run"], "'no/such/run' is not a run folder (no config.yaml)"),
+        (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+    ],
+)
 def test_bad_input_is_one_line_with_status_2(args, fragment):
     done = run_cli(*args)
     assert done.returncode == 2

@@ -36,8 +36,17 @@ def test_method_and_dataset_choices_come_from_the_registries():
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = load_config(None, ["method.name=cps", "method.alpha=0.25", "data.image_size=[32, 32]", "seed=7",
-                             "data.synthetic.imbalance=0.9", "train.channels_last=null"])
+    cfg = load_config(
+        None,
+        [
+            "method.name=cps",
+            "method.alpha=0.25",
+            "data.image_size=[32, 32]",
+            "seed=7",
+            "data.synthetic.imbalance=0.9",
+            "train.channels_last=null",
+        ],
+    )
     path = tmp_path / "c.yaml"
     save_config(cfg, path)
     again = load_config(path)
@@ -46,21 +55,26 @@ def test_yaml_round_trip(tmp_path):
 
 
 def test_overrides_parse_types():
-    cfg = load_config(None, ["optim.lr=1e-3", "train.iterations=50", "train.augment.flip=false", "data.labeled_fraction=0.2"])
+    cfg = load_config(
+        None, ["optim.lr=1e-3", "train.iterations=50", "train.augment.flip=false", "data.labeled_fraction=0.2"]
+    )
     assert cfg.optim.lr == pytest.approx(1e-3)
     assert cfg.train.iterations == 50 and cfg.train.augment.flip is False
     assert cfg.data.labeled_fraction == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("method.alfa=0.5", "unknown config key 'method.alfa' (did you mean 'method.alpha'?)"),
-    ("train.iterations=many", "config key 'train.iterations': expected an integer"),
-    ("method.alpha=1.5", "config key 'method.alpha': 1.5 is out of range (must be <= 1.0)"),
-    ("method.name=coda2", "config key 'method.name': 'coda2' is not one of"),
-    ("train.augment.flip=maybe", "config key 'train.augment.flip': expected true or false"),
-    ("optim.lr=0", "config key 'optim.lr': 0.0 is out of range (must be > 0.0)"),
-    ("nonsense", "must look like KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("method.alfa=0.5", "unknown config key 'method.alfa' (did you mean 'method.alpha'?)"),
+        ("train.iterations=many", "config key 'train.iterations': expected an integer"),
+        ("method.alpha=1.5", "config key 'method.alpha': 1.5 is out of range (must be <= 1.0)"),
+        ("method.name=coda2", "config key 'method.name': 'coda2' is not one of"),
+        ("train.augment.flip=maybe", "config key 'train.augment.flip': expected true or false"),
+        ("optim.lr=0", "config key 'optim.lr': 0.0 is out of range (must be > 0.0)"),
+        ("nonsense", "must look like KEY=VALUE"),
+    ],
+)
 def test_bad_overrides_name_the_field(override, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(None, [override])

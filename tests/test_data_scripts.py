@@ -32,18 +32,25 @@ from tests.conftest import REPO, real_data_root
 
 SCRIPTS = REPO / "data_scripts"
 sys.path.insert(0, str(SCRIPTS))
-import _common  # noqa: E402
 import acdc as acdc_script  # noqa: E402
 import cadis as cadis_script  # noqa: E402
 import la as la_script  # noqa: E402
 import make_checksums  # noqa: E402
 
+import _common  # noqa: E402
+
 # --------------------------------------------------------------------------- helpers
+
 
 def run_script(name: str, *args) -> subprocess.CompletedProcess:
     """Run ``python data_scripts/<name>.py ARGS`` as a user would."""
-    return subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def run_inline(module, capsys, *args) -> tuple[int, str, str]:
@@ -108,7 +115,9 @@ def serve():
     servers = []
 
     def start(folder: Path):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(MirrorHandler, directory=str(folder)))
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(MirrorHandler, directory=str(folder))
+        )
         server.requests, server.cut = [], set()
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -122,6 +131,7 @@ def serve():
 
 # --------------------------------------------------------------------------- ACDC download
 
+
 def make_acdc_mirror(tmp_path: Path) -> tuple[Path, Path]:
     """A fake 3DCardiac + SSL4MIS mirror with the real split (one tiny slice per training case).
 
@@ -130,8 +140,10 @@ def make_acdc_mirror(tmp_path: Path) -> tuple[Path, Path]:
     mirror = tmp_path / "mirror"
     data, lists = mirror / "3DCardiac" / "data" / "ACDC" / "data", mirror / "SSL4MIS" / "data" / "ACDC"
     lists.mkdir(parents=True)
-    train, val, test = (acdc_script.cases_of(p) for p in
-                        (acdc_script.TRAIN_PATIENTS, acdc_script.VAL_PATIENTS, acdc_script.TEST_PATIENTS))
+    train, val, test = (
+        acdc_script.cases_of(p)
+        for p in (acdc_script.TRAIN_PATIENTS, acdc_script.VAL_PATIENTS, acdc_script.TEST_PATIENTS)
+    )
     slices = [f"{case}_slice_1" for case in train]
     for name, names in (("train.list", train), ("val.list", val), ("test.list", test), ("train_slices.list", slices)):
         (lists / name).write_text("\n".join(names) + "\n")
@@ -147,8 +159,17 @@ def make_acdc_mirror(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def acdc_download_args(out: Path, base: str, manifest: Path) -> list:
-    return ["download", "--out", out, "--base-url", base + "3DCardiac/data/ACDC/",
-            "--lists-url", base + "SSL4MIS/data/ACDC/", "--manifest", manifest]
+    return [
+        "download",
+        "--out",
+        out,
+        "--base-url",
+        base + "3DCardiac/data/ACDC/",
+        "--lists-url",
+        base + "SSL4MIS/data/ACDC/",
+        "--manifest",
+        manifest,
+    ]
 
 
 def test_acdc_download_lays_out_verifies_and_second_run_downloads_nothing(tmp_path, serve, capsys):
@@ -157,7 +178,10 @@ def test_acdc_download_lays_out_verifies_and_second_run_downloads_nothing(tmp_pa
     out = tmp_path / "ACDC"
     status, stdout, err = run_inline(acdc_script, capsys, *acdc_download_args(out, url, manifest))
     assert status == 0, err
-    assert "lists: 4 downloaded" in stdout and "1 unverified (no known checksum), checked only by reading them: test.list" in stdout
+    assert (
+        "lists: 4 downloaded" in stdout
+        and "1 unverified (no known checksum), checked only by reading them: test.list" in stdout
+    )
     assert "h5 files: 200 downloaded" in stdout and "40 unverified (no known checksum)" in stdout  # the test volumes
     assert len(list((out / "data" / "slices").glob("*.h5"))) == 140 and len(list((out / "data").glob("*.h5"))) == 60
     same = mirror / "3DCardiac" / "data" / "ACDC" / "data" / "patient003_frame01_slice_1.h5"
@@ -167,7 +191,9 @@ def test_acdc_download_lays_out_verifies_and_second_run_downloads_nothing(tmp_pa
     status, stdout, err = run_inline(acdc_script, capsys, "verify", "--root", out, "--manifest", manifest)
     assert status == 0, stdout + err
     assert "unverified (no known checksum)" in stdout and "ok: no problems found" in stdout
-    cfg = load_config(None, ["data.name=acdc", f"data.root={out}", "data.labeled_patients=7", "data.image_size=[16, 16]"])
+    cfg = load_config(
+        None, ["data.name=acdc", f"data.root={out}", "data.labeled_patients=7", "data.image_size=[16, 16]"]
+    )
     data = load_dataset(cfg)
     assert len(data.labeled) == 14 and len(data.unlabeled) == 126 and len(data.val) == 20 and len(data.test) == 40
 
@@ -180,7 +206,9 @@ def test_acdc_download_lays_out_verifies_and_second_run_downloads_nothing(tmp_pa
 def test_acdc_download_rejects_a_wrong_checksum_and_keeps_nothing(tmp_path):
     mirror, manifest = make_acdc_mirror(tmp_path)
     bad = "data/slices/patient050_frame02_slice_1.h5"
-    write_h5(mirror / "3DCardiac" / "data" / "ACDC" / "data" / "patient050_frame02_slice_1.h5", *tiny_pair((6, 5), 4, 99))
+    write_h5(
+        mirror / "3DCardiac" / "data" / "ACDC" / "data" / "patient050_frame02_slice_1.h5", *tiny_pair((6, 5), 4, 99)
+    )
     out = tmp_path / "ACDC"
     result = run_script("acdc", *acdc_download_args(out, mirror.as_uri() + "/", manifest))
     assert_one_line_error(result.returncode, result.stderr, f"file '{bad}'", "SHA-256", "not kept")
@@ -224,6 +252,7 @@ def test_acdc_download_reports_http_errors_in_one_line(tmp_path, serve, capsys):
 
 # --------------------------------------------------------------------------- ACDC preprocess
 
+
 def save_nifti(path: Path, volume_dhw: np.ndarray, spacing_xyz) -> None:
     """A (D, H, W) volume as NIfTI (X, Y, Z) with the given voxel size."""
     import nibabel as nib
@@ -258,10 +287,17 @@ def stacked_slices(root: Path, case: str) -> tuple[np.ndarray, np.ndarray]:
 def test_acdc_preprocess_rebuilds_real_volumes_from_nifti(tmp_path, capsys):
     real = real_data_root("ACDC")
     raw, out = tmp_path / "raw", tmp_path / "ACDC"
-    volumes = {2: {1: read_pair(real / "data" / "patient002_frame01.h5"), 12: read_pair(real / "data" / "patient002_frame02.h5")}}
+    volumes = {
+        2: {
+            1: read_pair(real / "data" / "patient002_frame01.h5"),
+            12: read_pair(real / "data" / "patient002_frame02.h5"),
+        }
+    }
     for patient in (3, 4):
-        volumes[patient] = {1: stacked_slices(real, f"patient{patient:03d}_frame01"),
-                            9: stacked_slices(real, f"patient{patient:03d}_frame02")}
+        volumes[patient] = {
+            1: stacked_slices(real, f"patient{patient:03d}_frame01"),
+            9: stacked_slices(real, f"patient{patient:03d}_frame02"),
+        }
     spacings = {2: (1.25, 1.5, 10.0), 3: (1.5625, 1.5625, 5.0), 4: (1.4, 1.4, 10.0)}
     for patient, frames in volumes.items():
         make_raw_patient(raw, patient, frames, spacings[patient])
@@ -282,14 +318,20 @@ def test_acdc_preprocess_rebuilds_real_volumes_from_nifti(tmp_path, capsys):
     spacing = json.loads((out / "spacing.json").read_text())
     assert spacing["patient002_frame01"] == [10.0, 1.5, 1.25] and spacing["patient003_frame02"] == [5.0, 1.5625, 1.5625]
     # train.list keeps the standard order (patient004 comes before patient003 there); no test patient, no test.list.
-    assert (out / "train.list").read_text().split() == ["patient004_frame01", "patient004_frame02",
-                                                         "patient003_frame01", "patient003_frame02"]
+    assert (out / "train.list").read_text().split() == [
+        "patient004_frame01",
+        "patient004_frame02",
+        "patient003_frame01",
+        "patient003_frame02",
+    ]
     assert (out / "val.list").read_text().split() == ["patient002_frame01", "patient002_frame02"]
     assert not (out / "test.list").exists()
     slices = (out / "train_slices.list").read_text().split()
     assert len(slices) == sum(len(volumes[p][f][0]) for p in (3, 4) for f in volumes[p])
 
-    cfg = load_config(None, ["data.name=acdc", f"data.root={out}", "data.labeled_patients=1", "data.image_size=[32, 32]"])
+    cfg = load_config(
+        None, ["data.name=acdc", f"data.root={out}", "data.labeled_patients=1", "data.image_size=[32, 32]"]
+    )
     data = load_dataset(cfg)
     assert len(data.labeled) + len(data.unlabeled) == len(slices) and len(data.val) == 2 and data.unit == "mm"
     status, stdout, _ = run_inline(acdc_script, capsys, "verify", "--root", out, "--skip-checksums")
@@ -303,8 +345,10 @@ def test_acdc_preprocess_errors_are_one_line(tmp_path):
     result = run_script("acdc", "preprocess", "--raw", raw, "--out", tmp_path / "out")
     assert_one_line_error(result.returncode, result.stderr, f"'{raw}' does not exist", acdc_script.REGISTER_URL)
 
-    frames = {1: (np.random.default_rng(0).random((3, 8, 6)).astype(np.float32), np.ones((3, 8, 6), np.uint8)),
-              5: (np.random.default_rng(1).random((3, 8, 6)).astype(np.float32), np.ones((3, 8, 6), np.uint8))}
+    frames = {
+        1: (np.random.default_rng(0).random((3, 8, 6)).astype(np.float32), np.ones((3, 8, 6), np.uint8)),
+        5: (np.random.default_rng(1).random((3, 8, 6)).astype(np.float32), np.ones((3, 8, 6), np.uint8)),
+    }
     make_raw_patient(raw, 1, frames, (1.0, 1.0, 10.0))
     broken = raw / "patient001" / "patient001_frame05.nii.gz"
     broken.write_bytes(broken.read_bytes()[:200])
@@ -327,9 +371,11 @@ NRRD_TYPES = {np.dtype(np.int16): "short", np.dtype(np.uint8): "uchar", np.dtype
 
 def write_nrrd(path: Path, array: np.ndarray, encoding: str = "raw", extra: str = "") -> None:
     """A minimal attached NRRD file (first axis fastest, little endian)."""
-    header = (f"NRRD0004\n# written by the coda-edu tests\ntype: {NRRD_TYPES[array.dtype]}\ndimension: {array.ndim}\n"
-              f"space: left-posterior-superior\nsizes: {' '.join(map(str, array.shape))}\n"
-              f"space directions: (0.625,0,0) (0,0.625,0) (0,0,0.625)\nendian: little\nencoding: {encoding}\n{extra}\n")
+    header = (
+        f"NRRD0004\n# written by the coda-edu tests\ntype: {NRRD_TYPES[array.dtype]}\ndimension: {array.ndim}\n"
+        f"space: left-posterior-superior\nsizes: {' '.join(map(str, array.shape))}\n"
+        f"space directions: (0.625,0,0) (0,0.625,0) (0,0,0.625)\nendian: little\nencoding: {encoding}\n{extra}\n"
+    )
     body = array.astype(array.dtype.newbyteorder("<")).tobytes(order="F")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header.encode() + (gzip.compress(body) if encoding == "gzip" else body))
@@ -345,7 +391,7 @@ def make_la_raw(raw: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng(i)
         image = rng.integers(0, 400, (160, 170, 4)).astype(np.int16)
         mask = np.zeros((160, 170, 4), np.uint8)
-        mask[50 + i:110, 60:110 - i, 1:3] = 255
+        mask[50 + i : 110, 60 : 110 - i, 1:3] = 255
         image[mask > 0] += 300
         write_nrrd(raw / case / "lgemri.nrrd", image, "gzip" if i % 2 else "raw")
         write_nrrd(raw / case / "laendo.nrrd", mask, "raw" if i % 2 else "gzip")
@@ -361,19 +407,24 @@ def test_nrrd_reader_reads_raw_and_gzip_in_file_axis_order(tmp_path):
         np.testing.assert_array_equal(read, array)
         assert fields["encoding"] == encoding
     big = tmp_path / "big.nrrd"
-    big.write_bytes(b"NRRD0005\ntype: float\ndimension: 1\nsizes: 2\nendian: big\nencoding: raw\n\n"
-                    + np.array([1.5, -2.0], ">f4").tobytes())
+    big.write_bytes(
+        b"NRRD0005\ntype: float\ndimension: 1\nsizes: 2\nendian: big\nencoding: raw\n\n"
+        + np.array([1.5, -2.0], ">f4").tobytes()
+    )
     np.testing.assert_array_equal(_common.read_nrrd(big)[0], [1.5, -2.0])
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("truncated_raw", "NRRD data has 100 bytes"),
-    ("truncated_gzip", "gzip data is truncated or corrupt"),
-    ("bzip2", "field 'encoding: bzip2' is not supported"),
-    ("detached", "field 'data file: other.raw' is not supported"),
-    ("no_sizes", "lacks the required field 'sizes'"),
-    ("not_nrrd", "not an NRRD file"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("truncated_raw", "NRRD data has 100 bytes"),
+        ("truncated_gzip", "gzip data is truncated or corrupt"),
+        ("bzip2", "field 'encoding: bzip2' is not supported"),
+        ("detached", "field 'data file: other.raw' is not supported"),
+        ("no_sizes", "lacks the required field 'sizes'"),
+        ("not_nrrd", "not an NRRD file"),
+    ],
+)
 def test_nrrd_reader_refuses_broken_files_in_one_line(tmp_path, breakage, message):
     path = tmp_path / "x.nrrd"
     array = np.zeros((10, 10, 2), np.int16)
@@ -401,8 +452,9 @@ def test_la_preprocess_crops_around_the_label_reproducibly(tmp_path, capsys):
     cases = make_la_raw(raw)
     outs = {name: tmp_path / name for name in ("seed1", "seed1_again", "seed2")}
     for name, out in outs.items():
-        status, stdout, err = run_inline(la_script, capsys, "preprocess", "--raw", raw, "--out", out,
-                                         "--seed", 2 if name == "seed2" else 1)
+        status, stdout, err = run_inline(
+            la_script, capsys, "preprocess", "--raw", raw, "--out", out, "--seed", 2 if name == "seed2" else 1
+        )
         assert status == 0, err
     crops = {name: json.loads((out / "crop.json").read_text()) for name, out in outs.items()}
     assert crops["seed1"] == crops["seed1_again"]
@@ -424,7 +476,9 @@ def test_la_preprocess_crops_around_the_label_reproducibly(tmp_path, capsys):
     out = outs["seed1"]
     assert (out / "train.list").read_text().split() == list(LA_CASES[:2])
     assert (out / "test.list").read_text().split() == [LA_CASES[2]]
-    cfg = load_config(None, ["data.name=la", f"data.root={out}", "data.labeled_patients=1", "data.image_size=[8, 32, 32]"])
+    cfg = load_config(
+        None, ["data.name=la", f"data.root={out}", "data.labeled_patients=1", "data.image_size=[8, 32, 32]"]
+    )
     data = load_dataset(cfg)
     assert len(data.labeled) == 1 and len(data.unlabeled) == 1 and len(data.test) == 1
     status, stdout, _ = run_inline(la_script, capsys, "verify", "--root", out, "--skip-checksums")
@@ -469,7 +523,9 @@ def test_la_download_is_pinned_to_a_commit():
 
 def test_la_download_refuses_files_without_a_checksum_unless_allowed(tmp_path, serve, capsys):
     mirror, train, test = make_la_mirror(tmp_path)
-    manifest = write_manifest(tmp_path / "la.sha256", mirror, [la_script.case_rel(c) for c in la_script.FIRST_TRAIN_IDS])
+    manifest = write_manifest(
+        tmp_path / "la.sha256", mirror, [la_script.case_rel(c) for c in la_script.FIRST_TRAIN_IDS]
+    )
     server, url = serve(tmp_path / "UA-MT")
     out = tmp_path / "LA"
     args = ["download", "--out", out, "--base-url", url + "data/", "--manifest", manifest]
@@ -485,7 +541,9 @@ def test_la_download_refuses_files_without_a_checksum_unless_allowed(tmp_path, s
     assert "/data/2018LA_Seg_Training%20Set/" in server.requests[-1]
     status, stdout, err = run_inline(la_script, capsys, "verify", "--root", out, "--manifest", manifest)
     assert status == 2 and "84 case file(s) have no known checksum" in stdout
-    status, stdout, _ = run_inline(la_script, capsys, "verify", "--root", out, "--manifest", manifest, "--allow-unverified")
+    status, stdout, _ = run_inline(
+        la_script, capsys, "verify", "--root", out, "--manifest", manifest, "--allow-unverified"
+    )
     assert status == 0 and "ok: no problems found" in stdout
     server.requests.clear()
     assert run_inline(la_script, capsys, *args, "--allow-unverified")[0] == 0 and server.requests == []
@@ -496,28 +554,46 @@ def test_la_download_with_every_checksum_known_is_ready(tmp_path, serve, capsys)
     manifest = write_manifest(tmp_path / "la.sha256", mirror, [la_script.case_rel(c) for c in train + test])
     _, url = serve(tmp_path / "UA-MT")
     out = tmp_path / "LA"
-    status, stdout, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", url + "data/",
-                                     "--manifest", manifest)
+    status, stdout, err = run_inline(
+        la_script, capsys, "download", "--out", out, "--base-url", url + "data/", "--manifest", manifest
+    )
     assert status == 0, err
-    assert "h5 files: 100 downloaded, 0 already present and valid" in stdout and "unverified" not in stdout.split("h5 files")[1]
+    assert (
+        "h5 files: 100 downloaded, 0 already present and valid" in stdout
+        and "unverified" not in stdout.split("h5 files")[1]
+    )
     assert "LA is ready in" in stdout and "every case file verified" in stdout
 
 
-@pytest.mark.parametrize("bad_id, fragment", [
-    ("../../escaped_case", "is not a plain case name"),
-    ("/tmp/absolute_case", "is not a plain case name"),
-    ("lowercase0000000000x", "not case ids of the challenge"),
-    ("SHORT", "not case ids of the challenge"),
-])
+@pytest.mark.parametrize(
+    "bad_id, fragment",
+    [
+        ("../../escaped_case", "is not a plain case name"),
+        ("/tmp/absolute_case", "is not a plain case name"),
+        ("lowercase0000000000x", "not case ids of the challenge"),
+        ("SHORT", "not case ids of the challenge"),
+    ],
+)
 def test_la_download_refuses_case_ids_that_are_not_challenge_ids(tmp_path, serve, capsys, bad_id, fragment):
     others = [f"TRAIN{i:015d}" for i in range(80 - len(la_script.FIRST_TRAIN_IDS) - 1)]
     mirror, train, test = make_la_mirror(tmp_path, train=[*la_script.FIRST_TRAIN_IDS, *others, bad_id])
-    manifest = write_manifest(tmp_path / "la.sha256", mirror,
-                              [la_script.case_rel(c) for c in train + test if "/" not in c])
+    manifest = write_manifest(
+        tmp_path / "la.sha256", mirror, [la_script.case_rel(c) for c in train + test if "/" not in c]
+    )
     _, url = serve(tmp_path / "UA-MT")
     out = tmp_path / "work" / "LA"
-    status, stdout, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", url + "data/",
-                                     "--manifest", manifest, "--allow-unverified")
+    status, stdout, err = run_inline(
+        la_script,
+        capsys,
+        "download",
+        "--out",
+        out,
+        "--base-url",
+        url + "data/",
+        "--manifest",
+        manifest,
+        "--allow-unverified",
+    )
     assert_one_line_error(status, err, fragment)
     assert "is ready" not in stdout
     assert not (out / la_script.CASE_FOLDER).exists()
@@ -526,6 +602,7 @@ def test_la_download_refuses_case_ids_that_are_not_challenge_ids(tmp_path, serve
 
 
 # --------------------------------------------------------------------------- CaDIS
+
 
 def png_bytes(array: np.ndarray) -> bytes:
     buffer = BytesIO()
@@ -541,7 +618,9 @@ def cadis_frames() -> dict[str, bytes]:
             rng = np.random.default_rng(video * 100 + frame)
             label = rng.integers(0, 36, (12, 16)).astype(np.uint8)
             name = f"Video{video}_frame{frame:06d}.png"
-            members[f"CaDISv2/Video{video:02d}/Images/{name}"] = png_bytes(rng.integers(0, 255, (12, 16, 3)).astype(np.uint8))
+            members[f"CaDISv2/Video{video:02d}/Images/{name}"] = png_bytes(
+                rng.integers(0, 255, (12, 16, 3)).astype(np.uint8)
+            )
             members[f"CaDISv2/Video{video:02d}/Labels/{name}"] = png_bytes(label)
     return members
 
@@ -566,29 +645,43 @@ def test_cadis_extract_is_safe_resumable_and_verified(tmp_path, capsys):
     assert status == 0, err
     assert "3 video(s) extracted, 0 already present; 6 frames" in stdout and "skipped 2 archive member(s)" in stdout
     assert sorted(p.name for p in out.iterdir()) == ["Video01", "Video03", "Video05"]
-    assert (out / "Video03" / "Labels" / "Video3_frame000020.png").read_bytes() == \
-        cadis_frames()["CaDISv2/Video03/Labels/Video3_frame000020.png"]
+    assert (out / "Video03" / "Labels" / "Video3_frame000020.png").read_bytes() == cadis_frames()[
+        "CaDISv2/Video03/Labels/Video3_frame000020.png"
+    ]
 
-    index = write_index(out / "frame_index.csv", [f"Video{v:02d}/Images/Video{v}_frame{f:06d}.png"
-                                                  for v in (1, 3, 5) for f in (10, 20)])
+    index = write_index(
+        out / "frame_index.csv", [f"Video{v:02d}/Images/Video{v}_frame{f:06d}.png" for v in (1, 3, 5) for f in (10, 20)]
+    )
     status, stdout, err = run_inline(cadis_script, capsys, "verify", "--root", out)
     assert status == 0, stdout + err
     assert "Video05: 2 frames" in stdout and "6 frames listed, 0 of them missing" in stdout
-    data = load_dataset(load_config(None, ["data.name=cadis", f"data.root={out}", "data.labeled_patients=1",
-                                           "data.image_size=[8, 8]"]))
+    data = load_dataset(
+        load_config(None, ["data.name=cadis", f"data.root={out}", "data.labeled_patients=1", "data.image_size=[8, 8]"])
+    )
     assert len(data.labeled) == 2 and len(data.unlabeled) == 2 and len(data.val) == 2
 
     # Resuming: an interrupted run left a half video in .partial and no final folder.
     (out / "Video05").rename(tmp_path / "moved")
     (out / ".partial" / "Video05" / "Images").mkdir(parents=True)
     (out / ".partial" / "Video05" / "Images" / "junk.png").write_bytes(b"half")
-    status, stdout, err = run_inline(cadis_script, capsys, "extract", "--archive", archive, "--out", out,
-                                     "--sha256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    status, stdout, err = run_inline(
+        cadis_script,
+        capsys,
+        "extract",
+        "--archive",
+        archive,
+        "--out",
+        out,
+        "--sha256",
+        hashlib.sha256(archive.read_bytes()).hexdigest(),
+    )
     assert status == 0, err
     assert "archive SHA-256 matches" in stdout and "1 video(s) extracted, 2 already present" in stdout
     assert not (out / ".partial").exists() and not (out / "Video05" / "Images" / "junk.png").exists()
 
-    status, _, err = run_inline(cadis_script, capsys, "extract", "--archive", archive, "--out", out, "--sha256", "ab" * 32)
+    status, _, err = run_inline(
+        cadis_script, capsys, "extract", "--archive", archive, "--out", out, "--sha256", "ab" * 32
+    )
     assert_one_line_error(status, err, "SHA-256 is", "not the expected abab")
     write_index(index, ["Video01/Images/Video1_frame000010.png", "Video09/Images/Video9_frame000500.png"])
     status, stdout, err = run_inline(cadis_script, capsys, "verify", "--root", out)
@@ -610,30 +703,40 @@ def test_cadis_refuses_unsafe_unpaired_and_broken_archives(tmp_path, capsys):
     del members["CaDISv2/Video03/Labels/Video3_frame000010.png"]
     unpaired = make_zip(tmp_path / "unpaired.zip", members)
     status, _, err = run_inline(cadis_script, capsys, "extract", "--archive", unpaired, "--out", tmp_path / "out")
-    assert_one_line_error(status, err, "Video03: 1 file(s) in Images/ have no match in Labels/ (Video3_frame000010.png)")
+    assert_one_line_error(
+        status, err, "Video03: 1 file(s) in Images/ have no match in Labels/ (Video3_frame000010.png)"
+    )
     assert not (tmp_path / "out" / "Video03").exists()
 
     (tmp_path / "truncated.zip").write_bytes(evil.read_bytes()[:100])
-    status, _, err = run_inline(cadis_script, capsys, "extract", "--archive", tmp_path / "truncated.zip", "--out", tmp_path / "out")
+    status, _, err = run_inline(
+        cadis_script, capsys, "extract", "--archive", tmp_path / "truncated.zip", "--out", tmp_path / "out"
+    )
     assert_one_line_error(status, err, "not a readable zip file")
 
     members = cadis_frames()
-    members["CaDISv2/Video01/Labels/Video1_frame000020.png"] = members["CaDISv2/Video01/Labels/Video1_frame000020.png"][:60]
-    status, _, err = run_inline(cadis_script, capsys, "extract", "--archive", make_zip(tmp_path / "bad.zip", members),
-                                "--out", tmp_path / "bad")
+    members["CaDISv2/Video01/Labels/Video1_frame000020.png"] = members["CaDISv2/Video01/Labels/Video1_frame000020.png"][
+        :60
+    ]
+    status, _, err = run_inline(
+        cadis_script, capsys, "extract", "--archive", make_zip(tmp_path / "bad.zip", members), "--out", tmp_path / "bad"
+    )
     assert status == 0, err
     status, stdout, err = run_inline(cadis_script, capsys, "verify", "--root", tmp_path / "bad")
     assert_one_line_error(status, err, "verify found 1 problem(s)")
     assert "Video1_frame000020.png': not a readable PNG" in stdout
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("C:/Video01/Images/a.png", "is an absolute path"),
-    ("CaDIS\\Video01\\Images\\a.png", "contains a backslash"),
-    ("CaDIS/Video01/../../a.png", "contains '..'"),
-    ("CaDIS/Video01/Images/link.png", "is a symbolic link"),
-    ("CaDIS/Video01/Images/a.png", None),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("C:/Video01/Images/a.png", "is an absolute path"),
+        ("CaDIS\\Video01\\Images\\a.png", "contains a backslash"),
+        ("CaDIS/Video01/../../a.png", "contains '..'"),
+        ("CaDIS/Video01/Images/link.png", "is a symbolic link"),
+        ("CaDIS/Video01/Images/a.png", None),
+    ],
+)
 def test_cadis_unsafe_member_names(name, reason):
     info = zipfile.ZipInfo(name)
     if name.endswith("link.png"):
@@ -650,9 +753,13 @@ def test_cadis_without_a_command_says_where_to_get_the_archive(capsys):
 def test_cadis_real_frame_through_a_zip(tmp_path, capsys):
     real = real_data_root("CaDIS")
     name = "Video1_frame000090.png"
-    members = {f"CaDIS/Video01/{kind}/{name}": (real / "Video01" / kind / name).read_bytes() for kind in ("Images", "Labels")}
+    members = {
+        f"CaDIS/Video01/{kind}/{name}": (real / "Video01" / kind / name).read_bytes() for kind in ("Images", "Labels")
+    }
     out = tmp_path / "CaDIS"
-    status, _, err = run_inline(cadis_script, capsys, "extract", "--archive", make_zip(tmp_path / "c.zip", members), "--out", out)
+    status, _, err = run_inline(
+        cadis_script, capsys, "extract", "--archive", make_zip(tmp_path / "c.zip", members), "--out", out
+    )
     assert status == 0, err
     status, stdout, err = run_inline(cadis_script, capsys, "verify", "--root", out, "--index", real / "frame_index.csv")
     assert_one_line_error(status, err, "verify found 1 problem(s)")
@@ -660,6 +767,7 @@ def test_cadis_real_frame_through_a_zip(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- manifests and real subsets
+
 
 def test_make_checksums_writes_sha256sum_manifests(tmp_path, capsys):
     data = tmp_path / "data"
@@ -672,10 +780,16 @@ def test_make_checksums_writes_sha256sum_manifests(tmp_path, capsys):
     assert status == 0, err
     acdc_lines = (tmp_path / "sums" / "acdc.sha256").read_text().splitlines()
     assert [line.split("  ", 1)[1] for line in acdc_lines] == [
-        "data/patient002_frame01.h5", "data/slices/patient003_frame01_slice_1.h5", "train.list"]
+        "data/patient002_frame01.h5",
+        "data/slices/patient003_frame01_slice_1.h5",
+        "train.list",
+    ]
     assert acdc_lines[2] == f"{sha256_bytes(data / 'ACDC' / 'train.list')}  train.list"
     assert _common.read_manifest(tmp_path / "sums" / "la.sha256") == {
-        "2018LA_Seg_Training Set/CASE1/mri_norm2.h5": sha256_bytes(data / "LA" / la_script.CASE_FOLDER / "CASE1" / "mri_norm2.h5")}
+        "2018LA_Seg_Training Set/CASE1/mri_norm2.h5": sha256_bytes(
+            data / "LA" / la_script.CASE_FOLDER / "CASE1" / "mri_norm2.h5"
+        )
+    }
     status, _, err = run_inline(make_checksums, capsys, "--data-dir", tmp_path / "nothing")
     assert_one_line_error(status, err, "no ACDC files found")
 

@@ -79,4 +79,5 @@ def test_soft_dice_ignores_ignored_pixels_in_the_target_too():
     other = perfect.clone()
     other[0, :, 0, 0] = torch.tensor([0.0, 50.0, 0.0])
     assert soft_dice_loss(other, ignored, ignore_index=255) == pytest.approx(
-        soft_dice_loss(perfect, ignored, ignore_index=255).item(), abs=1e-6)
+        soft_dice_loss(perfect, ignored, ignore_index=255).item(), abs=1e-6
+    )

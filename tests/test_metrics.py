@@ -16,7 +16,7 @@ from coda_edu.metrics import (
 
 def square(size=20, top=5, left=5, side=6):
     m = np.zeros((size, size), bool)
-    m[top:top + side, left:left + side] = True
+    m[top : top + side, left : left + side] = True
     return m
 
 
@@ -83,7 +83,9 @@ def test_missed_structures_are_counted_and_penalised():
     rows = []
     for model in ("A", "B", "ensemble"):
         for i, p in enumerate((pred[:1], pred[1:])):
-            rows.append({"case": i, "model": model, "class": "one", **case_metrics(p, ref[i:i + 1], ["bg", "one"])["one"]})
+            rows.append(
+                {"case": i, "model": model, "class": "one", **case_metrics(p, ref[i : i + 1], ["bg", "one"])["one"]}
+            )
     rec = next(r for r in aggregate(rows, ["bg", "one"]) if r["model"] == "A" and r["class"] == "one")
     assert rec["n_missed"] == 1 and rec["hd95_n_nan"] == 1
     assert rec["hd95"] == 0.0  # the NaN rule alone flatters the miss ...

@@ -50,14 +50,21 @@ def test_notebook_structure():
         assert "exercises.check(" in code and '"cuda"' not in code, name
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["-p", "alfa", "1"], "has no parameter 'alfa'"),
-    (["-p", "quick", "maybe"], "parameter 'quick' must be bool"),
-    (["-p", "seed", "1.5"], "parameter 'seed' must be int"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["-p", "alfa", "1"], "has no parameter 'alfa'"),
+        (["-p", "quick", "maybe"], "parameter 'quick' must be bool"),
+        (["-p", "seed", "1.5"], "parameter 'seed' must be int"),
+    ],
+)
 def test_bad_parameters_are_errors_before_running(tmp_path, args, fragment):
-    done = subprocess.run(cli_command() + ["notebooks", "run", "01", "--out", str(tmp_path)] + args,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cli_command() + ["notebooks", "run", "01", "--out", str(tmp_path)] + args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in done.stderr
@@ -66,9 +73,11 @@ def test_bad_parameters_are_errors_before_running(tmp_path, args, fragment):
 
 def test_failing_cell_is_named(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("quick: bool = False", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("x = 1"),
-                nbformat.v4.new_code_cell("# divide\nresult = 1 / 0")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("quick: bool = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("# divide\nresult = 1 / 0"),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "09_broken.ipynb")
     monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path)
@@ -81,9 +90,12 @@ def test_failing_cell_is_named(tmp_path, monkeypatch):
 def outputs_of(path):
     nb = json.loads(path.read_text())
     kinds = [o.get("output_type") for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    images = sum("image/png" in o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code"
-                 for o in c.get("outputs", []))
-    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    images = sum(
+        "image/png" in o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+    )
+    text = "".join(
+        "".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+    )
     return kinds, images, text
 
 
@@ -110,9 +122,18 @@ def test_quick_notebooks_execute_and_show_figures(quick_series, name):
 @pytest.mark.slow
 def test_full_experiment_on_real_acdc(tmp_path):
     real_data_root("ACDC")
-    path = notebooks.execute("04_full_experiment", tmp_path,
-                             {"quick": True, "dataset": "acdc", "compare_baselines": False, "solutions": True,
-                              "run_dir": str(tmp_path / "acdc-run")}, log=lambda s: None)
+    path = notebooks.execute(
+        "04_full_experiment",
+        tmp_path,
+        {
+            "quick": True,
+            "dataset": "acdc",
+            "compare_baselines": False,
+            "solutions": True,
+            "run_dir": str(tmp_path / "acdc-run"),
+        },
+        log=lambda s: None,
+    )
     kinds, images, text = outputs_of(path)
     assert "error" not in kinds and images >= 2
     assert "val Dice, checkpoint 'best'" in text  # the ACDC subset has no test split: the notebook says val
@@ -121,13 +142,34 @@ def test_full_experiment_on_real_acdc(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_produces_the_comparison(tmp_path):
-    done = subprocess.run(cli_command() + ["notebooks", "sweep", "--quick", "--out", str(tmp_path),
-                                           "--grid", "method=supervised,coda", "--grid", "labeled=2,3",
-                                           "-p", "compare_baselines", "false"],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        cli_command()
+        + [
+            "notebooks",
+            "sweep",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--grid",
+            "method=supervised,coda",
+            "--grid",
+            "labeled=2,3",
+            "-p",
+            "compare_baselines",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == ["methodcoda-labeled2", "methodcoda-labeled3", "methodsupervised-labeled2", "methodsupervised-labeled3"]
+    assert runs == [
+        "methodcoda-labeled2",
+        "methodcoda-labeled3",
+        "methodsupervised-labeled2",
+        "methodsupervised-labeled3",
+    ]
     kinds, images, text = outputs_of(tmp_path / "05_compare_runs.ipynb")
     assert "error" not in kinds and images >= 2
     assert "4 runs" in text and "demonstration grid" not in text
@@ -178,9 +220,9 @@ def _save_as_jupyterlab(folder, name, nb):
     """Save ``nb`` as JupyterLab with jupytext does, with the hook that ``coda-edu notebooks setup`` registers:
     through jupyter_server's contents manager when it is installed, else its two steps (hook, nbformat.write)
     and jupytext's write of the paired .py."""
-    import jupytext
-
     import importlib.util
+
+    import jupytext
 
     model = {"type": "notebook", "content": json.loads(json.dumps(nb))}
     if importlib.util.find_spec("jupyter_server") is not None:  # installed by `make lab`
@@ -201,7 +243,9 @@ def _save_as_jupyterlab(folder, name, nb):
 
 def _fake_execution(nb):
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
-    nb.cells.insert(1, nbformat.v4.new_code_cell("# Parameters\nquick = True", metadata={"tags": ["injected-parameters"]}))
+    nb.cells.insert(
+        1, nbformat.v4.new_code_cell("# Parameters\nquick = True", metadata={"tags": ["injected-parameters"]})
+    )
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
@@ -254,8 +298,14 @@ def test_running_a_notebook_in_place_leaves_git_status_clean(tmp_path, monkeypat
     repo = _repo_copy(tmp_path, [name])
     folder = repo / "notebooks"
     path = folder / f"{name}.ipynb"
-    papermill.execute_notebook(str(path), str(path), parameters={"quick": True, "solutions": True},
-                               progress_bar=False, cwd=str(folder), kernel_name="python3")
+    papermill.execute_notebook(
+        str(path),
+        str(path),
+        parameters={"quick": True, "solutions": True},
+        progress_bar=False,
+        cwd=str(folder),
+        kernel_name="python3",
+    )
     executed = nbformat.read(path, as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
     assert list((folder / "runs" / "scratch").iterdir())  # the notebook's run went to the ignored folder

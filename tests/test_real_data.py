@@ -29,9 +29,15 @@ def test_acdc_first_patients_reproduce_the_common_slice_counts(acdc_root, n, sli
 
 def test_acdc_random_selection_is_seeded_and_by_patient(acdc_root):
     train_cases = read_list(acdc_root / "train.list")
-    a = labeled_patients_of(load_config(None, ["data.labeled_patients=7", "data.labeled_selection=random", "seed=3"]), train_cases)[1]
-    b = labeled_patients_of(load_config(None, ["data.labeled_patients=7", "data.labeled_selection=random", "seed=3"]), train_cases)[1]
-    c = labeled_patients_of(load_config(None, ["data.labeled_patients=7", "data.labeled_selection=random", "seed=4"]), train_cases)[1]
+    a = labeled_patients_of(
+        load_config(None, ["data.labeled_patients=7", "data.labeled_selection=random", "seed=3"]), train_cases
+    )[1]
+    b = labeled_patients_of(
+        load_config(None, ["data.labeled_patients=7", "data.labeled_selection=random", "seed=3"]), train_cases
+    )[1]
+    c = labeled_patients_of(
+        load_config(None, ["data.labeled_patients=7", "data.labeled_selection=random", "seed=4"]), train_cases
+    )[1]
     assert a == b and a != c and len(set(a)) == 7
 
 
@@ -44,20 +50,32 @@ def test_acdc_dataset(acdc):
     assert len(acdc.labeled) == 136 and len(acdc.labeled) + len(acdc.unlabeled) == 1312
     assert not set(acdc.labeled.ids) & set(acdc.unlabeled.ids)
     assert acdc.labeled.images.shape[1:] == (1, 64, 64)
-    assert len(acdc.val) == 20 and acdc.test == []          # the test patients are held back in the subset
+    assert len(acdc.val) == 20 and acdc.test == []  # the test patients are held back in the subset
     case = acdc.val[0]
     assert case.image.ndim == 4 and case.label.shape == case.image.shape[1:]
     assert set(np.unique(case.label)) <= {0, 1, 2, 3}
     assert acdc.protocol["splits"]["val"]["sha256"] and acdc.protocol["splits"]["test"]["available"] is False
-    assert acdc.unit == "voxel"                              # the common h5 layout has no spacing
+    assert acdc.unit == "voxel"  # the common h5 layout has no spacing
 
 
 def test_acdc_short_training_run_and_protocol(acdc, tmp_path):
     from coda_edu.train import train
 
-    cfg = load_config(None, ["data.name=acdc", "data.labeled_patients=7", "data.image_size=[64, 64]", "model.base_width=4",
-                             "model.levels=4", "train.iterations=4", "train.val_every=4", "train.batch_size=4",
-                             "train.labeled_batch_size=2", "eval.distances=false"])
+    cfg = load_config(
+        None,
+        [
+            "data.name=acdc",
+            "data.labeled_patients=7",
+            "data.image_size=[64, 64]",
+            "model.base_width=4",
+            "model.levels=4",
+            "train.iterations=4",
+            "train.val_every=4",
+            "train.batch_size=4",
+            "train.labeled_batch_size=2",
+            "eval.distances=false",
+        ],
+    )
     result = train(cfg, tmp_path / "acdc", progress=False, log=lambda s: None, data=acdc)
     protocol = result.evaluation["protocol"]
     assert protocol["evaluated"]["splits"] == {"val": 20, "test": "not available"}
@@ -68,12 +86,14 @@ def test_acdc_short_training_run_and_protocol(acdc, tmp_path):
 
 def test_la_loader_on_real_files():
     real_data_root("LA")
-    cfg = load_config(None, ["data.name=la", "data.labeled_patients=4", "data.val_patients=2", "data.image_size=[16, 32, 32]"])
+    cfg = load_config(
+        None, ["data.name=la", "data.labeled_patients=4", "data.val_patients=2", "data.image_size=[16, 32, 32]"]
+    )
     data = load_dataset(cfg)
     assert len(data.labeled) == 4 and len(data.unlabeled) == 10 and len(data.val) == 2
     assert data.unit == "mm" and data.val[0].spacing == (0.625, 0.625, 0.625)
     case = data.val[0]
-    assert case.image.shape[1] == 88                        # (Z, Y, X): the 88 slices come first
+    assert case.image.shape[1] == 88  # (Z, Y, X): the 88 slices come first
     assert set(np.unique(case.label)) == {0, 1}
     x, y = data.labeled.batch(torch.tensor([0, 1, 2]), torch.Generator().manual_seed(0))
     assert x.shape == (3, 1, 16, 32, 32) and y.shape == (3, 16, 32, 32)
@@ -84,9 +104,23 @@ def test_la_short_training_with_sliding_window(tmp_path):
     real_data_root("LA")
     from coda_edu.train import train
 
-    cfg = load_config(None, ["data.name=la", "data.labeled_patients=2", "data.val_patients=1", "data.image_size=[32, 48, 48]",
-                             "model.base_width=2", "model.levels=3", "train.iterations=2", "train.val_every=2",
-                             "train.batch_size=2", "train.labeled_batch_size=1", "eval.distances=false", "eval.overlap=0"])
+    cfg = load_config(
+        None,
+        [
+            "data.name=la",
+            "data.labeled_patients=2",
+            "data.val_patients=1",
+            "data.image_size=[32, 48, 48]",
+            "model.base_width=2",
+            "model.levels=3",
+            "train.iterations=2",
+            "train.val_every=2",
+            "train.batch_size=2",
+            "train.labeled_batch_size=1",
+            "eval.distances=false",
+            "eval.overlap=0",
+        ],
+    )
     result = train(cfg, tmp_path / "la", progress=False, log=lambda s: None)
     assert "sliding window" in result.evaluation["protocol"]["inference"]
     assert result.evaluation["protocol"]["units"]["hd95"] == "mm"
@@ -105,7 +139,7 @@ def test_cadis_real_frame_and_task_groupings(tmp_path):
         assert image.shape == (3, 540, 960) and label.shape == (540, 960)
         assert set(np.unique(label)) <= set(range(n_classes)) | {255}
         counts[task] = int((label == 255).sum())
-    assert counts[1] == 0                      # task I keeps every id
+    assert counts[1] == 0  # task I keeps every id
     from PIL import Image
 
     raw = np.asarray(Image.open(label_path))
@@ -122,7 +156,9 @@ def test_cadis_split_by_video_on_a_copied_tree(tmp_path):
             dst = tmp_path / f"Video{video:02d}" / kind
             dst.mkdir(parents=True)
             shutil.copy(root / "Video01" / kind / "Video1_frame000090.png", dst / f"Video{video}_frame000090.png")
-    cfg = load_config(None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[64, 96]"])
+    cfg = load_config(
+        None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[64, 96]"]
+    )
     data = load_dataset(cfg)
     assert data.protocol["labeled_cases"] == ["Video01"]
     assert data.unlabeled.ids == ["Video03"]

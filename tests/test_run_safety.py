@@ -21,8 +21,15 @@ from coda_edu.io import RunLock, lock_run_folder, read_jsonl, run_folder_kind
 from coda_edu.train import Trainer, train
 from tests.conftest import REPO, cli_command, tiny_overrides
 
-FAST = {"data.synthetic.n_patients": 12, "data.synthetic.resolution": 16, "model.levels": 3,
-        "train.iterations": 4, "train.val_every": 2, "train.log_every": 1, "eval.distances": False}
+FAST = {
+    "data.synthetic.n_patients": 12,
+    "data.synthetic.resolution": 16,
+    "model.levels": 3,
+    "train.iterations": 4,
+    "train.val_every": 2,
+    "train.log_every": 1,
+    "eval.distances": False,
+}
 
 
 def fast_args(**extra) -> list[str]:
@@ -64,11 +71,16 @@ def run_copy(finished_run, tmp_path):
 
 def all_finite(path) -> bool:
     state = torch.load(path, weights_only=True)
-    return all(bool(torch.isfinite(v).all()) for k in ("model_a", "model_b") for v in state[k].values()
-               if v.is_floating_point())
+    return all(
+        bool(torch.isfinite(v).all())
+        for k in ("model_a", "model_b")
+        for v in state[k].values()
+        if v.is_floating_point()
+    )
 
 
 # --------------------------------------------------------------------------- 1. weights-only checkpoints
+
 
 class Payload:
     """Unpickling this calls os.system: what a malicious checkpoint would do."""
@@ -100,7 +112,9 @@ def test_malicious_checkpoint_is_refused_by_eval_and_resume(run_copy, tmp_path):
     torch.save({**good, "extra": Payload(marker)}, run_copy / "checkpoints" / "last.pt")
     line = one_line_error(cli("eval", "--run", str(run_copy)), "weights_only=True")
     assert "last.pt" in line and not marker.exists()
-    line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"), "weights_only")
+    line = one_line_error(
+        cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"), "weights_only"
+    )
     assert "last.pt" in line and not marker.exists()
     # The refused process released its lock.
     assert not (run_copy / ".lock").exists()
@@ -108,9 +122,13 @@ def test_malicious_checkpoint_is_refused_by_eval_and_resume(run_copy, tmp_path):
 
 # --------------------------------------------------------------------------- 2. the run lock
 
+
 def write_lock(run_dir, pid, host=None):
-    (run_dir / ".lock").write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
-                                               "command": "train", "started": "2024-01-01 00:00:00"}))
+    (run_dir / ".lock").write_text(
+        json.dumps(
+            {"pid": pid, "host": host or socket.gethostname(), "command": "train", "started": "2024-01-01 00:00:00"}
+        )
+    )
 
 
 def test_lock_held_by_a_live_process_refuses_a_second_writer(run_copy, tmp_path):
@@ -118,8 +136,10 @@ def test_lock_held_by_a_live_process_refuses_a_second_writer(run_copy, tmp_path)
     try:
         write_lock(run_copy, holder.pid)
         before = (run_copy / "metrics.jsonl").read_bytes()
-        for args in (["train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"],
-                     ["eval", "--run", str(run_copy)]):
+        for args in (
+            ["train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"],
+            ["eval", "--run", str(run_copy)],
+        ):
             line = one_line_error(cli(*args), f"is in use by pid {holder.pid}")
             assert str(run_copy) in line
         assert (run_copy / "metrics.jsonl").read_bytes() == before
@@ -128,8 +148,9 @@ def test_lock_held_by_a_live_process_refuses_a_second_writer(run_copy, tmp_path)
         fresh = tmp_path / "fresh"
         fresh.mkdir()
         write_lock(fresh, holder.pid)
-        one_line_error(cli("train", "--out", str(fresh), "--no-progress", "--no-eval", *fast_args()),
-                       f"pid {holder.pid}")
+        one_line_error(
+            cli("train", "--out", str(fresh), "--no-progress", "--no-eval", *fast_args()), f"pid {holder.pid}"
+        )
         assert not (fresh / "config.yaml").exists()
     finally:
         holder.kill()
@@ -193,10 +214,17 @@ def test_tmp_leftovers_of_dead_writers_are_removed(tmp_path):
 
 # --------------------------------------------------------------------------- 3. divergence
 
+
 def test_divergence_stops_with_one_line_and_keeps_finite_checkpoints(tmp_path):
     run = tmp_path / "diverge"
-    done = cli("train", "--out", str(run), "--no-progress", "--no-eval",
-               *fast_args(**{"optim.lr": 1e6, "train.iterations": 12}))
+    done = cli(
+        "train",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--no-eval",
+        *fast_args(**{"optim.lr": 1e6, "train.iterations": 12}),
+    )
     line = one_line_error(done, "training diverged")
     assert "were kept" in line or "no checkpoint was written" in line
     for name in ("last", "best"):
@@ -219,8 +247,12 @@ def test_nonfinite_step_never_reaches_a_checkpoint(tmp_path, monkeypatch, when):
         return logs
 
     monkeypatch.setattr(Trainer, "train_step", poisoned)
-    cfg = load_config(None, tiny_overrides(**{**FAST, "train.iterations": 12, "train.val_every": 4,
-                                               "train.log_every": 4 if when == "weights" else 1}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            **{**FAST, "train.iterations": 12, "train.val_every": 4, "train.log_every": 4 if when == "weights" else 1}
+        ),
+    )
     with pytest.raises(DivergedError) as info:
         train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
     message = str(info.value)
@@ -233,6 +265,7 @@ def test_nonfinite_step_never_reaches_a_checkpoint(tmp_path, monkeypatch, when):
 
 # --------------------------------------------------------------------------- 4. resume = the same run
 
+
 def test_resume_refuses_an_edited_config(run_copy):
     path = run_copy / "config.yaml"
     cfg = yaml.safe_load(path.read_text())
@@ -240,8 +273,10 @@ def test_resume_refuses_an_edited_config(run_copy):
     cfg["optim"]["lr"] = 0.5
     cfg["train"]["iterations"] = 6
     path.write_text(yaml.safe_dump(cfg))
-    line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"),
-                          "differs from the config stored in checkpoints/last.pt at optim.lr, seed, train.iterations")
+    line = one_line_error(
+        cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval"),
+        "differs from the config stored in checkpoints/last.pt at optim.lr, seed, train.iterations",
+    )
     assert "config.yaml" in line
 
 
@@ -263,6 +298,7 @@ def test_damaged_run_config_is_one_line_on_eval_and_resume(run_copy, damage):
 
 # --------------------------------------------------------------------------- 6. run-folder dead ends and leftovers
 
+
 def test_run_stopped_before_its_first_checkpoint_restarts_in_place(run_copy):
     for name in ("last.pt", "best.pt"):
         (run_copy / "checkpoints" / name).unlink()
@@ -281,7 +317,9 @@ def test_a_folder_that_is_not_a_run_is_never_written(tmp_path):
     folder.mkdir()
     (folder / "config.yaml").write_text("my notes\n")
     (folder / "eval.json").write_text("{}\n")
-    line = one_line_error(cli("train", "--out", str(folder), "--no-progress", *fast_args()), "is not a coda-edu run folder")
+    line = one_line_error(
+        cli("train", "--out", str(folder), "--no-progress", *fast_args()), "is not a coda-edu run folder"
+    )
     assert str(folder) in line
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "eval.json"]
     assert (folder / "config.yaml").read_text() == "my notes\n"
@@ -321,14 +359,18 @@ def test_resume_keeps_rows_after_a_damaged_metrics_line(run_copy):
 
 # --------------------------------------------------------------------------- one-line errors from the command line
 
-@pytest.mark.parametrize("args, fragment", [
-    (["train", "--set", "eval.splits=[]"], "config key 'eval.splits': is empty"),
-    (["train", "--set", "seed=18446744073709551616"], "config key 'seed': 18446744073709551616 is out of range"),
-    (["train", "--set", "seed=18446744073709551615"], "config key 'seed'"),
-    (["train", "--config", "configs"], "config file 'configs' is a folder, not a file"),
-    (["config", "--config", "configs"], "is a folder, not a file"),
-    (["eval", "--run", "README.md"], "is a file, not a run folder"),
-])
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--set", "eval.splits=[]"], "config key 'eval.splits': is empty"),
+        (["train", "--set", "seed=18446744073709551616"], "config key 'seed': 18446744073709551616 is out of range"),
+        (["train", "--set", "seed=18446744073709551615"], "config key 'seed'"),
+        (["train", "--config", "configs"], "config file 'configs' is a folder, not a file"),
+        (["config", "--config", "configs"], "is a folder, not a file"),
+        (["eval", "--run", "README.md"], "is a file, not a run folder"),
+    ],
+)
 def test_config_and_path_mistakes_are_one_line(args, fragment):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(cli_command() + args, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)

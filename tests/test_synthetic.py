@@ -48,7 +48,14 @@ def test_split_by_patient(tiny_config):
     labeled, unlabeled = set(data.labeled.ids), set(data.unlabeled.ids)
     val, test = {c.case_id for c in data.val}, {c.case_id for c in data.test}
     assert len(labeled) == 2
-    for a, b in [(labeled, unlabeled), (labeled, val), (labeled, test), (unlabeled, val), (unlabeled, test), (val, test)]:
+    for a, b in [
+        (labeled, unlabeled),
+        (labeled, val),
+        (labeled, test),
+        (unlabeled, val),
+        (unlabeled, test),
+        (val, test),
+    ]:
         assert not a & b
     assert len(data.labeled) == 2 * 4  # slices of the labeled patients
     assert data.val[0].image.shape == (1, 4, 32, 32)

@@ -19,14 +19,26 @@ from coda_edu.models import build_pair
 from coda_edu.train import train
 from tests.conftest import REPO, cli_command, tiny_overrides
 
-LEARN = {"data.synthetic.n_patients": 16, "data.synthetic.slices_per_patient": 6, "data.labeled_patients": 5,
-         "model.base_width": 8, "train.iterations": 160, "train.batch_size": 12, "train.labeled_batch_size": 6,
-         "train.val_every": 40, "train.log_every": 10, "optim.lr": 0.05}
+LEARN = {
+    "data.synthetic.n_patients": 16,
+    "data.synthetic.slices_per_patient": 6,
+    "data.labeled_patients": 5,
+    "model.base_width": 8,
+    "train.iterations": 160,
+    "train.batch_size": 12,
+    "train.labeled_batch_size": 6,
+    "train.val_every": 40,
+    "train.log_every": 10,
+    "optim.lr": 0.05,
+}
 
 
 def mean_dice(records, split, checkpoint, model):
-    return next(r["dice"] for r in records if r["split"] == split and r["checkpoint"] == checkpoint
-                and r["model"] == model and r["class"] == "mean")
+    return next(
+        r["dice"]
+        for r in records
+        if r["split"] == split and r["checkpoint"] == checkpoint and r["model"] == model and r["class"] == "mean"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +56,11 @@ def test_coda_learns_far_beyond_an_untrained_network(coda_run):
     untrained_a, untrained_b = build_pair(resolved, 1, data.num_classes)
     device = __import__("torch").device("cpu")
     base = evaluate_cases(untrained_a, untrained_b, data.test, data, device, resolve_precision(device), distances=False)
-    base_mean = next(r["dice"] for r in aggregate(base["cases"], data.class_names) if r["model"] == "ensemble" and r["class"] == "mean")
+    base_mean = next(
+        r["dice"]
+        for r in aggregate(base["cases"], data.class_names)
+        if r["model"] == "ensemble" and r["class"] == "mean"
+    )
     trained = mean_dice(result.evaluation["records"], "test", "best", "ensemble")
     assert trained > 0.6
     assert trained > base_mean + 0.4
@@ -53,8 +69,16 @@ def test_coda_learns_far_beyond_an_untrained_network(coda_run):
 def test_run_folder_contents(coda_run):
     cfg, result = coda_run
     run = result.run_dir
-    for name in ("config.yaml", "metrics.jsonl", "eval.json", "eval_cases.jsonl", "checkpoints/last.pt",
-                 "checkpoints/best.pt", "figures/learning_curves.png", "figures/overlay.png"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "eval.json",
+        "eval_cases.jsonl",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "figures/learning_curves.png",
+        "figures/overlay.png",
+    ):
         assert (run / name).is_file(), name
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["method"]["alignment"] == "predictions" and saved["model"]["name"] == "unet2d"  # fully resolved
@@ -62,8 +86,25 @@ def test_run_folder_contents(coda_run):
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train_rows] == list(range(10, 161, 10))
     row = train_rows[-1]
-    for key in ("loss", "sup_A", "sup_B", "unsup_A", "unsup_B", "lambda", "lr", "pi_l_A", "pi_u_A", "pi_l_B", "pi_u_B",
-                "shares_before_A", "shares_after_A", "shares_before_B", "shares_after_B", "coverage_A", "coverage_B"):
+    for key in (
+        "loss",
+        "sup_A",
+        "sup_B",
+        "unsup_A",
+        "unsup_B",
+        "lambda",
+        "lr",
+        "pi_l_A",
+        "pi_u_A",
+        "pi_l_B",
+        "pi_u_B",
+        "shares_before_A",
+        "shares_after_A",
+        "shares_before_B",
+        "shares_after_B",
+        "coverage_A",
+        "coverage_B",
+    ):
         assert key in row, key
     assert len(row["pi_l_A"]) == 4 and abs(sum(row["pi_l_A"]) - 1) < 1e-4
     assert [r["step"] for r in rows if r["kind"] == "val"] == [40, 80, 120, 160]
@@ -75,8 +116,13 @@ def test_run_folder_contents(coda_run):
     assert protocol["units"]["hd95"] == "voxel"
     records = ev["records"]
     keys = {(r["split"], r["checkpoint"], r["model"], r["class"]) for r in records}
-    expected = {(s, c, m, k) for s in ("val", "test") for c in ("last", "best") for m in ("A", "B", "ensemble")
-                for k in ("RV", "MYO", "LV", "mean")}
+    expected = {
+        (s, c, m, k)
+        for s in ("val", "test")
+        for c in ("last", "best")
+        for m in ("A", "B", "ensemble")
+        for k in ("RV", "MYO", "LV", "mean")
+    }
     assert keys == expected and len(records) == len(expected)
     for r in records:
         for metric in ("dice", "iou", "hd95", "asd", "n_empty_pred", "n_empty_ref", "n_cases"):
@@ -125,9 +171,13 @@ def test_baselines_run_through_the_same_loop(tmp_path, method):
     assert ("unsup_A" in rows[-1]) == (method != "supervised")
 
 
-@pytest.mark.parametrize("alignment, filt", [("labels", "fixed"), ("predictions", "none"), ("none", "over_expectation")])
+@pytest.mark.parametrize(
+    "alignment, filt", [("labels", "fixed"), ("predictions", "none"), ("none", "over_expectation")]
+)
 def test_ablations(tmp_path, alignment, filt):
-    cfg = load_config(None, tiny_overrides(**{"method.alignment": alignment, "method.filter": filt, "method.expectation": "ema"}))
+    cfg = load_config(
+        None, tiny_overrides(**{"method.alignment": alignment, "method.filter": filt, "method.expectation": "ema"})
+    )
     result = train(cfg, tmp_path / "abl", progress=False, evaluate=False, log=lambda s: None)
     row = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if r["kind"] == "train"][-1]
     if alignment == "none":
@@ -141,18 +191,34 @@ def test_ablations(tmp_path, alignment, filt):
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
-    overrides = tiny_overrides(**{"train.iterations": 400, "train.val_every": 10, "train.log_every": 1,
-                                  "data.synthetic.resolution": 16, "model.levels": 3})
+    overrides = tiny_overrides(
+        **{
+            "train.iterations": 400,
+            "train.val_every": 10,
+            "train.log_every": 1,
+            "data.synthetic.resolution": 16,
+            "model.levels": 3,
+        }
+    )
     args = [a for o in overrides for a in ("--set", o)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     # Uninterrupted reference run.
     ref = tmp_path / "ref"
-    subprocess.run(cli_command() + ["train", "--out", str(ref), "--no-progress", "--no-eval"] + args,
-                   check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(
+        cli_command() + ["train", "--out", str(ref), "--no-progress", "--no-eval"] + args,
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
     # Same run, killed with SIGKILL soon after its first checkpoint.
     run = tmp_path / "killed"
-    proc = subprocess.Popen(cli_command() + ["train", "--out", str(run), "--no-progress", "--no-eval"] + args,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli_command() + ["train", "--out", str(run), "--no-progress", "--no-eval"] + args,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (run / "checkpoints" / "last.pt").exists():
         assert proc.poll() is None, "the run ended before its first checkpoint"
@@ -163,8 +229,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     killed_at = max(r["step"] for r in read_jsonl(run / "metrics.jsonl"))
     assert killed_at < 400, "the run finished before it could be killed"
-    done = subprocess.run(cli_command() + ["train", "--out", str(run), "--resume", "--no-progress", "--no-eval"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        cli_command() + ["train", "--out", str(run), "--resume", "--no-progress", "--no-eval"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
     ref_rows = [r for r in read_jsonl(ref / "metrics.jsonl") if r["kind"] == "train"]

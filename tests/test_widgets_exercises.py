@@ -39,7 +39,7 @@ def test_simplex_explorer_alpha_zero_is_identity():
 def test_alignment_explorer_momentum_and_alpha():
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(16, 3, 8, 8, generator=g) + torch.tensor([2.0, 0, 0]).view(1, 3, 1, 1), 1)
-    marginals = torch.stack([probs[i:i + 4].mean((0, 2, 3)) for i in range(0, 16, 4)])
+    marginals = torch.stack([probs[i : i + 4].mean((0, 2, 3)) for i in range(0, 16, 4)])
     targets = {"predictions": probs.mean((0, 2, 3)), "labels": torch.tensor([0.6, 0.25, 0.15])}
     explorer = widgets.alignment_explorer(marginals, probs, targets, ["bg", "a", "b"], truth=probs.argmax(1))
     before, after = changes(explorer, "momentum", 0.0, "pi_u")
@@ -95,12 +95,15 @@ def test_widgets_take_the_notebook_parameters_as_initial_values():
     from coda_edu.viz.simplex import toy_predictions
 
     probs, truth = toy_predictions(60, seed=1)
-    simplex = widgets.simplex_explorer(probs, np.bincount(truth, minlength=3) / 60, ["bg", "organ", "lesion"], alpha=0.3)
+    simplex = widgets.simplex_explorer(
+        probs, np.bincount(truth, minlength=3) / 60, ["bg", "organ", "lesion"], alpha=0.3
+    )
     assert simplex.controls["alpha"].value == 0.3
     probs_t = torch.softmax(torch.randn(8, 3, 4, 4), 1)
-    marginals = torch.stack([probs_t[i:i + 4].mean((0, 2, 3)) for i in range(0, 8, 4)])
-    explorer = widgets.alignment_explorer(marginals, probs_t, {"predictions": probs_t.mean((0, 2, 3))}, ["bg", "a", "b"],
-                                          momentum=0.5, alpha=0.4)
+    marginals = torch.stack([probs_t[i : i + 4].mean((0, 2, 3)) for i in range(0, 8, 4)])
+    explorer = widgets.alignment_explorer(
+        marginals, probs_t, {"predictions": probs_t.mean((0, 2, 3))}, ["bg", "a", "b"], momentum=0.5, alpha=0.4
+    )
     assert explorer.controls["alpha"].value == 0.4 and explorer.controls["momentum"].value == 0.5
 
 
@@ -141,8 +144,11 @@ def accepted(name, fn):
 def test_class_shares_exercise():
     rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float(), "pixel counts")
     rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1)).float() / labels.numel(), "minlength")
-    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / (labels > 0).sum(),
-             "background included")
+    rejected(
+        "class_shares",
+        lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / (labels > 0).sum(),
+        "background included",
+    )
     # float32, float64 and numpy answers are all accepted
     accepted("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / labels.numel())
     accepted("class_shares", lambda labels, k: np.bincount(labels.numpy().ravel(), minlength=k) / labels.numel())
@@ -154,14 +160,14 @@ def test_alignment_exercise():
         out = probs.to(dtype) * w.to(dtype).view(1, -1, 1, 1)
         return out / out.sum(1, keepdim=True) if normalise else out
 
-    rejected("alignment", lambda p, l, u, a: align(p, l, u, a, normalise=False), "divide by the sum over classes")
-    rejected("alignment", lambda p, l, u, a: align(p, u, l, a), "upside down")
-    rejected("alignment", lambda p, l, u, a: align(p, l, u, 1.0), "same result: raise the ratio to the power alpha")
-    rejected("alignment", lambda p, l, u, a: align(p, l, u, a, power=False), "cancels in the normalisation")
-    rejected("alignment", lambda p, l, u, a: align(p, l, u, a ** 2), "not for alpha = 0.5")
-    accepted("alignment", align)                                                # float32
-    accepted("alignment", lambda p, l, u, a: align(p, l, u, a, dtype=torch.float64))
-    accepted("alignment", lambda p, l, u, a: align(p, l + 1e-6, u + 1e-6, a))  # the library's epsilon
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a, normalise=False), "divide by the sum over classes")
+    rejected("alignment", lambda p, pl, u, a: align(p, u, pl, a), "upside down")
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u, 1.0), "same result: raise the ratio to the power alpha")
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a, power=False), "cancels in the normalisation")
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a**2), "not for alpha = 0.5")
+    accepted("alignment", align)  # float32
+    accepted("alignment", lambda p, pl, u, a: align(p, pl, u, a, dtype=torch.float64))
+    accepted("alignment", lambda p, pl, u, a: align(p, pl + 1e-6, u + 1e-6, a))  # the library's epsilon
 
 
 def test_over_expectation_exercise_rejects_the_global_mean():
@@ -175,9 +181,13 @@ def test_over_expectation_exercise_rejects_the_global_mean():
     assert not torch.equal(conf >= conf.mean(), conf >= per_class[labels])
     rejected("over_expectation_mask", lambda c, lab, k: c >= c.mean(), "not with the mean over all pixels")
     rejected("over_expectation_mask", lambda c, lab, k: c > class_expectations(c, lab, k)[lab], "use >=")
-    rejected("over_expectation_mask",
-             lambda c, lab, k: torch.stack([exercises.solution("over_expectation_mask")(ci[None], li[None], k)[0]
-                                            for ci, li in zip(c, lab)]), "whole batch")
+    rejected(
+        "over_expectation_mask",
+        lambda c, lab, k: torch.stack(
+            [exercises.solution("over_expectation_mask")(ci[None], li[None], k)[0] for ci, li in zip(c, lab)]
+        ),
+        "whole batch",
+    )
     rejected("over_expectation_mask", lambda c, lab, k: c <= class_expectations(c, lab, k)[lab], "not below")
 
     def float32_loop(conf, labels, k):
@@ -189,7 +199,9 @@ def test_over_expectation_exercise_rejects_the_global_mean():
         return keep
 
     accepted("over_expectation_mask", float32_loop)
-    accepted("over_expectation_mask", lambda c, lab, k: (c.double() >= class_expectations(c, lab, k).double()[lab] - 1e-6))
+    accepted(
+        "over_expectation_mask", lambda c, lab, k: c.double() >= class_expectations(c, lab, k).double()[lab] - 1e-6
+    )
 
 
 def test_mean_dice_exercise_rejects_the_first_record_of_the_model():
@@ -203,7 +215,9 @@ def test_mean_dice_exercise_rejects_the_first_record_of_the_model():
         return next(r["dice"] for r in records if r["model"] == model and r["class"] == "mean" and r["split"] == "test")
 
     def first_test_best_mean(records, model):
-        return next(r["dice"] for r in records if r["split"] == "test" and r["checkpoint"] == "best" and r["class"] == "mean")
+        return next(
+            r["dice"] for r in records if r["split"] == "test" and r["checkpoint"] == "best" and r["class"] == "mean"
+        )
 
     rejected("mean_dice", first_of_model, "RV class")
     rejected("mean_dice", no_split, "validation split")
@@ -219,7 +233,9 @@ def test_mean_std_exercise():
     rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1) / np.sqrt(len(v)))), "standard error")
     rejected("mean_std", lambda v: (float(np.std(v, ddof=1)), float(np.mean(v))), "order")
     rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0), "single seed")
-    accepted("mean_std", lambda v: tuple(np.float32(x) for x in (np.mean(np.float32(v)), np.std(np.float32(v), ddof=1))))
+    accepted(
+        "mean_std", lambda v: tuple(np.float32(x) for x in (np.mean(np.float32(v)), np.std(np.float32(v), ddof=1)))
+    )
     accepted("mean_std", lambda v: (torch.tensor(v).mean(), torch.tensor(v).std()))  # float32 tensors, nan for one
 
 
@@ -274,7 +290,9 @@ def test_prediction_alpha_lesion_follows_the_explorer():
     before = explorer.data_at(alpha=0.0)["shares_after"][2]
     assert right == ("up" if after > before else "down" if after < before else "same")
     predictions_pass("alpha_lesion", explorer, "down" if right != "down" else "up", "figure shows")
-    fake = FakeExplorer(lambda alpha: {"shares_after": [0.5, 0.3, 0.2 if alpha == 0 else 0.1]}, data={"aligned": [0] * 100})
+    fake = FakeExplorer(
+        lambda alpha: {"shares_after": [0.5, 0.3, 0.2 if alpha == 0 else 0.1]}, data={"aligned": [0] * 100}
+    )
     assert exercises.predicted("alpha_lesion", fake) == "down"
 
 
@@ -289,8 +307,14 @@ def test_prediction_filter_foreground_follows_the_explorer():
 
 
 def test_prediction_rampup_follows_the_metrics():
-    rows = [{"kind": "train", "step": s, "lambda": min(1.0, s / 40) ** 2, "kept_A": 0.5, "kept_B": 0.5} for s in range(2, 42, 2)]
-    rows += [{"kind": "val", "step": s, "dice": {m: {"mean": 0.1 * s / 10} for m in ("A", "B", "ensemble")}} for s in (20, 40)]
+    rows = [
+        {"kind": "train", "step": s, "lambda": min(1.0, s / 40) ** 2, "kept_A": 0.5, "kept_B": 0.5}
+        for s in range(2, 42, 2)
+    ]
+    rows += [
+        {"kind": "val", "step": s, "dice": {m: {"mean": 0.1 * s / 10} for m in ("A", "B", "ensemble")}}
+        for s in (20, 40)
+    ]
     explorer = widgets.curve_explorer(rows)
     right = predictions_pass("rampup", explorer, "c", "final value")
     assert right == "a"  # (10/40)^2 = 6 % of the final value
@@ -306,16 +330,36 @@ def test_prediction_finding_follows_the_runs():
         out = []
         for (method, labeled, seed), dice in values.items():
             for cls, v in (("RV", dice - 0.1), ("mean", dice)):
-                out.append({"method": method, "labeled": labeled, "seed": seed, "split": "test", "checkpoint": "best",
-                            "model": "ensemble", "class": cls, "dice": v})
+                out.append(
+                    {
+                        "method": method,
+                        "labeled": labeled,
+                        "seed": seed,
+                        "split": "test",
+                        "checkpoint": "best",
+                        "model": "ensemble",
+                        "class": cls,
+                        "dice": v,
+                    }
+                )
         return out
 
-    noisy = widgets.comparison_explorer(rows({("coda", 2, 0): 0.6, ("coda", 2, 1): 0.7, ("supervised", 2, 0): 0.62,
-                                              ("supervised", 2, 1): 0.66, ("coda", 4, 0): 0.8}))
+    noisy = widgets.comparison_explorer(
+        rows(
+            {
+                ("coda", 2, 0): 0.6,
+                ("coda", 2, 1): 0.7,
+                ("supervised", 2, 0): 0.62,
+                ("supervised", 2, 1): 0.66,
+                ("coda", 4, 0): 0.8,
+            }
+        )
+    )
     assert noisy.controls["labeled"].value == 4
     assert predictions_pass("finding", noisy, "finding", "std") == "noise"
-    clear = widgets.comparison_explorer(rows({("coda", 2, 0): 0.80, ("coda", 2, 1): 0.81, ("supervised", 2, 0): 0.5,
-                                              ("supervised", 2, 1): 0.52}))
+    clear = widgets.comparison_explorer(
+        rows({("coda", 2, 0): 0.80, ("coda", 2, 1): 0.81, ("supervised", 2, 0): 0.5, ("supervised", 2, 1): 0.52})
+    )
     assert exercises.predicted("finding", clear) == "finding"
     single = widgets.comparison_explorer(rows({("coda", 2, 0): 0.8, ("supervised", 2, 0): 0.5}))
     assert exercises.predicted("finding", single) == "cannot tell"
@@ -331,6 +375,15 @@ def test_prediction_checks_echo_nothing(capsys):
 def test_summarize_has_no_std_for_one_seed():
     from coda_edu.analysis import summarize
 
-    rows = [{"method": "coda", "labeled": 2, "split": "test", "checkpoint": "best", "model": "ensemble", "class": "mean",
-             "dice": 0.5}]
+    rows = [
+        {
+            "method": "coda",
+            "labeled": 2,
+            "split": "test",
+            "checkpoint": "best",
+            "model": "ensemble",
+            "class": "mean",
+            "dice": 0.5,
+        }
+    ]
     assert summarize(rows)[0]["std"] is None

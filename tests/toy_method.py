@@ -13,8 +13,14 @@ from coda_edu.method.losses import supervised_loss
 from coda_edu.registry import METHODS, MethodSpec
 
 
-@METHODS.register(MethodSpec("toy", "A learns from the labels, B copies A's predictions on unlabeled images",
-                             pseudo_labels=False, config_keys=("lambda_max", "rampup")))
+@METHODS.register(
+    MethodSpec(
+        "toy",
+        "A learns from the labels, B copies A's predictions on unlabeled images",
+        pseudo_labels=False,
+        config_keys=("lambda_max", "rampup"),
+    )
+)
 class Toy(Algorithm):
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         n_l = batch.x_l.shape[0]

@@ -65,8 +65,10 @@ def training_slices(root: Path, cases: list[str]) -> tuple[list[str], str]:
     have = {n.rsplit("_slice_", 1)[0] for n in names}
     missing = [c for c in cases if c not in have]
     if missing:
-        raise DataError(f"train.list names '{missing[0]}' but '{root / 'data' / 'slices'}' has no slice of it"
-                        + (f" ({len(missing)} cases missing)" if len(missing) > 1 else ""))
+        raise DataError(
+            f"train.list names '{missing[0]}' but '{root / 'data' / 'slices'}' has no slice of it"
+            + (f" ({len(missing)} cases missing)" if len(missing) > 1 else "")
+        )
     return names, source
 
 
@@ -85,14 +87,19 @@ def load_spacing(root: Path) -> dict[str, tuple[float, ...]]:
         raise DataError(f"file '{path}': expected a JSON object {{case: [dz, dy, dx]}}, got {type(raw).__name__}")
     spacing = {}
     for case, value in raw.items():
-        ok = isinstance(value, list) and len(value) == 3 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        ok = (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        )
         if ok:
             value = tuple(float(x) for x in value)
             ok = all(math.isfinite(x) and x > 0 for x in value)
         if not ok:
-            raise DataError(f"file '{path}': spacing of '{case}' must be three finite numbers > 0 "
-                            f"[dz, dy, dx] in mm, got {raw[case]!r}")
+            raise DataError(
+                f"file '{path}': spacing of '{case}' must be three finite numbers > 0 "
+                f"[dz, dy, dx] in mm, got {raw[case]!r}"
+            )
         spacing[str(case)] = value
     return spacing
 
@@ -134,16 +141,27 @@ def label_shares(root: Path) -> dict[str, float]:
     return dict(zip(CLASS_NAMES, (counts / counts.sum()).tolist()))
 
 
-@DATASETS.register(DatasetSpec(
-    "acdc", "ACDC cine-MRI (RV, MYO, LV): a 2D network on slices, metrics on each 3D volume",
-    spatial_dims=2, eval_mode="slices", folder="ACDC", presets={"cpu": "acdc_cpu.yaml", "paper": "acdc_paper.yaml"}))
+@DATASETS.register(
+    DatasetSpec(
+        "acdc",
+        "ACDC cine-MRI (RV, MYO, LV): a 2D network on slices, metrics on each 3D volume",
+        spatial_dims=2,
+        eval_mode="slices",
+        folder="ACDC",
+        presets={"cpu": "acdc_cpu.yaml", "paper": "acdc_paper.yaml"},
+    )
+)
 def load_acdc(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "ACDC", "ACDC")
     train_cases = read_list(root / "train.list")
     val_names = read_list(root / "val.list")
     test_names = read_list(root / "test.list", required=False)
-    check_disjoint({"train.list": train_cases, "val.list": val_names, "test.list": test_names}, root,
-                   key=patient_of, what="patient")
+    check_disjoint(
+        {"train.list": train_cases, "val.list": val_names, "test.list": test_names},
+        root,
+        key=patient_of,
+        what="patient",
+    )
 
     patients, labeled_patients = labeled_patients_of(cfg, train_cases)
     n_lab = len(labeled_patients)
@@ -161,8 +179,10 @@ def load_acdc(cfg) -> SegmentationData:
     is_labeled = torch.tensor([patient_of(n) in labeled_set for n in slice_names])
     lab_idx, unl_idx = torch.nonzero(is_labeled).flatten(), torch.nonzero(~is_labeled).flatten()
     if len(unl_idx) == 0 and METHODS.get(cfg.method.name).uses_unlabeled:
-        raise DataError(f"config key 'data.labeled_patients': all {len(patients)} training patients are labeled, "
-                        f"so method '{cfg.method.name}' has no unlabeled slices")
+        raise DataError(
+            f"config key 'data.labeled_patients': all {len(patients)} training patients are labeled, "
+            f"so method '{cfg.method.name}' has no unlabeled slices"
+        )
     pool_l = TrainPool(x[lab_idx], y[lab_idx], [patient_of(slice_names[i]) for i in lab_idx])
     pool_u = TrainPool(x[unl_idx], y[unl_idx], [patient_of(slice_names[i]) for i in unl_idx])
 
@@ -175,17 +195,35 @@ def load_acdc(cfg) -> SegmentationData:
     protocol = {
         "dataset": "acdc",
         "root": str(root),
-        "splits": {"train": split_record(root, "train.list", train_cases), "val": split_record(root, "val.list", val_names),
-                   "test": split_record(root, "test.list", test_names), "train_slices": slice_source},
+        "splits": {
+            "train": split_record(root, "train.list", train_cases),
+            "val": split_record(root, "val.list", val_names),
+            "test": split_record(root, "test.list", test_names),
+            "train_slices": slice_source,
+        },
         "labeled_cases": labeled_patients,
-        "labeled_rule": f"{cfg.data.labeled_selection} {n_lab} of {len(patients)} training patients in train.list order",
+        "labeled_rule": (
+            f"{cfg.data.labeled_selection} {n_lab} of {len(patients)} training patients in train.list order"
+        ),
         "labeled_slices": int(len(lab_idx)),
         "unlabeled_slices": int(len(unl_idx)),
         "training_size": list(size),
         "crop": cfg.data.crop,
-        "spacing": "spacing.json sidecar" if spacing else "unknown (the common h5 layout drops it): distances in voxels",
+        "spacing": "spacing.json sidecar"
+        if spacing
+        else "unknown (the common h5 layout drops it): distances in voxels",
     }
     return SegmentationData(
-        name="acdc", class_names=CLASS_NAMES, in_channels=1, spatial_dims=2, labeled=pool_l, unlabeled=pool_u,
-        val=val, test=test, eval_mode="slices", unit=unit, crop=cfg.data.crop, protocol=protocol,
+        name="acdc",
+        class_names=CLASS_NAMES,
+        in_channels=1,
+        spatial_dims=2,
+        labeled=pool_l,
+        unlabeled=pool_u,
+        val=val,
+        test=test,
+        eval_mode="slices",
+        unit=unit,
+        crop=cfg.data.crop,
+        protocol=protocol,
     )

@@ -33,7 +33,9 @@ def random_inplane_matrices(n: int, cfg: AugmentConfig, generator, device) -> to
     if cfg.rotate_degrees > 0:
         r = math.radians(cfg.rotate_degrees)
         angle = angle + _uniform(n, -r, r, generator, device)
-    scale = _uniform(n, 1 - cfg.scale, 1 + cfg.scale, generator, device) if cfg.scale > 0 else torch.ones(n, device=device)
+    scale = (
+        _uniform(n, 1 - cfg.scale, 1 + cfg.scale, generator, device) if cfg.scale > 0 else torch.ones(n, device=device)
+    )
     if cfg.flip:
         flips = torch.randint(0, 2, (n, 2), generator=generator, device=device).float() * 2 - 1
     else:
@@ -56,22 +58,24 @@ def affine_theta(inplane: torch.Tensor, spatial_dims: int) -> torch.Tensor:
     return theta
 
 
-def apply_affine(images: torch.Tensor, labels: torch.Tensor | None, theta: torch.Tensor,
-                 fill_label: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+def apply_affine(
+    images: torch.Tensor, labels: torch.Tensor | None, theta: torch.Tensor, fill_label: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Resample images (bilinear) and labels (nearest) with the same matrices."""
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if labels is None:
         return out, None
     # Shift labels by one so that the zero padding of grid_sample marks "outside".
-    shifted = (labels.unsqueeze(1).float() + 1.0)
+    shifted = labels.unsqueeze(1).float() + 1.0
     warped = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False).squeeze(1)
     warped = warped.round().long() - 1
     return out, torch.where(warped < 0, torch.full_like(warped, fill_label), warped)
 
 
 def intensity_jitter(images: torch.Tensor, strength: float, generator) -> torch.Tensor:
-    r"""Per item contrast and brightness: :math:`x' = c\,x + b`, :math:`c \sim U(1-s, 1+s)`, :math:`b \sim U(-s/2, s/2)`."""
+    r"""Per item contrast and brightness: :math:`x' = c\,x + b`,
+    :math:`c \sim U(1-s, 1+s)`, :math:`b \sim U(-s/2, s/2)`."""
     n = images.shape[0]
     shape = (n,) + (1,) * (images.ndim - 1)
     contrast = _uniform(n, 1 - strength, 1 + strength, generator, images.device).view(shape)

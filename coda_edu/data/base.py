@@ -44,8 +44,14 @@ def center_crop_box(h: int, w: int, fraction: Optional[float]) -> tuple[int, int
     return top, top + ch, left, left + cw
 
 
-def resize_slices(items: Iterable[tuple[np.ndarray, Optional[np.ndarray]]], count: int, size: tuple[int, int],
-                  crop: Optional[float] = None, as_uint8: bool = False, labeled: bool = True):
+def resize_slices(
+    items: Iterable[tuple[np.ndarray, Optional[np.ndarray]]],
+    count: int,
+    size: tuple[int, int],
+    crop: Optional[float] = None,
+    as_uint8: bool = False,
+    labeled: bool = True,
+):
     """Resize 2D items of any size to one training size (done once, when a dataset is opened).
 
     ``items`` yields ``(image (C, H, W), label (H, W))`` pairs and is consumed one at a
@@ -68,7 +74,9 @@ def resize_slices(items: Iterable[tuple[np.ndarray, Optional[np.ndarray]]], coun
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
         out_x[i] = x.round().clamp(0, 255).to(torch.uint8) if as_uint8 else x
         if out_y is not None:
-            y = torch.from_numpy(np.ascontiguousarray(label[top:bottom, left:right]).astype(np.int64))[None, None].float()
+            y = torch.from_numpy(np.ascontiguousarray(label[top:bottom, left:right]).astype(np.int64))[
+                None, None
+            ].float()
             out_y[i] = F.interpolate(y, size=size, mode="nearest")[0, 0].to(torch.uint8)
         n += 1
     if n != count:
@@ -83,8 +91,7 @@ class TrainPool:
     returns float32. :meth:`to` moves the whole pool to the training device once.
     """
 
-    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor], ids: list[str],
-                 scale: float = 1.0):
+    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor], ids: list[str], scale: float = 1.0):
         if labels is not None and labels.shape[0] != images.shape[0]:
             raise ValueError("images and labels differ in length")
         self.images = images
@@ -123,8 +130,15 @@ class PatchPool(TrainPool):
     gathers all patches with one advanced-indexing call.
     """
 
-    def __init__(self, volumes: list[np.ndarray], labels: Optional[list[np.ndarray]], ids: list[str],
-                 patch_size: tuple[int, int, int], ignore_value: int = 0, channels: int = 1):
+    def __init__(
+        self,
+        volumes: list[np.ndarray],
+        labels: Optional[list[np.ndarray]],
+        ids: list[str],
+        patch_size: tuple[int, int, int],
+        ignore_value: int = 0,
+        channels: int = 1,
+    ):
         patch = np.array(patch_size)
         shapes = np.array([v.shape[1:] for v in volumes]).reshape(-1, 3)
         full = np.maximum(shapes.max(0), patch) if len(volumes) else patch
@@ -172,15 +186,15 @@ class SegmentationData:
     name: str
     class_names: list[str]
     in_channels: int
-    spatial_dims: int            # 2: the network sees slices/frames; 3: volumes
+    spatial_dims: int  # 2: the network sees slices/frames; 3: volumes
     labeled: TrainPool
     unlabeled: TrainPool
     val: list[Case]
     test: list[Case]
-    eval_mode: str               # "slices" (2D net, volume cases), "frames" (2D net, 2D cases), "volume" (3D)
+    eval_mode: str  # "slices" (2D net, volume cases), "frames" (2D net, 2D cases), "volume" (3D)
     ignore_index: Optional[int] = None
-    background: bool = True      # class 0 is background: not scored, not part of the "mean" (CaDIS has none)
-    unit: str = "voxel"          # unit of HD95/ASD: "mm" when every case has a spacing
+    background: bool = True  # class 0 is background: not scored, not part of the "mean" (CaDIS has none)
+    unit: str = "voxel"  # unit of HD95/ASD: "mm" when every case has a spacing
     crop: Optional[float] = None  # central fraction kept before resizing (2D slices)
     protocol: dict = field(default_factory=dict)
 
@@ -193,6 +207,8 @@ class SegmentationData:
         return self.labeled.size
 
     def summary(self) -> str:
-        return (f"{self.name}: {len(self.labeled)} labeled + {len(self.unlabeled)} unlabeled training items "
-                f"at {'x'.join(map(str, self.train_size))}, {len(self.val)} validation and {len(self.test)} test cases, "
-                f"classes {', '.join(self.class_names)}")
+        return (
+            f"{self.name}: {len(self.labeled)} labeled + {len(self.unlabeled)} unlabeled training items "
+            f"at {'x'.join(map(str, self.train_size))}, {len(self.val)} validation and {len(self.test)} test cases, "
+            f"classes {', '.join(self.class_names)}"
+        )

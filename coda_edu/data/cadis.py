@@ -33,23 +33,59 @@ from .splits import choose_labeled, labeled_count
 
 IGNORE = 255
 ORIGINAL_CLASSES = [
-    "Pupil", "Surgical Tape", "Hand", "Eye Retractors", "Iris", "Skin", "Cornea", "Hydrodissection Cannula",
-    "Viscoelastic Cannula", "Capsulorhexis Cystotome", "Rycroft Cannula", "Bonn Forceps", "Primary Knife",
-    "Phacoemulsifier Handpiece", "Lens Injector", "I/A Handpiece", "Secondary Knife", "Micromanipulator",
-    "I/A Handpiece Handle", "Capsulorhexis Forceps", "Rycroft Cannula Handle", "Phacoemulsifier Handpiece Handle",
-    "Capsulorhexis Cystotome Handle", "Secondary Knife Handle", "Lens Injector Handle", "Suture Needle",
-    "Needle Holder", "Charleux Cannula", "Primary Knife Handle", "Vitrectomy Handpiece", "Mendez Ring", "Marker",
-    "Hydrodissection Cannula Handle", "Troutman Forceps", "Cotton", "Iris Hooks",
+    "Pupil",
+    "Surgical Tape",
+    "Hand",
+    "Eye Retractors",
+    "Iris",
+    "Skin",
+    "Cornea",
+    "Hydrodissection Cannula",
+    "Viscoelastic Cannula",
+    "Capsulorhexis Cystotome",
+    "Rycroft Cannula",
+    "Bonn Forceps",
+    "Primary Knife",
+    "Phacoemulsifier Handpiece",
+    "Lens Injector",
+    "I/A Handpiece",
+    "Secondary Knife",
+    "Micromanipulator",
+    "I/A Handpiece Handle",
+    "Capsulorhexis Forceps",
+    "Rycroft Cannula Handle",
+    "Phacoemulsifier Handpiece Handle",
+    "Capsulorhexis Cystotome Handle",
+    "Secondary Knife Handle",
+    "Lens Injector Handle",
+    "Suture Needle",
+    "Needle Holder",
+    "Charleux Cannula",
+    "Primary Knife Handle",
+    "Vitrectomy Handpiece",
+    "Mendez Ring",
+    "Marker",
+    "Hydrodissection Cannula Handle",
+    "Troutman Forceps",
+    "Cotton",
+    "Iris Hooks",
 ]
 _ANATOMY_AND_OTHERS = [(n, [i]) for i, n in enumerate(ORIGINAL_CLASSES[:7])]
 
 #: task -> list of (class name, original ids); ids not listed are ignored (255).
 TASKS: dict[int, list[tuple[str, list[int]]]] = {
     1: _ANATOMY_AND_OTHERS + [("Instrument", list(range(7, 36)))],
-    2: _ANATOMY_AND_OTHERS + [
-        ("Cannula", [7, 8, 10, 20, 27, 32]), ("Cap. Cystotome", [9, 22]), ("Tissue Forceps", [11, 33]),
-        ("Primary Knife", [12, 28]), ("Ph. Handpiece", [13, 21]), ("Lens Injector", [14, 24]),
-        ("I/A Handpiece", [15, 18]), ("Secondary Knife", [16, 23]), ("Micromanipulator", [17]),
+    2: _ANATOMY_AND_OTHERS
+    + [
+        ("Cannula", [7, 8, 10, 20, 27, 32]),
+        ("Cap. Cystotome", [9, 22]),
+        ("Tissue Forceps", [11, 33]),
+        ("Primary Knife", [12, 28]),
+        ("Ph. Handpiece", [13, 21]),
+        ("Lens Injector", [14, 24]),
+        ("I/A Handpiece", [15, 18]),
+        ("Secondary Knife", [16, 23]),
+        ("Micromanipulator", [17]),
         ("Cap. Forceps", [19]),
     ],
     3: [(n, [i]) for i, n in enumerate(ORIGINAL_CLASSES[:25])],
@@ -121,7 +157,9 @@ def frame_index_class_shares(path: str | Path, task: int = 2, skip_blacklisted: 
 
 def discover_frames(root: Path, skip_blacklisted: bool) -> tuple[dict[int, list[tuple[Path, Path]]], int]:
     """Frames per video number, and how many blacklisted frames were skipped."""
-    videos = sorted((p for p in root.iterdir() if p.is_dir() and video_number(p.name) > 0), key=lambda p: video_number(p.name))
+    videos = sorted(
+        (p for p in root.iterdir() if p.is_dir() and video_number(p.name) > 0), key=lambda p: video_number(p.name)
+    )
     if not videos:
         raise DataError(f"CaDIS folder '{root}' has no VideoNN/ folders")
     blacklisted: set[str] = set()
@@ -143,9 +181,16 @@ def discover_frames(root: Path, skip_blacklisted: bool) -> tuple[dict[int, list[
     return frames, skipped
 
 
-@DATASETS.register(DatasetSpec(
-    "cadis", "CaDIS cataract-surgery video frames: a 2D network, mIoU from the confusion matrix over frames",
-    spatial_dims=2, eval_mode="frames", folder="CaDIS", presets={"cpu": "cadis_cpu.yaml", "paper": "cadis_paper.yaml"}))
+@DATASETS.register(
+    DatasetSpec(
+        "cadis",
+        "CaDIS cataract-surgery video frames: a 2D network, mIoU from the confusion matrix over frames",
+        spatial_dims=2,
+        eval_mode="frames",
+        folder="CaDIS",
+        presets={"cpu": "cadis_cpu.yaml", "paper": "cadis_paper.yaml"},
+    )
+)
 def load_cadis(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "CaDIS", "CaDIS")
     task = cfg.data.cadis_task
@@ -161,7 +206,12 @@ def load_cadis(cfg) -> SegmentationData:
     def pool(videos: list[int]) -> TrainPool:
         paths = [(v, image, label) for v in videos for image, label in frames[v]]
         if not paths:
-            return TrainPool(torch.zeros((0, 3, *size), dtype=torch.uint8), torch.zeros((0, *size), dtype=torch.uint8), [], scale=1 / 255)
+            return TrainPool(
+                torch.zeros((0, 3, *size), dtype=torch.uint8),
+                torch.zeros((0, *size), dtype=torch.uint8),
+                [],
+                scale=1 / 255,
+            )
         items = (read_frame(image, label, lookup) for _, image, label in paths)
         x, y = resize_slices(items, len(paths), size, as_uint8=True)
         return TrainPool(x, y, [f"Video{v:02d}" for v, _, _ in paths], scale=1 / 255)
@@ -181,16 +231,29 @@ def load_cadis(cfg) -> SegmentationData:
         "task": task,
         "class_groups": {name: ids for name, ids in TASKS[task]},
         "ignored_ids": [i for i in range(36) if lookup[i] == IGNORE],
-        "splits": {"train_videos": train_videos, "val_videos": list(VAL_VIDEOS), "test_videos": list(TEST_VIDEOS),
-                   "present": sorted(frames)},
+        "splits": {
+            "train_videos": train_videos,
+            "val_videos": list(VAL_VIDEOS),
+            "test_videos": list(TEST_VIDEOS),
+            "present": sorted(frames),
+        },
         "labeled_cases": [f"Video{v:02d}" for v in labeled_videos],
         "labeled_rule": f"{cfg.data.labeled_selection} {n_lab} of {len(train_videos)} training videos",
         "blacklisted_frames_skipped": skipped,
         "training_size": list(size),
     }
     return SegmentationData(
-        name="cadis", class_names=task_classes(task), in_channels=3, spatial_dims=2,
-        labeled=pool(labeled_videos), unlabeled=pool([v for v in train_videos if v not in labeled_videos]),
-        val=cases("val"), test=cases("test"), eval_mode="frames", ignore_index=IGNORE, background=False,
-        unit="pixel", protocol=protocol,
+        name="cadis",
+        class_names=task_classes(task),
+        in_channels=3,
+        spatial_dims=2,
+        labeled=pool(labeled_videos),
+        unlabeled=pool([v for v in train_videos if v not in labeled_videos]),
+        val=cases("val"),
+        test=cases("test"),
+        eval_mode="frames",
+        ignore_index=IGNORE,
+        background=False,
+        unit="pixel",
+        protocol=protocol,
     )

@@ -45,10 +45,18 @@ def read_case(root: Path, case: str, list_name: str) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(image.transpose(2, 1, 0))[None], np.ascontiguousarray(label.transpose(2, 1, 0))
 
 
-@DATASETS.register(DatasetSpec(
-    "la", "left atrium LGE-MRI (UA-MT layout): a 3D network on random patches, sliding-window evaluation",
-    spatial_dims=3, eval_mode="volume", folder="LA", presets={"cpu": "la_cpu.yaml", "paper": "la_paper.yaml"},
-    check_defaults=("data.val_patients=2",), val_hint=" (LA has no validation list: set data.val_patients)"))
+@DATASETS.register(
+    DatasetSpec(
+        "la",
+        "left atrium LGE-MRI (UA-MT layout): a 3D network on random patches, sliding-window evaluation",
+        spatial_dims=3,
+        eval_mode="volume",
+        folder="LA",
+        presets={"cpu": "la_cpu.yaml", "paper": "la_paper.yaml"},
+        check_defaults=("data.val_patients=2",),
+        val_hint=" (LA has no validation list: set data.val_patients)",
+    )
+)
 def load_la(cfg) -> SegmentationData:
     root = dataset_root(cfg.data.root, "LA", "LA")
     train_cases = read_list(root / "train.list")
@@ -56,8 +64,11 @@ def load_la(cfg) -> SegmentationData:
     check_disjoint({"train.list": train_cases, "test.list": test_names}, root)
     n_val = cfg.data.val_patients or 0
     if n_val >= len(train_cases):
-        raise DataError(f"config key 'data.val_patients': {n_val} validation cases leave no training case (train.list has {len(train_cases)})")
-    val_names = train_cases[len(train_cases) - n_val:] if n_val else []
+        raise DataError(
+            f"config key 'data.val_patients': {n_val} validation cases leave no training case "
+            f"(train.list has {len(train_cases)})"
+        )
+    val_names = train_cases[len(train_cases) - n_val :] if n_val else []
     fit_cases = train_cases[: len(train_cases) - n_val]
     n_lab = labeled_count(cfg, len(fit_cases), "cases")
     labeled = choose_labeled(fit_cases, n_lab, cfg.data.labeled_selection, cfg.seed)
@@ -74,9 +85,11 @@ def load_la(cfg) -> SegmentationData:
     protocol = {
         "dataset": "la",
         "root": str(root),
-        "splits": {"train": split_record(root, "train.list", train_cases),
-                   "val": {"carved_from": "train.list", "rule": f"last {n_val} cases", "cases": val_names},
-                   "test": split_record(root, "test.list", test_names)},
+        "splits": {
+            "train": split_record(root, "train.list", train_cases),
+            "val": {"carved_from": "train.list", "rule": f"last {n_val} cases", "cases": val_names},
+            "test": split_record(root, "test.list", test_names),
+        },
         "labeled_cases": labeled,
         "labeled_rule": f"{cfg.data.labeled_selection} {n_lab} of {len(fit_cases)} training cases in train.list order",
         "patch_size": list(patch),
@@ -84,6 +97,15 @@ def load_la(cfg) -> SegmentationData:
         "spacing": "isotropic 0.625 mm (LA challenge acquisition; the UA-MT crop does not resample)",
     }
     return SegmentationData(
-        name="la", class_names=CLASS_NAMES, in_channels=1, spatial_dims=3, labeled=pool(labeled),
-        unlabeled=pool(unlabeled), val=val, test=test, eval_mode="volume", unit="mm", protocol=protocol,
+        name="la",
+        class_names=CLASS_NAMES,
+        in_channels=1,
+        spatial_dims=3,
+        labeled=pool(labeled),
+        unlabeled=pool(unlabeled),
+        val=val,
+        test=test,
+        eval_mode="volume",
+        unit="mm",
+        protocol=protocol,
     )

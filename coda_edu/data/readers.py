@@ -61,8 +61,10 @@ def read_list(path: Path, required: bool = True) -> Optional[list[str]]:
         if not name:
             continue
         if "/" in name or "\\" in name or "\0" in name or name in (".", "..") or Path(name).is_absolute():
-            raise DataError(f"split list '{path}' line {number}: {name!r} is not a plain case name (paths such as "
-                            f"'../x' or '/abs' are refused: every case must stay inside the dataset folder)")
+            raise DataError(
+                f"split list '{path}' line {number}: {name!r} is not a plain case name (paths such as "
+                f"'../x' or '/abs' are refused: every case must stay inside the dataset folder)"
+            )
         names.append(name)
     if not names and required:
         raise DataError(f"split list '{path}' is empty")
@@ -88,13 +90,21 @@ def check_disjoint(lists: dict[str, Optional[list[str]]], root: Path, key=None, 
             other = owner.get(k)
             if other is not None and other != list_name:
                 label = f"{what} '{k}'" + (f" (entry '{name}')" if k != name else "")
-                raise DataError(f"{label} is in both {other} and {list_name} of '{root}': the splits must not "
-                                f"overlap (training data would be used to select or test checkpoints)")
+                raise DataError(
+                    f"{label} is in both {other} and {list_name} of '{root}': the splits must not "
+                    f"overlap (training data would be used to select or test checkpoints)"
+                )
             owner.setdefault(k, list_name)
 
 
-def check_pair(path: Path, image: np.ndarray, label: Optional[np.ndarray], num_classes: int,
-               ignore_values: Iterable[int] = (), image_ndim: Optional[int] = None) -> None:
+def check_pair(
+    path: Path,
+    image: np.ndarray,
+    label: Optional[np.ndarray],
+    num_classes: int,
+    ignore_values: Iterable[int] = (),
+    image_ndim: Optional[int] = None,
+) -> None:
     """The checks shared by all formats (shapes, label range, finite intensities)."""
     if image_ndim is not None and image.ndim != image_ndim:
         raise DataError(f"file '{path}': image has {image.ndim} dimensions {image.shape}, expected {image_ndim}")
@@ -106,7 +116,7 @@ def check_pair(path: Path, image: np.ndarray, label: Optional[np.ndarray], num_c
             raise DataError(f"file '{path}': image has {bad} non-finite values (NaN or inf)")
     if label is None:
         return
-    spatial = image.shape[-label.ndim:] if image.ndim > label.ndim else image.shape
+    spatial = image.shape[-label.ndim :] if image.ndim > label.ndim else image.shape
     if tuple(spatial) != tuple(label.shape):
         raise DataError(f"file '{path}': image shape {image.shape} does not match label shape {label.shape}")
     if not np.issubdtype(label.dtype, np.integer):
@@ -122,8 +132,9 @@ def check_pair(path: Path, image: np.ndarray, label: Optional[np.ndarray], num_c
         raise DataError(f"file '{path}': label values {shown} are outside the class range 0..{num_classes - 1}")
 
 
-def read_h5(path: Path, num_classes: int, keys: tuple[str, str] = ("image", "label"),
-            image_ndim: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+def read_h5(
+    path: Path, num_classes: int, keys: tuple[str, str] = ("image", "label"), image_ndim: Optional[int] = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``image`` (float32) and ``label`` (uint8) of an HDF5 file, checked."""
     import h5py
 
@@ -132,13 +143,17 @@ def read_h5(path: Path, num_classes: int, keys: tuple[str, str] = ("image", "lab
         with h5py.File(path, "r") as fh:
             missing = [k for k in keys if k not in fh]
             if missing:
-                raise DataError(f"file '{path}': missing key '{missing[0]}' (has: {', '.join(sorted(fh.keys())) or 'nothing'})")
+                raise DataError(
+                    f"file '{path}': missing key '{missing[0]}' (has: {', '.join(sorted(fh.keys())) or 'nothing'})"
+                )
             image = np.asarray(fh[keys[0]][()])
             label = np.asarray(fh[keys[1]][()])
     except DataError:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/RuntimeError for broken files
-        raise DataError(f"file '{path}': not a readable HDF5 file (truncated or corrupt: {type(exc).__name__})") from None
+        raise DataError(
+            f"file '{path}': not a readable HDF5 file (truncated or corrupt: {type(exc).__name__})"
+        ) from None
     check_pair(path, image, label, num_classes, image_ndim=image_ndim)
     return image.astype(np.float32, copy=False), label.astype(np.uint8, copy=False)
 
@@ -159,8 +174,10 @@ def read_png(path: Path, mode: str) -> np.ndarray:
     except DataError:
         raise
     except Image.DecompressionBombError:
-        raise DataError(f"file '{path}': the PNG is too large to open safely (decompression-bomb guard, "
-                        f"over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels)") from None
+        raise DataError(
+            f"file '{path}': the PNG is too large to open safely (decompression-bomb guard, "
+            f"over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels)"
+        ) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(f"file '{path}': not a readable PNG (truncated or corrupt: {type(exc).__name__})") from None
     return array
@@ -184,7 +201,9 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         data = np.asarray(img.dataobj)
         spacing = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
     except Exception as exc:
-        raise DataError(f"file '{path}': not a readable NIfTI file (truncated or corrupt: {type(exc).__name__})") from None
+        raise DataError(
+            f"file '{path}': not a readable NIfTI file (truncated or corrupt: {type(exc).__name__})"
+        ) from None
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise DataError(f"file '{path}': image has {int((~np.isfinite(data)).sum())} non-finite values (NaN or inf)")
     return data, spacing

@@ -35,7 +35,7 @@ class IndexStream:
                 self.position = 0
                 self._perm = self._permutation(self.epoch)
             step = min(k, self.n - self.position)
-            out.append(self._perm[self.position:self.position + step])
+            out.append(self._perm[self.position : self.position + step])
             self.position += step
             k -= step
         return torch.cat(out)
@@ -65,8 +65,10 @@ class TwoStreamSampler:
         return idx_l, idx_u
 
     def state_dict(self) -> dict:
-        return {"labeled": self.labeled.state_dict(),
-                "unlabeled": self.unlabeled.state_dict() if self.unlabeled is not None else None}
+        return {
+            "labeled": self.labeled.state_dict(),
+            "unlabeled": self.unlabeled.state_dict() if self.unlabeled is not None else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.labeled.load_state_dict(state["labeled"])

@@ -24,7 +24,12 @@ def labeled_count(cfg, n_train: int, what: str = "patients") -> int:
     else:
         n = d.labeled_patients or 0
     if n < 1:
-        raise DataError(f"config key 'data.labeled_patients': the labeled set would be empty ({n} of {n_train} training {what})")
+        raise DataError(
+            f"config key 'data.labeled_patients': the labeled set would be empty ({n} of {n_train} training {what})"
+        )
     if n > n_train:
-        raise DataError(f"config key 'data.labeled_patients': {n} labeled {what} requested but the training split has only {n_train}")
+        raise DataError(
+            f"config key 'data.labeled_patients': {n} labeled {what} requested "
+            f"but the training split has only {n_train}"
+        )
     return n

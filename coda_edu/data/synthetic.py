@@ -55,9 +55,17 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return x.squeeze(1)
 
 
-def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbalance: float = 0.5,
-                      rare_class: bool = False, noise: float = 0.08, bias_field: float = 0.3,
-                      seed: int = 0, rv_contrast=None) -> tuple[np.ndarray, np.ndarray]:
+def generate_phantoms(
+    n_patients: int,
+    slices: int,
+    resolution: int = 64,
+    imbalance: float = 0.5,
+    rare_class: bool = False,
+    noise: float = 0.08,
+    bias_field: float = 0.3,
+    seed: int = 0,
+    rv_contrast=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n_patients`` stacks of ``slices`` phantoms.
 
     Returns ``images`` float32 ``(P, S, H, W)`` in [0, 1] and ``labels`` uint8
@@ -100,7 +108,7 @@ def generate_phantoms(n_patients: int, slices: int, resolution: int = 64, imbala
 
     # --- per-slice position from base (0) to apex (1) -----------------------------
     z = torch.linspace(0.05, 0.95, S) if S > 1 else torch.full((1,), 0.4)
-    z = (z[None, :] + u(-0.04, 0.04)[:, None]).clamp(0, 1)                       # (P, S)
+    z = (z[None, :] + u(-0.04, 0.04)[:, None]).clamp(0, 1)  # (P, S)
 
     def ps(v):  # (P,) -> (P, 1, 1, 1)
         return v.view(P, 1, 1, 1)
@@ -197,19 +205,33 @@ def check_patients(cfg) -> None:
     """Enough synthetic patients for the validation and test sets plus training."""
     s = cfg.data.synthetic
     if s.val_patients + s.test_patients >= s.n_patients - 1:
-        raise ConfigError("config key 'data.synthetic.n_patients': too few patients for the validation and test sets plus training")
+        raise ConfigError(
+            "config key 'data.synthetic.n_patients': too few patients for the validation and test sets plus training"
+        )
 
 
-@DATASETS.register(DatasetSpec(
-    "synthetic", "embedded cardiac-like phantoms, 2D slices (a 2D network, per-patient volume evaluation like ACDC)",
-    spatial_dims=2, eval_mode="slices", check_config=check_patients))
+@DATASETS.register(
+    DatasetSpec(
+        "synthetic",
+        "embedded cardiac-like phantoms, 2D slices (a 2D network, per-patient volume evaluation like ACDC)",
+        spatial_dims=2,
+        eval_mode="slices",
+        check_config=check_patients,
+    )
+)
 def load_synthetic_2d(cfg) -> SegmentationData:
     return load_synthetic(cfg)
 
 
-@DATASETS.register(DatasetSpec(
-    "synthetic3d", "embedded cardiac-like phantoms as 3D volumes (a 3D network, random patches)",
-    spatial_dims=3, eval_mode="volume", check_config=check_patients))
+@DATASETS.register(
+    DatasetSpec(
+        "synthetic3d",
+        "embedded cardiac-like phantoms as 3D volumes (a 3D network, random patches)",
+        spatial_dims=3,
+        eval_mode="volume",
+        check_config=check_patients,
+    )
+)
 def load_synthetic_3d(cfg) -> SegmentationData:
     return load_synthetic(cfg, volumetric=True)
 
@@ -226,9 +248,17 @@ def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:
     # validation, test) has an RV whose contrast is lowered by this fraction.
     contrast = np.full(s.n_patients, 1.0 - s.faint_rv, dtype=np.float32)
     contrast[labeled] = 1.0
-    images, labels = generate_phantoms(s.n_patients, s.slices_per_patient, s.resolution, s.imbalance,
-                                       s.rare_class, s.noise, s.bias_field, seed=cfg.seed,
-                                       rv_contrast=contrast if s.faint_rv > 0 else None)
+    images, labels = generate_phantoms(
+        s.n_patients,
+        s.slices_per_patient,
+        s.resolution,
+        s.imbalance,
+        s.rare_class,
+        s.noise,
+        s.bias_field,
+        seed=cfg.seed,
+        rv_contrast=contrast if s.faint_rv > 0 else None,
+    )
 
     def pid(p: int) -> str:
         return f"synth{p:03d}"
@@ -238,10 +268,15 @@ def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:
 
     if volumetric:
         size = tuple(cfg.data.image_size) or (s.slices_per_patient, s.resolution, s.resolution)
-        pool_l = PatchPool([images[p][None] for p in labeled], [labels[p] for p in labeled], [pid(p) for p in labeled], size)
-        pool_u = PatchPool([images[p][None] for p in unlabeled], [labels[p] for p in unlabeled], [pid(p) for p in unlabeled], size)
+        pool_l = PatchPool(
+            [images[p][None] for p in labeled], [labels[p] for p in labeled], [pid(p) for p in labeled], size
+        )
+        pool_u = PatchPool(
+            [images[p][None] for p in unlabeled], [labels[p] for p in unlabeled], [pid(p) for p in unlabeled], size
+        )
         spatial_dims, eval_mode = 3, "volume"
     else:
+
         def pool(patients: list[int]) -> TrainPool:
             x = torch.from_numpy(images[patients].reshape(-1, 1, s.resolution, s.resolution))
             y = torch.from_numpy(labels[patients].reshape(-1, s.resolution, s.resolution))
@@ -257,14 +292,42 @@ def load_synthetic(cfg, volumetric: bool = False) -> SegmentationData:
 
     protocol = {
         "dataset": "synthetic3d" if volumetric else "synthetic",
-        "generator": {"seed": cfg.seed, **{k: getattr(s, k) for k in ("n_patients", "slices_per_patient", "resolution", "imbalance", "rare_class", "noise", "bias_field", "faint_rv")}},
-        "splits": {"train": [pid(p) for p in split["train"]], "val": [pid(p) for p in split["val"]], "test": [pid(p) for p in split["test"]]},
+        "generator": {
+            "seed": cfg.seed,
+            **{
+                k: getattr(s, k)
+                for k in (
+                    "n_patients",
+                    "slices_per_patient",
+                    "resolution",
+                    "imbalance",
+                    "rare_class",
+                    "noise",
+                    "bias_field",
+                    "faint_rv",
+                )
+            },
+        },
+        "splits": {
+            "train": [pid(p) for p in split["train"]],
+            "val": [pid(p) for p in split["val"]],
+            "test": [pid(p) for p in split["test"]],
+        },
         "labeled_cases": [pid(p) for p in labeled],
         "labeled_rule": f"{cfg.data.labeled_selection} {n_lab} of the training patients",
         "train_class_shares": pixel_class_shares(labels[split["train"]], len(names)).round(5).tolist(),
     }
     return SegmentationData(
-        name=protocol["dataset"], class_names=names, in_channels=1, spatial_dims=spatial_dims,
-        labeled=pool_l, unlabeled=pool_u, val=cases(split["val"]), test=cases(split["test"]),
-        eval_mode=eval_mode, ignore_index=None, unit="voxel", protocol=protocol,
+        name=protocol["dataset"],
+        class_names=names,
+        in_channels=1,
+        spatial_dims=spatial_dims,
+        labeled=pool_l,
+        unlabeled=pool_u,
+        val=cases(split["val"]),
+        test=cases(split["test"]),
+        eval_mode=eval_mode,
+        ignore_index=None,
+        unit="voxel",
+        protocol=protocol,
     )

@@ -51,10 +51,10 @@ from .schedules import unsupervised_weight
 class Batch:
     """One step's data, already augmented and on the training device."""
 
-    x_l: torch.Tensor                    # (Bl, C, *S) labeled images
-    y_l: torch.Tensor                    # (Bl, *S) integer labels
-    x_u: Optional[torch.Tensor] = None   # (Bu, C, *S) unlabeled images
-    y_u: Optional[torch.Tensor] = None   # hidden truth of x_u: diagnostics only, never in a loss
+    x_l: torch.Tensor  # (Bl, C, *S) labeled images
+    y_l: torch.Tensor  # (Bl, *S) integer labels
+    x_u: Optional[torch.Tensor] = None  # (Bu, C, *S) unlabeled images
+    y_u: Optional[torch.Tensor] = None  # hidden truth of x_u: diagnostics only, never in a loss
 
 
 @torch.no_grad()
@@ -85,8 +85,7 @@ class Algorithm:
     def lambda_at(self, step: int) -> float:
         return unsupervised_weight(step, self.cfg.method.lambda_max, self.rampup_steps)
 
-    def training_step(self, model_a: nn.Module, model_b: nn.Module, batch: Batch, step: int,
-                      diagnostics: bool = False):
+    def training_step(self, model_a: nn.Module, model_b: nn.Module, batch: Batch, step: int, diagnostics: bool = False):
         raise NotImplementedError
 
     def after_optimizer_step(self, model_a: nn.Module, model_b: nn.Module, step: int) -> None:
@@ -100,16 +99,35 @@ class Algorithm:
 
 
 _PAIR_KEYS = ("lambda_max", "rampup")
-_CPS_KEYS = _PAIR_KEYS + ("alignment", "filter", "alpha", "alignment_rampup", "max_weight", "share_iterations",
-                          "share_step", "share_momentum", "marginal_momentum", "expectation", "expectation_momentum",
-                          "threshold", "loss_normalization", "eps")
+_CPS_KEYS = _PAIR_KEYS + (
+    "alignment",
+    "filter",
+    "alpha",
+    "alignment_rampup",
+    "max_weight",
+    "share_iterations",
+    "share_step",
+    "share_momentum",
+    "marginal_momentum",
+    "expectation",
+    "expectation_momentum",
+    "threshold",
+    "loss_normalization",
+    "eps",
+)
 
 
-@METHODS.register(MethodSpec(
-    "supervised", "both networks learn from the labeled images only (the lower bound)",
-    uses_unlabeled=False, pseudo_labels=False))
+@METHODS.register(
+    MethodSpec(
+        "supervised",
+        "both networks learn from the labeled images only (the lower bound)",
+        uses_unlabeled=False,
+        pseudo_labels=False,
+    )
+)
 class Supervised(Algorithm):
-    """Both networks learn from the labeled images only: :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
+    """Both networks learn from the labeled images only:
+    :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         sup_a = supervised_loss(model_a(batch.x_l), batch.y_l, self.ignore_index)
@@ -155,12 +173,24 @@ class MarginalTracker:
         self.pi_gt, self.hard_u = state.get("pi_gt"), state.get("hard_u")
 
 
-@METHODS.register(MethodSpec(
-    "cps", "cross pseudo supervision: A learns from B's pseudo-labels and B from A's (Chen et al., 2021)",
-    alignment="none", filter="none", config_keys=_CPS_KEYS))
-@METHODS.register(MethodSpec(
-    "coda", "Co-DA: CPS with distribution-aligned pseudo-labels and the over-expectation filter",
-    alignment="predictions", filter="over_expectation", config_keys=_CPS_KEYS))
+@METHODS.register(
+    MethodSpec(
+        "cps",
+        "cross pseudo supervision: A learns from B's pseudo-labels and B from A's (Chen et al., 2021)",
+        alignment="none",
+        filter="none",
+        config_keys=_CPS_KEYS,
+    )
+)
+@METHODS.register(
+    MethodSpec(
+        "coda",
+        "Co-DA: CPS with distribution-aligned pseudo-labels and the over-expectation filter",
+        alignment="predictions",
+        filter="over_expectation",
+        config_keys=_CPS_KEYS,
+    )
+)
 class CrossPseudoSupervision(Algorithm):
     r"""Cross pseudo supervision, optionally with distribution alignment and a pseudo-label filter.
 
@@ -174,7 +204,8 @@ class CrossPseudoSupervision(Algorithm):
     4. pseudo-labels :math:`\hat y^m = \arg\max_c \tilde p^m(c)`, confidence :math:`q^m = \max_c \tilde p^m(c)`.
     5. mask :math:`M^m` (over-expectation :math:`q^m_i \ge e^m_{\hat y_i}`, fixed :math:`q^m_i \ge \tau`, or all ones).
     6. A learns from B and B from A:
-       :math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup} + \lambda(t)\,[\mathrm{OECE}(z^A_u, \hat y^B, M^B) + \mathrm{OECE}(z^B_u, \hat y^A, M^A)]`.
+       :math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup}
+       + \lambda(t)\,[\mathrm{OECE}(z^A_u, \hat y^B, M^B) + \mathrm{OECE}(z^B_u, \hat y^A, M^A)]`.
     """
 
     def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
@@ -232,7 +263,9 @@ class CrossPseudoSupervision(Algorithm):
         if diagnostics:
             after = class_shares(labels, self.num_classes)
             logs = {
-                f"pi_l_{key}": tracker.pi_l, f"pi_u_{key}": tracker.pi_u, f"pi_gt_{key}": tracker.pi_gt,
+                f"pi_l_{key}": tracker.pi_l,
+                f"pi_u_{key}": tracker.pi_u,
+                f"pi_gt_{key}": tracker.pi_gt,
                 f"shares_before_{key}": class_shares(raw_labels, self.num_classes),
                 f"shares_after_{key}": after,
                 # signed gap between the pseudo-label shares and the labeled class frequencies
@@ -263,7 +296,9 @@ class CrossPseudoSupervision(Algorithm):
                     correct = labels == batch.y_u
                     logs[f"pl_acc_{key}"] = correct[valid].float().mean()
                     kept = mask & valid
-                    logs[f"pl_acc_kept_{key}"] = correct[kept].float().mean() if kept.any() else torch.tensor(float("nan"))
+                    logs[f"pl_acc_kept_{key}"] = (
+                        correct[kept].float().mean() if kept.any() else torch.tensor(float("nan"))
+                    )
                     precision, recall = pseudo_label_precision_recall(labels[valid], batch.y_u[valid], self.num_classes)
                     logs[f"pl_precision_{key}"], logs[f"pl_recall_{key}"] = precision, recall
 
@@ -272,13 +307,24 @@ class CrossPseudoSupervision(Algorithm):
         unsup_b = masked_cross_entropy(logits_b[n_l:], *targets["A"], normalize=norm)  # B learns from A
         lam = self.lambda_at(step)
         loss = sup_a + sup_b + lam * (unsup_a + unsup_b)
-        logs.update({"loss": loss.detach(), "sup_A": sup_a.detach(), "sup_B": sup_b.detach(),
-                     "unsup_A": unsup_a.detach(), "unsup_B": unsup_b.detach(), "lambda": lam})
+        logs.update(
+            {
+                "loss": loss.detach(),
+                "sup_A": sup_a.detach(),
+                "sup_B": sup_b.detach(),
+                "unsup_A": unsup_a.detach(),
+                "unsup_B": unsup_b.detach(),
+                "lambda": lam,
+            }
+        )
         return loss, logs
 
     def state_dict(self) -> dict:
-        return {"trackers": {k: t.state_dict() for k, t in self.trackers.items()},
-                "expectations": dict(self.expectations), "offsets": dict(self.offsets)}
+        return {
+            "trackers": {k: t.state_dict() for k, t in self.trackers.items()},
+            "expectations": dict(self.expectations),
+            "offsets": dict(self.offsets),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for k, t in self.trackers.items():
@@ -287,13 +333,20 @@ class CrossPseudoSupervision(Algorithm):
         self.offsets = dict(state.get("offsets", {"A": None, "B": None}))
 
 
-@METHODS.register(MethodSpec(
-    "mean_teacher", "A is the student, B its EMA teacher; a consistency loss on noisy unlabeled images",
-    pseudo_labels=False, trains_b=False, config_keys=_PAIR_KEYS + ("teacher_momentum", "teacher_noise")))
+@METHODS.register(
+    MethodSpec(
+        "mean_teacher",
+        "A is the student, B its EMA teacher; a consistency loss on noisy unlabeled images",
+        pseudo_labels=False,
+        trains_b=False,
+        config_keys=_PAIR_KEYS + ("teacher_momentum", "teacher_noise"),
+    )
+)
 class MeanTeacher(Algorithm):
     r"""Mean teacher (Tarvainen & Valpola, 2017): A is the student, B its EMA teacher.
 
-    .. math:: \mathcal{L} = \mathcal{L}^A_{sup} + \lambda(t)\,\frac{1}{|\Omega_u|}\sum_i \lVert p^A_i(x_u) - p^B_i(x_u + \xi) \rVert^2,
+    .. math:: \mathcal{L} = \mathcal{L}^A_{sup}
+              + \lambda(t)\,\frac{1}{|\Omega_u|}\sum_i \lVert p^A_i(x_u) - p^B_i(x_u + \xi) \rVert^2,
               \qquad \theta_B \leftarrow \mu\,\theta_B + (1-\mu)\,\theta_A
 
     with Gaussian input noise :math:`\xi` (clipped to ±2σ) and :math:`\mu` warmed up as

@@ -24,7 +24,8 @@ import torch
 
 @torch.no_grad()
 def class_marginal(probs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Mean prediction per class over all (valid) pixels: :math:`\bar p(c) = \frac{1}{|\Omega|}\sum_{i\in\Omega} p_i(c)`.
+    r"""Mean prediction per class over all (valid) pixels:
+    :math:`\bar p(c) = \frac{1}{|\Omega|}\sum_{i\in\Omega} p_i(c)`.
 
     ``probs``: ``(N, C, *spatial)``; ``valid``: optional boolean ``(N, *spatial)``.
     Returns a ``(C,)`` float32 tensor that sums to 1. Computed without gradient.
@@ -41,7 +42,8 @@ def class_marginal(probs: torch.Tensor, valid: torch.Tensor | None = None) -> to
 
 @torch.no_grad()
 def label_marginal(labels: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
-    r"""Class frequencies of integer labels: :math:`\pi(c) = \frac{1}{|\Omega|}\sum_i [y_i = c]` (ignored pixels excluded)."""
+    r"""Class frequencies of integer labels: :math:`\pi(c) = \frac{1}{|\Omega|}\sum_i [y_i = c]`
+    (ignored pixels excluded)."""
     flat = labels.reshape(-1).long()
     if ignore_index is not None:
         flat = flat[flat != ignore_index]
@@ -65,8 +67,9 @@ def ema_update(running: torch.Tensor | None, value: torch.Tensor, momentum: floa
     return momentum * running + (1.0 - momentum) * value
 
 
-def align_distribution(probs_u: torch.Tensor, pi_l: torch.Tensor, pi_u: torch.Tensor,
-                       alpha: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
+def align_distribution(
+    probs_u: torch.Tensor, pi_l: torch.Tensor, pi_u: torch.Tensor, alpha: float = 1.0, eps: float = 1e-6
+) -> torch.Tensor:
     r"""Distribution alignment of unlabeled predictions towards the labeled marginal.
 
     .. math:: \tilde p_i(c) = \frac{p_i(c)\,w(c)}{\sum_{c'} p_i(c')\,w(c')},\qquad
@@ -99,8 +102,9 @@ def class_shares(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return label_marginal(labels, num_classes)
 
 
-def hard_count_weights(target: torch.Tensor, hard_shares: torch.Tensor, alpha: float = 1.0,
-                       max_weight: float = 10.0, eps: float = 1e-4) -> torch.Tensor:
+def hard_count_weights(
+    target: torch.Tensor, hard_shares: torch.Tensor, alpha: float = 1.0, max_weight: float = 10.0, eps: float = 1e-4
+) -> torch.Tensor:
     r"""Class weights of the hard-count reading.
 
     .. math:: w(c) = \operatorname{clip}\left(\left(\frac{\pi_{gt}(c) + \epsilon}{s_u(c) + \epsilon}\right)^{\alpha},
@@ -115,7 +119,7 @@ def hard_count_weights(target: torch.Tensor, hard_shares: torch.Tensor, alpha: f
     full ratio overshoots. Use with :func:`apply_class_weights`.
     """
     ratio = (target.detach().float() + eps) / (hard_shares.detach().float() + eps)
-    return (ratio ** alpha).clamp(1.0 / max_weight, max_weight)
+    return (ratio**alpha).clamp(1.0 / max_weight, max_weight)
 
 
 def apply_class_weights(probs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -129,9 +133,15 @@ def apply_class_weights(probs: torch.Tensor, weight: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
-def match_argmax_shares(probs: torch.Tensor, target: torch.Tensor, offsets: torch.Tensor | None = None,
-                        iterations: int = 10, step_size: float = 0.5, eps: float = 1e-4,
-                        max_offset: float = 5.0) -> torch.Tensor:
+def match_argmax_shares(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    offsets: torch.Tensor | None = None,
+    iterations: int = 10,
+    step_size: float = 0.5,
+    eps: float = 1e-4,
+    max_offset: float = 5.0,
+) -> torch.Tensor:
     r"""Per-class log-offsets that make the argmax shares match a target distribution (DARS-like).
 
     Starting from ``offsets`` (zeros if None: warm-start with the previous step's), repeat

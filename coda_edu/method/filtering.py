@@ -24,8 +24,9 @@ def class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_class
 
 
 @torch.no_grad()
-def over_expectation_mask(confidence: torch.Tensor, labels: torch.Tensor, expectations: torch.Tensor,
-                          tolerance: float = 1e-6) -> torch.Tensor:
+def over_expectation_mask(
+    confidence: torch.Tensor, labels: torch.Tensor, expectations: torch.Tensor, tolerance: float = 1e-6
+) -> torch.Tensor:
     r"""Keep a pixel when its confidence reaches the expectation of its pseudo-class.
 
     .. math:: m_i = \left[\, q_i \ge e_{\hat y_i} \,\right]

@@ -27,11 +27,13 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     return F.cross_entropy(logits.float(), target.long(), ignore_index=-100 if ignore_index is None else ignore_index)
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None,
-                   smooth: float = 1e-5) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None, smooth: float = 1e-5
+) -> torch.Tensor:
     r"""Soft Dice loss averaged over all C classes (background included).
 
-    .. math:: \mathcal{L}_{Dice} = \frac{1}{C}\sum_{c=1}^{C}\left(1 - \frac{2\sum_i p_{ic} g_{ic} + s}{\sum_i p_{ic} + \sum_i g_{ic} + s}\right)
+    .. math:: \mathcal{L}_{Dice} = \frac{1}{C}\sum_{c=1}^{C}\left(1 -
+              \frac{2\sum_i p_{ic} g_{ic} + s}{\sum_i p_{ic} + \sum_i g_{ic} + s}\right)
 
     with softmax probabilities :math:`p`, one-hot target :math:`g`, sums over every
     pixel of the batch and smoothing :math:`s`. Ignored pixels are excluded from
@@ -51,12 +53,14 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int
 
 
 def supervised_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
-    r"""The supervised loss of each network: :math:`\mathcal{L}_{sup} = \tfrac12(\mathcal{L}_{CE} + \mathcal{L}_{Dice})`."""
+    r"""The supervised loss of each network:
+    :math:`\mathcal{L}_{sup} = \tfrac12(\mathcal{L}_{CE} + \mathcal{L}_{Dice})`."""
     return 0.5 * (cross_entropy(logits, target, ignore_index) + soft_dice_loss(logits, target, ignore_index))
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                         normalize: str = "all") -> torch.Tensor:
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, normalize: str = "all"
+) -> torch.Tensor:
     r"""Cross-entropy on the kept pixels only: the over-expectation CE (OECE) when ``mask`` is the
     over-expectation mask.
 

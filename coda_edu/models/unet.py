@@ -29,9 +29,13 @@ class ConvBlock(nn.Sequential):
     def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, dropout: float = 0.0):
         conv, norm, drop, *_ = _layers(spatial_dims)
         super().__init__(
-            conv(in_ch, out_ch, 3, padding=1, bias=False), norm(out_ch), nn.LeakyReLU(0.01, inplace=True),
+            conv(in_ch, out_ch, 3, padding=1, bias=False),
+            norm(out_ch),
+            nn.LeakyReLU(0.01, inplace=True),
             drop(dropout) if dropout > 0 else nn.Identity(),
-            conv(out_ch, out_ch, 3, padding=1, bias=False), norm(out_ch), nn.LeakyReLU(0.01, inplace=True),
+            conv(out_ch, out_ch, 3, padding=1, bias=False),
+            norm(out_ch),
+            nn.LeakyReLU(0.01, inplace=True),
         )
 
 
@@ -44,7 +48,9 @@ class UpBlock(nn.Module):
         if mode == "transposed":
             self.up = transposed(deep_ch, skip_ch, kernel_size=2, stride=2)
         else:
-            self.up = nn.Sequential(conv(deep_ch, skip_ch, 1), nn.Upsample(scale_factor=2, mode=interp, align_corners=False))
+            self.up = nn.Sequential(
+                conv(deep_ch, skip_ch, 1), nn.Upsample(scale_factor=2, mode=interp, align_corners=False)
+            )
         self.block = ConvBlock(spatial_dims, 2 * skip_ch, out_ch)
 
     def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -57,8 +63,16 @@ class UNet(nn.Module):
     Input sizes must be divisible by ``2 ** (levels - 1)``.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, spatial_dims: int = 2, base_width: int = 16,
-                 levels: int = 5, dropout: bool = True, upsampling: str = "bilinear"):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        spatial_dims: int = 2,
+        base_width: int = 16,
+        levels: int = 5,
+        dropout: bool = True,
+        upsampling: str = "bilinear",
+    ):
         super().__init__()
         _, _, _, pool, _, _ = _layers(spatial_dims)
         widths = [base_width * 2**k for k in range(levels)]
@@ -67,7 +81,8 @@ class UNet(nn.Module):
         self.divisor = 2 ** (levels - 1)
         self.stem = ConvBlock(spatial_dims, in_channels, widths[0], drops[0])
         self.down = nn.ModuleList(
-            nn.Sequential(pool(2), ConvBlock(spatial_dims, widths[k - 1], widths[k], drops[k])) for k in range(1, levels)
+            nn.Sequential(pool(2), ConvBlock(spatial_dims, widths[k - 1], widths[k], drops[k]))
+            for k in range(1, levels)
         )
         self.up = nn.ModuleList(
             UpBlock(spatial_dims, widths[k], widths[k - 1], widths[k - 1], upsampling) for k in range(levels - 1, 0, -1)

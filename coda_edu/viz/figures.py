@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import matplotlib
 import numpy as np
@@ -20,13 +21,22 @@ from ..io import atomic_write
 # One palette for classes and one for methods, used by every figure of the series: a
 # colour never means two different classes, and method colours are none of the class
 # colours. Models A, B and their ensemble are told apart by line style, in greys.
-CLASS_COLORS = {"background": (0.62, 0.62, 0.62), "RV": (0.84, 0.15, 0.16), "MYO": (0.17, 0.63, 0.17),
-                "LV": (0.12, 0.47, 0.71), "LA": (0.89, 0.47, 0.76), "lesion": (1.00, 0.75, 0.00),
-                "organ": (0.09, 0.75, 0.81)}
+CLASS_COLORS = {
+    "background": (0.62, 0.62, 0.62),
+    "RV": (0.84, 0.15, 0.16),
+    "MYO": (0.17, 0.63, 0.17),
+    "LV": (0.12, 0.47, 0.71),
+    "LA": (0.89, 0.47, 0.76),
+    "lesion": (1.00, 0.75, 0.00),
+    "organ": (0.09, 0.75, 0.81),
+}
 CARDIAC_COLORS = {k: v for k, v in CLASS_COLORS.items() if k != "background"}  # kept for older imports
 METHOD_COLORS = {"supervised": "#8c564b", "cps": "#ff7f0e", "mean_teacher": "#bcbd22", "coda": "#9467bd"}
-MODEL_STYLES = {"A": {"color": "0.45", "ls": "--"}, "B": {"color": "0.45", "ls": ":"},
-                "ensemble": {"color": "black", "ls": "-"}}
+MODEL_STYLES = {
+    "A": {"color": "0.45", "ls": "--"},
+    "B": {"color": "0.45", "ls": ":"},
+    "ensemble": {"color": "black", "ls": "-"},
+}
 SERIES_HATCHES = ("", "//", "..", "xx", "\\\\", "++")
 _CODA_VARIANT_COLORS = ("#c5b0d5", "#54278f", "#a88fd0", "#3f007d")  # Co-DA variants: shades of its purple
 _OTHER_METHOD_COLORS = ("#e7298a", "#666666")
@@ -61,8 +71,14 @@ def class_colors(class_names: Sequence[str]) -> np.ndarray:
 
 def legend_outside(ax, **kwargs) -> None:
     """A legend to the right of the axes, so that it covers no data."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=kwargs.pop("fontsize", 8),
-              frameon=False, **kwargs)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        fontsize=kwargs.pop("fontsize", 8),
+        frameon=False,
+        **kwargs,
+    )
 
 
 def label_to_rgb(label: np.ndarray, class_names: Sequence[str], ignore_index: Optional[int] = None) -> np.ndarray:
@@ -73,8 +89,13 @@ def label_to_rgb(label: np.ndarray, class_names: Sequence[str], ignore_index: Op
     return colors[np.clip(lab, 0, len(class_names) - 1)]
 
 
-def blend(image: np.ndarray, label: np.ndarray, class_names: Sequence[str], alpha: float = 0.45,
-          ignore_index: Optional[int] = None) -> np.ndarray:
+def blend(
+    image: np.ndarray,
+    label: np.ndarray,
+    class_names: Sequence[str],
+    alpha: float = 0.45,
+    ignore_index: Optional[int] = None,
+) -> np.ndarray:
     """Greyscale (or RGB channel-first) image with coloured labels on top."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 3:  # (C, H, W) RGB
@@ -90,8 +111,14 @@ def blend(image: np.ndarray, label: np.ndarray, class_names: Sequence[str], alph
     return np.where(fg, (1 - alpha) * img + alpha * rgb, img)
 
 
-def plot_overlay(images: np.ndarray, labels: np.ndarray, predictions: dict[str, np.ndarray],
-                 class_names: Sequence[str], title: str = "", ignore_index: Optional[int] = None):
+def plot_overlay(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    class_names: Sequence[str],
+    title: str = "",
+    ignore_index: Optional[int] = None,
+):
     """Rows = slices; columns = image, reference, then one column per prediction."""
     n = images.shape[0]
     cols = 2 + len(predictions)
@@ -127,8 +154,13 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     axes = fig.subplots(1, 3)
     steps = [r["step"] for r in train]
     # Greys and line styles: A dashed, B dotted, totals solid (no class or method colour is reused).
-    styles = {"loss": ("black", "-"), "sup_A": ("0.35", "--"), "sup_B": ("0.35", ":"),
-              "unsup_A": (METHOD_COLORS["coda"], "--"), "unsup_B": (METHOD_COLORS["coda"], ":")}
+    styles = {
+        "loss": ("black", "-"),
+        "sup_A": ("0.35", "--"),
+        "sup_B": ("0.35", ":"),
+        "unsup_A": (METHOD_COLORS["coda"], "--"),
+        "unsup_B": (METHOD_COLORS["coda"], ":"),
+    }
     ax = axes[0]
     for key in ("loss", "sup_A", "sup_B", "unsup_A", "unsup_B"):
         values = [r.get(key) for r in train]
@@ -141,9 +173,11 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     ax.set_yscale("log")
     _legend_below(ax)
     ax = axes[1]
-    for key, label, color, ls in (("lambda", "λ(t), unsupervised weight", "black", "-"),
-                                  ("kept_A", "kept share of A's pseudo-labels", "0.35", "--"),
-                                  ("kept_B", "kept share of B's pseudo-labels", "0.35", ":")):
+    for key, label, color, ls in (
+        ("lambda", "λ(t), unsupervised weight", "black", "-"),
+        ("kept_A", "kept share of A's pseudo-labels", "0.35", "--"),
+        ("kept_B", "kept share of B's pseudo-labels", "0.35", ":"),
+    ):
         values = [r.get(key) for r in train]
         if any(v is not None for v in values):
             ax.plot(steps, [np.nan if v is None else v for v in values], label=label, lw=1, color=color, ls=ls)
@@ -197,8 +231,15 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
 
 
 # --------------------------------------------------------------------------- notebook figures
-def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], log: bool = False, ylabel: str = "",
-                series_colors: Optional[dict[str, str]] = None, errors: Optional[dict[str, Sequence[float]]] = None):
+def _bar_groups(
+    ax,
+    names: Sequence[str],
+    series: dict[str, Sequence[float]],
+    log: bool = False,
+    ylabel: str = "",
+    series_colors: Optional[dict[str, str]] = None,
+    errors: Optional[dict[str, Sequence[float]]] = None,
+):
     """Grouped bars, one group per class.
 
     Without ``series_colors`` every bar has its class's colour and the series differ by
@@ -214,28 +255,64 @@ def _bar_groups(ax, names: Sequence[str], series: dict[str, Sequence[float]], lo
         values = np.asarray(values, dtype=float)
         yerr = None if errors is None or label not in errors else np.asarray(errors[label], dtype=float)
         if series_colors is not None:
-            ax.bar(pos, values, width, color=series_colors[label], edgecolor="white", linewidth=0.5, label=label,
-                   yerr=yerr, capsize=2, error_kw={"lw": 0.8})
+            ax.bar(
+                pos,
+                values,
+                width,
+                color=series_colors[label],
+                edgecolor="white",
+                linewidth=0.5,
+                label=label,
+                yerr=yerr,
+                capsize=2,
+                error_kw={"lw": 0.8},
+            )
             handles.append(Rectangle((0, 0), 1, 1, facecolor=series_colors[label]))
         else:
             hatch = SERIES_HATCHES[i % len(SERIES_HATCHES)]
-            ax.bar(pos, values, width, color=colors, hatch=hatch, edgecolor="white", linewidth=0.5, yerr=yerr,
-                   capsize=2, error_kw={"lw": 0.8})
+            ax.bar(
+                pos,
+                values,
+                width,
+                color=colors,
+                hatch=hatch,
+                edgecolor="white",
+                linewidth=0.5,
+                yerr=yerr,
+                capsize=2,
+                error_kw={"lw": 0.8},
+            )
             handles.append(Rectangle((0, 0), 1, 1, facecolor="0.55", hatch=hatch, edgecolor="white"))
         for xi, v in zip(pos, values):  # a bar that cannot be seen says why
             if not np.isfinite(v) or v == 0:
-                ax.annotate("n/a" if not np.isfinite(v) else "0", (xi, 0), xycoords=("data", "axes fraction"),
-                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6,
-                            color="0.3")
+                ax.annotate(
+                    "n/a" if not np.isfinite(v) else "0",
+                    (xi, 0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    color="0.3",
+                )
     ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center",
-                       fontsize=8)
+    ax.set_xticklabels(
+        names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center", fontsize=8
+    )
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     if len(series) > 1:
-        ax.legend(handles, list(series), loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-                  fontsize=8, frameon=False)
+        ax.legend(
+            handles,
+            list(series),
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            fontsize=8,
+            frameon=False,
+        )
 
 
 def _bars_figure(names: Sequence[str], series: dict, extra_width: float):
@@ -244,8 +321,13 @@ def _bars_figure(names: Sequence[str], series: dict, extra_width: float):
     return fig, fig.subplots()
 
 
-def plot_class_shares(class_names: Sequence[str], series: dict[str, Sequence[float]], title: str = "",
-                      log: bool = True, ylabel: str = "share of pixels"):
+def plot_class_shares(
+    class_names: Sequence[str],
+    series: dict[str, Sequence[float]],
+    title: str = "",
+    log: bool = True,
+    ylabel: str = "share of pixels",
+):
     """Grouped bars of pixel class shares (log scale by default: minority classes stay visible).
 
     Bars have their class's colour; several series (e.g. predicted and true) differ by hatching."""
@@ -257,13 +339,19 @@ def plot_class_shares(class_names: Sequence[str], series: dict[str, Sequence[flo
     return fig
 
 
-def plot_class_scores(class_names: Sequence[str], series: dict[str, Sequence[float]], title: str = "",
-                      ylabel: str = "Dice", errors: Optional[dict[str, Sequence[float]]] = None):
+def plot_class_scores(
+    class_names: Sequence[str],
+    series: dict[str, Sequence[float]],
+    title: str = "",
+    ylabel: str = "Dice",
+    errors: Optional[dict[str, Sequence[float]]] = None,
+):
     """Grouped bars of a score in [0, 1] (Dice) per class, one colour per method (``METHOD_COLORS``)."""
     longest = max((len(str(k)) for k in series), default=0)
     fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
-    _bar_groups(ax, class_names, series, ylabel=ylabel, series_colors={m: method_color(str(m)) for m in series},
-                errors=errors)
+    _bar_groups(
+        ax, class_names, series, ylabel=ylabel, series_colors={m: method_color(str(m)) for m in series}, errors=errors
+    )
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -279,8 +367,15 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     for i in range(len(class_names)):
         for j in range(len(class_names)):
-            ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
-                    fontsize=7, color="white" if shown[i, j] > 0.6 * shown.max() else "black")
+            ax.text(
+                j,
+                i,
+                f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shown[i, j] > 0.6 * shown.max() else "black",
+            )
     ax.set_xticks(range(len(class_names)))
     ax.set_yticks(range(len(class_names)))
     ax.set_xticklabels(class_names, rotation=30, fontsize=8)
@@ -293,8 +388,9 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str
     return fig
 
 
-def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labels: np.ndarray,
-                               class_names: Sequence[str], bins: int = 20):
+def plot_confidence_histograms(
+    confidence: np.ndarray, correct: np.ndarray, labels: np.ndarray, class_names: Sequence[str], bins: int = 20
+):
     """Per pseudo-class, histograms of the confidence of correct and wrong pseudo-labels."""
     k = len(class_names)
     fig = Figure(figsize=(3.0 * k, 2.6))
@@ -303,8 +399,9 @@ def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labe
     for c, ax in enumerate(axes):
         sel = labels == c
         if (sel & correct).any():
-            ax.hist(confidence[sel & correct], bins=edges, alpha=0.8, label="correct",
-                    color=class_color(class_names[c], c))
+            ax.hist(
+                confidence[sel & correct], bins=edges, alpha=0.8, label="correct", color=class_color(class_names[c], c)
+            )
         if (sel & ~correct).any():
             ax.hist(confidence[sel & ~correct], bins=edges, label="wrong", histtype="step", color="black", lw=1.2)
         ax.set_xlim(0, 1)
@@ -315,14 +412,28 @@ def plot_confidence_histograms(confidence: np.ndarray, correct: np.ndarray, labe
             ax.yaxis.set_minor_formatter(NullFormatter())
         else:
             ax.set_yticks([])
-            ax.text(0.5, 0.5, "no pixel has\nthis pseudo-label", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            ax.text(
+                0.5,
+                0.5,
+                "no pixel has\nthis pseudo-label",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
         ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
         ax.set_xlabel("confidence (max softmax)")
         if c == 0:
             ax.set_ylabel("pixels")
     handles = [Rectangle((0, 0), 1, 1, facecolor="0.55"), Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="black")]
-    fig.legend(handles, ["correct (filled, in the class's colour)", "wrong (black outline)"], loc="lower center",
-               ncol=2, fontsize=8, frameon=False)
+    fig.legend(
+        handles,
+        ["correct (filled, in the class's colour)", "wrong (black outline)"],
+        loc="lower center",
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
@@ -333,19 +444,25 @@ def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
     fig = Figure(figsize=(11, 3.2))
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("coverage", "precision")):
-        series = {f: [next(r[metric] for r in rows if r["filter"] == f and r["class"] == c) for c in class_names] for f in filters}
+        series = {
+            f: [next(r[metric] for r in rows if r["filter"] == f and r["class"] == c) for c in class_names]
+            for f in filters
+        }
         _bar_groups(ax, class_names, series, ylabel=f"{metric} (0 to 1)")
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{metric} of the kept pseudo-labels" if metric == "precision" else "coverage: share of pseudo-labels kept",
-                     fontsize=10)
+        ax.set_title(
+            f"{metric} of the kept pseudo-labels" if metric == "precision" else "coverage: share of pseudo-labels kept",
+            fontsize=10,
+        )
         if ax is axes[0] and ax.get_legend() is not None:
             ax.get_legend().remove()  # one legend (right of the second panel) for both
     fig.tight_layout()
     return fig
 
 
-def plot_comparison(summary: list[dict], x: str = "labeled", group: str = "method", ylabel: str = "mean Dice",
-                    title: str = ""):
+def plot_comparison(
+    summary: list[dict], x: str = "labeled", group: str = "method", ylabel: str = "mean Dice", title: str = ""
+):
     """Mean (± standard deviation over seeds) of a metric against ``x``, one line per ``group``."""
     from matplotlib.ticker import MaxNLocator
 
@@ -353,11 +470,19 @@ def plot_comparison(summary: list[dict], x: str = "labeled", group: str = "metho
     ax = fig.subplots()
     for name in dict.fromkeys(r[group] for r in summary):
         pts = sorted((r for r in summary if r[group] == name), key=lambda r: r[x])
-        std = [r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan
-               for r in pts]
+        std = [
+            r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan for r in pts
+        ]
         color = method_color(str(name)) if group == "method" else None
-        ax.errorbar([r[x] for r in pts], [r["mean"] for r in pts], yerr=np.nan_to_num(std), marker="o", capsize=3,
-                    color=color, label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})")
+        ax.errorbar(
+            [r[x] for r in pts],
+            [r["mean"] for r in pts],
+            yerr=np.nan_to_num(std),
+            marker="o",
+            capsize=3,
+            color=color,
+            label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})",
+        )
     values = [r[x] for r in summary]
     if all(float(v).is_integer() for v in values):  # patient counts: integer ticks only
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -373,8 +498,14 @@ def plot_comparison(summary: list[dict], x: str = "labeled", group: str = "metho
     return fig
 
 
-def plot_masks(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, truth: np.ndarray,
-               class_names: Sequence[str], title: str = ""):
+def plot_masks(
+    image: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray,
+    truth: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+):
     """Pseudo-labels over the image, with filtered-out pixels greyed, next to the hidden truth."""
     fig = Figure(figsize=(9, 3.2))
     axes = fig.subplots(1, 3)
@@ -388,8 +519,14 @@ def plot_masks(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, truth: n
     axes[1].imshow(np.ma.masked_where(mask, np.ones_like(mask, dtype=float)), cmap="gray", alpha=0.6, vmin=0, vmax=1)
     handles = [Rectangle((0, 0), 1, 1, color=col) for col in class_colors(class_names)[1:]]
     handles.append(Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.5", alpha=0.8))
-    fig.legend(handles, list(class_names[1:]) + ["filtered out (whitened)"], loc="lower center",
-               ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    fig.legend(
+        handles,
+        list(class_names[1:]) + ["filtered out (whitened)"],
+        loc="lower center",
+        ncol=min(len(handles), 6),
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

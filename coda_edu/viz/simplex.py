@@ -9,7 +9,7 @@ their pseudo-label. :func:`ternary_figure` draws it with plotly (interactive) an
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,17 +35,30 @@ def _argmax_borders(fig) -> None:
 
     third = 1 / 3
     for a, b, c in ((0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)):
-        fig.add_trace(go.Scatterternary(a=[third, a], b=[third, b], c=[third, c], mode="lines", hoverinfo="skip",
-                                        line={"color": "black", "width": 1, "dash": "dash"}, showlegend=False))
+        fig.add_trace(
+            go.Scatterternary(
+                a=[third, a],
+                b=[third, b],
+                c=[third, c],
+                mode="lines",
+                hoverinfo="skip",
+                line={"color": "black", "width": 1, "dash": "dash"},
+                showlegend=False,
+            )
+        )
 
 
 def _hover(class_names: Sequence[str], what: str) -> str:
     """Plotly hover text naming the classes (a = corner 2, b = corner 0, c = corner 1)."""
-    return (f"p({class_names[0]}) = %{{b:.2f}}<br>p({class_names[1]}) = %{{c:.2f}}<br>"
-            f"p({class_names[2]}) = %{{a:.2f}}<extra>{what}</extra>")
+    return (
+        f"p({class_names[0]}) = %{{b:.2f}}<br>p({class_names[1]}) = %{{c:.2f}}<br>"
+        f"p({class_names[2]}) = %{{a:.2f}}<extra>{what}</extra>"
+    )
 
 
-def toy_predictions(n: int = 300, seed: int = 0, shares=(0.6, 0.25, 0.15), bias: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def toy_predictions(
+    n: int = 300, seed: int = 0, shares=(0.6, 0.25, 0.15), bias: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Predictions ``(n, 3)`` of a network biased towards class 0, and the true classes ``(n,)``.
 
     True classes are drawn with ``shares``; each pixel's logits favour its true class by
@@ -84,15 +97,29 @@ def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[
         labels = probs.argmax(1)
         for c in range(3):
             sel = labels == c
-            fig.add_trace(go.Scatterternary(
-                a=probs[sel, 2], b=probs[sel, 0], c=probs[sel, 1], mode="markers",
-                marker={"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8},
-                hovertemplate=_hover(class_names, f"{name}: pseudo-label {class_names[c]}"),
-                name=f"{name}: pseudo-label {class_names[c]}", legendgroup=name))
+            fig.add_trace(
+                go.Scatterternary(
+                    a=probs[sel, 2],
+                    b=probs[sel, 0],
+                    c=probs[sel, 1],
+                    mode="markers",
+                    marker={"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8},
+                    hovertemplate=_hover(class_names, f"{name}: pseudo-label {class_names[c]}"),
+                    name=f"{name}: pseudo-label {class_names[c]}",
+                    legendgroup=name,
+                )
+            )
     _argmax_borders(fig)
     fig.update_layout(
-        title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
-        ternary={"aaxis": {"title": class_names[2]}, "baxis": {"title": class_names[0]}, "caxis": {"title": class_names[1]}})
+        title=title,
+        height=460,
+        margin={"l": 40, "r": 40, "t": 60, "b": 40},
+        ternary={
+            "aaxis": {"title": class_names[2]},
+            "baxis": {"title": class_names[0]},
+            "caxis": {"title": class_names[1]},
+        },
+    )
     return fig
 
 
@@ -110,16 +137,33 @@ def ternary_static(before: np.ndarray, after: np.ndarray, class_names: Sequence[
         labels = probs.argmax(1)
         shares = np.bincount(labels, minlength=3) / len(labels)
         for c in range(3):
-            ax.scatter(*xy[labels == c].T, s=9, color=_colors(class_names)[c], alpha=0.7,
-                       label=f"{class_names[c]} ({shares[c]:.0%})")
+            ax.scatter(
+                *xy[labels == c].T,
+                s=9,
+                color=_colors(class_names)[c],
+                alpha=0.7,
+                label=f"{class_names[c]} ({shares[c]:.0%})",
+            )
         for c, corner in enumerate(CORNERS):
-            ax.annotate(class_names[c], corner, textcoords="offset points", xytext=(0, -12 if c < 2 else 5),
-                        ha="center", fontsize=9)
+            ax.annotate(
+                class_names[c],
+                corner,
+                textcoords="offset points",
+                xytext=(0, -12 if c < 2 else 5),
+                ha="center",
+                fontsize=9,
+            )
         ax.set_title(name, fontsize=10)
         ax.set_aspect("equal")
         ax.axis("off")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.78, 1.0), title="pseudo-label", title_fontsize=7,
-                  frameon=False)
+        ax.legend(
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(0.78, 1.0),
+            title="pseudo-label",
+            title_fontsize=7,
+            frameon=False,
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -134,15 +178,28 @@ def ternary_points_figure(probs: np.ndarray, truth: np.ndarray, class_names: Seq
     fig = go.Figure()
     for c in range(3):
         sel = truth == c
-        fig.add_trace(go.Scatterternary(
-            a=probs[sel, 2], b=probs[sel, 0], c=probs[sel, 1], mode="markers",
-            marker={"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
-            hovertemplate=_hover(class_names, f"true class {class_names[c]}"), name=f"true class {class_names[c]}"))
+        fig.add_trace(
+            go.Scatterternary(
+                a=probs[sel, 2],
+                b=probs[sel, 0],
+                c=probs[sel, 1],
+                mode="markers",
+                marker={"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
+                hovertemplate=_hover(class_names, f"true class {class_names[c]}"),
+                name=f"true class {class_names[c]}",
+            )
+        )
     _argmax_borders(fig)
     fig.update_layout(
-        title=title, height=460, margin={"l": 40, "r": 40, "t": 60, "b": 40},
-        ternary={"aaxis": {"title": f"p({class_names[2]})"}, "baxis": {"title": f"p({class_names[0]})"},
-                 "caxis": {"title": f"p({class_names[1]})"}})
+        title=title,
+        height=460,
+        margin={"l": 40, "r": 40, "t": 60, "b": 40},
+        ternary={
+            "aaxis": {"title": f"p({class_names[2]})"},
+            "baxis": {"title": f"p({class_names[0]})"},
+            "caxis": {"title": f"p({class_names[1]})"},
+        },
+    )
     return fig
 
 
@@ -160,12 +217,14 @@ def ternary_points_static(probs: np.ndarray, truth: np.ndarray, class_names: Seq
     for c in range(3):
         ax.scatter(*xy[truth == c].T, s=9, color=colors[c], alpha=0.7, label=class_names[c])
     for c, corner in enumerate(CORNERS):
-        ax.annotate(class_names[c], corner, textcoords="offset points", xytext=(0, -12 if c < 2 else 5),
-                    ha="center", fontsize=9)
+        ax.annotate(
+            class_names[c], corner, textcoords="offset points", xytext=(0, -12 if c < 2 else 5), ha="center", fontsize=9
+        )
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.8, 1.0), title="true class", title_fontsize=7,
-              frameon=False)
+    ax.legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(0.8, 1.0), title="true class", title_fontsize=7, frameon=False
+    )
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

@@ -15,7 +15,7 @@ touching the controls (the prediction exercises check a student's guess with it)
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -85,14 +85,23 @@ class Explorer:
 def _slider(description: str, value: float, lo: float, hi: float, step: float):
     import ipywidgets as widgets
 
-    return widgets.FloatSlider(value=value, min=lo, max=hi, step=step, description=description,
-                               continuous_update=False, readout_format=".2f",
-                               style={"description_width": "initial"})
+    return widgets.FloatSlider(
+        value=value,
+        min=lo,
+        max=hi,
+        step=step,
+        description=description,
+        continuous_update=False,
+        readout_format=".2f",
+        style={"description_width": "initial"},
+    )
 
 
-def imbalance_explorer(seed: int = 0, resolution: int = 64, patients: int = 12, slices: int = 8,
-                       imbalance: float = 0.5) -> Explorer:
-    """Slider ``imbalance`` (starting at ``imbalance``) -> pixel class shares of the synthetic phantoms and an example slice."""
+def imbalance_explorer(
+    seed: int = 0, resolution: int = 64, patients: int = 12, slices: int = 8, imbalance: float = 0.5
+) -> Explorer:
+    """Slider ``imbalance`` (starting at ``imbalance``) -> pixel class shares of the synthetic phantoms
+    and an example slice."""
     from ..data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 
     def draw(imbalance: float):
@@ -113,10 +122,14 @@ def imbalance_explorer(seed: int = 0, resolution: int = 64, patients: int = 12, 
         fig.tight_layout()
         return fig, {"shares": dict(zip(CLASS_NAMES, shares.tolist()))}
 
-    return Explorer({"imbalance": _slider("imbalance", imbalance, 0.0, 1.0, 0.05)}, draw, "Class imbalance of the phantoms")
+    return Explorer(
+        {"imbalance": _slider("imbalance", imbalance, 0.0, 1.0, 0.05)}, draw, "Class imbalance of the phantoms"
+    )
 
 
-def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequence[str], alpha: float = 1.0) -> Explorer:
+def simplex_explorer(
+    probs: np.ndarray, pi_l: Sequence[float], class_names: Sequence[str], alpha: float = 1.0
+) -> Explorer:
     """Slider ``alpha`` (starting at ``alpha``) -> the toy predictions on the simplex before and after alignment."""
     from .simplex import align_toy, ternary_static
 
@@ -124,15 +137,25 @@ def simplex_explorer(probs: np.ndarray, pi_l: Sequence[float], class_names: Sequ
         aligned, pi_u = align_toy(probs, pi_l, alpha)
         fig = ternary_static(probs, aligned, class_names, title=f"alpha = {alpha:.2f}")
         shares = np.bincount(aligned.argmax(1), minlength=3) / len(aligned)
-        return fig, {"shares_after": shares.tolist(), "pi_u": pi_u.tolist(), "aligned": aligned,
-                     "class_names": list(class_names)}
+        return fig, {
+            "shares_after": shares.tolist(),
+            "pi_u": pi_u.tolist(),
+            "aligned": aligned,
+            "class_names": list(class_names),
+        }
 
     return Explorer({"alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05)}, draw, "Alignment on the probability simplex")
 
 
-def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, targets: dict[str, torch.Tensor],
-                       class_names: Sequence[str], momentum: float = 0.99, truth: torch.Tensor | None = None,
-                       alpha: float = 1.0) -> Explorer:
+def alignment_explorer(
+    batch_marginals: torch.Tensor,
+    probs_u: torch.Tensor,
+    targets: dict[str, torch.Tensor],
+    class_names: Sequence[str],
+    momentum: float = 0.99,
+    truth: torch.Tensor | None = None,
+    alpha: float = 1.0,
+) -> Explorer:
     """Menu ``target`` and sliders ``alpha`` and ``momentum``.
 
     ``batch_marginals`` ``(T, C)``: the unlabeled marginal of T successive batches; their EMA
@@ -170,8 +193,9 @@ def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, tar
             ax_trace.axhline(float(pi_l[c]), color=color, ls=":", lw=1)
         ax_trace.set_xlabel("batch of unlabeled slices")
         ax_trace.set_ylabel("mean predicted probability")
-        ax_trace.set_title(f"EMA of the unlabeled marginal, momentum {momentum:.3f}\n"
-                           f"(thin: each batch; dotted: pi_l)", fontsize=9)
+        ax_trace.set_title(
+            f"EMA of the unlabeled marginal, momentum {momentum:.3f}\n(thin: each batch; dotted: pi_l)", fontsize=9
+        )
         legend_outside(ax_trace, fontsize=7)
         series = {"before alignment": before, f"after (alpha={alpha:.2f})": after, f"pi_l ({target})": pi_l.numpy()}
         if true_shares is not None:
@@ -185,14 +209,17 @@ def alignment_explorer(batch_marginals: torch.Tensor, probs_u: torch.Tensor, tar
             data["accuracy_after"] = float((labels_after == truth).float().mean())
         return fig, data
 
-    controls = {"target": widgets.Dropdown(options=list(targets), value=list(targets)[0], description="pi_l from"),
-                "alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05),
-                "momentum": _slider("momentum", momentum, 0.0, 0.999, 0.001)}
+    controls = {
+        "target": widgets.Dropdown(options=list(targets), value=list(targets)[0], description="pi_l from"),
+        "alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05),
+        "momentum": _slider("momentum", momentum, 0.0, 0.999, 0.001),
+    }
     return Explorer(controls, draw, "Distribution alignment on real predictions")
 
 
-def mask_explorer(images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, class_names: Sequence[str],
-                  threshold: float = 0.95) -> Explorer:
+def mask_explorer(
+    images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, class_names: Sequence[str], threshold: float = 0.95
+) -> Explorer:
     """Menu ``filter``, slider ``threshold``, slider ``index`` -> the kept pseudo-labels drawn over an image.
 
     ``images`` ``(N, H, W)``, ``probs`` ``(N, C, H, W)``, ``truth`` ``(N, H, W)``. ``data`` holds
@@ -208,19 +235,33 @@ def mask_explorer(images: np.ndarray, probs: torch.Tensor, truth: torch.Tensor, 
         masks = filter_masks(probs, threshold)
         mask = masks[filter]
         quality = per_class_quality(labels, truth, len(class_names), mask)
-        cov = ", ".join(f"{c} {v:.0%}" if np.isfinite(v) else f"{c} n/a" for c, v in zip(class_names, quality["coverage"]))
-        fig = plot_masks(images[index], labels[index].numpy(), mask[index].numpy(), truth[index].numpy(), class_names,
-                         title=f"filter: {filter}" + (f" (threshold {threshold:.2f})" if filter == "fixed" else "")
-                         + f" | kept per class: {cov}")
+        cov = ", ".join(
+            f"{c} {v:.0%}" if np.isfinite(v) else f"{c} n/a" for c, v in zip(class_names, quality["coverage"])
+        )
+        fig = plot_masks(
+            images[index],
+            labels[index].numpy(),
+            mask[index].numpy(),
+            truth[index].numpy(),
+            class_names,
+            title=f"filter: {filter}"
+            + (f" (threshold {threshold:.2f})" if filter == "fixed" else "")
+            + f" | kept per class: {cov}",
+        )
         foreground = labels > 0
         n_fg = int(foreground.sum())
         kept_fg = float((mask & foreground).sum()) / n_fg if n_fg else float("nan")
-        return fig, {"coverage": quality["coverage"], "precision": quality["precision"], "kept": float(mask.float().mean()),
-                     "kept_foreground": kept_fg}
+        return fig, {
+            "coverage": quality["coverage"],
+            "precision": quality["precision"],
+            "kept": float(mask.float().mean()),
+            "kept_foreground": kept_fg,
+        }
 
     controls = {
-        "filter": widgets.Dropdown(options=["none", "fixed", "over_expectation"], value="over_expectation",
-                                   description="filter"),
+        "filter": widgets.Dropdown(
+            options=["none", "fixed", "over_expectation"], value="over_expectation", description="filter"
+        ),
         "threshold": _slider("threshold (fixed)", threshold, 0.5, 0.999, 0.005),
         "index": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image", continuous_update=False),
     }
@@ -237,7 +278,6 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
     and the best validation Dice of the ensemble so far.
     """
     import ipywidgets as widgets
-
     from matplotlib.ticker import MaxNLocator
 
     from .figures import METHOD_COLORS, MODEL_STYLES, _legend_below, readable_log_axis
@@ -258,8 +298,13 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         upto = np.array(steps) <= step
         fig = Figure(figsize=(14, 4.4))
         ax_l, ax_s, ax_d = fig.subplots(1, 3)
-        loss_styles = {"loss": ("black", "-"), "sup_A": ("0.35", "--"), "sup_B": ("0.35", ":"),
-                       "unsup_A": (METHOD_COLORS["coda"], "--"), "unsup_B": (METHOD_COLORS["coda"], ":")}
+        loss_styles = {
+            "loss": ("black", "-"),
+            "sup_A": ("0.35", "--"),
+            "sup_B": ("0.35", ":"),
+            "unsup_A": (METHOD_COLORS["coda"], "--"),
+            "unsup_B": (METHOD_COLORS["coda"], ":"),
+        }
         for key, (color, ls) in loss_styles.items():
             values = series(key)
             if np.isfinite(values).any():
@@ -271,15 +316,24 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_l.set_ylabel("loss (log scale)")
         ax_l.set_title("losses", fontsize=10)
         _legend_below(ax_l)
-        for values, label, color, ls in ((lam, "λ(t), unsupervised weight", "black", "-"),
-                                         (kept_a, "kept share of A's pseudo-labels", "0.35", "--"),
-                                         (kept_b, "kept share of B's pseudo-labels", "0.35", ":")):
+        for values, label, color, ls in (
+            (lam, "λ(t), unsupervised weight", "black", "-"),
+            (kept_a, "kept share of A's pseudo-labels", "0.35", "--"),
+            (kept_b, "kept share of B's pseudo-labels", "0.35", ":"),
+        ):
             if np.isfinite(values).any():
                 ax_s.plot(steps, values, color=color, ls=ls, lw=0.8, alpha=0.25)
                 ax_s.plot(np.array(steps)[upto], values[upto], color=color, ls=ls, lw=1.6, label=label)
         if not has_lambda:
-            ax_s.text(0.5, 0.5, "no unsupervised loss in this run\n(method supervised)", ha="center", va="center",
-                      transform=ax_s.transAxes, fontsize=9)
+            ax_s.text(
+                0.5,
+                0.5,
+                "no unsupervised loss in this run\n(method supervised)",
+                ha="center",
+                va="center",
+                transform=ax_s.transAxes,
+                fontsize=9,
+            )
         ax_s.axvline(step, color="0.5", lw=0.8)
         ax_s.set_xlim(min(steps), max(steps))
         ax_s.set_ylim(-0.02, 1.05)
@@ -292,7 +346,9 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         for model in ("A", "B", "ensemble"):
             values = [np.nan if r["dice"][model]["mean"] is None else r["dice"][model]["mean"] for r in shown]
             ax_d.plot([r["step"] for r in shown], values, marker="o", ms=3, lw=1, label=model, **MODEL_STYLES[model])
-        scored = [(r["dice"]["ensemble"]["mean"], r["step"]) for r in shown if r["dice"]["ensemble"]["mean"] is not None]
+        scored = [
+            (r["dice"]["ensemble"]["mean"], r["step"]) for r in shown if r["dice"]["ensemble"]["mean"] is not None
+        ]
         if scored:
             best = max(scored)
             ax_d.plot([best[1]], [best[0]], marker="*", ms=12, color="black", ls="none", label="best so far (ensemble)")
@@ -309,19 +365,25 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         i = int(np.searchsorted(steps, step, side="right")) - 1
-        data = {"step": step, "lambda": float(lam[i]) if has_lambda and np.isfinite(lam[i]) else None,
-                "lambda_final": float(lam[-1]) if has_lambda else None,
-                "kept_A": None if np.isnan(kept_a[i]) else float(kept_a[i]),
-                "kept_B": None if np.isnan(kept_b[i]) else float(kept_b[i]),
-                "best_dice_so_far": None if best is None else float(best[0]),
-                "best_step_so_far": None if best is None else int(best[1]), "steps": list(steps)}
+        data = {
+            "step": step,
+            "lambda": float(lam[i]) if has_lambda and np.isfinite(lam[i]) else None,
+            "lambda_final": float(lam[-1]) if has_lambda else None,
+            "kept_A": None if np.isnan(kept_a[i]) else float(kept_a[i]),
+            "kept_B": None if np.isnan(kept_b[i]) else float(kept_b[i]),
+            "best_dice_so_far": None if best is None else float(best[0]),
+            "best_step_so_far": None if best is None else int(best[1]),
+            "steps": list(steps),
+        }
         return fig, data
 
     control = widgets.SelectionSlider(options=steps, value=steps[-1], description="step", continuous_update=False)
     return Explorer({"step": control}, draw, "The run, step by step")
 
 
-def comparison_explorer(rows: list[dict], split: str = "test", checkpoint: str = "best", model: str = "ensemble") -> Explorer:
+def comparison_explorer(
+    rows: list[dict], split: str = "test", checkpoint: str = "best", model: str = "ensemble"
+) -> Explorer:
     """Slider ``labeled`` over the labeled amounts of collected runs (``analysis.collect_runs``) ->
     per-class Dice of each method at that amount, mean ± standard deviation over seeds.
 
@@ -340,8 +402,10 @@ def comparison_explorer(rows: list[dict], split: str = "test", checkpoint: str =
         at = [r for r in rows if r["labeled"] == labeled]
         means, stds, found = {}, {}, {}
         for m in methods:
-            per_class = {c: summarize([r for r in at if r["method"] == m], ("method",), "dice", split, checkpoint, model, c)
-                         for c in classes}
+            per_class = {
+                c: summarize([r for r in at if r["method"] == m], ("method",), "dice", split, checkpoint, model, c)
+                for c in classes
+            }
             if not per_class["mean"]:
                 continue
             means[m] = [per_class[c][0]["mean"] if per_class[c] else np.nan for c in classes]
@@ -349,9 +413,16 @@ def comparison_explorer(rows: list[dict], split: str = "test", checkpoint: str =
             s = per_class["mean"][0]
             found[m] = {"mean": s["mean"], "std": s["std"] if s["n"] > 1 else None, "n": s["n"]}
         label = "patients" if float(labeled).is_integer() else "of the training data"
-        fig = plot_class_scores(classes, means, errors=stds, ylabel=f"{split} Dice ({model})",
-                                title=f"{split} Dice per class with {labeled} labeled {label} (± std over seeds)")
+        fig = plot_class_scores(
+            classes,
+            means,
+            errors=stds,
+            ylabel=f"{split} Dice ({model})",
+            title=f"{split} Dice per class with {labeled} labeled {label} (± std over seeds)",
+        )
         return fig, {"labeled": labeled, "methods": found}
 
-    control = widgets.SelectionSlider(options=amounts, value=amounts[-1], description="labeled", continuous_update=False)
+    control = widgets.SelectionSlider(
+        options=amounts, value=amounts[-1], description="labeled", continuous_update=False
+    )
     return Explorer({"labeled": control}, draw, "Methods at one labeled amount")
