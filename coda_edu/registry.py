@@ -67,6 +67,7 @@ class DatasetSpec:
     eval_mode: str  # "slices", "frames" or "volume" (see SegmentationData)
     folder: Optional[str] = None  # folder under $CODA_EDU_DATA_DIR (None: generated in memory)
     presets: dict[str, str] = field(default_factory=dict)  # preset name -> file in configs/
+    quick: tuple[str, ...] = ()  # KEY=VALUE that shrink a run of this dataset to seconds (the notebooks' quick mode)
     check_defaults: tuple[str, ...] = ()  # KEY=VALUE added by `coda-edu data check` unless the key is set
     val_hint: str = ""  # appended to the "validation split is empty" error
     check_config: Optional[Callable[[Any], None]] = None  # extra config rules (raise ConfigError)

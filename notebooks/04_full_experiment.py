@@ -84,7 +84,7 @@ from pathlib import Path
 from IPython.display import Image, display
 
 from coda_edu import exercises
-from coda_edu.config import SMALL_SYNTHETIC, load_config, preset_path
+from coda_edu.config import load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.io import read_jsonl
 from coda_edu.registry import DATASETS
@@ -108,10 +108,7 @@ if quick:
     steps = 12
     base += [f"train.iterations={steps}", f"train.val_every={steps // 2}", "train.log_every=2", "model.base_width=4",
              "eval.distances=false"]
-    if dataset == "synthetic":
-        base += SMALL_SYNTHETIC
-    if dataset == "acdc":
-        base += ["data.image_size=[64, 64]", "model.levels=4", "train.batch_size=4", "train.labeled_batch_size=2"]
+    base += list(DATASETS.get(dataset).quick)  # each dataset's own way of shrinking a run
 base += list(overrides)
 out = Path(run_dir) if run_dir else Path("runs") / f"04-{dataset}-{method}-labeled{n_labeled}-seed{seed}"
 print(f"dataset {dataset}, {n_labeled} labeled, method {method}, {steps} steps, config {config_file}, run folder {out}")

@@ -149,6 +149,7 @@ def label_shares(root: Path) -> dict[str, float]:
         eval_mode="slices",
         folder="ACDC",
         presets={"cpu": "acdc_cpu.yaml", "paper": "acdc_paper.yaml"},
+        quick=("data.image_size=[64, 64]", "model.levels=4", "train.batch_size=4", "train.labeled_batch_size=2"),
     )
 )
 def load_acdc(cfg) -> SegmentationData:

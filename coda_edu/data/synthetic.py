@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import SMALL_SYNTHETIC
 from ..errors import ConfigError
 from ..registry import DATASETS, DatasetSpec
 from .base import Case, PatchPool, SegmentationData, TrainPool
@@ -217,6 +218,7 @@ def check_patients(cfg) -> None:
         spatial_dims=2,
         eval_mode="slices",
         check_config=check_patients,
+        quick=tuple(SMALL_SYNTHETIC),
     )
 )
 def load_synthetic_2d(cfg) -> SegmentationData:
