@@ -206,7 +206,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = _f(500, help="optimisation steps", min=1)
+    iterations: int = _f(300, help="optimisation steps", min=1)
     batch_size: int = _f(16, help="images per step, labeled + unlabeled", min=2)
     labeled_batch_size: int = _f(8, help="labeled images per step", min=1)
     val_every: int = _f(100, help="validate and refresh the 'last' checkpoint every N steps", min=1)
