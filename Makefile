@@ -2,7 +2,7 @@
 #   make demo   set up .venv (CPU PyTorch) and train Co-DA on the embedded synthetic data
 #   make test   set up .venv with the notebook and dev extras and run the test suite
 # Also: make lab (JupyterLab on notebooks/), make book (the course site in build/book/html).
-#   make lint   ruff check (the rules are in pyproject.toml, [tool.ruff])
+#   make lint   ruff check and ruff format --check (the rules are in pyproject.toml, [tool.ruff])
 VENV ?= .venv
 export CODA_EDU_VENV := $(VENV)
 
@@ -25,6 +25,7 @@ test: setup-dev
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # 'notebooks setup' first: JupyterLab then saves the series as committed (git stays clean).
 lab:

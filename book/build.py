@@ -31,8 +31,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
-SERIES = ("01_class_imbalance", "02_distribution_alignment", "03_pseudo_label_filtering",
-          "04_full_experiment", "05_compare_runs")
+SERIES = (
+    "01_class_imbalance",
+    "02_distribution_alignment",
+    "03_pseudo_label_filtering",
+    "04_full_experiment",
+    "05_compare_runs",
+)
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
@@ -67,13 +72,20 @@ def write_favicon(path: Path) -> None:
 def offline_plotly_html(figure: dict, index: int) -> str:
     """A div and a script drawing ``figure`` with the page's plotly.min.js (no CDN)."""
     div_id = f"coda-plotly-{index}"
-    payload = json.dumps({"data": figure.get("data", []), "layout": figure.get("layout", {}),
-                          "config": {"responsive": True, "displaylogo": False}})
+    payload = json.dumps(
+        {
+            "data": figure.get("data", []),
+            "layout": figure.get("layout", {}),
+            "config": {"responsive": True, "displaylogo": False},
+        }
+    )
     payload = payload.replace("</", "<\\/")
-    return (f'<div id="{div_id}" class="coda-plotly plotly-graph-div" style="height:520px; width:100%;"></div>\n'
-            f'<script type="text/javascript">(function () {{ var spec = {payload};\n'
-            f'  function draw() {{ Plotly.newPlot("{div_id}", spec.data, spec.layout, spec.config); }}\n'
-            f'  if (window.Plotly) draw(); else window.addEventListener("load", draw); }})();</script>')
+    return (
+        f'<div id="{div_id}" class="coda-plotly plotly-graph-div" style="height:520px; width:100%;"></div>\n'
+        f'<script type="text/javascript">(function () {{ var spec = {payload};\n'
+        f'  function draw() {{ Plotly.newPlot("{div_id}", spec.data, spec.layout, spec.config); }}\n'
+        f'  if (window.Plotly) draw(); else window.addEventListener("load", draw); }})();</script>'
+    )
 
 
 def prepare_notebook(src: Path, dst: Path) -> dict:
@@ -93,8 +105,10 @@ def prepare_notebook(src: Path, dst: Path) -> dict:
             if "application/vnd.jupyter.widget-view+json" in data:
                 counts["widgets"] += 1
     if counts["widgets"] and not nb.get("metadata", {}).get("widgets"):
-        raise SystemExit(f"{src} shows widgets but holds no saved widget state "
-                         f"(application/vnd.jupyter.widget-state+json): execute it with store_widget_state")
+        raise SystemExit(
+            f"{src} shows widgets but holds no saved widget state "
+            f"(application/vnd.jupyter.widget-state+json): execute it with store_widget_state"
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(nb, indent=1))
     return counts
@@ -111,8 +125,9 @@ def stage(executed: Path, src: Path) -> dict:
         shutil.copy2(doc, src / "docs" / doc.name)
     if (REPO / "docs" / "figures").is_dir():
         shutil.copytree(REPO / "docs" / "figures", src / "docs" / "figures")
-    shutil.copytree(REPO / "coda_edu" / "method", src / "coda_edu" / "method",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "coda_edu" / "method", src / "coda_edu" / "method", ignore=shutil.ignore_patterns("__pycache__")
+    )
     counts = {}
     for name in SERIES:
         counts[name] = prepare_notebook(executed / f"{name}.ipynb", src / "notebooks" / f"{name}.ipynb")
@@ -121,8 +136,11 @@ def stage(executed: Path, src: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--executed", default=str(REPO / "build" / "book-notebooks"),
-                        help="folder with the executed notebooks (default: build/book-notebooks)")
+    parser.add_argument(
+        "--executed",
+        default=str(REPO / "build" / "book-notebooks"),
+        help="folder with the executed notebooks (default: build/book-notebooks)",
+    )
     parser.add_argument("--out", default=str(REPO / "build" / "book"), help="site folder (default: build/book)")
     parser.add_argument("--execute", action="store_true", help="execute the series at the quick size first")
     args = parser.parse_args(argv)
@@ -131,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.execute or missing:
         print(f"[book] executing the series at the quick size into {executed}", flush=True)
-        subprocess.run([sys.executable, "-m", "coda_edu.cli", "notebooks", "run", "--quick", "--out", str(executed)],
-                       cwd=REPO, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "coda_edu.cli", "notebooks", "run", "--quick", "--out", str(executed)],
+            cwd=REPO,
+            check=True,
+        )
     executed_s = time.perf_counter() - start
     counts = stage(executed, out / "src")
     for name, c in counts.items():
@@ -142,16 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     if html.exists():
         shutil.rmtree(html)
     bindir = Path(sys.executable).parent
-    subprocess.run([str(bindir / "jupyter-book"), "config", "sphinx", str(out / "src")], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(bindir / "jupyter-book"), "config", "sphinx", str(out / "src")],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     adjust_conf(out / "src" / "conf.py")
     done = subprocess.run([str(bindir / "sphinx-build"), "-q", "-b", "html", str(out / "src"), str(html)], cwd=REPO)
     if done.returncode != 0:
         print("[book] the site build failed", file=sys.stderr)
         return done.returncode
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file())
-    print(f"[book] site: {html}/index.html ({size / 1e6:.1f} MB); executed in {executed_s:.0f} s, "
-          f"built in {time.perf_counter() - build_start:.0f} s")
+    print(
+        f"[book] site: {html}/index.html ({size / 1e6:.1f} MB); executed in {executed_s:.0f} s, "
+        f"built in {time.perf_counter() - build_start:.0f} s"
+    )
     return 0
 
 

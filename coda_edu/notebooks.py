@@ -40,8 +40,13 @@ import yaml
 from .errors import CodaEduError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-SERIES = ("01_class_imbalance", "02_distribution_alignment", "03_pseudo_label_filtering",
-          "04_full_experiment", "05_compare_runs")
+SERIES = (
+    "01_class_imbalance",
+    "02_distribution_alignment",
+    "03_pseudo_label_filtering",
+    "04_full_experiment",
+    "05_compare_runs",
+)
 
 
 class NotebookError(CodaEduError):
@@ -51,8 +56,10 @@ class NotebookError(CodaEduError):
 # --------------------------------------------------------------------------- sources
 def notebook_dir() -> Path:
     if not NOTEBOOK_DIR.is_dir():
-        raise NotebookError(f"notebook folder '{NOTEBOOK_DIR}' not found (the notebooks ship with the repository, "
-                            f"not with the installed package)")
+        raise NotebookError(
+            f"notebook folder '{NOTEBOOK_DIR}' not found (the notebooks ship with the repository, "
+            f"not with the installed package)"
+        )
     return NOTEBOOK_DIR
 
 
@@ -83,15 +90,18 @@ JUPYTEXT_METADATA = {
     "cell_metadata_filter": "tags,-all",
     "formats": "ipynb,py:percent",
     "notebook_metadata_filter": "-jupytext.text_representation.jupytext_version,"
-                                "-jupytext.text_representation.format_version",
+    "-jupytext.text_representation.format_version",
 }
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 EXECUTION_TAGS = ("injected-parameters",)  # cells papermill adds when it runs a notebook
 
 
 def _cells_signature(nb) -> list[tuple[str, str, tuple]]:
-    return [(c.cell_type, c.source.strip(), tuple(sorted(c.get("metadata", {}).get("tags", [])))) for c in nb.cells
-            if not set(c.get("metadata", {}).get("tags", [])) & set(EXECUTION_TAGS)]
+    return [
+        (c.cell_type, c.source.strip(), tuple(sorted(c.get("metadata", {}).get("tags", []))))
+        for c in nb.cells
+        if not set(c.get("metadata", {}).get("tags", [])) & set(EXECUTION_TAGS)
+    ]
 
 
 def _cell_id(name: str, index: int) -> str:
@@ -118,9 +128,12 @@ def strip_notebook(nb, name: str = "notebook"):
         if not cell.get("id"):
             cell["id"] = _cell_id(name, i)
     jupytext_meta = nb.metadata.get("jupytext", {})
-    nb.metadata = nbformat.NotebookNode({
-        "jupytext": {k: jupytext_meta[k] for k in JUPYTEXT_METADATA if k in jupytext_meta},
-        "kernelspec": nb.metadata.get("kernelspec", KERNELSPEC)})
+    nb.metadata = nbformat.NotebookNode(
+        {
+            "jupytext": {k: jupytext_meta[k] for k in JUPYTEXT_METADATA if k in jupytext_meta},
+            "kernelspec": nb.metadata.get("kernelspec", KERNELSPEC),
+        }
+    )
     nb.nbformat, nb.nbformat_minor = 4, 5
     return nb
 
@@ -172,8 +185,9 @@ def out_of_sync(names: Optional[Iterable[str]] = None) -> list[str]:
             continue
         from_py = _read_source(name)
         from_ipynb = nbformat.read(pair, as_version=4)
-        if (src.read_text() != canonical_source(from_py, name)
-                or _cells_signature(from_py) != _cells_signature(from_ipynb)):
+        if src.read_text() != canonical_source(from_py, name) or _cells_signature(from_py) != _cells_signature(
+            from_ipynb
+        ):
             stale.append(name)
     return stale
 
@@ -269,7 +283,9 @@ def notebook_parameters(path: Path) -> dict[str, dict]:
     import papermill
 
     info = papermill.inspect_notebook(str(path))
-    return {name: {"default": p.get("default"), "type": p.get("inferred_type_name", "None")} for name, p in info.items()}
+    return {
+        name: {"default": p.get("default"), "type": p.get("inferred_type_name", "None")} for name, p in info.items()
+    }
 
 
 def parse_value(raw: str) -> Any:
@@ -329,8 +345,10 @@ def execute(name: str, out_dir: Path, parameters: dict[str, Any], log=print) -> 
     params = check_parameters(name, src, parameters)
     output = out_dir / f"{name}.ipynb"
     if output.resolve() == src.resolve() or out_dir.resolve() == src.parent.resolve():
-        raise NotebookError(f"--out {out_dir} is the notebook folder: executed notebooks and their runs go to "
-                            f"another folder (e.g. runs/notebooks), so the sources stay as committed")
+        raise NotebookError(
+            f"--out {out_dir} is the notebook folder: executed notebooks and their runs go to "
+            f"another folder (e.g. runs/notebooks), so the sources stay as committed"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     log(f"[notebooks] {name} {params if params else ''}".rstrip())
@@ -338,19 +356,29 @@ def execute(name: str, out_dir: Path, parameters: dict[str, Any], log=print) -> 
         # store_widget_state: the executed copy keeps the widgets' state in its metadata
         # (application/vnd.jupyter.widget-state+json), so a saved or published copy draws
         # the controls and the explorers' figures instead of a bare "VBox(children=...)".
-        papermill.execute_notebook(str(src), str(output), parameters=params, progress_bar=False,
-                                   cwd=str(out_dir), kernel_name="python3", store_widget_state=True)
+        papermill.execute_notebook(
+            str(src),
+            str(output),
+            parameters=params,
+            progress_bar=False,
+            cwd=str(out_dir),
+            kernel_name="python3",
+            store_widget_state=True,
+        )
     except PapermillExecutionError as exc:
         first_line = next((line for line in exc.source.splitlines() if line.strip()), "")
-        raise NotebookError(f"notebook {name} failed in cell {exc.cell_index} ('{first_line[:60]}'): "
-                            f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''} "
-                            f"(executed notebook: {output})") from None
+        raise NotebookError(
+            f"notebook {name} failed in cell {exc.cell_index} ('{first_line[:60]}'): "
+            f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''} "
+            f"(executed notebook: {output})"
+        ) from None
     log(f"[notebooks] {name} done in {time.perf_counter() - start:.0f} s -> {output}")
     return output
 
 
-def run_series(names: Optional[list[str]], out_dir: Path, parameters: dict[str, Any], quick: bool,
-               log=print) -> dict[str, float]:
+def run_series(
+    names: Optional[list[str]], out_dir: Path, parameters: dict[str, Any], quick: bool, log=print
+) -> dict[str, float]:
     """Execute notebooks in order; ``quick`` sets ``quick=True``. Returns seconds per notebook.
 
     Every notebook gets the parameters it declares; a parameter that no selected notebook
@@ -419,22 +447,41 @@ def add_cli(sub) -> None:
     run = nb_sub.add_parser("run", help="execute notebooks into --out")
     run.add_argument("names", nargs="*", help="notebooks to run (names or numbers; default: all five)")
     run.add_argument("--quick", action="store_true", help="CI size (quick=True)")
-    run.add_argument("--out", default="runs/notebooks", help="folder for the executed notebooks (default: runs/notebooks)")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="set a notebook parameter (repeatable); unknown names are errors")
+    run.add_argument(
+        "--out", default="runs/notebooks", help="folder for the executed notebooks (default: runs/notebooks)"
+    )
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a notebook parameter (repeatable); unknown names are errors",
+    )
     sw = nb_sub.add_parser("sweep", help="run 04_full_experiment over a grid, then 05_compare_runs")
-    sw.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                    help="a parameter axis, e.g. --grid method=cps,coda --grid labeled=2,4 --grid seed=0,1")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a parameter axis, e.g. --grid method=cps,coda --grid labeled=2,4 --grid seed=0,1",
+    )
     sw.add_argument("--quick", action="store_true")
     sw.add_argument("--out", default="runs/sweep")
     sw.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     nb_sub.add_parser("sync", help="rewrite the .ipynb files from their .py sources")
     nb_sub.add_parser("check", help="exit 1 if a .ipynb is out of sync with its .py source, or committed with outputs")
-    st = nb_sub.add_parser("strip", help="remove outputs and run metadata from .ipynb files (no file: stdin to stdout, "
-                                         "the git clean filter)")
+    st = nb_sub.add_parser(
+        "strip",
+        help="remove outputs and run metadata from .ipynb files (no file: stdin to stdout, the git clean filter)",
+    )
     st.add_argument("files", nargs="*")
-    nb_sub.add_parser("setup", help="make running in place safe: JupyterLab saves the series without outputs, "
-                                    "git ignores outputs of notebooks executed in place (clean filter)")
+    nb_sub.add_parser(
+        "setup",
+        help="make running in place safe: JupyterLab saves the series without outputs, "
+        "git ignores outputs of notebooks executed in place (clean filter)",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -449,8 +496,10 @@ def handle(args) -> int:
         if stale:
             print(f"out of sync: {', '.join(stale)} (run 'coda-edu notebooks sync')")
         if dirty:
-            print(f"committed with outputs or run metadata: {', '.join(dirty)} (run 'coda-edu notebooks sync' and "
-                  f"commit; 'coda-edu notebooks setup' keeps executed notebooks out of git)")
+            print(
+                f"committed with outputs or run metadata: {', '.join(dirty)} (run 'coda-edu notebooks sync' and "
+                f"commit; 'coda-edu notebooks setup' keeps executed notebooks out of git)"
+            )
         if stale or dirty:
             return 1
         print("all notebooks in sync")

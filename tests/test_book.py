@@ -27,9 +27,17 @@ from coda_edu import notebooks
 from tests.conftest import REPO
 
 CHROMIUM = os.environ.get("CODA_EDU_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 METHOD_DOC = REPO / "docs" / "method.md"
 LINK = re.compile(r"\]\((\.\./[^)\s]+)\)")
 DOTTED = re.compile(r"`(coda_edu(?:\.\w+)+)`")
@@ -94,8 +102,16 @@ def test_notebook_has_an_instructor_header_and_references(name):
     cells = markdown_cells(name)
     header = next((c for c in cells[:3] if "### Before you start" in c), None)
     assert header, f"{name}: no 'Before you start' cell after the title"
-    for needed in ("**Prerequisites.**", "**Time**", "| section | quick", "workshop", "GPU",
-                   "../docs/glossary.md", "../docs/teaching.md", "../docs/method.md"):
+    for needed in (
+        "**Prerequisites.**",
+        "**Time**",
+        "| section | quick",
+        "workshop",
+        "GPU",
+        "../docs/glossary.md",
+        "../docs/teaching.md",
+        "../docs/method.md",
+    ):
         assert needed in header, f"{name}: the header cell lacks {needed!r}"
     assert "whole notebook" in header and "not measured" in header, name
     refs = " ".join(next((c for c in cells if c.startswith("## References")), "").split())
@@ -105,9 +121,16 @@ def test_notebook_has_an_instructor_header_and_references(name):
 def test_references_name_the_papers_of_the_series():
     text = " ".join(" ".join(markdown_cells(n)) for n in notebooks.SERIES).replace("\n#", " ")
     text = " ".join(text.split())
-    for needed in ("Semi-Supervised Medical Image Segmentation with Co-Distribution Alignment",
-                   "Semi-Supervised Semantic Segmentation with Cross Pseudo Supervision.* CVPR 2021",
-                   "ReMixMatch", "ICLR 2020", "FixMatch", "NeurIPS 2020", "Mean teachers", "NeurIPS 2017"):
+    for needed in (
+        "Semi-Supervised Medical Image Segmentation with Co-Distribution Alignment",
+        "Semi-Supervised Semantic Segmentation with Cross Pseudo Supervision.* CVPR 2021",
+        "ReMixMatch",
+        "ICLR 2020",
+        "FixMatch",
+        "NeurIPS 2020",
+        "Mean teachers",
+        "NeurIPS 2017",
+    ):
         assert needed in text, needed
 
 
@@ -149,9 +172,10 @@ def test_every_formula_links_to_method_md_and_its_function(name):
         if not FORMULA.search(cell) or cell.startswith(("### Before you start", "## References", "## Recap")):
             continue
         formulas += 1
-        near = "\n".join(cells[i:i + 3])  # the cell and the two markdown cells after it (the title: header, link)
-        assert re.search(r"\.\./docs/(method|evaluation)\.md", near), \
+        near = "\n".join(cells[i : i + 3])  # the cell and the two markdown cells after it (the title: header, link)
+        assert re.search(r"\.\./docs/(method|evaluation)\.md", near), (
             f"{name}: formula cell without a link to docs/method.md: {cell[:80]!r}"
+        )
         assert DOTTED.search(near), f"{name}: formula cell without the function computing it: {cell[:80]!r}"
     assert formulas >= 1, f"{name}: no formula found (update FORMULA?)"
 
@@ -161,8 +185,14 @@ def test_glossary_and_teaching_guide():
     for term in ("Class marginal", "Alignment", "Pseudo-label", "Over-expectation", "CPS", "EMA", "Dice"):
         assert f"**{term}" in glossary, term
     guide = (REPO / "docs" / "teaching.md").read_text()
-    for section in ("## Schedule", "## What to prepare", "## Which size to run", "## Where students get stuck",
-                    "## Exercises and their answers", "## CPU and GPU"):
+    for section in (
+        "## Schedule",
+        "## What to prepare",
+        "## Which size to run",
+        "## Where students get stuck",
+        "## Exercises and their answers",
+        "## CPU and GPU",
+    ):
         assert section in guide, section
     assert "solutions=True" in guide and "make book" in guide
     for name in notebooks.SERIES:
@@ -189,8 +219,11 @@ def check_site(html: Path, screenshots: Path | None = None) -> dict[str, dict]:
     failed and off-site requests, and the number of images, plotly figures and widgets."""
     sync_playwright = browser_or_skip()
     base, server = serve(html)
-    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
-                   if not p.relative_to(html).as_posix().startswith(("_", "genindex", "search")))
+    pages = sorted(
+        p.relative_to(html).as_posix()
+        for p in html.rglob("*.html")
+        if not p.relative_to(html).as_posix().startswith(("_", "genindex", "search"))
+    )
     report = {}
     try:
         with sync_playwright() as pw:
@@ -203,7 +236,10 @@ def check_site(html: Path, screenshots: Path | None = None) -> dict[str, dict]:
                     page.on("pageerror", lambda exc, e=errors: e.append(f"page error: {exc}"))
                     page.on("requestfailed", lambda r, e=errors: e.append(f"failed request: {r.url}"))
                     page.on("request", lambda r, q=requests: q.append(r.url))
-                    page.on("response", lambda r, e=errors: e.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+                    page.on(
+                        "response",
+                        lambda r, e=errors: e.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
+                    )
                     page.goto(f"{base}/{rel}", wait_until="load", timeout=60_000)
                     page.wait_for_timeout(500)
                     counts = page.evaluate("""() => ({
@@ -241,8 +277,13 @@ def built_site(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
     executed = Path(os.environ.get("CODA_EDU_BOOK_NOTEBOOKS") or out / "executed")
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(REPO / "book" / "build.py"), "--executed", str(executed),
-                           "--out", str(out / "site")], cwd=REPO, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "book" / "build.py"), "--executed", str(executed), "--out", str(out / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, f"make book failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return out / "site" / "html", executed, time.perf_counter() - start, done.stdout
 
@@ -253,8 +294,12 @@ def test_executed_notebooks_keep_their_widget_state(built_site):
     for name in notebooks.SERIES:
         nb = json.loads((executed / f"{name}.ipynb").read_text())
         state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
-        views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in nb["cells"]
-                 for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        views = [
+            o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+            for c in nb["cells"]
+            for o in c.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        ]
         assert views, f"{name}: no widget output"
         for model_id in views:
             assert model_id in state.get("state", {}), f"{name}: widget {model_id} shown but its state is not saved"
@@ -266,11 +311,18 @@ def test_site_pages_render_offline_without_errors(built_site):
     assert (html / "index.html").is_file()
     screenshots = Path(os.environ["CODA_EDU_SCREENSHOTS"]) if os.environ.get("CODA_EDU_SCREENSHOTS") else None
     report = check_site(html, screenshots)
-    expected = {f"notebooks/{n}.html" for n in notebooks.SERIES} | {"intro.html", "docs/glossary.html",
-                                                                      "docs/teaching.html", "docs/method.html"}
+    expected = {f"notebooks/{n}.html" for n in notebooks.SERIES} | {
+        "intro.html",
+        "docs/glossary.html",
+        "docs/teaching.html",
+        "docs/method.html",
+    }
     assert expected <= set(report), f"pages missing from the site: {expected - set(report)}"
-    problems = {page: r["errors"] + [f"off-site request: {u}" for u in r["offsite"]]
-                for page, r in report.items() if r["errors"] or r["offsite"]}
+    problems = {
+        page: r["errors"] + [f"off-site request: {u}" for u in r["offsite"]]
+        for page, r in report.items()
+        if r["errors"] or r["offsite"]
+    }
     assert not problems, f"console errors or off-site requests: {json.dumps(problems, indent=1)[:3000]}"
     for name in notebooks.SERIES:
         r = report[f"notebooks/{name}.html"]

@@ -30,7 +30,7 @@ import pytest
 from coda_edu import notebooks
 from tests.test_book import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, free_port
 
-RUN_TIMEOUT_S = 900        # all cells of a quick notebook on a loaded 2-core machine
+RUN_TIMEOUT_S = 900  # all cells of a quick notebook on a loaded 2-core machine
 # notebook -> (slider description, why this one): the slider must redraw the explorer's figure
 SLIDERS = {
     "01_class_imbalance": "imbalance",
@@ -45,8 +45,10 @@ def quick_copy(name: str, folder: Path) -> Path:
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     lines = cell.source.splitlines()
     assert any(line.startswith("quick: bool = False") for line in lines), f"{name}: no 'quick: bool = False' line"
-    cell.source = "\n".join("quick: bool = True" + line[len("quick: bool = False"):]
-                            if line.startswith("quick: bool = False") else line for line in lines)
+    cell.source = "\n".join(
+        "quick: bool = True" + line[len("quick: bool = False") :] if line.startswith("quick: bool = False") else line
+        for line in lines
+    )
     nb.metadata.pop("jupytext", None)  # a plain notebook here: no paired .py to create next to it
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
@@ -72,10 +74,19 @@ def lab(tmp_path_factory):
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "PYTHONUNBUFFERED": "1"}
     log_path = root / ".jupyterlab.log"
     log = log_path.open("w")
-    cmd = [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-           f"--LabApp.workspaces_dir={root / '.workspaces'}", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        str(jupyter),
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.port_retries=0",
+        f"--LabApp.workspaces_dir={root / '.workspaces'}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # CI runs as root
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,14 +169,19 @@ def run_all_and_move_slider(lab, name: str, screenshot: Path | None = None) -> d
                 time.sleep(2)
             else:
                 pytest.fail(f"{name}: cells still running after {RUN_TIMEOUT_S} s: {state.get('prompts')}")
-            assert not state["errors"], f"{name}: error output in JupyterLab:\n" + "\n---\n".join(state["errors"])[:3000]
+            assert not state["errors"], (
+                f"{name}: error output in JupyterLab:\n" + "\n---\n".join(state["errors"])[:3000]
+            )
             description = SLIDERS[name]
             page.locator(".jp-Notebook .widget-slider .noUi-handle").first.wait_for(timeout=60_000)
             before = page.evaluate(SLIDER_JS, description)
             assert before["found"], f"{name}: no slider '{description}' (sliders: {before.get('labels')})"
             assert before["src"], f"{name}: the '{description}' explorer shows no image"
-            handle = page.locator(".jp-Notebook .widget-slider", has=page.locator(".widget-label", has_text=description)) \
-                .locator(".noUi-handle").first
+            handle = (
+                page.locator(".jp-Notebook .widget-slider", has=page.locator(".widget-label", has_text=description))
+                .locator(".noUi-handle")
+                .first
+            )
             handle.scroll_into_view_if_needed()
             handle.focus()
             key = "ArrowLeft" if before["value"] == before["max"] else "ArrowRight"
@@ -181,9 +197,12 @@ def run_all_and_move_slider(lab, name: str, screenshot: Path | None = None) -> d
             if screenshot is not None:
                 page.screenshot(path=str(screenshot))
             state = page.evaluate(STATE_JS)
-            assert after["value"] != before["value"], f"{name}: the keyboard did not move '{description}' ({before['value']})"
-            assert after["src"] != before["src"], \
+            assert after["value"] != before["value"], (
+                f"{name}: the keyboard did not move '{description}' ({before['value']})"
+            )
+            assert after["src"] != before["src"], (
                 f"{name}: '{description}' moved {before['value']} -> {after['value']} but the figure did not change"
+            )
             assert not state["errors"], f"{name}: error output after moving the slider:\n" + "\n".join(state["errors"])
             assert not page_errors, f"{name}: JavaScript errors in JupyterLab: {page_errors}"
             return {"before": before["value"], "after": after["value"]}
