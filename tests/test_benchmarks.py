@@ -38,11 +38,31 @@ def test_throughput_quick(tmp_path):
 @pytest.mark.slow
 def test_quality_quick(tmp_path):
     stdout, result = run_benchmark("quality", tmp_path, "--datasets", "synthetic")
-    for method in ("supervised", "cps", "mean teacher", "coda", "alignment only", "filter only"):
+    methods = (
+        "supervised",
+        "cps",
+        "mean teacher",
+        "coda",
+        "coda, predictions",
+        "coda, labels",
+        "coda, hard counts",
+        "coda, argmax share",
+        "alignment only",
+        "filter only",
+    )
+    for method in methods:
         assert method in stdout
     assert "mean ± std over 2 seeds" in stdout
-    assert len(result["runs"]) == 6 * 2
+    assert len(result["runs"]) == len(methods) * 2
     assert {r["split"] for r in result["runs"]} == {"test"}
+    # the pair table (validation Dice of A, B, ensemble) and the bias table (argmax share vs truth) per method
+    assert "the pair on the validation split" in stdout and "on the unlabeled pool (hidden truth)" in stdout
+    summary = result["summary"]["synthetic"]
+    assert {row["method"] for row in summary["pair"]} == set(methods)
+    run = result["runs"][0]
+    assert set(run["val"]) == {"A", "B", "ensemble"} and set(run["bias"]) == {"A", "B"}
+    rv = next(row for row in run["bias"]["A"] if row["class"] == "RV")
+    assert 0 < rv["true"] < 0.05 and 0 <= rv["share"] <= 1
 
 
 @pytest.mark.slow
