@@ -132,6 +132,16 @@ def ema_trace(values: torch.Tensor, momentum: float) -> torch.Tensor:
 SCRATCH = "scratch"  # notebooks 01-03 train their illustration runs below a folder of this name
 
 
+def scratch_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """A new folder name for one illustration run of a notebook: ``runs/scratch/<name>-<time>``.
+
+    New at every call (to the microsecond), so running the notebook's cells again in the
+    same kernel trains a fresh run instead of meeting the previous one's folder."""
+    from datetime import datetime
+
+    return Path(root) / SCRATCH / f"{name}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+
+
 def find_runs(runs_dir: str | Path) -> list[Path]:
     """Run folders (holding eval.json and config.yaml) anywhere below ``runs_dir``, except those
     below a ``scratch`` folder (the notebooks' illustration runs are not experiments to compare)."""

@@ -76,7 +76,7 @@ import torch
 from IPython.display import display
 
 from coda_edu import exercises
-from coda_edu.analysis import split_confusion_and_marginals
+from coda_edu.analysis import scratch_run_dir, split_confusion_and_marginals
 from coda_edu.checkpoint import load_run_pair
 from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
@@ -195,7 +195,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
 if quick:
     overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
-result = train(cfg, Path("runs") / "scratch" / f"nb01-supervised-seed{seed}-{os.getpid()}", progress=True)
+result = train(cfg, scratch_run_dir(f"nb01-supervised-seed{seed}"), progress=True)
 
 # %%
 records = [r for r in result.evaluation["records"] if r["split"] == "test" and r["checkpoint"] == "best"]

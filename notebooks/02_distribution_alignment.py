@@ -77,8 +77,6 @@ momentum: float = 0.99        # default position of the momentum slider
 
 # %%
 # %matplotlib inline
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,7 +86,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from coda_edu import exercises
-from coda_edu.analysis import alignment_effect, predict_pool
+from coda_edu.analysis import alignment_effect, predict_pool, scratch_run_dir
 from coda_edu.checkpoint import load_run_pair
 from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.method import align_distribution, class_marginal, class_shares, pseudo_labels
@@ -117,7 +115,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
 if quick:
     overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
-result = train(cfg, Path("runs") / "scratch" / f"nb02-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
+result = train(cfg, scratch_run_dir(f"nb02-seed{seed}"), progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
 model_a, model_b = load_run_pair(result.run_dir, "last")

@@ -73,14 +73,12 @@ threshold: float = 0.95       # the fixed threshold compared with over-expectati
 
 # %%
 # %matplotlib inline
-import os
-from pathlib import Path
 
 import torch
 from IPython.display import display
 
 from coda_edu import exercises
-from coda_edu.analysis import compare_filters, per_class_quality, predict_pool
+from coda_edu.analysis import compare_filters, per_class_quality, predict_pool, scratch_run_dir
 from coda_edu.checkpoint import load_run_pair
 from coda_edu.config import SMALL_SYNTHETIC, load_config
 from coda_edu.method import class_expectations, pseudo_labels
@@ -104,7 +102,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
 if quick:
     overrides += SMALL_SYNTHETIC
 cfg = load_config(None, overrides)
-result = train(cfg, Path("runs") / "scratch" / f"nb03-seed{seed}-{os.getpid()}", progress=True, log=lambda s: None)
+result = train(cfg, scratch_run_dir(f"nb03-seed{seed}"), progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
 _, model_b = load_run_pair(result.run_dir, "best")

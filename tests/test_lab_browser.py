@@ -150,7 +150,11 @@ def run_all_and_move_slider(lab, name: str, screenshot: Path | None = None) -> d
             page.set_default_timeout(120_000)
             page_errors = []
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-            page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}", wait_until="domcontentloaded")
+            # a workspace of its own, reset: JupyterLab must not restore (and re-run) an earlier notebook's tab
+            page.goto(
+                f"{base}/lab/workspaces/test-{name}/tree/{name}.ipynb?reset&token={token}",
+                wait_until="domcontentloaded",
+            )
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
             # the kernel must be ready before "Run All"
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=180_000)

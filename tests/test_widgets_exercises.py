@@ -387,3 +387,13 @@ def test_summarize_has_no_std_for_one_seed():
         }
     ]
     assert summarize(rows)[0]["std"] is None
+
+
+def test_scratch_run_dirs_are_new_at_every_call():
+    # Running a notebook's cells again in the same kernel must train a fresh illustration
+    # run, not meet the previous run's folder (which a run folder refuses to overwrite).
+    from coda_edu.analysis import SCRATCH, scratch_run_dir
+
+    first, second = scratch_run_dir("nb02-seed0"), scratch_run_dir("nb02-seed0")
+    assert first != second and first.parent == second.parent
+    assert first.parent.name == SCRATCH and first.name.startswith("nb02-seed0-")
