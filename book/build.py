@@ -29,15 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from coda_edu.notebooks import SERIES  # the one list of the series
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
-SERIES = (
-    "01_class_imbalance",
-    "02_distribution_alignment",
-    "03_pseudo_label_filtering",
-    "04_full_experiment",
-    "05_compare_runs",
-)
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
