@@ -206,21 +206,38 @@ model_a, model_b = load_run_pair(result.run_dir, "best")
 cm, predicted, true = split_confusion_and_marginals(model_a, model_b, result.data, device="cpu")
 display(plot_confusion_matrix(cm, result.data.class_names, title="test pixels, ensemble (rows sum to 1)"))
 
+# %%
+# What this matrix shows, computed: where each class's missed pixels go.
+names = result.data.class_names
+for i, name in enumerate(names[1:], start=1):
+    row = cm[i] / max(cm[i].sum(), 1)  # the row of true class i, as fractions
+    leaks = [(float(row[j]), names[j]) for j in range(len(names)) if j != i]
+    share, where = max(leaks)
+    print(f"{name:<6} recall {float(row[i]):6.1%}; its largest leak goes to {where} ({share:.1%} of its pixels)")
+
 # %% [markdown]
-# Each row is a true class; the diagonal is its recall. The small classes leak mostly
-# into **background**, not into each other.
+# Each row is a true class; the diagonal is its recall. The lines above say, for this
+# run, where each class's errors go (with few labels they often go to the
+# background, the class the network sees most).
 #
 # ## 5. Predicted versus true class marginal
 #
 # Averaging the softmax over all test pixels gives the model's *predicted marginal*.
 # With few labels it departs from the true class shares on data the model has not
 # seen. Look at the ratios: which classes are under-estimated, which over-estimated?
-# (With the default settings the smallest class, the RV, is the one most
-# under-estimated.)
+# Predict first, then read the line under the table.
 
 # %%
+ratios = {}
 for c, p, t in zip(result.data.class_names, predicted, true):
-    print(f"{c:<11} predicted {p:7.3%}   true {t:7.3%}   ratio {p / max(t, 1e-12):5.2f}")
+    ratios[c] = float(p) / max(float(t), 1e-12)
+    print(f"{c:<11} predicted {p:7.3%}   true {t:7.3%}   ratio {ratios[c]:5.2f}")
+fg = {c: r for c, r in ratios.items() if c != result.data.class_names[0]}
+low, high = min(fg, key=fg.get), max(fg, key=fg.get)
+print(f"what this run shows: {low} is the most under-estimated (ratio {fg[low]:.2f}), "
+      f"{high} the most over-estimated (ratio {fg[high]:.2f})"
+      + ("" if fg[high] > 1 else "; every foreground class is under-estimated")
+      + ("" if fg[low] < 1 else "; every foreground class is over-estimated"))
 display(plot_class_shares(result.data.class_names, {"predicted (mean softmax)": predicted, "true": true},
                           title="class marginal on the test pixels"))
 
@@ -247,10 +264,11 @@ exercises.check("class_shares", my_class_shares)
 #
 # - Pixel class shares of medical segmentation data are extremely skewed: the
 #   structures of interest are a few percent of the image or less (use log scales).
-# - With few labels, a supervised model loses most on the smallest class, and its
-#   errors go to the background.
-# - Its predicted class marginal on unseen data departs from the true one, most for
-#   the smallest class. Notebook 02 uses such marginals to correct pseudo-labels.
+# - With few labels, a supervised model loses most on the smallest class; the
+#   confusion matrix says where its errors go.
+# - Its predicted class marginal on unseen data departs from the true one, in a
+#   direction the ratios above tell (a small class can be over- as well as
+#   under-estimated). Notebook 02 uses such marginals to correct pseudo-labels.
 
 # %% [markdown]
 # ## References
