@@ -168,13 +168,27 @@ for r in rows:
     print(f"{r['filter']:<18}{r['class']:<11}{r['coverage']:10.3f}{r['precision']:11.3f}")
 display(plot_filter_comparison(rows, names))
 
+# What this run shows, computed from the rows above (coverage is n/a for a class no pixel is assigned to).
+cov = {(r["filter"], r["class"]): r["coverage"] for r in rows}
+for f in ("fixed", "over_expectation"):
+    parts = [f"{c} {cov[(f, c)]:.1%}" if cov[(f, c)] == cov[(f, c)] else f"{c} n/a" for c in names]
+    print(f"kept by {f:<17}: " + ", ".join(parts))
+small = [c for c in names[1:] if cov[("fixed", c)] == cov[("fixed", c)] and cov[("over_expectation", c)] == cov[("over_expectation", c)]]
+more = [c for c in small if cov[("over_expectation", c)] > cov[("fixed", c)]]
+if small:
+    print(f"the over-expectation filter keeps more of {len(more)} of the {len(small)} foreground classes "
+          f"with pseudo-labels" + (f" ({', '.join(more)})" if more else ""))
+else:
+    print("this model assigns no pixel to a foreground class, so the filters cannot differ there "
+          "(too little training: run with quick=False)")
+
 # %% [markdown]
-# Look at the minority classes under the fixed threshold: their coverage drops most —
-# the network is rarely 95 % sure about a small structure — so the unlabeled images
-# teach those classes least, while the background keeps nearly everything. The
-# over-expectation filter keeps a larger share of each small class, chosen among that
-# class's more confident pixels: it trades some precision for coverage. Which of the two
-# helps training more is an empirical question (`benchmarks/quality.py` compares them).
+# Compare the two lines above. A fixed threshold keeps a pixel only when the network is
+# at least that sure, which it rarely is about a small structure, so the minority
+# classes can lose most of their unlabeled signal. The over-expectation filter keeps,
+# in each class, the pixels above that class's own mean confidence, so every class with
+# pseudo-labels keeps some of them; it trades some precision for coverage. Which of the
+# two helps training more is an empirical question (`benchmarks/quality.py` compares them).
 #
 # Explore the masks on individual images (the first picture is the default view):
 
@@ -224,10 +238,11 @@ exercises.check("over_expectation_mask", my_mask)
 #
 # - Pseudo-labels are noisiest for the minority classes, and confidence alone does not
 #   separate right from wrong.
-# - A fixed threshold keeps almost only background pixels: the minority classes lose
-#   most of their unlabeled signal.
+# - A fixed threshold keeps only the pixels the network is very sure about, and it is
+#   rarely that sure about a small structure: the minority classes can lose most of
+#   their unlabeled signal (the coverage lines above say how much, for this run).
 # - The over-expectation filter compares each pixel with its own class's expected
-#   confidence, so every class keeps its better half (or so) of the pseudo-labels.
+#   confidence, so every class with pseudo-labels keeps its more confident part.
 # - In Co-DA the mask of network B's aligned pseudo-labels weights the cross-entropy that
 #   trains network A (OECE), and vice versa. Notebook 04 runs the whole method.
 
