@@ -82,21 +82,20 @@ def dataset_settings(name: str, quick: bool) -> dict:
     raise SystemExit(f"unknown dataset {name!r} (demo, synthetic or acdc)")
 
 
-def pool_bias(run_dir, data) -> dict:
-    """Per network at the best checkpoint: share_bias rows on the unlabeled pool (hidden truth)."""
-    import torch
-
+def pool_bias(result) -> dict:
+    """Per network at the best checkpoint (the pair ``train`` returns): share_bias rows on the
+    unlabeled pool (hidden truth)."""
     from coda_edu.analysis import predict_pool
     from coda_edu.bias import share_bias
-    from coda_edu.checkpoint import load_run_pair
 
+    pool = result.data.unlabeled
+    if pool.labels is None or len(pool) == 0:
+        return {}
+    truth = pool.labels.cpu()
     out = {}
-    if data.unlabeled.labels is None or len(data.unlabeled) == 0:
-        return out
-    model_a, model_b = load_run_pair(run_dir, "best")
-    truth = data.unlabeled.labels.cpu()
-    for key, model in (("A", model_a), ("B", model_b)):
-        out[key] = share_bias(predict_pool(model, data.unlabeled.to(torch.device("cpu"))), truth, data.class_names)
+    for key, model in (("A", result.model_a), ("B", result.model_b)):
+        device = next(model.parameters()).device
+        out[key] = share_bias(predict_pool(model, pool, device), truth, result.data.class_names)
     return out
 
 
@@ -144,7 +143,7 @@ def run_dataset(
                 "seconds": time.perf_counter() - start,
             }
             if s.get("bias"):
-                row["bias"] = pool_bias(out, result.data)
+                row["bias"] = pool_bias(result)
             rows.append(row)
             rv = next((c for c in dice if c != "mean"), None)
             log(

@@ -144,7 +144,8 @@ class MarginalTracker:
     - :math:`\pi_u`: mean softmax on unlabeled pixels;
     - :math:`\pi_{gt}`: labeled ground-truth class frequencies (always tracked: the
       target of the hard-count and argmax-share readings and of the logged share gap);
-    - :math:`s_u`: argmax class shares of the (unaligned) unlabeled predictions.
+    - :math:`s_u`: argmax class shares of the (unaligned) unlabeled predictions (tracked for
+      ``target="hard_counts"`` only, the one reading that uses them).
     """
 
     def __init__(self, momentum: float, target: str):
@@ -163,7 +164,8 @@ class MarginalTracker:
         self.pi_l = ema_update(self.pi_l, labeled, self.momentum)
         self.pi_u = ema_update(self.pi_u, class_marginal(probs_u), self.momentum)
         self.pi_gt = ema_update(self.pi_gt, frequencies, self.momentum)
-        self.hard_u = ema_update(self.hard_u, class_shares(probs_u.argmax(1), num_classes), self.momentum)
+        if self.target == "hard_counts":  # only that reading uses the argmax shares
+            self.hard_u = ema_update(self.hard_u, class_shares(probs_u.argmax(1), num_classes), self.momentum)
 
     def state_dict(self) -> dict:
         return {"pi_l": self.pi_l, "pi_u": self.pi_u, "pi_gt": self.pi_gt, "hard_u": self.hard_u}
