@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     if done.returncode != 0:
         print("[book] the site build failed", file=sys.stderr)
         return done.returncode
+    # Browsers may also ask the server root for /favicon.ico before reading the page's icon
+    # link (seen as a rare 404 console error in the CI browser check): serve the icon there too.
+    shutil.copyfile(html / "_static" / "favicon.png", html / "favicon.ico")
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file())
     print(
         f"[book] site: {html}/index.html ({size / 1e6:.1f} MB); executed in {executed_s:.0f} s, "
