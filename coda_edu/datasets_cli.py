@@ -1,4 +1,5 @@
-"""``coda-edu data check``: open a dataset the way training does and report what was found.
+"""``coda-edu data check``: open a dataset the way training does and report what was found;
+``coda-edu data pack`` / ``unpack``: move a dataset to another machine (:mod:`coda_edu.data.pack`).
 
 Every file is read and checked (truncated/corrupt files, missing keys, shape
 mismatches, label values out of range, NaN/inf intensities, lists naming missing
@@ -20,18 +21,56 @@ def add_cli(sub) -> None:
     check.add_argument("--root", help="dataset folder (default: $CODA_EDU_DATA_DIR/<the dataset's folder>)")
     check.add_argument("--config", metavar="FILE", help="YAML config whose data section is used")
     check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides")
+    pack = data_sub.add_parser("pack", help="pack a dataset folder into one compact, verified file")
+    pack.add_argument("dataset", metavar="DATASET", help="the dataset to pack (a data.name value, e.g. acdc)")
+    pack.add_argument("--out", required=True, metavar="FILE", help="the pack to write (e.g. acdc.cepack)")
+    pack.add_argument("--root", help="dataset folder (default: $CODA_EDU_DATA_DIR/<the dataset's folder>)")
+    pack.add_argument(
+        "--images", choices=("u8", "exact"), default="u8", help="float images: 8-bit per file (default) or exact"
+    )
+    pack.add_argument("--level", type=int, choices=range(10), default=6, metavar="0-9", help="xz preset (default 6)")
+    pack.add_argument("--no-progress", action="store_true", help="no progress bar")
+    unpack = data_sub.add_parser("unpack", help="unpack a pack into DIR/<dataset folder> (checksum checked first)")
+    unpack.add_argument(
+        "pack", metavar="FILE", help="a file made by 'coda-edu data pack' (or ../shared/gpu's ACDC pack)"
+    )
+    unpack.add_argument("--out", required=True, metavar="DIR", help="data folder: then export CODA_EDU_DATA_DIR=DIR")
+    unpack.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from .errors import CodaEduError
+
+    command = getattr(args, "data_command", None)
+    if command == "pack":
+        from .data.pack import pack_dataset, summary
+
+        out = Path(args.out)
+        if out.is_dir():
+            raise CodaEduError(f"--out '{out}' is a folder; name the pack file to write")
+        manifest = pack_dataset(
+            args.dataset, out, root=args.root, images=args.images, level=args.level, progress=not args.no_progress
+        )
+        print(summary(manifest, out))
+        return 0
+    if command == "unpack":
+        from .data.pack import unpack
+
+        unpack(args.pack, args.out, progress=not args.no_progress)
+        return 0
+    if command != "check":
+        raise CodaEduError("usage: coda-edu data check|pack|unpack ... (see coda-edu data --help)")
+    return check(args)
+
+
+def check(args) -> int:
     import numpy as np
 
     from .config import load_config
     from .errors import CodaEduError
     from .registry import DATASETS
 
-    if getattr(args, "data_command", None) != "check":
-        raise CodaEduError("usage: coda-edu data check --dataset NAME [--root DIR]")
     if args.config is not None and Path(args.config).is_dir():
         raise CodaEduError(f"config file '{args.config}' is a folder, not a file")
     spec = DATASETS.get(args.dataset)  # an unknown name is a one-line error listing the datasets
