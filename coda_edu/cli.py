@@ -5,6 +5,8 @@
     coda-edu config [--config FILE] [--set KEY=VALUE ...] [--keys]
     coda-edu notebooks run|sweep|sync|check|strip|setup ...
     coda-edu data check --dataset NAME [--root DIR] [--config FILE] [--set KEY=VALUE ...]
+    coda-edu data pack NAME --out FILE | coda-edu data unpack FILE --out DIR
+    coda-edu protocol [--config FILE] [--methods coda,cps,supervised] [--budget-minutes M] [--out DIR]
 
 Problems the user can fix are printed as one line, ``coda-edu: error: ...``, with exit
 status 2 and no traceback.
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .datasets_cli import add_cli as add_data_cli
 
     add_data_cli(sub)
+    from .protocol import add_cli as add_protocol_cli
+
+    add_protocol_cli(sub)
     return parser
 
 
