@@ -193,6 +193,9 @@ class OptimConfig:
     weight_decay: float = _f(1e-4, help="weight decay", min=0.0)
     schedule: str = _f("poly", help="learning-rate schedule", choices=("poly", "constant"))
     poly_power: float = _f(0.9, help="power of the poly schedule lr * (1 - t/T)**power", min=0.0)
+    fused: bool = _f(
+        False, help="one multi-tensor optimiser step: torch's fused=True on CUDA, foreach=True elsewhere (same update)"
+    )
 
 
 @dataclass
@@ -219,6 +222,11 @@ class TrainConfig:
     )
     channels_last: Optional[bool] = _f(None, help="channels-last memory format (None = on for CUDA)")
     compile: bool = _f(False, help="torch.compile the networks (CUDA only, slow start)")
+    fused_pair: bool = _f(
+        False,
+        help="run networks A and B as one grouped-convolution network (same maths, one launch per layer; "
+        "methods that train both networks; see docs/architecture.md)",
+    )
     threads: int = _f(0, help="CPU threads for torch (0 = torch default)", min=0)
     augment: AugmentConfig = _f(help="batched on-device augmentation", factory=AugmentConfig)
 

@@ -14,6 +14,10 @@ Each method registers a :class:`~coda_edu.registry.MethodSpec` with its class
 data, makes pseudo-labels, trains network B, and its default ``method.alignment`` and
 ``method.filter``. A new method is one module doing the same (see ``tests/toy_method.py``).
 
+Algorithms that run both networks on one input get both logits from
+:func:`~coda_edu.models.fused.pair_logits` (``model_a(x), model_b(x)``, or one pass of the
+fused pair when ``train.fused_pair`` is on).
+
 ``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
 shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
 ``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
@@ -29,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
+from ..models.fused import pair_logits
 from ..registry import METHODS, MethodSpec
 from .alignment import (
     align_distribution,
@@ -130,8 +135,9 @@ class Supervised(Algorithm):
     :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
-        sup_a = supervised_loss(model_a(batch.x_l), batch.y_l, self.ignore_index)
-        sup_b = supervised_loss(model_b(batch.x_l), batch.y_l, self.ignore_index)
+        logits_a, logits_b = pair_logits(model_a, model_b, batch.x_l)
+        sup_a = supervised_loss(logits_a, batch.y_l, self.ignore_index)
+        sup_b = supervised_loss(logits_b, batch.y_l, self.ignore_index)
         loss = sup_a + sup_b
         return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "sup_B": sup_b.detach()}
 
@@ -280,7 +286,7 @@ class CrossPseudoSupervision(Algorithm):
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         n_l = batch.x_l.shape[0]
         x = torch.cat([batch.x_l, batch.x_u])
-        logits_a, logits_b = model_a(x), model_b(x)
+        logits_a, logits_b = pair_logits(model_a, model_b, x)  # one pass when the trainer fused the pair
         sup_a = supervised_loss(logits_a[:n_l], batch.y_l, self.ignore_index)
         sup_b = supervised_loss(logits_b[:n_l], batch.y_l, self.ignore_index)
 
