@@ -30,7 +30,8 @@ measures its step time ``s_m``, one validation pass ``v_m`` and the final evalua
     V = min(V0, max(1, floor(0.2 A / (S sum_m v_m))))        validations per run (at most 20 % of A)
     I = min(I0, floor((A - S sum_m (e_m + 5 s) - V S sum_m v_m) / (S sum_m s_m)))
 
-and ``train.val_every = ceil(I / V)``, ``train.log_every`` scaled by ``I / I0``; the
+and ``train.val_every = ceil(I / V)``, ``train.log_every = min(log_every0, max(1, I // 20))`` (a
+logged step reads diagnostics from the device, so never more often than configured); the
 ramp-up (``method.rampup``) is a fraction of ``train.iterations`` and scales with it.
 The table says so.
 """
@@ -274,7 +275,7 @@ def size_schedule(
     else:
         iterations = steps
         val_every = max(1, math.ceil(iterations / n_val))
-        log_every = max(1, round(l0 * iterations / i0))
+        log_every = min(l0, max(1, iterations // 20))  # a log step syncs the device: never more often
         note = (
             f"sized to a {budget_minutes:g}-minute budget from the measured step times: {iterations} steps instead "
             f"of {i0}, validation every {val_every} steps instead of {v0} ({math.ceil(iterations / val_every)} "
