@@ -683,7 +683,14 @@ def add_cli(sub) -> None:
     """``coda-edu protocol ...`` (wired by :mod:`coda_edu.cli`)."""
     p = sub.add_parser("protocol", help="train several methods at one setting and write one comparison table (GPU)")
     p.add_argument("--config", metavar="FILE", help="YAML config shared by every method (e.g. configs/acdc_paper.yaml)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides")
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one config key for every method (repeatable)",
+    )
     p.add_argument("--methods", default="coda,cps,supervised", help="comma-separated methods (default: %(default)s)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the config's seed)")
     p.add_argument(
