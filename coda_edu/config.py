@@ -179,6 +179,12 @@ class MethodConfig:
         "all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept")
     )
     eps: float = _f(1e-6, help="added to marginals before dividing", min=0.0, min_exclusive=True)
+    supervised_loss: str = _f(
+        "ce_dice",
+        help="supervised loss of each network: 'ce_dice' = (CE + soft Dice) / 2, 'ce' = cross-entropy alone "
+        "(small classes end up under-counted by the argmax: configs/synthetic_minority.yaml)",
+        choices=("ce_dice", "ce"),
+    )
     lambda_max: float = _f(1.0, help="maximum weight of the unsupervised loss", min=0.0)
     rampup: float = _f(0.4, help="sigmoid ramp-up length as a fraction of train.iterations", min=0.0, max=1.0)
     teacher_momentum: float = _f(0.99, help="mean teacher: EMA decay of the teacher weights", min=0.0, max=1.0)

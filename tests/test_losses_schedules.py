@@ -81,3 +81,29 @@ def test_soft_dice_ignores_ignored_pixels_in_the_target_too():
     assert soft_dice_loss(other, ignored, ignore_index=255) == pytest.approx(
         soft_dice_loss(perfect, ignored, ignore_index=255).item(), abs=1e-6
     )
+
+
+def test_supervised_loss_kinds():
+    # 'ce' is cross-entropy alone; 'ce_dice' the mean of CE and soft Dice; anything else is refused.
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    ce = cross_entropy(logits, target)
+    dice = soft_dice_loss(logits, target)
+    assert supervised_loss(logits, target, kind="ce") == pytest.approx(ce.item())
+    assert supervised_loss(logits, target) == pytest.approx(0.5 * (ce + dice).item())
+    with pytest.raises(ValueError, match="supervised loss kind"):
+        supervised_loss(logits, target, kind="dice")
+
+
+def test_the_supervised_loss_is_chosen_by_the_config():
+    from coda_edu.config import load_config
+    from coda_edu.method.algorithms import build_algorithm
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8)
+    target = torch.randint(0, 4, (2, 8, 8))
+    for kind, expected in (("ce", cross_entropy(logits, target)), ("ce_dice", supervised_loss(logits, target))):
+        cfg = load_config(None, ["method.name=supervised", f"method.supervised_loss={kind}"])
+        algorithm = build_algorithm(cfg, 4, None)
+        assert algorithm.supervised(logits, target) == pytest.approx(expected.item())

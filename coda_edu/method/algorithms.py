@@ -90,6 +90,10 @@ class Algorithm:
     def lambda_at(self, step: int) -> float:
         return unsupervised_weight(step, self.cfg.method.lambda_max, self.rampup_steps)
 
+    def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The supervised loss ``method.supervised_loss`` of one network on labeled images."""
+        return supervised_loss(logits, target, self.ignore_index, self.cfg.method.supervised_loss)
+
     def training_step(self, model_a: nn.Module, model_b: nn.Module, batch: Batch, step: int, diagnostics: bool = False):
         raise NotImplementedError
 
@@ -103,7 +107,7 @@ class Algorithm:
         pass
 
 
-_PAIR_KEYS = ("lambda_max", "rampup")
+_PAIR_KEYS = ("supervised_loss", "lambda_max", "rampup")
 _CPS_KEYS = _PAIR_KEYS + (
     "alignment",
     "filter",
@@ -128,6 +132,7 @@ _CPS_KEYS = _PAIR_KEYS + (
         "both networks learn from the labeled images only (the lower bound)",
         uses_unlabeled=False,
         pseudo_labels=False,
+        config_keys=("supervised_loss",),
     )
 )
 class Supervised(Algorithm):
@@ -136,8 +141,8 @@ class Supervised(Algorithm):
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         logits_a, logits_b = pair_logits(model_a, model_b, batch.x_l)
-        sup_a = supervised_loss(logits_a, batch.y_l, self.ignore_index)
-        sup_b = supervised_loss(logits_b, batch.y_l, self.ignore_index)
+        sup_a = self.supervised(logits_a, batch.y_l)
+        sup_b = self.supervised(logits_b, batch.y_l)
         loss = sup_a + sup_b
         return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "sup_B": sup_b.detach()}
 
@@ -287,8 +292,8 @@ class CrossPseudoSupervision(Algorithm):
         n_l = batch.x_l.shape[0]
         x = torch.cat([batch.x_l, batch.x_u])
         logits_a, logits_b = pair_logits(model_a, model_b, x)  # one pass when the trainer fused the pair
-        sup_a = supervised_loss(logits_a[:n_l], batch.y_l, self.ignore_index)
-        sup_b = supervised_loss(logits_b[:n_l], batch.y_l, self.ignore_index)
+        sup_a = self.supervised(logits_a[:n_l], batch.y_l)
+        sup_b = self.supervised(logits_b[:n_l], batch.y_l)
 
         logs: dict[str, torch.Tensor | float] = {}
         targets = {}
@@ -369,7 +374,7 @@ class MeanTeacher(Algorithm):
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         n_l = batch.x_l.shape[0]
         logits_a = model_a(torch.cat([batch.x_l, batch.x_u]))
-        sup_a = supervised_loss(logits_a[:n_l], batch.y_l, self.ignore_index)
+        sup_a = self.supervised(logits_a[:n_l], batch.y_l)
         sigma = self.cfg.method.teacher_noise
         with torch.no_grad():
             noise = (torch.randn_like(batch.x_u) * sigma).clamp(-2 * sigma, 2 * sigma)

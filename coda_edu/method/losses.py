@@ -52,9 +52,26 @@ def soft_dice_loss(
     return (1 - dice).mean()
 
 
-def supervised_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
-    r"""The supervised loss of each network:
-    :math:`\mathcal{L}_{sup} = \tfrac12(\mathcal{L}_{CE} + \mathcal{L}_{Dice})`."""
+SUPERVISED_LOSSES = ("ce_dice", "ce")
+
+
+def supervised_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None, kind: str = "ce_dice"
+) -> torch.Tensor:
+    r"""The supervised loss of each network (``method.supervised_loss``):
+
+    - ``"ce_dice"`` (default): :math:`\mathcal{L}_{sup} = \tfrac12(\mathcal{L}_{CE} + \mathcal{L}_{Dice})`;
+    - ``"ce"``: :math:`\mathcal{L}_{sup} = \mathcal{L}_{CE}`.
+
+    The Dice term weighs every class equally however few its pixels, which pushes a small
+    class's probability up; with cross-entropy alone each *pixel* weighs the same, the
+    background dominates and the argmax tends to under-count a small class (the bias
+    that distribution alignment corrects; docs/method.md#the-synthetic-minority-regime).
+    """
+    if kind == "ce":
+        return cross_entropy(logits, target, ignore_index)
+    if kind != "ce_dice":
+        raise ValueError(f"supervised loss kind must be one of {SUPERVISED_LOSSES}, got {kind!r}")
     return 0.5 * (cross_entropy(logits, target, ignore_index) + soft_dice_loss(logits, target, ignore_index))
 
 
