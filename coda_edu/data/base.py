@@ -84,6 +84,17 @@ def resize_slices(
     return out_x, out_y
 
 
+def indices_on(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Indices drawn on the CPU, on ``device``. To CUDA they go through pinned memory without
+    blocking: a copy from ordinary (pageable) memory makes the host wait for the GPU's queue,
+    a host synchronisation every step."""
+    if index.device == device:
+        return index
+    if device.type == "cuda" and index.device.type == "cpu":  # GPU-only path (not run by the CPU tests)
+        return index.pin_memory().to(device, non_blocking=True)
+    return index.to(device)
+
+
 class TrainPool:
     """Equal-sized training images ``(N, C, *size)`` with labels ``(N, *size)`` (or None).
 
@@ -114,7 +125,7 @@ class TrainPool:
 
     def batch(self, index: torch.Tensor, generator: Optional[torch.Generator] = None):
         """Images (float32) and labels (int64, or None) of the items ``index``."""
-        index = index.to(self.images.device)
+        index = indices_on(index, self.images.device)
         x = self.images[index].float()
         if self.scale != 1.0:
             x = x * self.scale
@@ -153,6 +164,7 @@ class PatchPool(TrainPool):
         super().__init__(images, lab, ids)
         self.patch_size = tuple(int(p) for p in patch)
         self.extent = torch.from_numpy(np.maximum(shapes, patch))  # (N, 3) sampled region per volume
+        self.corners = self.extent - torch.from_numpy(patch) + 1  # (N, 3) number of valid corners per axis
 
     @property
     def size(self) -> tuple[int, ...]:
@@ -161,13 +173,13 @@ class PatchPool(TrainPool):
     def to(self, device):
         super().to(device)
         self.extent = self.extent.to(device)
+        self.corners = self.corners.to(device)
         return self
 
     def batch(self, index, generator=None):
         device = self.images.device
-        index = index.to(device)
-        patch = torch.tensor(self.patch_size, device=device)
-        room = self.extent[index] - patch + 1  # (B, 3) number of valid corners per axis
+        index = indices_on(index, device)
+        room = self.corners[index]  # (B, 3) number of valid corners per axis
         corner = (torch.rand(room.shape, generator=generator, device=device) * room).long()
         ar = [torch.arange(p, device=device) for p in self.patch_size]
         zi = (corner[:, 0, None] + ar[0])[:, :, None, None]
