@@ -1,6 +1,7 @@
 """Segmentation quality of the methods and ablations, at equal iterations, over seeds.
 
     python benchmarks/quality.py [--quick] [--seeds 5] [--datasets demo,synthetic,acdc] [--out FILE]
+                                 [--devices cuda:0,cuda:1,...]
 
 Methods: supervised, CPS, mean teacher, Co-DA (with each alignment reading), and the
 ablations "alignment only" (Co-DA without the filter) and "filter only" (Co-DA without
@@ -21,6 +22,10 @@ ensemble reaches the better network - 0.01. Datasets:
 - ``acdc``: the CPU preset (``configs/acdc_cpu.yaml``, 7 labeled patients), reported on
   the 10 **validation** patients (the test patients are not in the development subset;
   the validation volumes both select the checkpoint and report, which the table says).
+
+With ``--devices`` the runs are queued over the devices, one run per device at a time,
+each in its own process (:mod:`coda_edu.sweep_devices`); a failed run is reported in one
+line and the script exits with status 1 after writing the others' results.
 
 Nothing is ever selected on test data. Run folders are kept in
 ``benchmarks/results/quality/`` so notebook 05 can draw them
@@ -107,51 +112,87 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return label.strip(), [o.strip() for o in overrides.split(",") if o.strip()]
 
 
-def run_dataset(
-    name: str, seeds: list[int], quick: bool, log, methods: dict | None = None, extra: list[str] | None = None
-) -> list[dict]:
+def run_one(
+    name: str,
+    method: str,
+    method_overrides: list[str],
+    seed: int,
+    quick: bool,
+    extra: list[str],
+    data=None,
+    device=None,
+) -> dict:
+    """Train and evaluate one (dataset, method, seed); the row of the results (``device`` pins the run)."""
     from coda_edu.config import load_config
-    from coda_edu.data import load_dataset
     from coda_edu.train import train
 
     s = dataset_settings(name, quick)
-    s["overrides"] += extra or []
-    root = RESULTS / "quality" / name
-    shared = load_dataset(load_config(s["config"], s["overrides"])) if s["reuse_data"] else None
-    rows = []
+    overrides = s["overrides"] + (extra or []) + method_overrides + [f"seed={seed}"]
+    if device is not None:
+        overrides.append(f"train.device={device}")
+    out = RESULTS / "quality" / name / f"{''.join(ch if ch.isalnum() else '_' for ch in method)}-seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = load_config(s["config"], overrides)
+    start = time.perf_counter()
+    result = train(cfg, out, progress=False, log=lambda m: None, data=data)
+    best = [r for r in result.evaluation["records"] if r["checkpoint"] == "best"]
+    dice = {r["class"]: r["dice"] for r in best if r["split"] == s["split"] and r["model"] == "ensemble"}
+    val = {
+        m: {r["class"]: r["dice"] for r in best if r["split"] == "val" and r["model"] == m}
+        for m in ("A", "B", "ensemble")
+    }
+    row = {
+        "dataset": name,
+        "method": method,
+        "seed": seed,
+        "split": s["split"],
+        "dice": dice,
+        "val": val,
+        "best_step": result.state.best_step,
+        "seconds": time.perf_counter() - start,
+    }
+    if s.get("bias"):
+        row["bias"] = pool_bias(result)
+    return row
+
+
+def run_dataset(
+    name: str,
+    seeds: list[int],
+    quick: bool,
+    log,
+    methods: dict | None = None,
+    extra: list[str] | None = None,
+    devices: list[str] | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Every (method, seed) of one dataset: in this process one after the other (sharing the loaded
+    data where the dataset allows), or queued over ``devices``. Returns the rows and the failures."""
+    from coda_edu.config import load_config
+    from coda_edu.data import load_dataset
+    from coda_edu.sweep_devices import Job, report, run_queued
+
+    s = dataset_settings(name, quick)
+    shared = None
+    if s["reuse_data"] and devices is None:
+        shared = load_dataset(load_config(s["config"], s["overrides"] + (extra or [])))
+    jobs = []
     for method, method_overrides in (methods or METHODS).items():
         for seed in seeds:
-            out = root / f"{''.join(ch if ch.isalnum() else '_' for ch in method)}-seed{seed}"
-            shutil.rmtree(out, ignore_errors=True)
-            cfg = load_config(s["config"], s["overrides"] + method_overrides + [f"seed={seed}"])
-            start = time.perf_counter()
-            result = train(cfg, out, progress=False, log=lambda m: None, data=shared)
-            best = [r for r in result.evaluation["records"] if r["checkpoint"] == "best"]
-            dice = {r["class"]: r["dice"] for r in best if r["split"] == s["split"] and r["model"] == "ensemble"}
-            val = {
-                m: {r["class"]: r["dice"] for r in best if r["split"] == "val" and r["model"] == m}
-                for m in ("A", "B", "ensemble")
-            }
-            row = {
-                "dataset": name,
-                "method": method,
-                "seed": seed,
-                "split": s["split"],
-                "dice": dice,
-                "val": val,
-                "best_step": result.state.best_step,
-                "seconds": time.perf_counter() - start,
-            }
-            if s.get("bias"):
-                row["bias"] = pool_bias(result)
-            rows.append(row)
-            rv = next((c for c in dice if c != "mean"), None)
-            log(
-                f"  {name} {method:<20} seed {seed}: mean Dice {dice['mean']:.4f}, {rv} {dice[rv]:.4f}; "
-                f"val A {val['A']['mean']:.3f} B {val['B']['mean']:.3f} ens {val['ensemble']['mean']:.3f} "
-                f"({time.perf_counter() - start:.0f} s)"
-            )
-    return rows
+            args = (name, method, method_overrides, seed, quick, extra)
+            jobs.append(Job(f"{name} {method} seed {seed}", run_one, args, {"data": shared} if shared else {}))
+    outcomes = run_queued(jobs, devices, log=lambda m: log(f"  {m}"))
+    rows = [o.value for o in outcomes if o.ok]
+    for row in rows:
+        dice, val = row["dice"], row["val"]
+        rv = next((c for c in dice if c != "mean"), None)
+        log(
+            f"  {name} {row['method']:<20} seed {row['seed']}: mean Dice {dice['mean']:.4f}, {rv} {dice[rv]:.4f}; "
+            f"val A {val['A']['mean']:.3f} B {val['B']['mean']:.3f} ens {val['ensemble']['mean']:.3f} "
+            f"({row['seconds']:.0f} s)"
+        )
+    failures: list[str] = []
+    report(outcomes, failures.append)
+    return rows, failures
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -280,19 +321,37 @@ def main(argv=None) -> int:
         help="an override applied to every run (repeatable), e.g. train.iterations=1200",
     )
     parser.add_argument("--out", help="results JSON (default: benchmarks/results/quality.json)")
+    parser.add_argument(
+        "--devices",
+        metavar="D1,D2,...",
+        help="queue the runs over these devices, one run per device at a time (e.g. cuda:0,cuda:1 or cpu,cpu)",
+    )
     args = parser.parse_args(argv)
+    devices = None
+    if args.devices:
+        from coda_edu.errors import CodaEduError
+        from coda_edu.sweep_devices import parse_devices
+
+        try:
+            devices = parse_devices(args.devices)
+        except CodaEduError as exc:
+            parser.error(str(exc))
     methods = dict(parse_variant(v) for v in args.variant) or METHODS
     seeds = list(range(2 if args.quick else args.seeds))
     datasets = [d for d in args.datasets.split(",") if d]
     if "acdc" in datasets and not has_acdc():
         print("ACDC not found under $CODA_EDU_DATA_DIR: skipping it (see data_scripts/README.md)")
         datasets.remove("acdc")
-    rows = []
+    rows, failures = [], []
     for name in datasets:
         print(f"{name}: {len(methods)} methods x {len(seeds)} seeds", flush=True)
-        rows += run_dataset(name, seeds, args.quick, lambda m: print(m, flush=True), methods, args.extra)
+        more, failed = run_dataset(
+            name, seeds, args.quick, lambda m: print(m, flush=True), methods, args.extra, devices
+        )
+        rows += more
+        failures += failed
     tables = {}
-    for name in datasets:
+    for name in [d for d in datasets if any(r["dataset"] == d for r in rows)]:
         summary = summarise([r for r in rows if r["dataset"] == name])
         classes = [c for c in rows[[r["dataset"] for r in rows].index(name)]["dice"] if c != "mean"] + ["mean"]
         split = next(r["split"] for r in rows if r["dataset"] == name)
@@ -343,11 +402,22 @@ def main(argv=None) -> int:
         tables[name]["bias"] = biases
     path = write_results(
         "quality",
-        {"quick": args.quick, "seeds": seeds, "methods": methods, "extra": args.extra, "runs": rows, "summary": tables},
+        {
+            "quick": args.quick,
+            "seeds": seeds,
+            "methods": methods,
+            "extra": args.extra,
+            "devices": devices,
+            "runs": rows,
+            "failures": failures,
+            "summary": tables,
+        },
         args.out,
     )
     print(f"\nresults: {path}")
-    return 0
+    for line in failures:
+        print(line)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

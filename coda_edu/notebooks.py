@@ -28,6 +28,7 @@ is reported with the notebook's name, the cell's number and its first line.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import time
@@ -421,23 +422,57 @@ def expand_grid(grid: list[str]) -> list[dict[str, Any]]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
-def sweep(grid: list[str], out_dir: Path, parameters: dict[str, Any], quick: bool, log=print) -> Path:
-    """Run ``04_full_experiment`` for every grid point, then ``05_compare_runs`` over the results."""
+def sweep_run(out_dir: Path, params: dict[str, Any], tag: str, device: Optional[str] = None) -> str:
+    """One grid point: ``04_full_experiment`` executed into ``out_dir/sweep/04_full_experiment-TAG.ipynb``
+    (pinned to ``device`` when given); returns that path."""
+    if device is not None:
+        params = {**params, "device": device}
+    work = out_dir / "sweep" / tag  # a folder of its own: runs on several devices execute at once
+    executed = execute("04_full_experiment", work, params)
+    final = out_dir / "sweep" / f"04_full_experiment-{tag}.ipynb"
+    executed.replace(final)
+    with contextlib.suppress(OSError):
+        work.rmdir()  # kept when the notebook wrote files next to itself
+    return str(final)
+
+
+def sweep(
+    grid: list[str],
+    out_dir: Path,
+    parameters: dict[str, Any],
+    quick: bool,
+    log=print,
+    devices: Optional[list[str]] = None,
+) -> tuple[Optional[Path], list[str]]:
+    """Run ``04_full_experiment`` for every grid point, then ``05_compare_runs`` over the runs that
+    succeeded. With ``devices`` the grid points are queued over the devices, one run per device at
+    a time (:mod:`coda_edu.sweep_devices`). Returns the comparison notebook (None when no run
+    succeeded) and one line per failed run."""
+    from .sweep_devices import Job, report, run_queued
+
     runs_dir = (out_dir / "runs").resolve()
     combos = expand_grid(grid)
+    if devices and "device" in parameters:
+        raise NotebookError("give the device with --devices or with -p device, not both")
     log(f"[notebooks] sweep over {len(combos)} runs -> {runs_dir}")
+    jobs = []
     for combo in combos:
         params = {**parameters, **combo}
         if quick:
             params.setdefault("quick", True)
         tag = "-".join(f"{k}{v}" for k, v in combo.items())
         params["run_dir"] = str(runs_dir / tag)
-        execute("04_full_experiment", out_dir / "sweep", params, log=log)
-        (out_dir / "sweep" / "04_full_experiment.ipynb").rename(out_dir / "sweep" / f"04_full_experiment-{tag}.ipynb")
+        check_parameters("04_full_experiment", paired_path("04_full_experiment"), params)  # before anything runs
+        jobs.append(Job(tag, sweep_run, (out_dir, params, tag)))
+    outcomes = run_queued(jobs, devices, log=log)
+    failures: list[str] = []
+    report(outcomes, failures.append)
+    if not any(o.ok for o in outcomes):
+        return None, failures
     compare = {"runs_dir": str(runs_dir)}
     if quick:
         compare["quick"] = True
-    return execute("05_compare_runs", out_dir, compare, log=log)
+    return execute("05_compare_runs", out_dir, compare, log=log), failures
 
 
 # --------------------------------------------------------------------------- CLI
@@ -469,6 +504,12 @@ def add_cli(sub) -> None:
     )
     sw.add_argument("--quick", action="store_true")
     sw.add_argument("--out", default="runs/sweep")
+    sw.add_argument(
+        "--devices",
+        metavar="D1,D2,...",
+        help="run the grid points over these devices, one run per device at a time "
+        "(e.g. cuda:0,cuda:1; cpu,cpu runs two CPU runs at once); default: one after the other here",
+    )
     sw.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     nb_sub.add_parser("sync", help="rewrite the .ipynb files from their .py sources")
     nb_sub.add_parser("check", help="exit 1 if a .ipynb is out of sync with its .py source, or committed with outputs")
@@ -520,8 +561,17 @@ def handle(args) -> int:
     if action == "sweep":
         if not args.grid:
             raise NotebookError("sweep needs at least one --grid NAME=V1,V2")
-        print(f"comparison: {sweep(args.grid, out, params, args.quick)}")
-        return 0
+        devices = None
+        if args.devices:
+            from .sweep_devices import parse_devices
+
+            devices = parse_devices(args.devices)
+        comparison, failures = sweep(args.grid, out, params, args.quick, devices=devices)
+        if comparison is not None:
+            print(f"comparison: {comparison}")
+        for line in failures:
+            print(line)
+        return 1 if failures else 0
     raise NotebookError("usage: coda-edu notebooks run|sweep|sync|check")
 
 

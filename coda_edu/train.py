@@ -10,6 +10,11 @@ the in-memory pools on the device -> batched augmentation -> the algorithm's
 ``training_step`` under autocast -> backward, optimiser step -> the algorithm's
 ``after_optimizer_step``. Every ``val_every`` steps the validation cases are scored
 and ``last.pt`` (and ``best.pt`` when the score improved) are written atomically.
+
+Under ``torchrun`` one run trains across several processes: each rank keeps its shard of
+the global batch, the losses and statistics are those of the global batch, the gradients
+are summed over the ranks, and rank 0 alone writes the run folder, validates and evaluates
+(:mod:`coda_edu.distributed`; every helper is a no-op in one process).
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from typing import Optional
 
 import torch
 
+from . import distributed
 from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import describe, resolve_device, resolve_precision
-from .errors import ConfigError, DataError, DivergedError, RunFolderError
+from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError
 from .method.algorithms import Batch
 from .method.schedules import poly_lr
 from .models import build_pair
@@ -114,22 +120,24 @@ class Trainer:
         self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.run_dir = self.run.path
         self.ckpt_dir = self.run.checkpoints_dir
-        self.progress = progress
-        self.log = log
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0  # rank 0 alone writes the run folder, logs, validates and evaluates
+        self.progress = progress and self.is_main
+        self.log = log if self.is_main else (lambda message: None)
         if resume:
             cfg = self.run.config_for_resume(cfg)
         elif cfg is None:
             raise ConfigError("a new run needs a config (only resume=True reads the run's own config.yaml)")
-        else:
+        elif self.is_main:
             self.run.create(log)
         self.cfg = resolve(cfg)
         c = self.cfg
         self.method = METHODS.get(c.method.name)
         self.dataset = DATASETS.get(c.data.name)
-        seed_everything(c.seed)
+        seed_everything(distributed.rank_seed(c.seed))
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
-        self.device = resolve_device(c.train.device)
+        self.device = distributed.rank_device(resolve_device(c.train.device))
         self.precision = resolve_precision(self.device, c.train.precision)
         self.data = data if data is not None else load_dataset(c)
         self._check_data()
@@ -144,6 +152,9 @@ class Trainer:
             prior = label_marginal(self.data.labeled.labels, self.data.num_classes, self.data.ignore_index)
             set_head_prior(self.model_a, prior)
             set_head_prior(self.model_b, prior)
+        if self.world_size > 1:  # batch norm over the global batch; every rank starts from rank 0's weights
+            self.model_a = distributed.sync_batchnorm(self.model_a, self.device)
+            self.model_b = distributed.sync_batchnorm(self.model_b, self.device)
         channels_last = c.train.channels_last if c.train.channels_last is not None else self.device.type == "cuda"
         fmt = (
             (torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d)
@@ -152,6 +163,8 @@ class Trainer:
         )
         self.model_a.to(self.device, memory_format=fmt)
         self.model_b.to(self.device, memory_format=fmt)
+        distributed.broadcast_module(self.model_a)
+        distributed.broadcast_module(self.model_b)
         self.memory_format = fmt
         self.algorithm = self.method.build(c, self.data.num_classes, self.data.ignore_index)
         self.algorithm.prepare(self.model_a, self.model_b)
@@ -165,8 +178,15 @@ class Trainer:
             self.fused.attach_optimizer(self.optimizer)  # its state dict stays in the plain layout
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
+        self._check_shards(c.train.labeled_batch_size, unlabeled_batch)
         self.sampler = TwoStreamSampler(
-            len(self.data.labeled), len(self.data.unlabeled), c.train.labeled_batch_size, unlabeled_batch, c.seed
+            len(self.data.labeled),
+            len(self.data.unlabeled),
+            c.train.labeled_batch_size,
+            unlabeled_batch,
+            c.seed,
+            self.rank,
+            self.world_size,
         )
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed)
         fill = self.data.ignore_index if self.data.ignore_index is not None else 0
@@ -219,6 +239,20 @@ class Trainer:
                 f"for a U-Net with {c.model.levels} levels"
             )
 
+    def _check_shards(self, labeled: int, unlabeled: int) -> None:
+        """Every rank needs at least one labeled (and unlabeled) image of the global batch."""
+        n = self.world_size
+        if labeled < n:
+            raise ConfigError(
+                f"config key 'train.labeled_batch_size': {labeled} labeled images per step cannot be shared "
+                f"by {n} processes (each needs at least one)"
+            )
+        if 0 < unlabeled < n:
+            raise ConfigError(
+                f"config key 'train.batch_size': {unlabeled} unlabeled images per step cannot be shared "
+                f"by {n} processes (each needs at least one)"
+            )
+
     # ------------------------------------------------------------------ checkpoints
     def _load_last(self) -> None:
         path = self.run.checkpoint_path("last")
@@ -230,7 +264,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
             self.algorithm.load_state_dict(ckpt["algorithm"])
             self.sampler.load_state_dict(ckpt["sampler"])
-            set_rng_state(ckpt["rng"], self.generator)
+            set_rng_state(self._own_rng(ckpt), self.generator)
             self.state = TrainState(**ckpt["state"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             detail = " ".join(str(exc).split())[:200]
@@ -238,8 +272,20 @@ class Trainer:
                 f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})"
             ) from None
         self._saved_step = self.state.step
-        self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
+        if self.is_main:
+            self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
         self.log(f"resuming {self.run_dir} at step {self.state.step}")
+
+    def _own_rng(self, ckpt: dict) -> dict:
+        """This rank's random state in ``last.pt`` (rank 0's is ``rng``; the others' are in ``rng_ranks``
+        when the run had as many processes, else they start from rank 0's, reseeded per rank)."""
+        ranks = ckpt.get("rng_ranks")
+        if self.world_size > 1 and ranks is not None and len(ranks) == self.world_size:
+            return ranks[self.rank]
+        if self.rank > 0:  # resumed on more processes than it had
+            seed_everything(distributed.rank_seed(self.cfg.seed) + int(ckpt["step"]))
+            return {**rng_state(), "generator": ckpt["rng"].get("generator")}
+        return ckpt["rng"]
 
     def _nonfinite(self, with_optimizer: bool = False) -> list[str]:
         """Which of network A, network B (and the optimiser state) hold NaN or inf values."""
@@ -280,7 +326,7 @@ class Trainer:
             "class_names": list(self.data.class_names),
         }
 
-    def _save_last(self) -> None:
+    def _save_last(self, rngs: list[dict]) -> None:
         bad = self._nonfinite(with_optimizer=True)
         if bad:  # never replace a good checkpoint with a broken one
             self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
@@ -296,7 +342,8 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "algorithm": self.algorithm.state_dict(),
                 "sampler": self.sampler.state_dict(),
-                "rng": rng_state(self.generator),
+                "rng": rngs[0],
+                **({"rng_ranks": rngs} if len(rngs) > 1 else {}),
                 "state": vars(self.state).copy(),
             },
         )
@@ -320,7 +367,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def next_batch(self) -> Batch:
-        """Draw, gather and augment one two-stream batch (all tensor ops on the device)."""
+        """Draw, gather and augment one two-stream batch (all tensor ops on the device); with several
+        processes every rank prepares the same global batch and keeps its shard."""
+        batch = self._global_batch()
+        return batch.shard(*self.sampler.shard_slices()) if self.world_size > 1 else batch
+
+    def _global_batch(self) -> Batch:
         idx_l, idx_u = self.sampler.next_indices()
         x_l, y_l = self.data.labeled.batch(idx_l, self.generator)
         if idx_u is None:
@@ -350,12 +402,13 @@ class Trainer:
         self.model_b.train(self.method.trains_b)
         if self.fused is not None:
             self.fused.train()
-        with self.precision.autocast():
+        with distributed.sharded_step(), self.precision.autocast():
             loss, logs = self.algorithm.training_step(
                 self.forward_a, self.forward_b, batch, self.state.step, diagnostics
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        distributed.sum_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.algorithm.after_optimizer_step(self.model_a, self.model_b, self.state.step)
@@ -374,7 +427,7 @@ class Trainer:
     def fit(self) -> TrainState:
         """Train to ``train.iterations``: step, then log and validate on their steps."""
         total = self.cfg.train.iterations
-        if self.state.step == 0:
+        if self.state.step == 0 and self.is_main:
             self._start_run()
         bar = progress_bar(
             total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress, unit="step"
@@ -429,6 +482,8 @@ class Trainer:
             self._loss_checked = self.state.step
 
     def _log_train(self, logs: dict, bar) -> None:
+        if not self.is_main:
+            return
         row = {"kind": "train", "step": self.state.step, **_numbers(logs)}
         self.run.append_metrics([row])
         if isinstance(row.get("loss"), float):
@@ -436,12 +491,21 @@ class Trainer:
         bar.set_postfix(self._postfix, refresh=False)
 
     def _validate_and_save(self, bar) -> None:
-        """Validate, update the best score, write best.pt when it improved and last.pt always."""
+        """Validate, update the best score, write best.pt when it improved and last.pt always
+        (rank 0; the other ranks hand it their random states and wait)."""
         step = self.state.step
-        bad = self._nonfinite(with_optimizer=True)
+        bad = self._nonfinite(with_optimizer=True)  # the same weights on every rank: all stop together
         if bad:
             self._refuse_nonfinite(" and ".join(bad), self._weights_checked)
         self._weights_checked = step
+        rngs = distributed.gather_objects(rng_state(self.generator))
+        if self.is_main:
+            self._validate_and_save_main(bar, rngs)
+        distributed.barrier()
+        self._segment_start = time.perf_counter()
+
+    def _validate_and_save_main(self, bar, rngs: list[dict]) -> None:
+        step = self.state.step
         val_start = time.perf_counter()
         self.state.train_seconds += val_start - self._segment_start
         scores = self.validate()
@@ -465,10 +529,9 @@ class Trainer:
         if improved or not self.run.checkpoint_path("best").exists():
             self._save_best(scores)
         self.state.val_seconds += time.perf_counter() - val_start
-        self._save_last()
+        self._save_last(rngs)
         self._postfix["val"] = f"{selected:.3f}"
         bar.set_postfix(self._postfix, refresh=True)
-        self._segment_start = time.perf_counter()
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
@@ -517,24 +580,49 @@ def train(
     """
     if out is None and cfg is None:
         raise ConfigError("train() needs a config, or out= naming the run folder to resume")
-    run = RunFolder(out if out is not None else default_run_dir(cfg))
-    run.check_is_folder()
-    if not resume:
-        run.check_new()
-        run.make()
-    # The run folder is locked for the whole run (a second train/resume/eval of it is refused).
-    lock = run.lock("train --resume" if resume else "train") if run.path.is_dir() else None
+    started = distributed.init_from_env(_device_type(cfg, out)) if distributed.launched() else False
+    lock = None
     try:
+        run, lock = _open_run_folder(cfg, out, resume)
         trainer = Trainer(cfg, run, resume=resume, progress=progress, data=data, log=log)
         state = trainer.fit()
-        if evaluate:
-            evaluation = trainer.evaluate()
-        else:
-            evaluation = None
+        evaluation = None
+        if trainer.is_main:
+            if evaluate:
+                evaluation = trainer.evaluate()
+            else:
+                trainer.load_weights("best")
+        distributed.barrier()  # the other ranks wait for rank 0's evaluation, then read the best weights
+        if not trainer.is_main:
             trainer.load_weights("best")
     finally:
         if lock is not None:
             lock.release()
+        if started:
+            distributed.shutdown()
     trainer.model_a.eval()
     trainer.model_b.eval()
     return RunResult(run.path, state, evaluation, trainer.data, trainer.model_a, trainer.model_b)
+
+
+def _device_type(cfg: Config | None, out) -> str:
+    """Where a run launched by torchrun trains ("cuda": nccl, else gloo), from its config."""
+    return resolve_device((cfg if cfg is not None else RunFolder(out).read_config()).train.device).type
+
+
+def _open_run_folder(cfg: Config | None, out, resume: bool) -> tuple[RunFolder, Optional[object]]:
+    """Check, make and lock the run folder (rank 0 alone; the other ranks get its path, or its error).
+    The lock is held for the whole run: a second train/resume/eval of the folder is refused."""
+    run, lock, error = None, None, None
+    if distributed.is_main():
+        try:
+            run = RunFolder(out if out is not None else default_run_dir(cfg))
+            run.check_is_folder()
+            if not resume:
+                run.check_new()
+                run.make()
+            lock = run.lock("train --resume" if resume else "train") if run.path.is_dir() else None
+        except CodaEduError as exc:
+            error = exc
+    distributed.raise_if_failed(error)
+    return RunFolder(distributed.broadcast_object(str(run.path) if run is not None else None)), lock

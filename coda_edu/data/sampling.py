@@ -3,6 +3,14 @@
 Each stream walks through a fresh random permutation of its pool per epoch. The
 permutation of epoch e is a pure function of (seed, stream, e), so the whole sampler
 state is two (epoch, position) pairs: small to checkpoint, exact to resume.
+
+Several processes (``torchrun``, :mod:`coda_edu.distributed`): every rank draws the same
+global indices (same seed) and the trainer gathers and augments the same global batch
+with the same seeded generator; each rank then keeps its shard of each stream
+(:meth:`TwoStreamSampler.shard_slices`). The shards are exact slices of the batch one
+process would train on, for the price of every rank preparing the whole batch (N times the
+gather and augmentation work, one ``grid_sample``, small next to two U-Net passes) and
+holding the whole training pool (it already does: the pools are in memory).
 """
 
 from __future__ import annotations
@@ -50,14 +58,39 @@ class IndexStream:
         self._perm = self._permutation(self.epoch)
 
 
-class TwoStreamSampler:
-    """``next_indices()`` -> (labeled indices, unlabeled indices or None) for one step."""
+def shard(n: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous part of ``n`` items; part sizes differ by at most one (the first
+    ``n % world_size`` ranks get one more)."""
+    size, extra = divmod(n, world_size)
+    start = rank * size + min(rank, extra)
+    return slice(start, start + size + (1 if rank < extra else 0))
 
-    def __init__(self, n_labeled: int, n_unlabeled: int, labeled_batch: int, unlabeled_batch: int, seed: int):
+
+class TwoStreamSampler:
+    """``next_indices()`` -> (labeled indices, unlabeled indices or None) for one step; the global
+    batch when several ranks train, of which ``shard_slices()`` says what this rank keeps."""
+
+    def __init__(
+        self,
+        n_labeled: int,
+        n_unlabeled: int,
+        labeled_batch: int,
+        unlabeled_batch: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.labeled = IndexStream(n_labeled, seed, stream=1)
         self.unlabeled = IndexStream(n_unlabeled, seed, stream=2) if unlabeled_batch > 0 and n_unlabeled > 0 else None
         self.labeled_batch = labeled_batch
         self.unlabeled_batch = unlabeled_batch
+        self.rank = rank
+        self.world_size = world_size
+
+    def shard_slices(self) -> tuple[slice, slice | None]:
+        """This rank's slices of the labeled and of the unlabeled part of every global batch."""
+        unlabeled = shard(self.unlabeled_batch, self.rank, self.world_size) if self.unlabeled is not None else None
+        return shard(self.labeled_batch, self.rank, self.world_size), unlabeled
 
     def next_indices(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx_l = self.labeled.take(self.labeled_batch)

@@ -22,6 +22,12 @@ fused pair when ``train.fused_pair`` is on).
 shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
 ``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
 extra work on the other steps).
+
+With several processes (``torchrun``), each rank's ``Batch`` is its shard of the global
+batch and the trainer runs ``training_step`` inside
+:func:`coda_edu.distributed.sharded_step`: the losses, marginals, expectations and
+diagnostics sum their numerators and denominators over the ranks, so every statistic and
+loss is that of the global batch (:mod:`coda_edu.distributed`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
+from ..distributed import global_mean, global_sum
 from ..models.fused import pair_logits
 from ..registry import METHODS, MethodSpec
 from .alignment import (
@@ -61,6 +68,13 @@ class Batch:
     x_u: Optional[torch.Tensor] = None  # (Bu, C, *S) unlabeled images
     y_u: Optional[torch.Tensor] = None  # hidden truth of x_u: diagnostics only, never in a loss
 
+    def shard(self, labeled: slice, unlabeled: Optional[slice]) -> Batch:
+        """The items of one rank: ``labeled`` of the labeled part, ``unlabeled`` of the unlabeled part."""
+        if self.x_u is None or unlabeled is None:
+            return Batch(self.x_l[labeled], self.y_l[labeled])
+        y_u = self.y_u[unlabeled] if self.y_u is not None else None
+        return Batch(self.x_l[labeled], self.y_l[labeled], self.x_u[unlabeled], y_u)
+
 
 @torch.no_grad()
 def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num_classes: int):
@@ -68,9 +82,9 @@ def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num
     of pseudo-labels against the hidden truth (a diagnostic: the truth never enters a loss).
     NaN where the denominator is 0."""
     labels, truth = labels.reshape(-1).long(), truth.reshape(-1).long()
-    hits = torch.bincount(labels[labels == truth], minlength=num_classes)[:num_classes].float()
-    predicted = torch.bincount(labels, minlength=num_classes)[:num_classes].float()
-    present = torch.bincount(truth, minlength=num_classes)[:num_classes].float()
+    hits = global_sum(torch.bincount(labels[labels == truth], minlength=num_classes)[:num_classes].float())
+    predicted = global_sum(torch.bincount(labels, minlength=num_classes)[:num_classes].float())
+    present = global_sum(torch.bincount(truth, minlength=num_classes)[:num_classes].float())
     return hits / predicted, hits / present
 
 
@@ -284,7 +298,7 @@ class CrossPseudoSupervision(Algorithm):
                 # signed gap between the pseudo-label shares and the labeled class frequencies
                 f"share_gap_{key}": after - tracker.pi_gt,
                 f"coverage_{key}": mask_coverage(mask, labels, self.num_classes),
-                f"kept_{key}": mask.float().mean(),
+                f"kept_{key}": global_mean(mask.float()),
             }
         return labels, mask, logs
 
@@ -307,11 +321,10 @@ class CrossPseudoSupervision(Algorithm):
                 if diagnostics and batch.y_u is not None:
                     valid = torch.ones_like(mask) if self.ignore_index is None else batch.y_u != self.ignore_index
                     correct = labels == batch.y_u
-                    logs[f"pl_acc_{key}"] = correct[valid].float().mean()
-                    kept = mask & valid
-                    logs[f"pl_acc_kept_{key}"] = (
-                        correct[kept].float().mean() if kept.any() else torch.tensor(float("nan"))
-                    )
+                    logs[f"pl_acc_{key}"] = global_mean(correct[valid].float())
+                    kept = mask & valid  # accuracy of the kept pixels (NaN when none is kept: 0 / 0)
+                    hits = global_sum((correct & kept).sum().float())
+                    logs[f"pl_acc_kept_{key}"] = hits / global_sum(kept.sum().float())
                     precision, recall = pseudo_label_precision_recall(labels[valid], batch.y_u[valid], self.num_classes)
                     logs[f"pl_precision_{key}"], logs[f"pl_recall_{key}"] = precision, recall
 
@@ -380,7 +393,7 @@ class MeanTeacher(Algorithm):
             noise = (torch.randn_like(batch.x_u) * sigma).clamp(-2 * sigma, 2 * sigma)
             teacher = torch.softmax(model_b(batch.x_u + noise).float(), dim=1)
         student = torch.softmax(logits_a[n_l:].float(), dim=1)
-        consistency = ((student - teacher) ** 2).sum(1).mean()
+        consistency = global_mean(((student - teacher) ** 2).sum(1))
         lam = self.lambda_at(step)
         loss = sup_a + lam * consistency
         return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "unsup_A": consistency.detach(), "lambda": lam}

@@ -15,11 +15,17 @@ Four readings of "align the unlabeled marginal to the labeled one" (``method.ali
   mean softmax;
 - ``argmax_share``: per-class log-offsets :math:`b` solved so that the argmax shares of
   :math:`\log p + b` match :math:`\pi_{gt}` (:func:`match_argmax_shares`, DARS-like).
+
+Marginals and shares are sums divided by counts; when several processes each hold a shard
+of the batch, both go through :func:`coda_edu.distributed.global_sum` (a no-op in one
+process), so the statistics are those of the whole batch.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..distributed import global_count, global_sum
 
 
 @torch.no_grad()
@@ -35,9 +41,10 @@ def class_marginal(probs: torch.Tensor, valid: torch.Tensor | None = None) -> to
     flat = probs.movedim(1, -1).reshape(-1, c)
     if valid is not None:
         flat = flat[valid.reshape(-1)]
-        if flat.shape[0] == 0:
-            return torch.full((c,), 1.0 / c, device=probs.device)
-    return flat.mean(0)
+    count = global_count(flat.shape[0], flat)
+    if count == 0:
+        return torch.full((c,), 1.0 / c, device=probs.device)
+    return global_sum(flat.sum(0)) / count
 
 
 @torch.no_grad()
@@ -47,7 +54,7 @@ def label_marginal(labels: torch.Tensor, num_classes: int, ignore_index: int | N
     flat = labels.reshape(-1).long()
     if ignore_index is not None:
         flat = flat[flat != ignore_index]
-    counts = torch.bincount(flat, minlength=num_classes)[:num_classes].float()
+    counts = global_sum(torch.bincount(flat, minlength=num_classes)[:num_classes].float())
     total = counts.sum()
     if total == 0:
         return torch.full((num_classes,), 1.0 / num_classes, device=labels.device)
@@ -162,7 +169,7 @@ def match_argmax_shares(
     goal = (target.detach().float().to(probs.device) + eps).log()
     for _ in range(iterations):
         labels = (log_p + b).argmax(1)
-        shares = torch.bincount(labels, minlength=c)[:c].float() / labels.numel()
+        shares = global_sum(torch.bincount(labels, minlength=c)[:c].float()) / global_count(labels.numel(), labels)
         b = b + step_size * (goal - (shares + eps).log())
         b = (b - b.mean()).clamp(-max_offset, max_offset)
     return b

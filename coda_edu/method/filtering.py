@@ -1,8 +1,15 @@
-"""Pseudo-label filters: the over-expectation mask and a fixed threshold for comparison."""
+"""Pseudo-label filters: the over-expectation mask and a fixed threshold for comparison.
+
+Per-class expectations and coverages are sums divided by counts; when several processes
+each hold a shard of the batch, both go through :func:`coda_edu.distributed.global_sum` (a
+no-op in one process), so they are those of the whole batch.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from ..distributed import global_sum
 
 
 @torch.no_grad()
@@ -19,7 +26,7 @@ def class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_class
     sums = torch.zeros(num_classes, dtype=torch.float64, device=confidence.device)
     sums.index_add_(0, flat_labels, flat_conf)
     counts = torch.bincount(flat_labels, minlength=num_classes)[:num_classes].double()
-    expectation = sums / counts
+    expectation = global_sum(sums) / global_sum(counts)
     return expectation.float()
 
 
@@ -53,7 +60,7 @@ def mask_coverage(mask: torch.Tensor, labels: torch.Tensor, num_classes: int) ->
     flat_labels = labels.reshape(-1).long()
     kept = torch.bincount(flat_labels[mask.reshape(-1)], minlength=num_classes)[:num_classes].float()
     total = torch.bincount(flat_labels, minlength=num_classes)[:num_classes].float()
-    return kept / total
+    return global_sum(kept) / global_sum(total)
 
 
 @torch.no_grad()

@@ -2,12 +2,19 @@
 
 Shapes: ``logits`` are ``(N, C, *spatial)``; integer targets are ``(N, *spatial)``.
 Losses are computed in float32 even when the network runs in mixed precision.
+
+Each loss is a ratio of sums over the batch's pixels; when several processes each hold a
+shard of the batch, the sums go through :func:`coda_edu.distributed.global_sum` (a no-op in
+one process), so every rank computes the loss of the whole batch (sum-then-divide, exact
+for uneven shards).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..distributed import global_count, global_sum
 
 
 def _valid_one_hot(target: torch.Tensor, num_classes: int, ignore_index: int | None):
@@ -24,7 +31,9 @@ def _valid_one_hot(target: torch.Tensor, num_classes: int, ignore_index: int | N
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
     r"""Mean pixel-wise cross-entropy :math:`-\frac{1}{|\Omega|}\sum_i \log p_i(y_i)` over non-ignored pixels."""
-    return F.cross_entropy(logits.float(), target.long(), ignore_index=-100 if ignore_index is None else ignore_index)
+    ignore = -100 if ignore_index is None else ignore_index
+    total = F.cross_entropy(logits.float(), target.long(), ignore_index=ignore, reduction="sum")
+    return global_sum(total) / global_sum((target != ignore).sum())
 
 
 def soft_dice_loss(
@@ -46,8 +55,8 @@ def soft_dice_loss(
     probs = probs * valid
     one_hot = one_hot * valid
     dims = [0] + list(range(2, probs.ndim))
-    intersection = (probs * one_hot).sum(dims)
-    denominator = probs.sum(dims) + one_hot.sum(dims)
+    intersection = global_sum((probs * one_hot).sum(dims))
+    denominator = global_sum(probs.sum(dims) + one_hot.sum(dims))
     dice = (2 * intersection + smooth) / (denominator + smooth)
     return (1 - dice).mean()
 
@@ -91,9 +100,9 @@ def masked_cross_entropy(
     per_pixel = F.cross_entropy(logits.float(), target.long(), reduction="none")
     mask = mask.float()
     if normalize == "all":
-        denom = float(mask.numel())
+        denom = global_count(mask.numel(), mask)
     elif normalize == "kept":
-        denom = mask.sum().clamp_min(1.0)
+        denom = global_sum(mask.sum()).clamp_min(1.0)
     else:
         raise ValueError(f"normalize must be 'all' or 'kept', got {normalize!r}")
-    return (per_pixel * mask).sum() / denom
+    return global_sum((per_pixel * mask).sum()) / denom
