@@ -1,8 +1,11 @@
 """The fast training path (train.fused_pair, optim.fused) trains like the plain path: same losses and
 weights step by step, checkpoints in the plain format, a plain fallback where it does not apply."""
 
+import traceback
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from coda_edu.config import load_config
 from coda_edu.data import load_dataset
@@ -108,3 +111,88 @@ def test_fused_checkpoints_have_the_plain_format_and_resume(tmp_path):
     first = next(iter(resumed.fused.parameters()))
     momentum = resumed.optimizer.state[first]["momentum_buffer"]
     torch.testing.assert_close(momentum[rows:], last["optimizer"]["state"][n]["momentum_buffer"])
+
+
+# --------------------------------------------------------------------------- host synchronisations
+# On CUDA these operations make the host wait for the GPU: reading a value (.item(), bool(t), float(t)),
+# sizing an output by the data (nonzero, boolean-mask indexing, bincount, unique, masked_select).
+SYNCING = {"_local_scalar_dense", "nonzero", "bincount", "masked_select", "_unique2", "unique_dim", "is_nonzero"}
+
+
+class SyncSpy(TorchDispatchMode):
+    """Records the syncing operations a piece of code dispatches (on any device, so the CPU tests see
+    what would wait on CUDA), with the coda_edu source line that caused each."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        mask_index = func.overloadpacket in (torch.ops.aten.index, torch.ops.aten.index_put) and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]
+        )
+        if name in SYNCING or mask_index:
+            frames = [f for f in traceback.extract_stack() if "coda_edu" in f.filename]
+            line = frames[-1].line if frames else ""
+            # torch checks one_hot's class values with .item() on the CPU only (on CUDA: a device assert)
+            if not (name == "_local_scalar_dense" and "one_hot(" in line):
+                self.found.append(f"{name} at {frames[-1].filename}:{frames[-1].lineno}" if frames else name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"train.fused_pair": "true", "optim.fused": "true"},
+        {"method.alignment": "hard_counts"},
+        {"method.alignment": "argmax_share"},
+        {"method.alignment": "labels", "method.filter": "fixed", "method.loss_normalization": "kept"},
+        {"method.name": "cps"},
+        {"method.name": "supervised"},
+        {"method.name": "mean_teacher"},
+    ],
+)
+def test_a_training_step_that_logs_nothing_holds_no_host_sync(tmp_path, overrides):
+    trainer = make_trainer(tmp_path, "run", **overrides)
+    trainer.train_step()  # first step: EMAs start
+    spy = SyncSpy()
+    with spy:
+        logs = trainer.train_step()
+    assert spy.found == []
+    assert isinstance(logs["loss"], torch.Tensor)  # the loss stays on the device until a logged step
+
+
+def test_the_sync_spy_sees_reads_and_data_sized_outputs():
+    t = torch.arange(4.0)
+    with SyncSpy() as spy:
+        t[t > 1].sum()
+        float(t.sum())
+        torch.bincount(t.long())
+    assert spy.found == ["index", "_local_scalar_dense", "bincount"]
+
+
+def test_counting_without_host_sync_gives_bincounts_results():
+    from coda_edu.method.alignment import class_counts, class_marginal, label_marginal
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (2, 9, 7), generator=g)
+    labels[0, 0, :3] = 255  # an ignore index
+    probs = torch.softmax(torch.randn(2, 4, 9, 7, generator=g), 1)
+    valid = labels != 255
+    with SyncSpy() as spy:
+        counts = class_counts(labels.clamp_max(3), 4)
+        kept = class_counts(labels.clamp_max(3), 4, valid)
+        freq = label_marginal(labels, 4, ignore_index=255)
+        empty = label_marginal(torch.full((3,), 255), 4, ignore_index=255)
+        marginal = class_marginal(probs, valid)
+        none_valid = class_marginal(probs, torch.zeros_like(valid))
+    assert spy.found == []
+    assert torch.equal(counts, torch.bincount(labels.clamp_max(3).flatten(), minlength=4))
+    assert torch.equal(kept, torch.bincount(labels.clamp_max(3)[valid], minlength=4))
+    in_range = labels[(labels != 255) & (labels < 4)]
+    torch.testing.assert_close(freq, torch.bincount(in_range, minlength=4).float() / in_range.numel())
+    torch.testing.assert_close(empty, torch.full((4,), 0.25))
+    torch.testing.assert_close(marginal, probs.movedim(1, -1)[valid].mean(0))
+    torch.testing.assert_close(none_valid, torch.full((4,), 0.25))

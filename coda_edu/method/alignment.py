@@ -29,6 +29,23 @@ from ..distributed import global_count, global_sum
 
 
 @torch.no_grad()
+def class_counts(labels: torch.Tensor, num_classes: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Pixels per class, :math:`n_c = \sum_i [y_i = c]` over the pixels where ``valid`` (all if None),
+    as an int64 ``(C,)`` tensor; labels must lie in 0..C-1 where valid.
+
+    The same counts as ``torch.bincount(labels, minlength=C)``, but without a host synchronisation
+    on CUDA (bincount reads the largest label back to size its output; this adds ones into C bins).
+    """
+    flat = labels.reshape(-1).long()
+    if valid is None:
+        ones = torch.ones_like(flat)
+    else:
+        valid = valid.reshape(-1)
+        flat, ones = torch.where(valid, flat, torch.zeros_like(flat)), valid.long()
+    return torch.zeros(num_classes, dtype=torch.long, device=flat.device).scatter_add_(0, flat, ones)
+
+
+@torch.no_grad()
 def class_marginal(probs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     r"""Mean prediction per class over all (valid) pixels:
     :math:`\bar p(c) = \frac{1}{|\Omega|}\sum_{i\in\Omega} p_i(c)`.
@@ -39,8 +56,11 @@ def class_marginal(probs: torch.Tensor, valid: torch.Tensor | None = None) -> to
     probs = probs.detach().float()
     c = probs.shape[1]
     flat = probs.movedim(1, -1).reshape(-1, c)
-    if valid is not None:
-        flat = flat[valid.reshape(-1)]
+    if valid is not None:  # a weighted mean: boolean-mask indexing would make the host wait on CUDA
+        weight = valid.reshape(-1, 1).to(flat.dtype)
+        total, count = global_sum((flat * weight).sum(0)), global_sum(weight.sum())
+        uniform = torch.full((c,), 1.0 / c, device=probs.device)
+        return torch.where(count > 0, total / count.clamp_min(1.0), uniform)
     count = global_count(flat.shape[0], flat)
     if count == 0:
         return torch.full((c,), 1.0 / c, device=probs.device)
@@ -52,13 +72,13 @@ def label_marginal(labels: torch.Tensor, num_classes: int, ignore_index: int | N
     r"""Class frequencies of integer labels: :math:`\pi(c) = \frac{1}{|\Omega|}\sum_i [y_i = c]`
     (ignored pixels excluded)."""
     flat = labels.reshape(-1).long()
+    valid = (flat >= 0) & (flat < num_classes)  # (an out-of-range label is no class)
     if ignore_index is not None:
-        flat = flat[flat != ignore_index]
-    counts = global_sum(torch.bincount(flat, minlength=num_classes)[:num_classes].float())
+        valid &= flat != ignore_index
+    counts = global_sum(class_counts(flat, num_classes, valid).float())
     total = counts.sum()
-    if total == 0:
-        return torch.full((num_classes,), 1.0 / num_classes, device=labels.device)
-    return counts / total
+    uniform = torch.full((num_classes,), 1.0 / num_classes, device=labels.device)
+    return torch.where(total > 0, counts / total.clamp_min(1.0), uniform)  # (no host sync to test total)
 
 
 @torch.no_grad()
@@ -169,7 +189,7 @@ def match_argmax_shares(
     goal = (target.detach().float().to(probs.device) + eps).log()
     for _ in range(iterations):
         labels = (log_p + b).argmax(1)
-        shares = global_sum(torch.bincount(labels, minlength=c)[:c].float()) / global_count(labels.numel(), labels)
+        shares = global_sum(class_counts(labels, c).float()) / global_count(labels.numel(), labels)
         b = b + step_size * (goal - (shares + eps).log())
         b = (b - b.mean()).clamp(-max_offset, max_offset)
     return b

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..distributed import global_sum
+from .alignment import class_counts
 
 
 @torch.no_grad()
@@ -25,7 +26,7 @@ def class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_class
     flat_conf = confidence.reshape(-1).double()
     sums = torch.zeros(num_classes, dtype=torch.float64, device=confidence.device)
     sums.index_add_(0, flat_labels, flat_conf)
-    counts = torch.bincount(flat_labels, minlength=num_classes)[:num_classes].double()
+    counts = class_counts(flat_labels, num_classes).double()
     expectation = global_sum(sums) / global_sum(counts)
     return expectation.float()
 
