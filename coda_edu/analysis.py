@@ -247,3 +247,43 @@ def split_confusion_and_marginals(model_a, model_b, data, cases=None, device="cp
         true_count += torch.bincount(valid.reshape(-1), minlength=k)[:k].double()
         n += probs[0].numel()
     return cm.numpy(), (prob_sum / n).numpy(), (true_count / true_count.sum()).numpy()
+
+
+# --------------------------------------------------------------------------- class shares against a target
+def share_gap(shares: Iterable[float], target: Iterable[float]) -> float:
+    """Total-variation gap between two class distributions, ½ Σ_c |s(c) − t(c)|: the smallest
+    share of pixels whose label would have to change for the shares ``s`` to equal ``t``."""
+    s, t = np.asarray(list(shares), dtype=float), np.asarray(list(target), dtype=float)
+    return float(np.abs(s - t).sum() / 2)
+
+
+def reading_shares(
+    probs_u: torch.Tensor,
+    probs_l: torch.Tensor,
+    labels_l: torch.Tensor,
+    readings: Iterable[str],
+    alpha: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Pseudo-label class shares (argmax counts / pixels) of ``probs_u`` after each alignment
+    reading, with pool-wide statistics (:func:`coda_edu.bias.align_pool`); ``none`` is before."""
+    from .bias import align_pool
+    from .method.alignment import class_shares
+
+    k = probs_u.shape[1]
+    out = {}
+    for reading in readings:
+        aligned = align_pool(reading, probs_u, probs_l, labels_l, alpha)
+        out[reading] = class_shares(aligned.argmax(1), k).double().numpy()
+    return out
+
+
+def over_under(class_names: Iterable[str], shares: Iterable[float], target: Iterable[float]) -> list[str]:
+    """One phrase per class: ``"RV 1.52x (over)"``, ratio of ``shares`` to ``target`` (n/a for a zero target)."""
+    out = []
+    for name, s, t in zip(class_names, shares, target):
+        if t <= 0:
+            out.append(f"{name} n/a")
+            continue
+        ratio = float(s) / float(t)
+        out.append(f"{name} {ratio:.2f}x ({'over' if ratio > 1 else 'under' if ratio < 1 else 'on target'})")
+    return out

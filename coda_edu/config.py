@@ -26,17 +26,13 @@ from typing import Any, Optional
 import yaml
 
 from .errors import ConfigError
+from .presets import dataset_quick
 from .registry import DATASETS, METHODS, Registry
 
-#: Overrides for a CI-size synthetic dataset (24 patients, 32x32 slices, a 4-level U-Net):
-#: what the notebooks use with ``quick=True`` and what the benchmarks use with ``--quick``.
-SMALL_SYNTHETIC = [
-    "data.synthetic.n_patients=24",
-    "data.synthetic.val_patients=4",
-    "data.synthetic.test_patients=4",
-    "data.synthetic.resolution=32",
-    "model.levels=4",
-]
+#: Overrides for a CI-size synthetic dataset (24 patients, 32x32 slices, a 4-level U-Net), what the
+#: benchmarks use with ``--quick``: a compatibility name for the ``datasets.synthetic`` entry of the
+#: quick preset (``coda_edu/presets/quick.yaml``), which also holds the notebooks' quick sizes.
+SMALL_SYNTHETIC = list(dataset_quick("synthetic"))
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
 

@@ -58,7 +58,7 @@
 # References are at the end of the notebook.
 
 # %% tags=["parameters"]
-quick: bool = False           # CI size: a few seconds of training
+quick: bool = False           # CI size: the steps of coda_edu/presets/quick.yaml on small phantoms
 device: str = "auto"          # "auto" picks CUDA, then Apple MPS, then the CPU
 seed: int = 0
 solutions: bool = False       # fill in the exercise's reference answer
@@ -78,14 +78,16 @@ from IPython.display import display
 from coda_edu import exercises
 from coda_edu.analysis import scratch_run_dir, split_confusion_and_marginals
 from coda_edu.checkpoint import load_run_pair
-from coda_edu.config import SMALL_SYNTHETIC, load_config
+from coda_edu.config import load_config
 from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 from coda_edu.evaluate import format_table
+from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_class_shares, plot_confusion_matrix
 from coda_edu.viz.widgets import imbalance_explorer
 
-steps = 30 if quick else iterations
+quick_size = notebook_quick("01_class_imbalance") if quick else None  # the one place quick sizes live
+steps = quick_size.steps if quick else iterations
 data_root = Path(data_dir or os.environ.get("CODA_EDU_DATA_DIR", "") or "/nonexistent")
 _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 print(f"training steps: {steps}, real data folder: {data_root if data_root.is_dir() else 'not available'}")
@@ -193,7 +195,7 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"data.labeled_patients={labeled_patients}", f"data.synthetic.imbalance={imbalance}",
              f"train.iterations={steps}", f"train.val_every={max(steps // 4, 1)}", "train.log_every=10"]
 if quick:
-    overrides += SMALL_SYNTHETIC
+    overrides += list(dataset_quick("synthetic")) + quick_size.overrides
 cfg = load_config(None, overrides)
 result = train(cfg, scratch_run_dir(f"nb01-supervised-seed{seed}"), progress=True)
 
@@ -207,18 +209,32 @@ cm, predicted, true = split_confusion_and_marginals(model_a, model_b, result.dat
 display(plot_confusion_matrix(cm, result.data.class_names, title="test pixels, ensemble (rows sum to 1)"))
 
 # %%
-# What this matrix shows, computed: where each class's missed pixels go.
+# What this matrix shows, computed: each class's recall and where its missed pixels go.
 names = result.data.class_names
-for i, name in enumerate(names[1:], start=1):
+recall = {}
+for i, name in enumerate(names):
     row = cm[i] / max(cm[i].sum(), 1)  # the row of true class i, as fractions
+    recall[name] = float(row[i])
     leaks = [(float(row[j]), names[j]) for j in range(len(names)) if j != i]
     share, where = max(leaks)
-    print(f"{name:<6} recall {float(row[i]):6.1%}; its largest leak goes to {where} ({share:.1%} of its pixels)")
+    print(f"{name:<11} recall {recall[name]:6.1%}; its largest leak goes to {where} ({share:.1%} of its pixels)")
+# The rarest class and how it fares against the others, from the same numbers and the Dice table.
+true_share = dict(zip(names, (float(t) for t in true)))
+dice = {r["class"]: r["dice"] for r in records if r["model"] == "ensemble"}
+rare = min(names[1:], key=true_share.get)
+lowest_recall, lowest_dice = min(names[1:], key=recall.get), min(names[1:], key=dice.get)
+print(f"what this run shows: the rarest class is {rare} ({true_share[rare]:.2%} of the test pixels); "
+      f"foreground recall ranges from {min(recall[c] for c in names[1:]):.1%} ({lowest_recall}) to "
+      f"{max(recall[c] for c in names[1:]):.1%}, against {recall[names[0]]:.1%} for {names[0]}; "
+      + (f"the rarest class also has the lowest test Dice ({dice[rare]:.3f})" if lowest_dice == rare else
+         f"the lowest test Dice is {lowest_dice}'s ({dice[lowest_dice]:.3f}; {rare}: {dice[rare]:.3f})"))
 
 # %% [markdown]
 # Each row is a true class; the diagonal is its recall. The lines above say, for this
-# run, where each class's errors go (with few labels they often go to the
-# background, the class the network sees most).
+# run, how much of each class the ensemble finds, where each class's errors go, and
+# whether the rarest class is the one that suffers most (it need not be: a network can
+# also over-predict a small class, which costs Dice through false positives rather than
+# recall).
 #
 # ## 5. Predicted versus true class marginal
 #
@@ -264,8 +280,9 @@ exercises.check("class_shares", my_class_shares)
 #
 # - Pixel class shares of medical segmentation data are extremely skewed: the
 #   structures of interest are a few percent of the image or less (use log scales).
-# - With few labels, a supervised model loses most on the smallest class; the
-#   confusion matrix says where its errors go.
+# - With few labels, a supervised model finds the foreground classes less reliably
+#   than the background; the recall lines and the Dice table say which class loses
+#   most in your run, and the confusion matrix where its errors go.
 # - Its predicted class marginal on unseen data departs from the true one, in a
 #   direction the ratios above tell (a small class can be over- as well as
 #   under-estimated). Notebook 02 uses such marginals to correct pseudo-labels.

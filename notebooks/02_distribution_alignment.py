@@ -16,18 +16,20 @@
 # %% [markdown]
 # # 02 · Distribution alignment and cross pseudo supervision
 #
-# Notebook 01 showed that a network trained with few labels under-predicts the small
-# classes on data it has not seen. Co-DA corrects each network's pseudo-labels by
-# **aligning** the class marginal of its predictions on unlabeled pixels to the
-# marginal of its predictions on labeled pixels, and lets two differently initialised
-# networks teach each other (**cross pseudo supervision**).
+# Notebook 01 showed that a network trained with few labels gets the class marginal
+# wrong on data it has not seen: some classes are predicted too often, others too
+# rarely. Its pseudo-labels carry that error into self-training. Co-DA corrects each
+# network's pseudo-labels by **aligning** their class distribution on the unlabeled
+# pixels to what the labeled pixels say it should be, and lets two differently
+# initialised networks teach each other (**cross pseudo supervision**).
 #
 # **Learning objectives.** After this notebook you can
 #
-# 1. compute the labeled and unlabeled class marginals π_l and π_u of a network, and
-#    explain why they differ;
-# 2. apply the alignment p̃(c) ∝ p(c) · ((π_l(c) + ε) / (π_u(c) + ε))^α and predict
-#    what α and the EMA momentum do;
+# 1. compare the pseudo-label class shares of a network on unlabeled pixels with the
+#    labeled class frequencies (the target), and compute the class marginals π_l and π_u;
+# 2. apply the alignment p̃(c) ∝ p(c) · ((π_l(c) + ε) / (π_u(c) + ε))^α, predict what α
+#    and the EMA momentum do, and tell the soft reading (mean softmax) from the hard
+#    ones (argmax shares) by what they do to the pseudo-labels;
 # 3. explain how two networks with different initialisations disagree, and how each
 #    one's pseudo-labels supervise the other.
 
@@ -65,18 +67,22 @@
 # (row 3); [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py).
 
 # %% tags=["parameters"]
-quick: bool = False           # CI size
+quick: bool = False           # CI size: the steps of coda_edu/presets/quick.yaml on small phantoms
 device: str = "auto"
 seed: int = 0
 solutions: bool = False
 iterations: int = 300
 labeled_patients: int = 3
 imbalance: float = 0.5
+data_config: str = ""         # a config file (name in configs/ or a path) whose data replace the two above
+main_reading: str = "argmax_share"  # the alignment reading the summary and its test follow (section 4)
 alpha: float = 1.0            # default position of the alpha sliders
 momentum: float = 0.99        # default position of the momentum slider
 
 # %%
 # %matplotlib inline
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,35 +92,44 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from coda_edu import exercises
-from coda_edu.analysis import alignment_effect, predict_pool, scratch_run_dir
+from coda_edu.analysis import over_under, predict_pool, reading_shares, scratch_run_dir, share_gap
+from coda_edu.bias import READINGS
 from coda_edu.checkpoint import load_run_pair
-from coda_edu.config import SMALL_SYNTHETIC, load_config
-from coda_edu.method import align_distribution, class_marginal, class_shares, pseudo_labels
+from coda_edu.config import load_config, preset_path
+from coda_edu.method import class_marginal, class_shares, pseudo_labels
+from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.train import train
 from coda_edu.viz.display import show_plotly
-from coda_edu.viz.figures import blend, class_colors, plot_class_shares
+from coda_edu.viz.figures import blend, class_colors, plot_class_shares, plot_share_ratios
 from coda_edu.viz.simplex import align_toy, ternary_points_figure, ternary_points_static, toy_predictions
 from coda_edu.viz.widgets import alignment_explorer, simplex_explorer
 
-steps = 30 if quick else iterations
+quick_size = notebook_quick("02_distribution_alignment") if quick else None  # the one place quick sizes live
+steps = quick_size.steps if quick else iterations
+if main_reading not in READINGS[1:]:
+    raise ValueError(f"main_reading must be one of {', '.join(READINGS[1:])}, not {main_reading!r}")
+config_file = (Path(data_config) if Path(data_config).is_file() else preset_path(data_config)) if data_config else None
 _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 
 # %% [markdown]
 # ## 1. A partially trained pair of networks
 #
-# We train networks A (Kaiming initialisation) and B (Xavier initialisation) on three
-# labeled synthetic patients for a short while, then look at their predictions on the
-# labeled and the unlabeled training slices. We follow network B, which learns faster
-# early on: with plain SGD, Kaiming's larger initial weights shrink the effective step
-# of the layers in front of batch norm, so A lags behind in short runs.
+# We train networks A (Kaiming initialisation) and B (Xavier initialisation) on the
+# labeled synthetic patients only, then look at their predictions on the labeled and
+# the unlabeled training slices. Sections 2–4 follow network B; section 5 compares it
+# with A.
 
 # %%
 overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
-             f"train.val_every={steps}", f"data.labeled_patients={labeled_patients}",
-             f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
+             f"train.val_every={steps}", "eval.splits=[val]"]
+if not data_config:
+    overrides += [f"data.labeled_patients={labeled_patients}", f"data.synthetic.imbalance={imbalance}"]
 if quick:
-    overrides += SMALL_SYNTHETIC
-cfg = load_config(None, overrides)
+    overrides += list(dataset_quick("synthetic")) + quick_size.overrides
+cfg = load_config(config_file, overrides)
+print(f"{cfg.data.labeled_patients} labeled patients, imbalance {cfg.data.synthetic.imbalance}, "
+      f"{cfg.data.synthetic.resolution}x{cfg.data.synthetic.resolution} slices, {steps} steps"
+      + (f", data from {config_file}" if config_file else ""))
 result = train(cfg, scratch_run_dir(f"nb02-seed{seed}"), progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
@@ -122,15 +137,25 @@ model_a, model_b = load_run_pair(result.run_dir, "last")
 probs_l = predict_pool(model_b, data.labeled)
 probs_u = predict_pool(model_b, data.unlabeled)
 truth_u = data.unlabeled.labels.long()
+labels_l = data.labeled.labels.long()
 
 # %% [markdown]
-# ## 2. Labeled versus unlabeled marginals
+# ## 2. Pseudo-labels against the labeled class frequencies
 #
-# π_l is the mean softmax of network B over the labeled pixels, π_u over the unlabeled
-# pixels. Co-DA's premise: on the labeled images the network has seen the answers, on
-# the unlabeled ones it has not, so π_u shows a bias that π_l does not — typically
-# too little of the small classes. Compare the four bars per class: is π_u below π_l
-# for the minority classes here, and how far are both from the true shares?
+# Turn B's predictions on the unlabeled pixels into pseudo-labels (the argmax) and count
+# them per class: the *pseudo-label class shares*. The only class frequencies training
+# can know are those of the labeled pixels: they are the *target*. Co-DA's premise is
+# that the two differ, because on the labeled images the network has seen the answers
+# and on the unlabeled ones it has not. The Co-DA paper expects the small classes to be
+# *under*-predicted; on these phantoms, with coda-edu's defaults, networks more often
+# *over*-predict the small RV ([method.md, the synthetic minority
+# regime](../docs/method.md#the-synthetic-minority-regime)). Pseudo-labels that are off
+# target, in either direction, are what alignment corrects. Which way they are off in
+# this run, and by how much, is printed below the table.
+#
+# The table also gives the *soft* marginals: π_l, the mean softmax of B over the labeled
+# pixels, and π_u over the unlabeled pixels (the hidden truth of the unlabeled pixels is
+# shown for reference; training never sees it).
 
 # %% [markdown]
 # *Formulas.* π_l, π_u = mean softmax over the labeled, unlabeled pixels: [method.md, one training
@@ -140,14 +165,23 @@ truth_u = data.unlabeled.labels.long()
 
 # %%
 pi_l, pi_u = class_marginal(probs_l), class_marginal(probs_u)
-true_l = class_shares(data.labeled.labels.long(), data.num_classes)
+true_l = class_shares(labels_l, data.num_classes)  # the target: labeled class frequencies
 true_u = class_shares(truth_u, data.num_classes)
-print(f"{'class':<11}{'pi_l':>9}{'pi_u':>9}{'labeled truth':>15}{'unlabeled truth':>17}")
-for c, a, b, tl, tu in zip(names, pi_l, pi_u, true_l, true_u):
-    print(f"{c:<11}{float(a):9.3%}{float(b):9.3%}{float(tl):15.3%}{float(tu):17.3%}")
-display(plot_class_shares(names, {"pi_l (labeled predictions)": pi_l, "pi_u (unlabeled predictions)": pi_u,
-                                  "labeled truth": true_l, "unlabeled truth": true_u},
-                          title="class marginals of network B"))
+shares_u = class_shares(pseudo_labels(probs_u)[1], data.num_classes)
+print(f"{'class':<11}{'target':>9}{'pseudo-labels':>15}{'ratio':>7}{'pi_l':>9}{'pi_u':>9}{'unlabeled truth':>17}")
+for c, t, sh, a, b, tu in zip(names, true_l, shares_u, pi_l, pi_u, true_u):
+    print(f"{c:<11}{float(t):9.3%}{float(sh):15.3%}{float(sh) / max(float(t), 1e-12):7.2f}{float(a):9.3%}"
+          f"{float(b):9.3%}{float(tu):17.3%}")
+ratios = {c: float(sh) / float(t) for c, sh, t in zip(names, shares_u, true_l) if float(t) > 0}
+fg = [c for c in names[1:] if c in ratios]
+worst = max(fg, key=lambda c: abs(np.log(max(ratios[c], 1e-6))))
+print("what this run shows: pseudo-label share / target per class: " + ", ".join(over_under(names, shares_u, true_l)))
+print(f"the farthest foreground class is {worst}, {'over' if ratios[worst] > 1 else 'under'}-predicted "
+      f"{max(ratios[worst], 1 / max(ratios[worst], 1e-6)):.2f}x; gap to the target: "
+      f"{share_gap(shares_u, true_l):.2%} of the pixels would have to change class")
+display(plot_class_shares(names, {"target (labeled frequencies)": true_l, "pseudo-labels (argmax of B)": shares_u,
+                                  "pi_u (mean softmax of B)": pi_u, "unlabeled truth (hidden)": true_u},
+                          title="network B on the unlabeled pixels against the target"))
 
 # %% [markdown]
 # ## 3. The formula on a toy example: the probability simplex
@@ -202,41 +236,68 @@ if solutions:
 exercises.check_prediction("alpha_lesion", my_prediction, simplex)
 
 # %% [markdown]
-# ## 4. Alignment on the network's real predictions
+# ## 4. Alignment on the network's real predictions: four readings
 #
-# Two choices of the target π_l (both are config options, `method.alignment`):
+# The paper aligns "class-wise marginal predictions"; coda-edu had to choose what that
+# means (config key `method.alignment`, [method.md,
+# readings](../docs/method.md#readings-we-had-to-choose-and-how-to-switch-them)). Two
+# *soft* readings use the formula of section 3 with π_u = the mean softmax:
 #
-# - `predictions`: the network's own mean prediction on labeled pixels (Co-DA's
-#   marginal alignment as coda-edu reads it). It corrects only the *difference* between
-#   how the network behaves on labeled and on unlabeled data. When π_l ≈ π_u (as early
-#   in training, before the network has memorised its few labeled images), it changes
-#   little.
-# - `labels`: the true class frequencies of the labeled pixels. It also corrects a bias
-#   the network has on labeled data.
+# - `predictions` (the default): π_l = the network's own mean softmax on labeled pixels.
+#   It corrects only the *difference* between how the network behaves on labeled and
+#   on unlabeled data.
+# - `labels`: π_l = the class frequencies of the labeled pixels (the target).
 #
-# The table compares both with the hidden truth of the unlabeled pixels.
+# Two *hard* readings act on what the pseudo-labels are made of, the argmax:
+#
+# - `hard_counts`: the same formula with the argmax shares in place of the mean
+#   softmax, w(c) = (target(c) / pseudo-label share(c))^α, clipped to [1/10, 10];
+# - `argmax_share`: per-class offsets added to the log-probabilities, searched until the
+#   argmax shares match the target.
+#
+# The mean softmax and the argmax shares can tell different stories (compare the
+# `pi_u` and `pseudo-labels` columns above), so the soft readings can leave the
+# pseudo-labels almost where they were. The table gives the pseudo-label class shares
+# after each reading (statistics from the whole pool; α from the slider's default); the
+# lines below it the gap to the target, before and after.
 
 # %% [markdown]
-# *Formulas.* Target `predictions`: [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
-# (row 2), [`coda_edu.method.alignment.class_marginal`](../coda_edu/method/alignment.py); target
-# `labels` (row 2′):
-# [`coda_edu.method.alignment.label_marginal`](../coda_edu/method/alignment.py); the choice is
-# explained in [method.md,
-# readings](../docs/method.md#readings-we-had-to-choose-and-how-to-switch-them).
+# *Formulas* ([method.md, one training
+# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)):
+# `predictions` and `labels`, rows 2, 2′ and 3,
+# [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py); `hard_counts`,
+# row 3′, [`coda_edu.method.alignment.hard_count_weights`](../coda_edu/method/alignment.py);
+# `argmax_share`, row 3″,
+# [`coda_edu.method.alignment.match_argmax_shares`](../coda_edu/method/alignment.py); all four on
+# one pool: [`coda_edu.bias.align_pool`](../coda_edu/bias.py). Gap = ½ Σ_c |share(c) −
+# target(c)|, the smallest share of pixels whose pseudo-label would have to change:
+# [`coda_edu.analysis.share_gap`](../coda_edu/analysis.py).
 
 # %%
-effects = {"predictions": alignment_effect(probs_u, pi_l, alpha), "labels": alignment_effect(probs_u, true_l, alpha)}
-print(f"{'class':<11}{'before':>9}{'after (pred.)':>15}{'after (labels)':>16}{'truth':>9}")
+after = reading_shares(probs_u, probs_l, labels_l, READINGS, alpha)  # "none": before alignment
+print(f"{'class':<11}{'target':>9}" + "".join(f"{r:>14}" for r in READINGS) + f"{'truth':>9}")
 for c, name in enumerate(names):
-    print(f"{name:<11}{effects['predictions']['before'][c]:9.3%}{effects['predictions']['after'][c]:15.3%}"
-          f"{effects['labels']['after'][c]:16.3%}{float(true_u[c]):9.3%}")
-accuracy = {k: float((pseudo_labels(align_distribution(probs_u, t, pi_u, alpha))[1] == truth_u).float().mean())
-            for k, t in (("predictions", pi_l), ("labels", true_l))}
-print(f"pseudo-label accuracy: before {float((pseudo_labels(probs_u)[1] == truth_u).float().mean()):.2%}, "
-      f"after aligning to predictions {accuracy['predictions']:.2%}, to labels {accuracy['labels']:.2%}")
+    print(f"{name:<11}{float(true_l[c]):9.3%}" + "".join(f"{after[r][c]:14.3%}" for r in READINGS)
+          + f"{float(true_u[c]):9.3%}")
+gaps = {r: share_gap(after[r], true_l) for r in READINGS}
+print(f"gap to the target before alignment: {gaps['none']:.3%} of the pixels")
+for r in READINGS[1:]:
+    change = (gaps[r] - gaps["none"]) / gaps["none"] if gaps["none"] > 0 else float("nan")
+    print(f"after {r:<13}: {gaps[r]:.3%} of the pixels ({change:+.0%} of the gap); "
+          + ", ".join(over_under(names[1:], after[r][1:], true_l[1:])))
+closed = {r: 1 - gaps[r] / gaps["none"] if gaps["none"] > 0 else float("nan") for r in READINGS[1:]}
+best = max(READINGS[1:], key=lambda r: closed[r])
+print(f"what this run shows: {main_reading} takes the gap from {gaps['none']:.3%} to {gaps[main_reading]:.3%} "
+      f"of the pixels (closes {closed[main_reading]:.0%} of it); the default, predictions, closes "
+      f"{closed['predictions']:.0%}; the reading that closes most here is {best}")
+target = true_l.double().numpy()
+shown = ("none", "predictions", "hard_counts", "argmax_share")
+display(plot_share_ratios(names, {("before alignment" if r == "none" else f"after {r}"): after[r] / target
+                                  for r in shown},
+                          title=f"network B's pseudo-labels against the target, alpha = {alpha:.2f}"))
 
 # %% [markdown]
+# The explorer below uses the soft readings, the ones the formula of section 3 defines.
 # During training π_u is an exponential moving average (EMA) over batches,
 # π_u ← m·π_u + (1 − m)·(batch marginal). The explorer replays the unlabeled slices as
 # batches of 8: the left plot shows the raw batch marginals (thin) and their EMA
@@ -262,7 +323,7 @@ explorer.show()
 # ## 5. Two networks, two opinions: cross pseudo supervision
 #
 # A and B see the same images but start from different weights, so their mistakes
-# differ. Where they disagree (red below), at least one of them is wrong. In cross pseudo
+# differ. Where they disagree (magenta below), at least one of them is wrong. In cross pseudo
 # supervision, **A is trained on B's pseudo-labels and B on A's**: each network's errors
 # are corrected by the other's opinion instead of being reinforced by its own. Co-DA
 # aligns each network's predictions before they become the other's targets.
@@ -328,13 +389,17 @@ exercises.check("alignment", my_align)
 # %% [markdown]
 # ## Recap
 #
-# - Co-DA's premise: a network's class marginal on unlabeled pixels (π_u) is biased
-#   compared with its marginal on labeled pixels (π_l). Measure it: early in training,
-#   or when the network underfits, the two can be almost equal.
-# - Alignment rescales every pixel's prediction by (π_l / π_u)^α and renormalises; when
-#   π_u under-counts a class, this shifts pseudo-labels towards it. α sets the strength,
-#   the EMA momentum how quickly π_u follows the batches, and the choice of π_l
-#   (predictions or labeled ground truth) which bias is corrected.
+# - Co-DA's premise: the pseudo-label class shares of a network on unlabeled pixels
+#   differ from the labeled class frequencies. Measure the direction, do not assume it:
+#   the paper expects small classes to be under-predicted, and this run printed which
+#   classes were over- and which under-predicted.
+# - Alignment rescales every pixel's prediction by (π_l / π_u)^α and renormalises: a
+#   class that π_u over-counts is pushed down, one it under-counts is pushed up. α sets
+#   the strength, the EMA momentum how quickly π_u follows the batches, and the choice
+#   of π_l (predictions or labeled ground truth) which bias is corrected.
+# - Soft and hard readings differ: a correction of the mean softmax need not move the
+#   argmax, so the printed gaps say which reading moves the pseudo-labels towards the
+#   target in this run.
 # - Two differently initialised networks disagree where they are unsure; cross pseudo
 #   supervision lets each learn from the other's (aligned) pseudo-labels.
 # - Next: not every pseudo-label is worth learning from — notebook 03 filters them.

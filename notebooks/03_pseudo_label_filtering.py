@@ -62,7 +62,7 @@
 # References are at the end of the notebook.
 
 # %% tags=["parameters"]
-quick: bool = False
+quick: bool = False           # CI size: the steps of coda_edu/presets/quick.yaml on small phantoms
 device: str = "auto"
 seed: int = 0
 solutions: bool = False
@@ -74,19 +74,22 @@ threshold: float = 0.95       # the fixed threshold compared with over-expectati
 # %%
 # %matplotlib inline
 
+import numpy as np
 import torch
 from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import compare_filters, per_class_quality, predict_pool, scratch_run_dir
 from coda_edu.checkpoint import load_run_pair
-from coda_edu.config import SMALL_SYNTHETIC, load_config
+from coda_edu.config import load_config
 from coda_edu.method import class_expectations, pseudo_labels
+from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_confidence_histograms, plot_filter_comparison
 from coda_edu.viz.widgets import mask_explorer
 
-steps = 30 if quick else iterations
+quick_size = notebook_quick("03_pseudo_label_filtering") if quick else None  # the one place quick sizes live
+steps = quick_size.steps if quick else iterations
 _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 
 # %% [markdown]
@@ -100,13 +103,13 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"train.val_every={steps}", f"data.labeled_patients={labeled_patients}",
              f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
 if quick:
-    overrides += SMALL_SYNTHETIC
+    overrides += list(dataset_quick("synthetic")) + quick_size.overrides
 cfg = load_config(None, overrides)
 result = train(cfg, scratch_run_dir(f"nb03-seed{seed}"), progress=True, log=lambda s: None)
 data = result.data
 names = data.class_names
 _, model_b = load_run_pair(result.run_dir, "best")
-probs = predict_pool(model_b, data.unlabeled)  # network B (see notebook 02 for why B rather than A here)
+probs = predict_pool(model_b, data.unlabeled)  # network B, as in notebook 02
 truth = data.unlabeled.labels.long()
 confidence, labels = pseudo_labels(probs)
 
@@ -128,19 +131,34 @@ quality = per_class_quality(labels, truth, data.num_classes)
 print(f"{'class':<11}{'share':>9}{'precision':>11}{'recall':>9}")
 for c, name in enumerate(names):
     print(f"{name:<11}{quality['share'][c]:9.3%}{quality['precision'][c]:11.3f}{quality['recall'][c]:9.3f}")
+assigned = [c for c in range(1, len(names)) if np.isfinite(quality["precision"][c])]
+if assigned:
+    noisiest = min(assigned, key=lambda c: quality["precision"][c])
+    print(f"what this run shows: the least precise pseudo-class is {names[noisiest]} "
+          f"(precision {quality['precision'][noisiest]:.3f}: {1 - quality['precision'][noisiest]:.1%} of its "
+          f"pseudo-labels are another class); background: {quality['precision'][0]:.3f}")
+else:
+    print("what this run shows: no pixel has a foreground pseudo-label (too little training: train for more steps)")
 
 # %% [markdown]
 # ## 3. Confidence of correct and wrong pseudo-labels
 #
 # If confidence separated right from wrong perfectly, a threshold would solve the
-# problem. It does not: wrong pseudo-labels can be confident, and for the small classes
-# even the correct ones are rarely above 0.95.
+# problem. Does it? Per pseudo-class, the histograms compare the confidence of correct
+# and wrong pseudo-labels; the lines below them count how many of each are above the
+# fixed threshold (the `threshold` parameter).
 
 # %%
 correct = (labels == truth).numpy().reshape(-1)
 display(plot_confidence_histograms(confidence.numpy().reshape(-1), correct, labels.numpy().reshape(-1), names))
 expected = class_expectations(confidence, labels, data.num_classes)
 print("expected (mean) confidence per pseudo-class:", ", ".join(f"{n} {float(e):.3f}" for n, e in zip(names, expected)))
+flat_conf, flat_labels = confidence.numpy().reshape(-1), labels.numpy().reshape(-1)
+for c, name in enumerate(names):
+    sel = flat_labels == c
+    right, wrong = sel & correct, sel & ~correct
+    above = lambda m: f"{np.mean(flat_conf[m] >= threshold):.1%} of {int(m.sum())}" if m.any() else "none"
+    print(f"what this run shows, {name:<11}: confidence >= {threshold}: correct {above(right)}, wrong {above(wrong)}")
 
 # %% [markdown]
 # ## 4. Three filters compared
@@ -180,15 +198,16 @@ if small:
           f"with pseudo-labels" + (f" ({', '.join(more)})" if more else ""))
 else:
     print("this model assigns no pixel to a foreground class, so the filters cannot differ there "
-          "(too little training: run with quick=False)")
+          "(too little training: train for more steps)")
 
 # %% [markdown]
 # Compare the two lines above. A fixed threshold keeps a pixel only when the network is
-# at least that sure, which it rarely is about a small structure, so the minority
-# classes can lose most of their unlabeled signal. The over-expectation filter keeps,
-# in each class, the pixels above that class's own mean confidence, so every class with
-# pseudo-labels keeps some of them; it trades some precision for coverage. Which of the
-# two helps training more is an empirical question (`benchmarks/quality.py` compares them).
+# at least that sure, so a class the network is rarely sure about can lose most of its
+# unlabeled signal. The over-expectation filter keeps, in each class, the pixels at or
+# above that class's own mean confidence, so every class with pseudo-labels keeps some of
+# them (the most confident pixel is never below the mean). Whether that costs precision
+# is in the table's precision column, and which of the two helps training more is an
+# empirical question (`benchmarks/quality.py` compares them).
 #
 # Explore the masks on individual images (the first picture is the default view):
 
@@ -236,11 +255,12 @@ exercises.check("over_expectation_mask", my_mask)
 # %% [markdown]
 # ## Recap
 #
-# - Pseudo-labels are noisiest for the minority classes, and confidence alone does not
-#   separate right from wrong.
-# - A fixed threshold keeps only the pixels the network is very sure about, and it is
-#   rarely that sure about a small structure: the minority classes can lose most of
-#   their unlabeled signal (the coverage lines above say how much, for this run).
+# - Pseudo-labels are not equally reliable across classes (the precision table says which
+#   class is noisiest in your run), and confidence alone does not separate right from
+#   wrong (the counts above the threshold say how far it goes).
+# - A fixed threshold keeps only the pixels the network is very sure about; a class it
+#   is rarely that sure about can lose most of its unlabeled signal (the coverage lines
+#   above say how much, for this run).
 # - The over-expectation filter compares each pixel with its own class's expected
 #   confidence, so every class with pseudo-labels keeps its more confident part.
 # - In Co-DA the mask of network B's aligned pseudo-labels weights the cross-entropy that

@@ -87,13 +87,15 @@ from coda_edu import exercises
 from coda_edu.config import load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.io import read_jsonl
+from coda_edu.presets import notebook_quick
 from coda_edu.registry import DATASETS
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_class_scores
 from coda_edu.viz.widgets import curve_explorer
 
 # Workshop-size settings (minutes on a 2-core CPU): the dataset's "cpu" preset in configs/ (the defaults
-# for the synthetic data), at most WORKSHOP_STEPS steps; quick=True shrinks them to seconds.
+# for the synthetic data), at most WORKSHOP_STEPS steps; quick=True shrinks them to the quick size
+# (coda_edu/presets/quick.yaml: the steps of this notebook and each dataset's own small settings).
 WORKSHOP_STEPS = 600
 preset = DATASETS.get(dataset).presets.get("cpu")  # an unknown dataset is a one-line error naming the choices
 config_file = preset_path(preset) if preset else None
@@ -105,10 +107,10 @@ base = [f"data.name={dataset}", f"seed={seed}", f"train.device={device}", f"data
 if steps != defaults.train.iterations:
     base += [f"train.iterations={steps}", f"train.val_every={max(steps // 6, 1)}"]
 if quick:
-    steps = 12
-    base += [f"train.iterations={steps}", f"train.val_every={steps // 2}", "train.log_every=2", "model.base_width=4",
-             "eval.distances=false"]
-    base += list(DATASETS.get(dataset).quick)  # each dataset's own way of shrinking a run
+    quick_size = notebook_quick("04_full_experiment")
+    steps = quick_size.steps
+    base += [f"train.iterations={steps}", f"train.val_every={max(steps // 6, 1)}", "train.log_every=5"]
+    base += list(DATASETS.get(dataset).quick) + quick_size.overrides  # the dataset's own small settings
 base += list(overrides)
 out = Path(run_dir) if run_dir else Path("runs") / f"04-{dataset}-{method}-labeled{n_labeled}-seed{seed}"
 print(f"dataset {dataset}, {n_labeled} labeled, method {method}, {steps} steps, config {config_file}, run folder {out}")

@@ -73,13 +73,15 @@ from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import collect_runs, find_runs, summarize
-from coda_edu.config import SMALL_SYNTHETIC, load_config
+from coda_edu.config import load_config
+from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_comparison
 from coda_edu.viz.widgets import comparison_explorer
 
 root = Path(runs_dir) if runs_dir else Path("runs") / "compare-demo"
-steps = 12 if quick else demo_iterations
+quick_size = notebook_quick("05_compare_runs") if quick else None  # the one place quick sizes live
+steps = quick_size.steps if quick else demo_iterations
 print(f"reading runs below {root.resolve()}")
 
 # %% [markdown]
@@ -95,7 +97,7 @@ if len(groups) < 2:
         overrides = [f"method.name={m}", f"data.labeled_patients={n}", f"seed={s}", f"train.iterations={steps}",
                      f"train.val_every={max(steps // 3, 1)}", f"train.device={device}", "eval.distances=false"]
         if quick:
-            overrides += SMALL_SYNTHETIC + ["model.base_width=4"]
+            overrides += list(dataset_quick("synthetic")) + quick_size.overrides
         out = root / f"demo-{m}-labeled{n}-seed{s}"
         if not (out / "eval.json").exists():
             train(load_config(None, overrides), out, progress=False, log=lambda s: None)

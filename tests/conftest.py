@@ -63,3 +63,19 @@ def real_data_root(folder: str) -> Path:
 def cli_command() -> list[str]:
     """The coda-edu CLI of this interpreter (works without the console script on PATH)."""
     return [sys.executable, "-m", "coda_edu.cli"]
+
+
+@pytest.fixture(scope="session")
+def quick_series(tmp_path_factory):
+    """The notebook series executed once per test session at the quick size, with the exercises'
+    reference answers (``solutions=True``): ``(folder, seconds per notebook)``. The notebook claims
+    (tests/test_notebooks.py) and the course site (tests/test_book.py) read these executions."""
+    from coda_edu import notebooks
+
+    out = tmp_path_factory.mktemp("notebooks")
+    timings = notebooks.run_series(None, out, {"solutions": True}, quick=True, log=lambda s: None)
+    return out, timings
+
+
+#: A notebook size below the quick one for tests that check mechanics only (``$CODA_EDU_QUICK_PRESET``).
+SMOKE_PRESET = REPO / "tests" / "smoke_preset.yaml"

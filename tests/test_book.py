@@ -263,9 +263,10 @@ def check_site(html: Path, screenshots: Path | None = None) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def built_site(tmp_path_factory):
+def built_site(tmp_path_factory, request):
     """The site built from quick executions: CODA_EDU_BOOK_NOTEBOOKS names a folder of executed
-    notebooks to reuse; otherwise the series is executed here (about a minute per notebook)."""
+    notebooks to reuse; otherwise the session's quick executions (the ``quick_series`` fixture,
+    shared with tests/test_notebooks.py, so the series is executed once per test run)."""
     import subprocess
     import sys
 
@@ -275,7 +276,10 @@ def built_site(tmp_path_factory):
             pytest.fail("jupyter-book is not installed (pip install -e '.[book]')")
         pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
     out = tmp_path_factory.mktemp("book")
-    executed = Path(os.environ.get("CODA_EDU_BOOK_NOTEBOOKS") or out / "executed")
+    if os.environ.get("CODA_EDU_BOOK_NOTEBOOKS"):
+        executed = Path(os.environ["CODA_EDU_BOOK_NOTEBOOKS"])
+    else:
+        executed = request.getfixturevalue("quick_series")[0]
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(REPO / "book" / "build.py"), "--executed", str(executed), "--out", str(out / "site")],

@@ -3,7 +3,9 @@ and see the figure change (slow).
 
 JupyterLab (the ``lab`` extra) is started on 127.0.0.1 on a free port with a random token,
 in a temporary folder holding copies of the notebooks whose parameters cell is set to the
-quick size (``quick = True``; the sources are untouched). Each test opens one notebook,
+quick size (``quick = True``; the sources are untouched), trained at the smoke size of
+tests/smoke_preset.yaml (``$CODA_EDU_QUICK_PRESET``: this test checks mechanics, not what
+the notebooks show). Each test opens one notebook,
 runs all cells from the Run menu, waits until every code cell has run, checks that no
 cell shows an error, focuses one slider of an explorer, presses arrow keys, and asserts
 that the explorer's figure (the ``src`` of its image) changes. JupyterLab is always
@@ -28,6 +30,7 @@ import nbformat
 import pytest
 
 from coda_edu import notebooks
+from tests.conftest import SMOKE_PRESET
 from tests.test_book import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, free_port
 
 RUN_TIMEOUT_S = 900  # all cells of a quick notebook on a loaded 2-core machine
@@ -71,7 +74,12 @@ def lab(tmp_path_factory):
         quick_copy(name, root)
     port, token = free_port(), secrets.token_hex(16)
     runtime = root / ".runtime"
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(runtime),
+        "PYTHONUNBUFFERED": "1",
+        "CODA_EDU_QUICK_PRESET": str(SMOKE_PRESET),  # the kernels inherit it
+    }
     log_path = root / ".jupyterlab.log"
     log = log_path.open("w")
     cmd = [

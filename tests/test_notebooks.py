@@ -1,6 +1,9 @@
-"""The notebook series: paired sources in sync, parameters checked, and every notebook executed (quick)."""
+"""The notebook series: paired sources in sync, parameters checked, every notebook executed at the
+quick size, and what the notebooks say about their outputs checked on those executions."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 
@@ -9,7 +12,7 @@ import pytest
 
 from coda_edu import notebooks
 from coda_edu.notebooks import NotebookError
-from tests.conftest import cli_command, real_data_root
+from tests.conftest import SMOKE_PRESET, cli_command, real_data_root
 
 MAX_BYTES = 5 * 1024 * 1024
 
@@ -99,13 +102,6 @@ def outputs_of(path):
     return kinds, images, text
 
 
-@pytest.fixture(scope="module")
-def quick_series(tmp_path_factory):
-    out = tmp_path_factory.mktemp("notebooks")
-    timings = notebooks.run_series(None, out, {"solutions": True}, quick=True, log=lambda s: None)
-    return out, timings
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", notebooks.SERIES)
 def test_quick_notebooks_execute_and_show_figures(quick_series, name):
@@ -117,6 +113,73 @@ def test_quick_notebooks_execute_and_show_figures(quick_series, name):
     assert "error" not in kinds
     assert images >= 2, f"{name} shows {images} static figures"
     assert "✔ correct" in text  # the exercise, filled in by solutions=True, passes its check
+
+
+# --------------------------------------------------------------------------- claims at the quick size
+# What each notebook prints as "what this run shows" must hold at the quick size: the quick size
+# exists to show the same phenomena as the workshop size (coda_edu/presets/quick.yaml).
+def executed_text(quick_series, name):
+    out, _ = quick_series
+    return outputs_of(out / f"{name}.ipynb")[2]
+
+
+def percent(value):
+    return float(value) / 100
+
+
+@pytest.mark.slow
+def test_quick_01_shows_the_imbalance_phenomena(quick_series):
+    text = executed_text(quick_series, "01_class_imbalance")
+    recall = {m[1]: percent(m[2]) for m in re.finditer(r"^(\w+)\s+recall\s+([\d.]+)%; its largest leak", text, re.M)}
+    assert set(recall) == {"background", "RV", "MYO", "LV"}, recall
+    foreground = [recall[c] for c in ("RV", "MYO", "LV")]
+    assert min(foreground) > 0.1, f"a foreground class is (almost) never found: {recall}"
+    assert min(foreground) < recall["background"] - 0.1, f"no recall gap between background and foreground: {recall}"
+    assert "the rarest class is RV" in text
+    ratios = {m[1]: float(m[2]) for m in re.finditer(r"^(\w+)\s+predicted .* ratio\s+([\d.]+)$", text, re.M)}
+    assert set(ratios) == set(recall), ratios
+    assert max(abs(ratios[c] - 1) for c in ("RV", "MYO", "LV")) > 0.2, f"predicted marginal on target: {ratios}"
+    assert "is the most under-estimated" in text and "the most over-estimated" in text
+
+
+@pytest.mark.slow
+def test_quick_02_shows_the_gap_and_alignment_reduces_it(quick_series):
+    text = executed_text(quick_series, "02_distribution_alignment")
+    before = percent(re.search(r"gap to the target before alignment: ([\d.]+)% of the pixels", text)[1])
+    after = {m[1]: percent(m[2]) for m in re.finditer(r"^after (\w+)\s*: ([\d.]+)% of the pixels", text, re.M)}
+    assert set(after) == {"predictions", "labels", "hard_counts", "argmax_share"}, after
+    farthest = re.search(r"the farthest foreground class is (\w+), (over|under)-predicted ([\d.]+)x", text)
+    assert farthest and float(farthest[3]) > 1.1, "the pseudo-labels are on target: nothing to align"
+    assert before > 0.001
+    main = notebooks.notebook_parameters(notebooks.paired_path("02_distribution_alignment"))["main_reading"]
+    reading = main["default"].strip('"')
+    assert f"after {reading}" in text  # the main figure's reading
+    assert after[reading] < 0.5 * before, f"{reading} does not halve the gap: {before:.4%} -> {after[reading]:.4%}"
+
+
+@pytest.mark.slow
+def test_quick_03_every_class_has_pseudo_labels_the_filters_keep(quick_series):
+    text = executed_text(quick_series, "03_pseudo_label_filtering")
+    for name in ("fixed", "over_expectation"):
+        line = re.search(rf"^kept by {name}\s*: (.*)$", text, re.M)[1]
+        kept = dict(part.rsplit(" ", 1) for part in line.split(", "))
+        assert set(kept) == {"background", "RV", "MYO", "LV"}, line
+        assert "n/a" not in kept.values(), f"a class has no pseudo-labels: {line}"
+        if name == "over_expectation":
+            assert all(percent(v.rstrip("%")) > 0 for v in kept.values()), line
+    assert "of the 3 foreground classes with pseudo-labels" in text
+    assert "the least precise pseudo-class is" in text
+
+
+@pytest.mark.slow
+def test_quick_04_learns_every_class(quick_series):
+    text = executed_text(quick_series, "04_full_experiment")
+    table = text[text.index("Dice of the ensemble, best checkpoint") :]
+    header = table.splitlines()[1].split()
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in table.splitlines()[2:5] if line.strip()}
+    assert header[:4] == ["method", "RV", "MYO", "LV"] and "coda" in rows, table[:400]
+    for method, values in rows.items():
+        assert min(values[:3]) > 0.2, f"{method} misses a class at the quick size: {dict(zip(header[1:], values))}"
 
 
 @pytest.mark.slow
@@ -142,7 +205,7 @@ def test_full_experiment_on_real_acdc(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_produces_the_comparison(tmp_path):
-    done = subprocess.run(
+    done = subprocess.run(  # mechanics only: the smoke size (tests/smoke_preset.yaml)
         cli_command()
         + [
             "notebooks",
@@ -161,6 +224,7 @@ def test_sweep_produces_the_comparison(tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "CODA_EDU_QUICK_PRESET": str(SMOKE_PRESET)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
@@ -294,6 +358,7 @@ def test_running_a_notebook_in_place_leaves_git_status_clean(tmp_path, monkeypat
     pre-save hook strips them): nothing tracked changes, the runs are ignored, the sync check passes."""
     import papermill
 
+    monkeypatch.setenv("CODA_EDU_QUICK_PRESET", str(SMOKE_PRESET))  # mechanics only: the smoke size
     name = "01_class_imbalance"
     repo = _repo_copy(tmp_path, [name])
     folder = repo / "notebooks"

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import DataError
 from ..io import sha256_file
+from ..presets import dataset_quick
 from ..registry import DATASETS, METHODS, DatasetSpec
 from .base import Case, SegmentationData, TrainPool, resize_slices
 from .readers import check_disjoint, dataset_root, read_h5, read_list
@@ -149,7 +150,7 @@ def label_shares(root: Path) -> dict[str, float]:
         eval_mode="slices",
         folder="ACDC",
         presets={"cpu": "acdc_cpu.yaml", "paper": "acdc_paper.yaml"},
-        quick=("data.image_size=[64, 64]", "model.levels=4", "train.batch_size=4", "train.labeled_batch_size=2"),
+        quick=dataset_quick("acdc"),
     )
 )
 def load_acdc(cfg) -> SegmentationData:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SMALL_SYNTHETIC
 from ..errors import ConfigError
+from ..presets import dataset_quick
 from ..registry import DATASETS, DatasetSpec
 from .base import Case, PatchPool, SegmentationData, TrainPool
 from .splits import choose_labeled, labeled_count
@@ -218,7 +218,7 @@ def check_patients(cfg) -> None:
         spatial_dims=2,
         eval_mode="slices",
         check_config=check_patients,
-        quick=tuple(SMALL_SYNTHETIC),
+        quick=dataset_quick("synthetic"),
     )
 )
 def load_synthetic_2d(cfg) -> SegmentationData:

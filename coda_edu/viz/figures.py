@@ -358,6 +358,75 @@ def plot_class_scores(
     return fig
 
 
+def plot_share_ratios(
+    class_names: Sequence[str],
+    series: dict[str, Sequence[float]],
+    title: str = "",
+    target: str = "labeled class frequency",
+):
+    """Bars of ratios share(c) / target(c) per class, drawn from the line at 1 (on target).
+
+    A bar going up is a class predicted more often than the target, down less often; log
+    scale, so that 2x over and 2x under are equally long. Bars have their class's colour
+    and the series (e.g. before and after an alignment reading) differ by hatching."""
+    longest = max((len(str(k)) for k in series), default=0)
+    fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
+    x = np.arange(len(class_names))
+    width = 0.8 / max(len(series), 1)
+    colors = [class_color(n, i) for i, n in enumerate(class_names)]
+    handles = []
+    for i, values in enumerate(series.values()):
+        pos = x + (i - (len(series) - 1) / 2) * width
+        values = np.asarray(values, dtype=float)
+        shown = np.where(np.isfinite(values) & (values > 0), values, 1.0)
+        hatch = SERIES_HATCHES[i % len(SERIES_HATCHES)]
+        ax.bar(pos, shown - 1.0, width, bottom=1.0, color=colors, hatch=hatch, edgecolor="white", linewidth=0.5)
+        handles.append(Rectangle((0, 0), 1, 1, facecolor="0.55", hatch=hatch, edgecolor="white"))
+        for xi, v in zip(pos, values):  # a ratio that cannot be drawn says why
+            if not np.isfinite(v) or v <= 0:
+                ax.annotate(
+                    "n/a" if not np.isfinite(v) else "0",
+                    (xi, 1.0),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=6,
+                    color="0.3",
+                )
+    ax.set_yscale("log")
+    readable_log_axis(ax.yaxis)
+    finite = np.asarray([v for vs in series.values() for v in vs], dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    span = 1.25 * max(2.0, float(finite.max()), float(1 / finite.min())) if finite.size else 2.5
+    ax.set_ylim(1 / span, span)  # symmetric around 1, at least 0.4x..2.5x
+    ax.axhline(1.0, color="0.2", lw=1, ls="--")
+    ax.annotate(
+        "on target",
+        (0.0, 1.0),
+        xycoords=("axes fraction", "data"),
+        xytext=(3, 3),
+        textcoords="offset points",
+        ha="left",
+        fontsize=7,
+        color="0.2",
+    )
+    ax.set_xticks(x)
+    ax.set_xticklabels(class_names, fontsize=8)
+    ax.set_ylabel(f"pseudo-label share\n÷ {target}", fontsize=9)
+    ax.legend(
+        handles,
+        list(series),
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str = "", normalize: bool = True):
     """Rows = reference class, columns = predicted class; row-normalised (recall per class) by default."""
     cm = np.asarray(cm, dtype=float)
