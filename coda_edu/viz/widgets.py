@@ -270,7 +270,8 @@ def mask_explorer(
 
 def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
     """Slider ``step`` over a run's logged training steps (``metrics.jsonl`` rows) -> the losses, the
-    ramp-up weight λ(t), the kept share of pseudo-labels and the validation Dice up to that step
+    ramp-up weight λ(t), the kept share of pseudo-labels, the learning rate relative to its start and the
+    validation Dice up to that step
     (at the last step: the run's learning curves).
 
     ``data`` holds the values at the chosen step: ``lambda`` (None for a run without an
@@ -293,6 +294,8 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
 
     lam, kept_a, kept_b = series("lambda"), series("kept_A"), series("kept_B")
     has_lambda = bool(np.isfinite(lam).any())
+    lr = series("lr")
+    lr_rel = lr / lr[0] if np.isfinite(lr[0]) and lr[0] > 0 else np.full_like(lr, np.nan)  # eta(t) / eta_0
 
     def draw(step: int):
         upto = np.array(steps) <= step
@@ -320,6 +323,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
             (lam, "λ(t), unsupervised weight", "black", "-"),
             (kept_a, "kept share of A's pseudo-labels", "0.35", "--"),
             (kept_b, "kept share of B's pseudo-labels", "0.35", ":"),
+            (lr_rel, "learning rate / initial", "0.6", "-."),
         ):
             if np.isfinite(values).any():
                 ax_s.plot(steps, values, color=color, ls=ls, lw=0.8, alpha=0.25)
@@ -338,7 +342,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_s.set_xlim(min(steps), max(steps))
         ax_s.set_ylim(-0.02, 1.05)
         ax_s.set_xlabel("training step")
-        ax_s.set_ylabel("weight or share (0 to 1)")
+        ax_s.set_ylabel("weight, share or ratio (0 to 1)")
         ax_s.set_title(f"schedules up to step {step}", fontsize=10)
         _legend_below(ax_s)
         shown = [r for r in val if r["step"] <= step]
