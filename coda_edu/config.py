@@ -219,8 +219,9 @@ class TrainConfig:
     device: str = _f("auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
     precision: str = _f(
         "auto",
-        help="'auto' = bf16/fp16 mixed precision on CUDA, fp32 elsewhere",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        help="'auto' = bf16/fp16 mixed precision on CUDA, fp32 elsewhere; 'fp64' = float64 networks and "
+        "losses, for testing and debugging (exact comparisons, e.g. one process against several), not speed",
+        choices=("auto", "fp32", "bf16", "fp16", "fp64"),
     )
     channels_last: Optional[bool] = _f(None, help="channels-last memory format (None = on for CUDA)")
     compile: bool = _f(False, help="torch.compile the networks (CUDA only, slow start)")

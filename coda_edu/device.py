@@ -38,13 +38,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @dataclass
 class Precision:
-    """How the forward pass runs: autocast dtype (None = float32) and whether a GradScaler is needed."""
+    """How the forward pass runs: autocast dtype (None = no autocast), whether a GradScaler is needed,
+    and the dtype of the weights, batches and losses (``compute``: float32, or float64 for ``fp64``)."""
 
     device_type: str
     dtype: torch.dtype | None
+    compute: torch.dtype = torch.float32
 
     @property
     def name(self) -> str:
+        if self.compute == torch.float64:
+            return "fp64"
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
     @property
@@ -58,7 +62,17 @@ class Precision:
 
 
 def resolve_precision(device: torch.device, choice: str = "auto") -> Precision:
-    """``auto``: bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on CPU and MPS."""
+    """``auto``: bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on CPU and MPS.
+
+    ``fp64`` is a testing and debugging precision, not a training one: networks, batches,
+    statistics and losses in float64, so that two computations of the same maths that differ
+    only in the order of their float sums (one process against several, 1 thread against 2)
+    agree to ~1e-12 instead of drifting apart at float32's rounding flips (docs/benchmarks.md).
+    """
+    if choice == "fp64":
+        if device.type == "mps":
+            raise ConfigError("config key 'train.precision': fp64 is not supported on Apple MPS (use fp32)")
+        return Precision(device.type, None, torch.float64)
     if choice == "auto":
         if device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

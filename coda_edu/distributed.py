@@ -178,10 +178,14 @@ def global_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 def global_count(n: int, like: torch.Tensor):
-    """``n`` items on this rank -> the number over the ranks (``n`` itself outside :func:`sharded_step`)."""
+    r"""``n`` items on this rank -> the number over the ranks, :math:`\sum_r n_r` (``n`` itself outside
+    :func:`sharded_step`), as a scalar tensor of ``like``'s float dtype (float32 for integer or boolean
+    ``like``) on its device. Built by ``torch.full`` (the count travels as a kernel argument): a tensor
+    made from a Python number would be a blocking host-to-device copy on CUDA."""
     if not _sharded:
         return n
-    return global_sum(torch.tensor(float(n), device=like.device))
+    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+    return global_sum(torch.full((), float(n), dtype=dtype, device=like.device))
 
 
 def global_mean(x: torch.Tensor) -> torch.Tensor:
@@ -241,8 +245,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        xf = x.float()
-        local_n = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
+        xf = x if x.dtype == torch.float64 else x.float()  # float32 statistics, float64 under fp64
+        local_n = torch.full((1,), float(x.numel() // x.shape[1]), dtype=xf.dtype, device=x.device)  # no H2D copy
         summed = _AllSum.apply(torch.cat([xf.sum(dims), local_n]))
         n = summed[-1].detach()
         mean = summed[:-1] / n

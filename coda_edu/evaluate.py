@@ -37,6 +37,12 @@ def _as_float(image: np.ndarray) -> torch.Tensor:
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
+def _input_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype a network takes: its weights' (float64 under ``train.precision: fp64``), else float32."""
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return weight.dtype if weight is not None else torch.float32
+
+
 @torch.no_grad()
 def predict_slices(
     models: list[torch.nn.Module],
@@ -58,7 +64,7 @@ def predict_slices(
         chunk = F.interpolate(chunk, size=train_size, mode="bilinear", align_corners=False, antialias=True)
         for m, model in enumerate(models):
             with precision.autocast():
-                logits = model(chunk)
+                logits = model(chunk.to(_input_dtype(model)))
             probs = torch.softmax(logits.float(), dim=1)
             probs = F.interpolate(probs, size=(bottom - top, right - left), mode="bilinear", align_corners=False)
             outputs[m].append(probs.cpu())
@@ -93,7 +99,7 @@ def predict_volume(
 
         def predictor(window, model=model):
             with precision.autocast():
-                return torch.softmax(model(window).float(), dim=1)
+                return torch.softmax(model(window.to(_input_dtype(model))).float(), dim=1)
 
         probs = sliding_window_inference(
             x, roi_size=patch_size, sw_batch_size=batch_size, predictor=predictor, overlap=overlap, mode="gaussian"

@@ -161,8 +161,9 @@ class Trainer:
             if channels_last
             else torch.contiguous_format
         )
-        self.model_a.to(self.device, memory_format=fmt)
-        self.model_b.to(self.device, memory_format=fmt)
+        # float32 weights (autocast adds bf16/fp16), float64 under the fp64 testing precision
+        self.model_a.to(self.device, dtype=self.precision.compute, memory_format=fmt)
+        self.model_b.to(self.device, dtype=self.precision.compute, memory_format=fmt)
         distributed.broadcast_module(self.model_a)
         distributed.broadcast_module(self.model_b)
         self.memory_format = fmt
@@ -377,14 +378,14 @@ class Trainer:
         x_l, y_l = self.data.labeled.batch(idx_l, self.generator)
         if idx_u is None:
             x, y = self.augment(x_l, y_l, self.generator)
-            return Batch(x.contiguous(memory_format=self.memory_format), y)
+            return Batch(x.to(self.precision.compute).contiguous(memory_format=self.memory_format), y)
         x_u, y_u = self.data.unlabeled.batch(idx_u, self.generator)
         n_l = x_l.shape[0]
         y_all = torch.cat(
             [y_l, y_u if y_u is not None else torch.zeros_like(y_l[:1]).expand(x_u.shape[0], *y_l.shape[1:])]
         )
         x, y = self.augment(torch.cat([x_l, x_u]), y_all, self.generator)
-        x = x.contiguous(memory_format=self.memory_format)
+        x = x.to(self.precision.compute).contiguous(memory_format=self.memory_format)
         return Batch(x[:n_l], y[:n_l], x[n_l:], y[n_l:] if y_u is not None else None)
 
     def train_step(self, diagnostics: bool = False) -> dict:

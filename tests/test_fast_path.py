@@ -115,8 +115,18 @@ def test_fused_checkpoints_have_the_plain_format_and_resume(tmp_path):
 
 # --------------------------------------------------------------------------- host synchronisations
 # On CUDA these operations make the host wait for the GPU: reading a value (.item(), bool(t), float(t)),
-# sizing an output by the data (nonzero, boolean-mask indexing, bincount, unique, masked_select).
-SYNCING = {"_local_scalar_dense", "nonzero", "bincount", "masked_select", "_unique2", "unique_dim", "is_nonzero"}
+# sizing an output by the data (nonzero, boolean-mask indexing, bincount, unique, masked_select), and a
+# tensor made from Python data (lift_fresh: torch.tensor(x, device=...) is a blocking host-to-device copy).
+SYNCING = {
+    "_local_scalar_dense",
+    "nonzero",
+    "bincount",
+    "masked_select",
+    "_unique2",
+    "unique_dim",
+    "is_nonzero",
+    "lift_fresh",
+}
 
 
 class SyncSpy(TorchDispatchMode):
@@ -170,7 +180,56 @@ def test_the_sync_spy_sees_reads_and_data_sized_outputs():
         t[t > 1].sum()
         float(t.sum())
         torch.bincount(t.long())
-    assert spy.found == ["index", "_local_scalar_dense", "bincount"]
+        torch.tensor(3.0, device=t.device)
+    assert spy.found == ["index", "_local_scalar_dense", "bincount", "lift_fresh"]
+
+
+@pytest.fixture
+def world_of_one(monkeypatch):
+    """Call it to take the multi-process code paths in this one process: ``active()`` is True (so
+    sharded_step() sums, GlobalBatchNorm reduces, sum_gradients all-reduces) and all_reduce is the
+    sum over one rank. Returns coda_edu.distributed."""
+    import coda_edu.distributed as distributed
+
+    def enter():
+        monkeypatch.setattr(distributed, "active", lambda: True)
+        monkeypatch.setattr(distributed.dist, "all_reduce", lambda tensor, *args, **kwargs: None)
+        return distributed
+
+    return enter
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"method.alignment": "argmax_share", "method.filter": "fixed"}, {"method.name": "mean_teacher"}],
+)
+def test_the_multi_process_reductions_hold_no_host_sync(tmp_path, world_of_one, overrides):
+    trainer = make_trainer(tmp_path, "run", **overrides)  # built in one process: plain batch norm
+    world_of_one()
+    trainer.train_step()
+    with SyncSpy() as spy:
+        logs = trainer.train_step()  # global_sum, global_count, class_marginal... of a sharded step
+    assert spy.found == []
+    assert torch.isfinite(logs["loss"])
+
+
+def test_global_batch_norm_holds_no_host_sync_and_is_batch_norm_in_a_world_of_one(world_of_one):
+    distributed = world_of_one()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 5, 6, generator=g, requires_grad=True)
+    plain = torch.nn.BatchNorm2d(4)
+    synced = distributed._to_global_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(4)))[0]
+    assert isinstance(synced, distributed.GlobalBatchNorm)
+    with SyncSpy() as spy:
+        y = synced(x)
+        y.square().sum().backward()
+    assert spy.found == []
+    grad, x.grad = x.grad, None
+    expected = plain(x)
+    expected.square().sum().backward()
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(grad, x.grad)
+    torch.testing.assert_close(synced.running_var, plain.running_var)
 
 
 def test_counting_without_host_sync_gives_bincounts_results():

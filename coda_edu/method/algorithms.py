@@ -54,6 +54,7 @@ from .alignment import (
     match_argmax_shares,
     pseudo_labels,
 )
+from .dtypes import widen
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
 from .losses import masked_cross_entropy, supervised_loss
 from .schedules import unsupervised_weight
@@ -313,7 +314,7 @@ class CrossPseudoSupervision(Algorithm):
         targets = {}
         with torch.no_grad():
             for key, logits in (("A", logits_a), ("B", logits_b)):
-                probs = torch.softmax(logits.detach().float(), dim=1)
+                probs = torch.softmax(widen(logits.detach()), dim=1)
                 self.trackers[key].update(probs[:n_l], batch.y_l, probs[n_l:], self.num_classes, self.ignore_index)
                 labels, mask, key_logs = self._pseudo(key, probs[n_l:], diagnostics, step)
                 targets[key] = (labels, mask)
@@ -391,8 +392,8 @@ class MeanTeacher(Algorithm):
         sigma = self.cfg.method.teacher_noise
         with torch.no_grad():
             noise = (torch.randn_like(batch.x_u) * sigma).clamp(-2 * sigma, 2 * sigma)
-            teacher = torch.softmax(model_b(batch.x_u + noise).float(), dim=1)
-        student = torch.softmax(logits_a[n_l:].float(), dim=1)
+            teacher = torch.softmax(widen(model_b(batch.x_u + noise)), dim=1)
+        student = torch.softmax(widen(logits_a[n_l:]), dim=1)
         consistency = global_mean(((student - teacher) ** 2).sum(1))
         lam = self.lambda_at(step)
         loss = sup_a + lam * consistency

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..distributed import global_count, global_sum
+from .dtypes import widen
 
 
 @torch.no_grad()
@@ -51,20 +52,20 @@ def class_marginal(probs: torch.Tensor, valid: torch.Tensor | None = None) -> to
     :math:`\bar p(c) = \frac{1}{|\Omega|}\sum_{i\in\Omega} p_i(c)`.
 
     ``probs``: ``(N, C, *spatial)``; ``valid``: optional boolean ``(N, *spatial)``.
-    Returns a ``(C,)`` float32 tensor that sums to 1. Computed without gradient.
+    Returns a ``(C,)`` float32 (float64 for float64 ``probs``) tensor that sums to 1. Computed without gradient.
     """
-    probs = probs.detach().float()
+    probs = widen(probs.detach())
     c = probs.shape[1]
     flat = probs.movedim(1, -1).reshape(-1, c)
-    if valid is not None:  # a weighted mean: boolean-mask indexing would make the host wait on CUDA
+    uniform = torch.full((c,), 1.0 / c, dtype=flat.dtype, device=probs.device)  # no pixel: no information
+    if valid is None:
+        total, count = global_sum(flat.sum(0)), global_count(flat.shape[0], flat)
+        if not isinstance(count, torch.Tensor):  # one process: the count is a Python int, no device read
+            return total / count if count else uniform
+    else:  # a weighted mean: boolean-mask indexing would make the host wait on CUDA
         weight = valid.reshape(-1, 1).to(flat.dtype)
         total, count = global_sum((flat * weight).sum(0)), global_sum(weight.sum())
-        uniform = torch.full((c,), 1.0 / c, device=probs.device)
-        return torch.where(count > 0, total / count.clamp_min(1.0), uniform)
-    count = global_count(flat.shape[0], flat)
-    if count == 0:
-        return torch.full((c,), 1.0 / c, device=probs.device)
-    return global_sum(flat.sum(0)) / count
+    return torch.where(count > 0, total / count.clamp_min(1.0), uniform)  # (no host sync to test count)
 
 
 @torch.no_grad()
@@ -88,7 +89,7 @@ def ema_update(running: torch.Tensor | None, value: torch.Tensor, momentum: floa
     The first call (``running is None``) starts the average at ``value``. The result
     is detached, so no gradient can flow into a marginal.
     """
-    value = value.detach().float()
+    value = widen(value.detach())
     if running is None:
         return value.clone()
     return momentum * running + (1.0 - momentum) * value
@@ -107,9 +108,9 @@ def align_distribution(
     rescales each class by the full ratio of marginals. The marginals are used
     detached (they are statistics, not parameters).
     """
-    weight = ((pi_l.detach().float() + eps) / (pi_u.detach().float() + eps)) ** alpha
+    weight = ((widen(pi_l.detach()) + eps) / (widen(pi_u.detach()) + eps)) ** alpha
     shape = [1, -1] + [1] * (probs_u.ndim - 2)
-    scaled = probs_u.float() * weight.view(shape)
+    scaled = widen(probs_u) * weight.view(shape)
     return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -145,7 +146,7 @@ def hard_count_weights(
     :math:`w_{max}` damp the correction: argmax shares react steeply to a weight, so the
     full ratio overshoots. Use with :func:`apply_class_weights`.
     """
-    ratio = (target.detach().float() + eps) / (hard_shares.detach().float() + eps)
+    ratio = (widen(target.detach()) + eps) / (widen(hard_shares.detach()) + eps)
     return (ratio**alpha).clamp(1.0 / max_weight, max_weight)
 
 
@@ -155,7 +156,7 @@ def apply_class_weights(probs: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     ``probs``: ``(N, C, *spatial)``; ``weight``: ``(C,)`` positive.
     """
     shape = [1, -1] + [1] * (probs.ndim - 2)
-    scaled = probs.float() * weight.detach().float().view(shape)
+    scaled = widen(probs) * widen(weight.detach()).view(shape)
     return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -184,9 +185,11 @@ def match_argmax_shares(
     (:func:`apply_log_offsets`).
     """
     c = probs.shape[1]
-    log_p = probs.detach().float().clamp_min(1e-12).log().movedim(1, -1).reshape(-1, c)
-    b = torch.zeros(c, device=probs.device) if offsets is None else offsets.detach().float().to(probs.device).clone()
-    goal = (target.detach().float().to(probs.device) + eps).log()
+    log_p = widen(probs.detach()).clamp_min(1e-12).log().movedim(1, -1).reshape(-1, c)
+    b = torch.zeros(c, dtype=log_p.dtype, device=probs.device)
+    if offsets is not None:
+        b = offsets.detach().to(probs.device, log_p.dtype).clone()
+    goal = (target.detach().to(probs.device, log_p.dtype) + eps).log()
     for _ in range(iterations):
         labels = (log_p + b).argmax(1)
         shares = global_sum(class_counts(labels, c).float()) / global_count(labels.numel(), labels)
@@ -200,4 +203,4 @@ def apply_log_offsets(probs: torch.Tensor, offsets: torch.Tensor) -> torch.Tenso
 
     The same as :func:`apply_class_weights` with :math:`w = e^{b}`.
     """
-    return apply_class_weights(probs, offsets.detach().float().exp())
+    return apply_class_weights(probs, widen(offsets.detach()).exp())

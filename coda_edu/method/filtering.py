@@ -11,6 +11,7 @@ import torch
 
 from ..distributed import global_sum
 from .alignment import class_counts
+from .dtypes import widen
 
 
 @torch.no_grad()
@@ -28,7 +29,7 @@ def class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_class
     sums.index_add_(0, flat_labels, flat_conf)
     counts = class_counts(flat_labels, num_classes).double()
     expectation = global_sum(sums) / global_sum(counts)
-    return expectation.float()
+    return expectation.to(widen(confidence).dtype)  # float32, or float64 under the fp64 precision
 
 
 @torch.no_grad()
@@ -71,7 +72,7 @@ def ema_expectations(running: torch.Tensor | None, value: torch.Tensor, momentum
     Classes absent from the batch (``NaN`` in ``value``) keep their running value;
     classes never seen yet (``NaN`` in ``running``) start at the batch value.
     """
-    value = value.detach().float()
+    value = widen(value.detach())
     if running is None:
         return value.clone()
     mixed = momentum * running + (1.0 - momentum) * value

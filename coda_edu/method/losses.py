@@ -1,7 +1,8 @@
 """Loss functions.
 
 Shapes: ``logits`` are ``(N, C, *spatial)``; integer targets are ``(N, *spatial)``.
-Losses are computed in float32 even when the network runs in mixed precision.
+Losses are computed in float32 even when the network runs in mixed precision (in float64 under
+``train.precision: fp64``: :func:`~coda_edu.method.dtypes.widen`).
 
 Each loss is a ratio of sums over the batch's pixels; when several processes each hold a
 shard of the batch, the sums go through :func:`coda_edu.distributed.global_sum` (a no-op in
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..distributed import global_count, global_sum
+from .dtypes import widen
 
 
 def _valid_one_hot(target: torch.Tensor, num_classes: int, ignore_index: int | None):
@@ -32,7 +34,7 @@ def _valid_one_hot(target: torch.Tensor, num_classes: int, ignore_index: int | N
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
     r"""Mean pixel-wise cross-entropy :math:`-\frac{1}{|\Omega|}\sum_i \log p_i(y_i)` over non-ignored pixels."""
     ignore = -100 if ignore_index is None else ignore_index
-    total = F.cross_entropy(logits.float(), target.long(), ignore_index=ignore, reduction="sum")
+    total = F.cross_entropy(widen(logits), target.long(), ignore_index=ignore, reduction="sum")
     return global_sum(total) / global_sum((target != ignore).sum())
 
 
@@ -50,7 +52,7 @@ def soft_dice_loss(
     class 0 included).
     """
     num_classes = logits.shape[1]
-    probs = torch.softmax(logits.float(), dim=1)
+    probs = torch.softmax(widen(logits), dim=1)
     one_hot, valid = _valid_one_hot(target, num_classes, ignore_index)
     probs = probs * valid
     one_hot = one_hot * valid
@@ -97,8 +99,8 @@ def masked_cross_entropy(
     Z = number of kept pixels (at least 1). With an all-ones mask both equal plain CE,
     which is the cross pseudo supervision (CPS) loss.
     """
-    per_pixel = F.cross_entropy(logits.float(), target.long(), reduction="none")
-    mask = mask.float()
+    per_pixel = F.cross_entropy(widen(logits), target.long(), reduction="none")
+    mask = mask.to(per_pixel.dtype)
     if normalize == "all":
         denom = global_count(mask.numel(), mask)
     elif normalize == "kept":
