@@ -280,9 +280,9 @@ exercises.check("class_shares", my_class_shares)
 #
 # - Pixel class shares of medical segmentation data are extremely skewed: the
 #   structures of interest are a few percent of the image or less (use log scales).
-# - With few labels, a supervised model finds the foreground classes less reliably
-#   than the background; the recall lines and the Dice table say which class loses
-#   most in your run, and the confusion matrix where its errors go.
+# - With few labels, a supervised model finds some foreground classes much less
+#   reliably than the background; the recall lines and the Dice table say which class
+#   loses most in your run, and the confusion matrix where its errors go.
 # - Its predicted class marginal on unseen data departs from the true one, in a
 #   direction the ratios above tell (a small class can be over- as well as
 #   under-estimated). Notebook 02 uses such marginals to correct pseudo-labels.
