@@ -6,12 +6,11 @@ import os
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
 from coda_edu.errors import ConfigError
 from coda_edu.sweep_devices import Job, parse_devices, report, run_queued
-from tests.conftest import REPO, SMOKE_PRESET, cli_command
+from tests.conftest import REPO
 
 
 def job_fn(value, device=None):
@@ -76,27 +75,3 @@ def test_quality_benchmark_on_two_cpu_slots(tmp_path):
     assert result["devices"] == ["cpu", "cpu"]
     assert len(result["failures"]) == 3 and "broken seed 0" in result["failures"][1]
     assert "2 of 4 runs failed" in done.stdout and "mean ± std over 2 seeds" in done.stdout
-
-
-@pytest.mark.slow
-def test_notebook_sweep_on_two_cpu_slots_keeps_going_past_a_failed_run(tmp_path):
-    # mechanics only, at the smoke size (tests/smoke_preset.yaml): two grid points run at once on two CPU
-    # slots; Co-DA with every training patient labeled has no unlabeled image, so that run fails at its start
-    done = subprocess.run(
-        cli_command()
-        + ["notebooks", "sweep", "--quick", "--out", str(tmp_path), "--devices", "cpu,cpu"]
-        + ["--grid", "method=coda", "--grid", "labeled=2,16", "-p", "compare_baselines", "false"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "CODA_EDU_QUICK_PRESET": str(SMOKE_PRESET)},
-    )
-    assert done.returncode == 1, done.stderr[-3000:]  # a run failed: non-zero once the others are done
-    assert "1 of 2 runs failed:" in done.stdout
-    failed = [line for line in done.stdout.splitlines() if line.startswith("  methodcoda-labeled16 on cpu: ")]
-    assert len(failed) == 1, done.stdout[-3000:]
-    assert (tmp_path / "runs" / "methodcoda-labeled2" / "eval.json").is_file()  # the other run finished
-    assert (tmp_path / "sweep" / "04_full_experiment-methodcoda-labeled2.ipynb").is_file()
-    compared = nbformat.read(tmp_path / "05_compare_runs.ipynb", as_version=4)  # over the run that succeeded
-    kinds = [o.get("output_type") for c in compared.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert kinds and "error" not in kinds
