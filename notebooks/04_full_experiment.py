@@ -39,7 +39,7 @@
 #
 # **Time** to run all cells, per section, on a 2-core CPU (papermill, measured 2026-11-26 on a
 # shared VM whose other jobs kept the load average at 4–7, so upper bounds: the same 300
-# training steps took 110 s in one notebook and 458 s in another; see
+# training steps took 110 s to 458 s depending on the load; see
 # [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
 # workshop plan about 15 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
