@@ -304,15 +304,7 @@ def _bar_groups(
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     if len(series) > 1:
-        ax.legend(
-            handles,
-            list(series),
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            borderaxespad=0.0,
-            fontsize=8,
-            frameon=False,
-        )
+        legend_outside(ax, handles=handles, labels=list(series))
 
 
 def _bars_figure(names: Sequence[str], series: dict, extra_width: float):
@@ -413,15 +405,7 @@ def plot_share_ratios(
     ax.set_xticks(x)
     ax.set_xticklabels(class_names, fontsize=8)
     ax.set_ylabel(f"pseudo-label share\n÷ {target}", fontsize=9)
-    ax.legend(
-        handles,
-        list(series),
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        borderaxespad=0.0,
-        fontsize=8,
-        frameon=False,
-    )
+    legend_outside(ax, handles=handles, labels=list(series))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
