@@ -1,7 +1,7 @@
 """Segmentation quality of the methods and ablations, at equal iterations, over seeds.
 
     python benchmarks/quality.py [--quick] [--seeds 5] [--datasets demo,synthetic,acdc] [--out FILE]
-                                 [--devices cuda:0,cuda:1,...]
+                                 [--devices cuda:0,cuda:1,...] [--rows FILE.jsonl]
 
 Methods: supervised, CPS, mean teacher, Co-DA (with each alignment reading), and the
 ablations "alignment only" (Co-DA without the filter) and "filter only" (Co-DA without
@@ -25,7 +25,10 @@ ensemble reaches the better network - 0.01. Datasets:
 
 With ``--devices`` the runs are queued over the devices, one run per device at a time,
 each in its own process (:mod:`coda_edu.sweep_devices`); a failed run is reported in one
-line and the script exits with status 1 after writing the others' results.
+line and the script exits with status 1 after writing the others' results. With
+``--rows FILE.jsonl`` each run's row is saved the moment the run ends, and a second call
+with the same file runs only what is missing (an interrupted or time-limited sweep, e.g.
+inside a short GPU lease, keeps every finished run).
 
 Nothing is ever selected on test data. Run folders are kept in
 ``benchmarks/results/quality/`` so notebook 05 can draw them
@@ -35,10 +38,13 @@ Nothing is ever selected on test data. Run folders are kept in
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 from _common import RESULTS, has_acdc, table, write_results
 
@@ -128,6 +134,7 @@ def run_one(
 
     s = dataset_settings(name, quick)
     overrides = s["overrides"] + (extra or []) + method_overrides + [f"seed={seed}"]
+    overrides_without_device = list(overrides)
     if device is not None:
         overrides.append(f"train.device={device}")
     out = RESULTS / "quality" / name / f"{''.join(ch if ch.isalnum() else '_' for ch in method)}-seed{seed}"
@@ -150,6 +157,7 @@ def run_one(
         "val": val,
         "best_step": result.state.best_step,
         "seconds": time.perf_counter() - start,
+        "overrides": overrides_without_device,
     }
     if s.get("bias"):
         row["bias"] = pool_bias(result)
@@ -164,9 +172,13 @@ def run_dataset(
     methods: dict | None = None,
     extra: list[str] | None = None,
     devices: list[str] | None = None,
+    rows_file: Path | None = None,
 ) -> tuple[list[dict], list[str]]:
     """Every (method, seed) of one dataset: in this process one after the other (sharing the loaded
-    data where the dataset allows), or queued over ``devices``. Returns the rows and the failures."""
+    data where the dataset allows), or queued over ``devices``. Returns the rows and the failures.
+
+    With ``rows_file`` (JSON lines) each row is appended as soon as its run ends, and the runs
+    whose row is already there are not run again: an interrupted sweep resumes."""
     from coda_edu.config import load_config
     from coda_edu.data import load_dataset
     from coda_edu.sweep_devices import Job, report, run_queued
@@ -175,13 +187,36 @@ def run_dataset(
     shared = None
     if s["reuse_data"] and devices is None:
         shared = load_dataset(load_config(s["config"], s["overrides"] + (extra or [])))
+    saved = [r for r in read_rows(rows_file) if r["dataset"] == name] if rows_file else []
+    methods = methods or METHODS
+
+    def settings(method: str, seed: int) -> list[str]:  # what run_one will apply, the device aside
+        return s["overrides"] + (extra or []) + methods[method] + [f"seed={seed}"]
+
+    wanted = {(m, seed) for m in methods for seed in seeds}
+    saved = [
+        r
+        for r in saved
+        if (r["method"], r["seed"]) in wanted and r.get("overrides") == settings(r["method"], r["seed"])
+    ]
+    done = {(r["method"], r["seed"]) for r in saved}
+    if saved:
+        log(f"  {len(saved)} runs already in {rows_file} with the same settings: not run again")
     jobs = []
-    for method, method_overrides in (methods or METHODS).items():
+    for method, method_overrides in methods.items():
         for seed in seeds:
+            if (method, seed) in done:
+                continue
             args = (name, method, method_overrides, seed, quick, extra)
             jobs.append(Job(f"{name} {method} seed {seed}", run_one, args, {"data": shared} if shared else {}))
-    outcomes = run_queued(jobs, devices, log=lambda m: log(f"  {m}"))
-    rows = [o.value for o in outcomes if o.ok]
+
+    def save(outcome) -> None:
+        if rows_file is not None and outcome.ok:
+            append_row(rows_file, outcome.value)
+
+    outcomes = run_queued(jobs, devices, log=lambda m: log(f"  {m}"), on_outcome=save)
+    rows = saved + [o.value for o in outcomes if o.ok]
+    rows.sort(key=lambda r: (list(methods).index(r["method"]), r["seed"]))
     for row in rows:
         dice, val = row["dice"], row["val"]
         rv = next((c for c in dice if c != "mean"), None)
@@ -193,6 +228,30 @@ def run_dataset(
     failures: list[str] = []
     report(outcomes, failures.append)
     return rows, failures
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows saved in a JSON-lines file (none if it does not exist; a torn last line is skipped)."""
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"{path}:{number}: not a JSON row, skipped (an interrupted write?)", flush=True)
+    return rows
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one row as a JSON line and flush it to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -322,6 +381,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", help="results JSON (default: benchmarks/results/quality.json)")
     parser.add_argument(
+        "--rows",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="append each run's row here as soon as it ends, and skip the runs already there "
+        "(resume an interrupted sweep; the tables are made from the saved rows and the new ones)",
+    )
+    parser.add_argument(
         "--devices",
         metavar="D1,D2,...",
         help="queue the runs over these devices, one run per device at a time (e.g. cuda:0,cuda:1 or cpu,cpu)",
@@ -346,7 +412,7 @@ def main(argv=None) -> int:
     for name in datasets:
         print(f"{name}: {len(methods)} methods x {len(seeds)} seeds", flush=True)
         more, failed = run_dataset(
-            name, seeds, args.quick, lambda m: print(m, flush=True), methods, args.extra, devices
+            name, seeds, args.quick, lambda m: print(m, flush=True), methods, args.extra, devices, args.rows
         )
         rows += more
         failures += failed

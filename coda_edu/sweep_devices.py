@@ -122,14 +122,28 @@ def _here(job: Job) -> Outcome:
 
 
 def run_queued(
-    jobs: list[Job], devices: Optional[list[str]] = None, log: Callable[[str], None] = print
+    jobs: list[Job],
+    devices: Optional[list[str]] = None,
+    log: Callable[[str], None] = print,
+    on_outcome: Optional[Callable[[Outcome], None]] = None,
 ) -> list[Outcome]:
-    """Run ``jobs`` (in their order) over ``devices``, one at a time per device; outcomes in job order."""
+    """Run ``jobs`` (in their order) over ``devices``, one at a time per device; outcomes in job order.
+
+    ``on_outcome`` is called with each outcome as soon as its run ends (one call at a time, from
+    whichever thread ran it), so a caller can save results while the others still run."""
+    lock = threading.Lock()
+
+    def finished(outcome: Outcome) -> None:
+        with lock:
+            _log_outcome(outcome, log)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
     if devices is None:
         outcomes = []
         for job in jobs:
             outcomes.append(_here(job))
-            _log_outcome(outcomes[-1], log)
+            finished(outcomes[-1])
         return outcomes
     cpu_slots = sum(d == "cpu" for d in devices)
     threads = max(1, (os.cpu_count() or 1) // max(cpu_slots, 1))
@@ -146,7 +160,7 @@ def run_queued(
                 return
             log(f"[{device}] {job.name}: started")
             outcomes[i] = _in_process(job, device, threads)
-            _log_outcome(outcomes[i], log)
+            finished(outcomes[i])
 
     log(f"{len(jobs)} runs on {len(devices)} device slots: {', '.join(devices)}")
     loops = [threading.Thread(target=device_loop, args=(d,), daemon=True) for d in devices]
