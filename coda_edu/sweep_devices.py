@@ -130,7 +130,8 @@ def run_queued(
     """Run ``jobs`` (in their order) over ``devices``, one at a time per device; outcomes in job order.
 
     ``on_outcome`` is called with each outcome as soon as its run ends (one call at a time, from
-    whichever thread ran it), so a caller can save results while the others still run."""
+    whichever thread ran it), so a caller can save results while the others still run. On an
+    interrupt (Ctrl-C, ``timeout -s INT``) no queued run starts any more."""
     lock = threading.Lock()
 
     def finished(outcome: Outcome) -> None:
@@ -152,8 +153,10 @@ def run_queued(
         waiting.put((i, job))
     outcomes: list[Optional[Outcome]] = [None] * len(jobs)
 
+    stopping = threading.Event()  # set on Ctrl-C / SIGINT: no new run starts
+
     def device_loop(device: str) -> None:
-        while True:
+        while not stopping.is_set():
             try:
                 i, job = waiting.get_nowait()
             except queue.Empty:
@@ -166,8 +169,12 @@ def run_queued(
     loops = [threading.Thread(target=device_loop, args=(d,), daemon=True) for d in devices]
     for t in loops:
         t.start()
-    for t in loops:
-        t.join()
+    try:
+        for t in loops:
+            t.join()
+    except KeyboardInterrupt:
+        stopping.set()  # the runs in flight get the same signal (same process group) and end
+        raise
     return [o for o in outcomes if o is not None]
 
 

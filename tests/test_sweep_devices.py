@@ -19,6 +19,10 @@ def job_fn(value, device=None):
         raise ConfigError("config key 'train.iterations': must be at least 1")
     if value == "die":
         os._exit(9)
+    if value == "sleep":
+        import time
+
+        time.sleep(3)
     import torch
 
     return {"value": value, "device": device, "pid": os.getpid(), "threads": torch.get_num_threads()}
@@ -49,6 +53,29 @@ def test_runs_are_queued_over_the_devices_and_failures_are_one_line_each():
     summary = []
     assert report(outcomes, summary.append) == 2
     assert summary[0] == "2 of 5 runs failed:" and len(summary) == 3
+
+
+def test_each_outcome_is_handed_over_as_its_run_ends():
+    seen = []
+    outcomes = run_queued(
+        [Job("a", job_fn, (1,)), Job("b", job_fn, ("raise",))], ["cpu"], log=lambda s: None, on_outcome=seen.append
+    )
+    assert [o.job.name for o in seen] == ["a", "b"] and seen == outcomes
+
+
+def test_an_interrupt_starts_no_further_run():
+    """Ctrl-C (or ``timeout -s INT``) during a sweep: the parent raises, and the queue stops
+    instead of starting the waiting runs in a process that is shutting down."""
+    import signal
+    import threading
+    import time
+
+    lines = []
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # this process only, not the run's
+    with pytest.raises(KeyboardInterrupt):
+        run_queued([Job(f"run{i}", job_fn, ("sleep",)) for i in range(3)], ["cpu"], log=lines.append)
+    time.sleep(6)  # the first run (3 s) ends meanwhile; without the stop the second would start
+    assert sum(line.endswith(": started") for line in lines) == 1, lines
 
 
 def test_without_devices_the_runs_go_one_after_the_other_here():
