@@ -51,12 +51,15 @@ def machine() -> dict:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except Exception:
-        pass
+    # a copy without the real history (a GPU machine's) names its commit in $CODA_EDU_GIT_COMMIT
+    info["git_commit"] = os.environ.get("CODA_EDU_GIT_COMMIT", "")
+    if not info["git_commit"]:
+        try:
+            info["git_commit"] = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+        except Exception:
+            pass
     return info
 
 

@@ -173,19 +173,21 @@ def run_dataset(
     extra: list[str] | None = None,
     devices: list[str] | None = None,
     rows_file: Path | None = None,
+    run: bool = True,
 ) -> tuple[list[dict], list[str]]:
     """Every (method, seed) of one dataset: in this process one after the other (sharing the loaded
     data where the dataset allows), or queued over ``devices``. Returns the rows and the failures.
 
     With ``rows_file`` (JSON lines) each row is appended as soon as its run ends, and the runs
-    whose row is already there are not run again: an interrupted sweep resumes."""
+    whose row is already there are not run again: an interrupted sweep resumes. ``run=False``
+    runs nothing: the tables of the saved rows alone (what is missing is said)."""
     from coda_edu.config import load_config
     from coda_edu.data import load_dataset
     from coda_edu.sweep_devices import Job, report, run_queued
 
     s = dataset_settings(name, quick)
     shared = None
-    if s["reuse_data"] and devices is None:
+    if s["reuse_data"] and devices is None and run:
         shared = load_dataset(load_config(s["config"], s["overrides"] + (extra or [])))
     saved = [r for r in read_rows(rows_file) if r["dataset"] == name] if rows_file else []
     methods = methods or METHODS
@@ -206,6 +208,9 @@ def run_dataset(
     for method, method_overrides in methods.items():
         for seed in seeds:
             if (method, seed) in done:
+                continue
+            if not run:
+                log(f"  {name} {method} seed {seed}: not in {rows_file} (--no-run: not run)")
                 continue
             args = (name, method, method_overrides, seed, quick, extra)
             jobs.append(Job(f"{name} {method} seed {seed}", run_one, args, {"data": shared} if shared else {}))
@@ -392,7 +397,14 @@ def main(argv=None) -> int:
         metavar="D1,D2,...",
         help="queue the runs over these devices, one run per device at a time (e.g. cuda:0,cuda:1 or cpu,cpu)",
     )
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="with --rows: run nothing, make the tables from the saved rows (e.g. rows a GPU job sent back)",
+    )
     args = parser.parse_args(argv)
+    if args.no_run and not args.rows:
+        parser.error("--no-run needs --rows FILE.jsonl")
     devices = None
     if args.devices:
         from coda_edu.errors import CodaEduError
@@ -405,14 +417,22 @@ def main(argv=None) -> int:
     methods = dict(parse_variant(v) for v in args.variant) or METHODS
     seeds = list(range(2 if args.quick else args.seeds))
     datasets = [d for d in args.datasets.split(",") if d]
-    if "acdc" in datasets and not has_acdc():
+    if "acdc" in datasets and not has_acdc() and not args.no_run:
         print("ACDC not found under $CODA_EDU_DATA_DIR: skipping it (see data_scripts/README.md)")
         datasets.remove("acdc")
     rows, failures = [], []
     for name in datasets:
         print(f"{name}: {len(methods)} methods x {len(seeds)} seeds", flush=True)
         more, failed = run_dataset(
-            name, seeds, args.quick, lambda m: print(m, flush=True), methods, args.extra, devices, args.rows
+            name,
+            seeds,
+            args.quick,
+            lambda m: print(m, flush=True),
+            methods,
+            args.extra,
+            devices,
+            args.rows,
+            not args.no_run,
         )
         rows += more
         failures += failed
@@ -424,8 +444,10 @@ def main(argv=None) -> int:
         print(
             f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
             f"mean ± std over {len(seeds)} seeds"
+            + ("" if all(r["seeds"] == len(seeds) for r in summary) else " (n: fewer)")
         )
-        print(table(summary, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
+        seed_column = [] if all(r["seeds"] == len(seeds) for r in summary) else [("seeds", "n", "")]
+        print(table(summary, [("method", "method", "")] + seed_column + [(f"{c}_text", c, "") for c in classes]))
         mine = [r for r in rows if r["dataset"] == name]
         tables[name] = {"summary": summary}
         for baseline in ("cps", "supervised"):
