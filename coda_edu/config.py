@@ -228,7 +228,8 @@ class TrainConfig:
     fused_pair: bool = _f(
         False,
         help="run networks A and B as one grouped-convolution network (same maths, one launch per layer; "
-        "methods that train both networks; see docs/architecture.md)",
+        "methods that train both networks; measured 0.71x the plain step on an H200: leave off; "
+        "see docs/benchmarks.md#gpu-step)",
     )
     threads: int = _f(0, help="CPU threads for torch (0 = torch default)", min=0)
     augment: AugmentConfig = _f(help="batched on-device augmentation", factory=AugmentConfig)
