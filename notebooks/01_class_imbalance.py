@@ -37,20 +37,20 @@
 # **Prerequisites.** Python and NumPy; PyTorch tensors (shapes, `argmax`); what a segmentation
 # mask is. No GPU and no data download needed.
 #
-# **Time** to run all cells, per section, on a 2-core CPU (papermill, measured 2026-11-26 on a
-# shared VM whose other jobs kept the load average at 4–7, so upper bounds: the same 300
-# training steps took 110 s to 458 s depending on the load; see
+# **Time** to run all cells, per section, on a 2-core CPU with nothing else running
+# (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
+# busy laptop expect up to a few times more; see
 # [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
 # workshop plan about 25 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
-# | set-up and 1. synthetic phantoms | 6 s | 7 s | not measured |
-# | 2.–3. ACDC, CaDIS (real data only) | 0 s without the data | 0 s without the data | not measured |
-# | 4. supervised model (training) | 152 s | 1157 s | not measured |
+# | set-up and 1. synthetic phantoms | 4 s | 3 s | not measured |
+# | 2.–3. ACDC, CaDIS (real data only) | < 1 s | < 1 s | not measured |
+# | 4. supervised model (training) | 24 s | 75 s | not measured |
 # | exercises, recap | < 1 s | < 1 s | not measured |
-# | **whole notebook** (kernel start included) | **161 s** | **1168 s** | not measured |
+# | **whole notebook** (kernel start included) | **31 s** | **81 s** | not measured |
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in

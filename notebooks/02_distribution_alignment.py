@@ -39,22 +39,22 @@
 # **Prerequisites.** notebook 01 (class shares, the class marginal); PyTorch tensors of shape (N,
 # C, H, W) and broadcasting; what a softmax probability is.
 #
-# **Time** to run all cells, per section, on a 2-core CPU (papermill, measured 2026-11-26 on a
-# shared VM whose other jobs kept the load average at 4–7, so upper bounds: the same 300
-# training steps took 110 s to 458 s depending on the load; see
+# **Time** to run all cells, per section, on a 2-core CPU with nothing else running
+# (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
+# busy laptop expect up to a few times more; see
 # [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
 # workshop plan about 25 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
-# | set-up and 1. training the pair | 127 s | 743 s | not measured |
-# | 2. pseudo-labels against the target | < 1 s | < 1 s | not measured |
+# | set-up and 1. training the pair | 22 s | 62 s | not measured |
+# | 2. pseudo-labels against the target | < 1 s | 1 s | not measured |
 # | 3. the simplex (α slider) | 1 s | 1 s | not measured |
-# | 4. the four readings; real predictions (α, momentum) | 2 s | 4 s | not measured |
-# | 5. cross pseudo supervision | 1 s | 3 s | not measured |
+# | 4. the four readings; real predictions (α, momentum) | 1 s | 2 s | not measured |
+# | 5. cross pseudo supervision | < 1 s | 1 s | not measured |
 # | exercise, recap | < 1 s | < 1 s | not measured |
-# | **whole notebook** (kernel start included) | **135 s** | **757 s** | not measured |
+# | **whole notebook** (kernel start included) | **27 s** | **69 s** | not measured |
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in

@@ -40,21 +40,21 @@
 # **Prerequisites.** notebooks 01 and 02 (pseudo-labels, the class marginal); boolean masks in
 # PyTorch; precision and recall.
 #
-# **Time** to run all cells, per section, on a 2-core CPU (papermill, measured 2026-11-26 on a
-# shared VM whose other jobs kept the load average at 4–7, so upper bounds: the same 300
-# training steps took 110 s to 458 s depending on the load; see
+# **Time** to run all cells, per section, on a 2-core CPU with nothing else running
+# (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
+# busy laptop expect up to a few times more; see
 # [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
 # workshop plan about 15 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
-# | set-up and 1. training, pseudo-labels | 112 s | 662 s | not measured |
+# | set-up and 1. training, pseudo-labels | 21 s | 57 s | not measured |
 # | 2. noise per class | < 1 s | < 1 s | not measured |
 # | 3. confidence histograms | 1 s | 1 s | not measured |
-# | 4. three filters (filter menu) | 1 s | 2 s | not measured |
+# | 4. three filters (filter menu) | 1 s | 1 s | not measured |
 # | exercise, recap | < 1 s | < 1 s | not measured |
-# | **whole notebook** (kernel start included) | **117 s** | **669 s** | not measured |
+# | **whole notebook** (kernel start included) | **26 s** | **62 s** | not measured |
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in

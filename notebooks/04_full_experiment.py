@@ -37,21 +37,21 @@
 # **Prerequisites.** notebooks 01–03 (marginals, alignment, filtering); reading a line plot with a
 # log axis; what validation and test splits are for.
 #
-# **Time** to run all cells, per section, on a 2-core CPU (papermill, measured 2026-11-26 on a
-# shared VM whose other jobs kept the load average at 4–7, so upper bounds: the same 300
-# training steps took 110 s to 458 s depending on the load; see
+# **Time** to run all cells, per section, on a 2-core CPU with nothing else running
+# (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
+# busy laptop expect up to a few times more; see
 # [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
 # workshop plan about 15 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
-# | set-up and 1. train Co-DA | 15 s | not measured | not measured |
-# | 2. learning curves (step slider) | 1 s | not measured | not measured |
-# | 3.–4. results per class, segmentations | < 1 s | not measured | not measured |
-# | 5. against the baselines (trains two more) | 353 s | not measured | not measured |
-# | exercise, recap | < 1 s | not measured | not measured |
-# | **whole notebook** (kernel start included) | **372 s** | **344 s** (before the width-16 defaults) | not measured |
+# | set-up and 1. train Co-DA | 16 s | 107 s | not measured |
+# | 2. learning curves (step slider) | 1 s | 1 s | not measured |
+# | 3.–4. results per class, segmentations | < 1 s | < 1 s | not measured |
+# | 5. against the baselines (trains two more) | 23 s | 163 s | not measured |
+# | exercise, recap | < 1 s | < 1 s | not measured |
+# | **whole notebook** (kernel start included) | **42 s** | **275 s** | not measured |
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in

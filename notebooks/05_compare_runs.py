@@ -35,19 +35,19 @@
 #
 # **Prerequisites.** notebook 04 (run folders, `eval.json`); mean and standard deviation.
 #
-# **Time** to run all cells, per section, on a 2-core CPU (papermill, measured 2026-11-26 on a
-# shared VM whose other jobs kept the load average at 4–7, so upper bounds: the same 300
-# training steps took 110 s to 458 s depending on the load; see
+# **Time** to run all cells, per section, on a 2-core CPU with nothing else running
+# (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
+# busy laptop expect up to a few times more; see
 # [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
 # workshop plan about 10 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
-# | set-up and 1. the runs (reads 04's runs here) | 2 s | not measured | not measured |
-# | 2.–3. mean ± std, per class (slider) | < 1 s | not measured | not measured |
-# | exercise, recap | < 1 s | not measured | not measured |
-# | **whole notebook** (kernel start included) | **4 s** | **4 s** (reads existing runs) | not measured |
+# | set-up and 1. the runs (reads 04's runs here) | 2 s | 2 s | not measured |
+# | 2.–3. mean ± std, per class (slider) | 1 s | < 1 s | not measured |
+# | exercise, recap | < 1 s | < 1 s | not measured |
+# | **whole notebook** (kernel start included) | **4 s** | **4 s** | not measured |
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
