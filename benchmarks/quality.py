@@ -253,8 +253,10 @@ def read_rows(path: Path) -> list[dict]:
 def append_row(path: Path, row: dict) -> None:
     """Append one row as a JSON line and flush it to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
     with open(path, "a") as f:
-        f.write(json.dumps(row, default=float) + "\n")
+        # after a write torn by a kill, start a new line: the torn one is skipped on reading, this one is not
+        f.write(("\n" if torn else "") + json.dumps(row, default=float) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

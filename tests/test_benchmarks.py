@@ -66,6 +66,37 @@ def test_quality_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_quality_rows_resume_and_tables_without_running(tmp_path):
+    """--rows saves each run's row as it ends; a second call runs only what is missing (same
+    settings), and --no-run makes the tables from the file alone."""
+    rows = tmp_path / "rows.jsonl"
+    sup = ["--variant", "supervised:method.name=supervised"]
+    stdout, first = run_benchmark("quality", tmp_path, "--datasets", "demo", "--rows", str(rows), *sup)
+    saved = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert sorted(r["seed"] for r in saved) == [0, 1] and all(r["method"] == "supervised" for r in saved)
+    rows.write_text(rows.read_text() + '{"dataset": "demo", "meth')  # a write torn by a kill
+    cps = ["--variant", "cps:method.name=cps"]
+    stdout, second = run_benchmark("quality", tmp_path, "--datasets", "demo", "--rows", str(rows), *sup, *cps)
+    assert "2 runs already in" in stdout and "not a JSON row, skipped" in stdout
+    assert "demo supervised seed 0: done" not in stdout and "demo cps seed 0: done" in stdout  # only CPS ran
+    assert [(r["method"], r["seed"]) for r in second["runs"]] == [
+        ("supervised", 0),
+        ("supervised", 1),
+        ("cps", 0),
+        ("cps", 1),
+    ]
+    assert second["runs"][0]["dice"] == first["runs"][0]["dice"]
+    # other settings are other runs: nothing saved matches, and --no-run runs nothing
+    stdout, third = run_benchmark(
+        "quality", tmp_path, "--datasets", "demo", "--rows", str(rows), "--no-run", "--set", "optim.lr=0.5", *sup
+    )
+    assert third["runs"] == [] and "not in" in stdout and "(--no-run: not run)" in stdout
+    stdout, fourth = run_benchmark("quality", tmp_path, "--datasets", "demo", "--rows", str(rows), "--no-run", *cps)
+    assert [r["dice"] for r in fourth["runs"]] == [r["dice"] for r in second["runs"][2:]]
+    assert "cps" in stdout and "mean ± std over 2 seeds" in stdout
+
+
+@pytest.mark.slow
 def test_time_to_dice_quick(tmp_path):
     stdout, result = run_benchmark("time_to_dice", tmp_path)
     assert "min to 0.52" in stdout
