@@ -167,9 +167,9 @@ def run_queued(
 
     log(f"{len(jobs)} runs on {len(devices)} device slots: {', '.join(devices)}")
     loops = [threading.Thread(target=device_loop, args=(d,), daemon=True) for d in devices]
-    for t in loops:
-        t.start()
     try:
+        for t in loops:
+            t.start()
         for t in loops:
             t.join()
     except KeyboardInterrupt:

@@ -71,10 +71,21 @@ def test_an_interrupt_starts_no_further_run():
     import time
 
     lines = []
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # this process only, not the run's
+
+    def interrupt_once_the_first_run_started():
+        while not any(line.endswith("run0: started") for line in lines):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)  # this process only, not the run's
+
+    threading.Thread(target=interrupt_once_the_first_run_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run_queued([Job(f"run{i}", job_fn, ("sleep",)) for i in range(3)], ["cpu"], log=lines.append)
-    time.sleep(6)  # the first run (3 s) ends meanwhile; without the stop the second would start
+    deadline = time.monotonic() + 120
+    while not any("run0: done" in line or "run0: FAILED" in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first run (3 s) ends meanwhile, however loaded the machine
+    time.sleep(1)  # where the loop would start the next run at once without the stop
+    assert any("run0: done" in line for line in lines), lines
     assert sum(line.endswith(": started") for line in lines) == 1, lines
 
 
