@@ -78,9 +78,15 @@ def test_an_interrupt_starts_no_further_run():
         time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGINT)  # this process only, not the run's
 
+    # Python ignores SIGINT when it starts with SIGINT ignored (a background job of a script, as
+    # CI may run): restore the usual Ctrl-C handler for this test
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_once_the_first_run_started, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        run_queued([Job(f"run{i}", job_fn, ("sleep",)) for i in range(3)], ["cpu"], log=lines.append)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_queued([Job(f"run{i}", job_fn, ("sleep",)) for i in range(3)], ["cpu"], log=lines.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 120
     while not any("run0: done" in line or "run0: FAILED" in line for line in lines) and time.monotonic() < deadline:
         time.sleep(0.1)  # the first run (3 s) ends meanwhile, however loaded the machine
