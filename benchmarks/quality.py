@@ -118,6 +118,11 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return label.strip(), [o.strip() for o in overrides.split(",") if o.strip()]
 
 
+def run_overrides(settings: dict, extra: list[str] | None, method_overrides: list[str], seed: int) -> list[str]:
+    """The config overrides of one run, the device aside (also what a saved row is matched on)."""
+    return settings["overrides"] + (extra or []) + method_overrides + [f"seed={seed}"]
+
+
 def run_one(
     name: str,
     method: str,
@@ -133,7 +138,7 @@ def run_one(
     from coda_edu.train import train
 
     s = dataset_settings(name, quick)
-    overrides = s["overrides"] + (extra or []) + method_overrides + [f"seed={seed}"]
+    overrides = run_overrides(s, extra, method_overrides, seed)
     overrides_without_device = list(overrides)
     if device is not None:
         overrides.append(f"train.device={device}")
@@ -186,34 +191,35 @@ def run_dataset(
     from coda_edu.sweep_devices import Job, report, run_queued
 
     s = dataset_settings(name, quick)
-    shared = None
-    if s["reuse_data"] and devices is None and run:
-        shared = load_dataset(load_config(s["config"], s["overrides"] + (extra or [])))
-    saved = [r for r in read_rows(rows_file) if r["dataset"] == name] if rows_file else []
     methods = methods or METHODS
-
-    def settings(method: str, seed: int) -> list[str]:  # what run_one will apply, the device aside
-        return s["overrides"] + (extra or []) + methods[method] + [f"seed={seed}"]
-
     wanted = {(m, seed) for m in methods for seed in seeds}
     saved = [
         r
-        for r in saved
-        if (r["method"], r["seed"]) in wanted and r.get("overrides") == settings(r["method"], r["seed"])
+        for r in (read_rows(rows_file) if rows_file else [])
+        if r["dataset"] == name
+        and (r["method"], r["seed"]) in wanted
+        and r.get("overrides") == run_overrides(s, extra, methods[r["method"]], r["seed"])
     ]
     done = {(r["method"], r["seed"]) for r in saved}
     if saved:
         log(f"  {len(saved)} runs already in {rows_file} with the same settings: not run again")
-    jobs = []
-    for method, method_overrides in methods.items():
-        for seed in seeds:
-            if (method, seed) in done:
-                continue
-            if not run:
-                log(f"  {name} {method} seed {seed}: not in {rows_file} (--no-run: not run)")
-                continue
-            args = (name, method, method_overrides, seed, quick, extra)
-            jobs.append(Job(f"{name} {method} seed {seed}", run_one, args, {"data": shared} if shared else {}))
+    todo = [(m, seed) for m in methods for seed in seeds if (m, seed) not in done]
+    if not run:
+        for method, seed in todo:
+            log(f"  {name} {method} seed {seed}: not in {rows_file} (--no-run: not run)")
+        todo = []
+    shared = None
+    if s["reuse_data"] and devices is None and todo:
+        shared = load_dataset(load_config(s["config"], s["overrides"] + (extra or [])))
+    jobs = [
+        Job(
+            f"{name} {method} seed {seed}",
+            run_one,
+            (name, method, methods[method], seed, quick, extra),
+            {"data": shared} if shared else {},
+        )
+        for method, seed in todo
+    ]
 
     def save(outcome) -> None:
         if rows_file is not None and outcome.ok:
@@ -221,7 +227,8 @@ def run_dataset(
 
     outcomes = run_queued(jobs, devices, log=lambda m: log(f"  {m}"), on_outcome=save)
     rows = saved + [o.value for o in outcomes if o.ok]
-    rows.sort(key=lambda r: (list(methods).index(r["method"]), r["seed"]))
+    order = list(methods)
+    rows.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
     for row in rows:
         dice, val = row["dice"], row["val"]
         rv = next((c for c in dice if c != "mean"), None)
@@ -253,7 +260,11 @@ def read_rows(path: Path) -> list[dict]:
 def append_row(path: Path, row: dict) -> None:
     """Append one row as a JSON line and flush it to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with open(path, "a") as f:
         # after a write torn by a kill, start a new line: the torn one is skipped on reading, this one is not
         f.write(("\n" if torn else "") + json.dumps(row, default=float) + "\n")
@@ -443,12 +454,12 @@ def main(argv=None) -> int:
         summary = summarise([r for r in rows if r["dataset"] == name])
         classes = [c for c in rows[[r["dataset"] for r in rows].index(name)]["dice"] if c != "mean"] + ["mean"]
         split = next(r["split"] for r in rows if r["dataset"] == name)
+        every_seed = all(r["seeds"] == len(seeds) for r in summary)
         print(
             f"\n{name}: ensemble Dice on the {split} split, best checkpoint (chosen on validation), "
-            f"mean ± std over {len(seeds)} seeds"
-            + ("" if all(r["seeds"] == len(seeds) for r in summary) else " (n: fewer)")
+            f"mean ± std over {len(seeds)} seeds" + ("" if every_seed else " (n: fewer)")
         )
-        seed_column = [] if all(r["seeds"] == len(seeds) for r in summary) else [("seeds", "n", "")]
+        seed_column = [] if every_seed else [("seeds", "n", "")]
         print(table(summary, [("method", "method", "")] + seed_column + [(f"{c}_text", c, "") for c in classes]))
         mine = [r for r in rows if r["dataset"] == name]
         tables[name] = {"summary": summary}
