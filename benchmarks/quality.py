@@ -123,6 +123,11 @@ def run_overrides(settings: dict, extra: list[str] | None, method_overrides: lis
     return settings["overrides"] + (extra or []) + method_overrides + [f"seed={seed}"]
 
 
+def run_folder(dataset: str, method: str, seed: int, root: Path = RESULTS / "quality") -> Path:
+    """Where the run of (dataset, method label, seed) keeps its folder."""
+    return Path(root) / dataset / f"{''.join(ch if ch.isalnum() else '_' for ch in method)}-seed{seed}"
+
+
 def run_one(
     name: str,
     method: str,
@@ -142,7 +147,7 @@ def run_one(
     overrides_without_device = list(overrides)
     if device is not None:
         overrides.append(f"train.device={device}")
-    out = RESULTS / "quality" / name / f"{''.join(ch if ch.isalnum() else '_' for ch in method)}-seed{seed}"
+    out = run_folder(name, method, seed)
     shutil.rmtree(out, ignore_errors=True)
     cfg = load_config(s["config"], overrides)
     start = time.perf_counter()

@@ -8,6 +8,7 @@ new is computed about the method itself.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
@@ -286,4 +287,41 @@ def over_under(class_names: Iterable[str], shares: Iterable[float], target: Iter
             continue
         ratio = float(s) / float(t)
         out.append(f"{name} {ratio:.2f}x ({'over' if ratio > 1 else 'under' if ratio < 1 else 'on target'})")
+    return out
+
+
+PSEUDO_LABEL_FIELDS = ("coverage", "pl_precision", "pl_recall", "shares_after", "pi_gt")
+
+
+def pseudo_label_summary(metrics: Iterable[dict], network: str, last_fraction: float = 0.2) -> dict[str, list[float]]:
+    """Per class, the mean of a run's pseudo-label diagnostics over its last steps.
+
+    ``metrics`` are the rows of a run's ``metrics.jsonl``; the training rows that carry
+    diagnostics of ``network`` ("A" or "B") and whose step is in the last
+    ``last_fraction`` of the run, s > (1 - last_fraction) * last step, are averaged per
+    class, ignoring NaN (a class absent from a batch):
+
+    - ``coverage``: kept / assigned, the share of the pixels pseudo-labelled k that the
+      filter keeps (1 without a filter);
+    - ``pl_precision``, ``pl_recall``: of the (aligned) pseudo-labels before the filter,
+      against the hidden truth of the unlabeled images (where it exists);
+    - ``shares_after``: the share of pixels pseudo-labelled k; ``pi_gt``: the labeled
+      class frequencies they are compared with.
+
+    A field missing from the rows (no hidden truth, or an older run) is left out.
+    """
+    if not 0 < last_fraction <= 1:
+        raise ValueError(f"last_fraction must be in (0, 1], got {last_fraction}")
+    rows = [r for r in metrics if r.get("kind") == "train" and f"coverage_{network}" in r]
+    if not rows:
+        return {}
+    last = max(r["step"] for r in rows)
+    rows = [r for r in rows if r["step"] > (1 - last_fraction) * last] or rows[-1:]
+    out = {}
+    for field in PSEUDO_LABEL_FIELDS:
+        values = [r[f"{field}_{network}"] for r in rows if r.get(f"{field}_{network}") is not None]
+        if values:
+            with warnings.catch_warnings():  # a class absent from every batch stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[field] = [float(v) for v in np.nanmean(np.asarray(values, dtype=float), axis=0)]
     return out

@@ -10,6 +10,7 @@ import time
 import pytest
 import yaml
 
+from coda_edu.analysis import PSEUDO_LABEL_FIELDS, pseudo_label_summary
 from coda_edu.config import load_config, resolve
 from coda_edu.data import load_dataset
 from coda_edu.device import resolve_precision
@@ -107,6 +108,10 @@ def test_run_folder_contents(coda_run):
     ):
         assert key in row, key
     assert len(row["pi_l_A"]) == 4 and abs(sum(row["pi_l_A"]) - 1) < 1e-4
+    # what benchmarks/pseudo_labels.py tabulates: every diagnostic, per class (synthetic data has hidden truth)
+    summary = pseudo_label_summary(rows, "B")
+    assert set(summary) == set(PSEUDO_LABEL_FIELDS) and all(len(v) == 4 for v in summary.values())
+    assert all(0 <= v <= 1 for v in summary["coverage"])
     assert [r["step"] for r in rows if r["kind"] == "val"] == [40, 80, 120, 160]
 
     ev = json.loads((run / "eval.json").read_text())

@@ -1,0 +1,122 @@
+"""What the filter keeps, per class: pseudo-label diagnostics of the quality runs.
+
+    python benchmarks/pseudo_labels.py --dataset acdc --seeds 5 --method coda --method "alignment only" [--last 0.2]
+
+Reads the run folders that ``benchmarks/quality.py`` keeps
+(``benchmarks/results/quality/<dataset>/<method>-seed<k>/metrics.jsonl``) and prints, per
+method and class, the mean over seeds (± std) of each run's pseudo-label diagnostics
+over its last steps, the two networks averaged (:func:`coda_edu.analysis.pseudo_label_summary`):
+
+- ``kept``: the share of the pixels pseudo-labelled k that the filter keeps;
+- ``precision`` / ``recall`` of the pseudo-labels before the filter, against the hidden
+  truth of the unlabeled images (ACDC and the synthetic phantoms have it);
+- ``share / labeled``: the share of pixels pseudo-labelled k over the labeled class
+  frequency it is aligned to (below 1: the class is under-counted).
+
+These are training-batch estimates (one batch per diagnostic step), not evaluation
+numbers. Runs that are missing are named and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from quality import run_folder
+
+from _common import RESULTS, table
+from coda_edu.analysis import pseudo_label_summary
+from coda_edu.io import read_json, read_jsonl
+
+
+def run_summary(folder, last_fraction: float) -> tuple[list[str], dict[str, list[float]]] | None:
+    """(class names, per-class diagnostics averaged over networks A and B) of one run folder."""
+    if not (folder / "metrics.jsonl").is_file() or not (folder / "eval.json").is_file():
+        return None
+    classes = read_json(folder / "eval.json")["protocol"]["classes"]
+    metrics = read_jsonl(folder / "metrics.jsonl")
+    per_net = [pseudo_label_summary(metrics, net, last_fraction) for net in ("A", "B")]
+    per_net = [s for s in per_net if s]
+    if not per_net:
+        return None
+    fields = set.intersection(*(set(s) for s in per_net))
+    both = {f: [statistics.fmean(s[f][c] for s in per_net) for c in range(len(classes))] for f in fields}
+    return classes, both
+
+
+def fmt(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def method_rows(
+    dataset: str, method: str, seeds: int, last_fraction: float, root: Path
+) -> tuple[list[dict], list[str]]:
+    """Table rows (one per class) of a method over its seeds, and the run folders that were missing."""
+    found, missing = [], []
+    for seed in range(seeds):
+        folder = run_folder(dataset, method, seed, root)
+        summary = run_summary(folder, last_fraction)
+        (found if summary else missing).append(summary or str(folder))
+    if not found:
+        return [], missing
+    classes = found[0][0]
+    rows = []
+    for c, name in enumerate(classes):
+        per_seed = {f: [s[f][c] for _, s in found if f in s] for f in ("coverage", "pl_precision", "pl_recall")}
+        ratio = [
+            s["shares_after"][c] / s["pi_gt"][c]
+            for _, s in found
+            if {"shares_after", "pi_gt"} <= set(s) and s["pi_gt"][c] > 0
+        ]
+        rows.append(
+            {
+                "method": method,
+                "class": name,
+                "n": len(found),
+                "kept": fmt(per_seed["coverage"]),
+                "precision": fmt(per_seed["pl_precision"]),
+                "recall": fmt(per_seed["pl_recall"]),
+                "share / labeled": fmt(ratio),
+            }
+        )
+    return rows, missing
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="acdc", help="demo, synthetic or acdc (a folder of --root)")
+    ap.add_argument(
+        "--method", action="append", dest="methods", help="a method label of quality.py (repeatable; default: coda)"
+    )
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--root", type=Path, default=RESULTS / "quality", help="where quality.py keeps its run folders")
+    ap.add_argument("--last", type=float, default=0.2, help="average over this last fraction of each run's steps")
+    args = ap.parse_args(argv)
+    if not 0 < args.last <= 1:
+        ap.error(f"--last must be in (0, 1], got {args.last}")
+    rows = []
+    methods = args.methods or ["coda"]
+    for method in methods:
+        method_table, missing = method_rows(args.dataset, method, args.seeds, args.last, args.root)
+        for path in missing:
+            print(f"skipped (no finished run): {path}", file=sys.stderr)
+        rows += method_table
+    if not rows:
+        print(f"error: no finished run of {', '.join(methods)} on {args.dataset} in {args.root}", file=sys.stderr)
+        return 1
+    print(f"pseudo-labels over the last {args.last:.0%} of the steps, networks A and B averaged, mean ± std over seeds")
+    columns = [(k, k, "") for k in ("method", "class", "n", "kept", "precision", "recall", "share / labeled")]
+    print(table(rows, columns))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
