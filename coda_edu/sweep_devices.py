@@ -165,7 +165,9 @@ def run_queued(
             outcomes[i] = _in_process(job, device, threads)
             finished(outcomes[i])
 
-    log(f"{len(jobs)} runs on {len(devices)} device slots: {', '.join(devices)}")
+    runs = f"{len(jobs)} run" + ("" if len(jobs) == 1 else "s")
+    slots = f"{len(devices)} device slot" + ("" if len(devices) == 1 else "s")
+    log(f"{runs} on {slots}: {', '.join(devices)}")
     loops = [threading.Thread(target=device_loop, args=(d,), daemon=True) for d in devices]
     try:
         for t in loops:
