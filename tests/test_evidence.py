@@ -1,0 +1,114 @@
+"""The numbers in docs/benchmarks.md are the ones the committed run rows give.
+
+benchmarks/evidence/ keeps the per-run rows that ``benchmarks/quality.py --rows`` saved for
+the long sweeps (the ACDC preset on the GPU and on the CPU). These tests recompute the
+tables with quality.py's own functions and check each doc line carries the same numbers,
+so an edited number, or a sweep rerun without updating the docs, fails here.
+"""
+
+import importlib.util
+import sys
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(quality)
+
+EVIDENCE = REPO / "benchmarks" / "evidence"
+BENCHMARKS_MD = (REPO / "docs" / "benchmarks.md").read_text()
+
+
+def section(anchor: str) -> str:
+    """The text of docs/benchmarks.md from ``<a id="anchor">`` to the next anchor."""
+    start = BENCHMARKS_MD.index(f'<a id="{anchor}"></a>')
+    end = BENCHMARKS_MD.find("<a id=", start + 1)
+    return BENCHMARKS_MD[start : end if end > 0 else None]
+
+
+def tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The markdown tables of ``text``: (header cells, body rows), cells without ``**`` and spaces."""
+    out, block = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append([cell.replace("**", "").strip() for cell in line.strip().strip("|").split(" | ")])
+        elif block:
+            out.append((block[0], block[2:]))
+            block = []
+    return out
+
+
+def table_with(text: str, header: str) -> tuple[list[str], list[list[str]]]:
+    """The one table with a header cell starting ``header``."""
+    found = [t for t in tables(text) if any(cell.startswith(header) for cell in t[0])]
+    assert len(found) == 1, f"expected one table with a header {header!r}, found {len(found)}"
+    return found[0]
+
+
+def row_of(table: tuple[list[str], list[list[str]]], starts: str) -> dict[str, str]:
+    header, body = table
+    found = [r for r in body if r[0].startswith(starts)]
+    assert len(found) == 1, f"expected one row starting {starts!r}, found {len(found)}"
+    return dict(zip(header, found[0]))
+
+
+def minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def rows(name: str) -> list[dict]:
+    found = quality.read_rows(EVIDENCE / name)
+    assert found, f"no rows in benchmarks/evidence/{name}"
+    return found
+
+
+def check_dice(text: str, found: list[dict], labels: dict[str, str], header: str) -> None:
+    """Per method, the mean ± std over seeds of each class's Dice is the doc's cell."""
+    dice = table_with(text, header)
+    for summary in quality.summarise(found):
+        row = row_of(dice, labels[summary["method"]])
+        for cls in ("RV", "MYO", "LV", "mean"):
+            assert row[cls] == summary[f"{cls}_text"], (summary["method"], cls)
+        if "n" in row:
+            assert row["n"] == str(summary["seeds"])
+
+
+def check_paired(text: str, found: list[dict], baseline: str, rows_named: dict[str, str]) -> None:
+    """(method − baseline), paired by seed: the doc's cells of the "paired by seed" table."""
+    paired = table_with(text, "paired by seed")
+    for delta in quality.paired_deltas(found, baseline):
+        method = delta["method"].rsplit(" - ", 1)[0]
+        if method in rows_named:
+            row = row_of(paired, rows_named[method])
+            for cls in ("RV", "MYO", "LV", "mean"):
+                assert row[cls] == minus(delta[f"{cls}_text"]), (delta["method"], cls)
+
+
+GPU_LABELS = {
+    "supervised": "supervised",
+    "cps": "CPS",
+    "coda": "Co-DA",
+    "filter only": "filter only",
+    "alignment only": "alignment only",
+}
+
+
+def test_acdc_gpu_sweep_tables_are_the_saved_rows():
+    found = rows("acdc_gpu_rows.jsonl")
+    text = section("acdc-5-seeds")
+    assert {r["method"] for r in found} == set(GPU_LABELS)
+    check_dice(text, found, GPU_LABELS, "method (val")
+    check_paired(
+        text,
+        found,
+        "cps",
+        {"coda": "Co-DA − CPS", "filter only": "filter only − CPS", "alignment only": "alignment only − CPS"},
+    )
+    check_paired(text, found, "supervised", {"coda": "Co-DA − supervised", "cps": "CPS − supervised"})
+    pair = table_with(text, "ensemble ≥ better")
+    for expected in quality.pair_table(found):
+        row = row_of(pair, GPU_LABELS[expected["method"]])
+        assert (row["A"], row["B"], row["ensemble"]) == (expected["A"], expected["B"], expected["ensemble"])
+        assert row["mean \\|A − B\\|"] == expected["gap"]
+        assert row["ensemble ≥ better − 0.01"] == expected["ens_ok"].replace("/", " of ")
