@@ -14,7 +14,9 @@ over its last steps, the two networks averaged (:func:`coda_edu.analysis.pseudo_
   frequency it is aligned to (below 1: the class is under-counted).
 
 These are training-batch estimates (one batch per diagnostic step), not evaluation
-numbers. Runs that are missing are named and skipped.
+numbers. Runs that are missing are named and skipped. ``--save FILE.json`` keeps the
+per-run summaries (a few kB, where the run folders take megabytes) and ``--load FILE.json``
+makes the table from them again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from quality import run_folder
 
 from _common import RESULTS, table
 from coda_edu.analysis import pseudo_label_summary
-from coda_edu.io import read_json, read_jsonl
+from coda_edu.io import atomic_write_json, read_json, read_jsonl
 
 
 def run_summary(folder, last_fraction: float) -> tuple[list[str], dict[str, list[float]]] | None:
@@ -48,7 +50,7 @@ def run_summary(folder, last_fraction: float) -> tuple[list[str], dict[str, list
 
 
 def fmt(values: list[float]) -> str:
-    values = [v for v in values if not math.isnan(v)]
+    values = [v for v in values if v is not None and not math.isnan(v)]  # a saved NaN reads back as None
     if not values:
         return "n/a"
     if len(values) == 1:
@@ -56,38 +58,47 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def method_rows(
-    dataset: str, method: str, seeds: int, last_fraction: float, root: Path
-) -> tuple[list[dict], list[str]]:
-    """Table rows (one per class) of a method over its seeds, and the run folders that were missing."""
-    found, missing = [], []
-    for seed in range(seeds):
-        folder = run_folder(dataset, method, seed, root)
-        summary = run_summary(folder, last_fraction)
-        (found if summary else missing).append(summary or str(folder))
-    if not found:
-        return [], missing
-    classes = found[0][0]
+def collect(
+    dataset: str, methods: list[str], seeds: int, last_fraction: float, root: Path
+) -> tuple[dict[str, list[dict]], list[str]]:
+    """Per method, the summaries of its finished runs ({seed, classes, summary}); and the missing run folders."""
+    found: dict[str, list[dict]] = {}
+    missing = []
+    for method in methods:
+        for seed in range(seeds):
+            folder = run_folder(dataset, method, seed, root)
+            summary = run_summary(folder, last_fraction)
+            if summary is None:
+                missing.append(str(folder))
+            else:
+                found.setdefault(method, []).append({"seed": seed, "classes": summary[0], "summary": summary[1]})
+    return found, missing
+
+
+def tabulate(found: dict[str, list[dict]]) -> list[dict]:
+    """Table rows, one per method and class: mean ± std over the runs of each diagnostic."""
     rows = []
-    for c, name in enumerate(classes):
-        per_seed = {f: [s[f][c] for _, s in found if f in s] for f in ("coverage", "pl_precision", "pl_recall")}
-        ratio = [
-            s["shares_after"][c] / s["pi_gt"][c]
-            for _, s in found
-            if {"shares_after", "pi_gt"} <= set(s) and s["pi_gt"][c] > 0
-        ]
-        rows.append(
-            {
-                "method": method,
-                "class": name,
-                "n": len(found),
-                "kept": fmt(per_seed["coverage"]),
-                "precision": fmt(per_seed["pl_precision"]),
-                "recall": fmt(per_seed["pl_recall"]),
-                "share / labeled": fmt(ratio),
-            }
-        )
-    return rows, missing
+    for method, runs in found.items():
+        for c, name in enumerate(runs[0]["classes"]):
+            summaries = [r["summary"] for r in runs]
+            per_seed = {f: [s[f][c] for s in summaries if f in s] for f in ("coverage", "pl_precision", "pl_recall")}
+            ratio = [
+                s["shares_after"][c] / s["pi_gt"][c]
+                for s in summaries
+                if {"shares_after", "pi_gt"} <= set(s) and (s["pi_gt"][c] or 0) > 0 and s["shares_after"][c] is not None
+            ]
+            rows.append(
+                {
+                    "method": method,
+                    "class": name,
+                    "n": len(runs),
+                    "kept": fmt(per_seed["coverage"]),
+                    "precision": fmt(per_seed["pl_precision"]),
+                    "recall": fmt(per_seed["pl_recall"]),
+                    "share / labeled": fmt(ratio),
+                }
+            )
+    return rows
 
 
 def main(argv=None) -> int:
@@ -99,22 +110,37 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--root", type=Path, default=RESULTS / "quality", help="where quality.py keeps its run folders")
     ap.add_argument("--last", type=float, default=0.2, help="average over this last fraction of each run's steps")
+    ap.add_argument("--save", type=Path, help="also write the per-run summaries to this JSON file")
+    ap.add_argument("--load", type=Path, help="tabulate the per-run summaries of a --save file (no run folders read)")
     args = ap.parse_args(argv)
     if not 0 < args.last <= 1:
         ap.error(f"--last must be in (0, 1], got {args.last}")
-    rows = []
-    methods = args.methods or ["coda"]
-    for method in methods:
-        method_table, missing = method_rows(args.dataset, method, args.seeds, args.last, args.root)
+    if args.load:
+        try:
+            saved = read_json(args.load)
+            found = saved["runs"]
+            last = saved["last_fraction"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: {args.load}: not a --save file of pseudo_labels.py ({exc})", file=sys.stderr)
+            return 2
+        if args.methods:
+            found = {m: found[m] for m in args.methods if m in found}
+        methods = list(found)
+    else:
+        methods = args.methods or ["coda"]
+        found, missing = collect(args.dataset, methods, args.seeds, args.last, args.root)
         for path in missing:
             print(f"skipped (no finished run): {path}", file=sys.stderr)
-        rows += method_table
-    if not rows:
-        print(f"error: no finished run of {', '.join(methods)} on {args.dataset} in {args.root}", file=sys.stderr)
+        last = args.last
+    if not found:
+        where = f"in {args.load}" if args.load else f"on {args.dataset} in {args.root}"
+        print(f"error: no finished run of {', '.join(methods) or 'any method'} {where}", file=sys.stderr)
         return 1
-    print(f"pseudo-labels over the last {args.last:.0%} of the steps, networks A and B averaged, mean ± std over seeds")
+    if args.save:
+        atomic_write_json(args.save, {"dataset": args.dataset, "last_fraction": last, "runs": found})
+    print(f"pseudo-labels over the last {last:.0%} of the steps, networks A and B averaged, mean ± std over seeds")
     columns = [(k, k, "") for k in ("method", "class", "n", "kept", "precision", "recall", "share / labeled")]
-    print(table(rows, columns))
+    print(table(tabulate(found), columns))
     return 0
 
 

@@ -85,6 +85,18 @@ def test_pseudo_labels_script_tabulates_seeds_and_names_missing_runs(tmp_path):
     assert rv[1][:4] == ["alignment", "only", "RV", "1"] and rv[1][4] == "1.000"
     assert "alignment_only-seed1" in done.stderr and "coda-seed" not in done.stderr
 
+    # --save keeps the per-run summaries; --load makes the same table from them alone
+    saved = tmp_path / "summaries.json"
+    args = ["--root", str(tmp_path), "--dataset", "toy", "--seeds", "2", "--method", "coda", "--save", str(saved)]
+    coda_only = run_script(*args)
+    assert coda_only.returncode == 0 and saved.is_file() and "alignment only" not in coda_only.stdout
+    from_file = run_script("--load", str(saved))
+    assert from_file.returncode == 0 and from_file.stdout == coda_only.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    done = run_script("--load", str(bad))
+    assert done.returncode == 2 and f"error: {bad}: not a --save file" in done.stderr
+
     done = run_script("--root", str(tmp_path), "--dataset", "other", "--seeds", "1")
     assert done.returncode == 1 and "error: no finished run of coda on other" in done.stderr
     done = run_script("--root", str(tmp_path), "--last", "2")
