@@ -7,6 +7,7 @@ so an edited number, or a sweep rerun without updating the docs, fails here.
 """
 
 import importlib.util
+import re
 import sys
 
 from tests.conftest import REPO
@@ -112,3 +113,41 @@ def test_acdc_gpu_sweep_tables_are_the_saved_rows():
         assert (row["A"], row["B"], row["ensemble"]) == (expected["A"], expected["B"], expected["ensemble"])
         assert row["mean \\|A − B\\|"] == expected["gap"]
         assert row["ensemble ≥ better − 0.01"] == expected["ens_ok"].replace("/", " of ")
+
+
+SYNTHETIC_LABELS = {
+    "supervised": "supervised",
+    "cps": "CPS",
+    "coda, predictions": "Co-DA, `predictions`",
+    "coda, hard counts": "Co-DA, `hard_counts`",
+    "coda, argmax share": "Co-DA, `argmax_share`",
+    "coda, labels": "Co-DA, `labels`",
+    "filter only": "filter only",
+    "alignment only": "alignment only",
+}
+
+
+def test_synthetic_minority_tables_are_the_saved_rows():
+    found = rows("synthetic_minority_rows.jsonl")
+    text = section("minority-regime")
+    assert {r["method"] for r in found} == set(SYNTHETIC_LABELS)
+    assert all(sum(r["method"] == m for r in found) == 5 for m in SYNTHETIC_LABELS)
+    dice = table_with(text, "RV (test)")
+    vs_cps = {d["method"].rsplit(" - ", 1)[0]: d for d in quality.paired_deltas(found, "cps")}
+    vs_sup = {d["method"].rsplit(" - ", 1)[0]: d for d in quality.paired_deltas(found, "supervised")}
+    pairs = {p["method"]: p for p in quality.pair_table(found)}
+    for summary in quality.summarise(found):
+        method = summary["method"]
+        row = row_of(dice, SYNTHETIC_LABELS[method])
+        assert (row["RV (test)"], row["mean (test)"]) == (summary["RV_text"], summary["mean_text"]), method
+        if method != "cps":
+            assert row["RV − CPS, paired"] == minus(vs_cps[method]["RV_text"]), method
+        if method != "supervised":
+            assert row["RV − supervised, paired"] == minus(vs_sup[method]["RV_text"]), method
+        assert row["validation mean"] == pairs[method]["ensemble"], method
+    bias = table_with(text, "A: ratio")
+    for expected in quality.bias_table(found, "RV"):
+        row = row_of(bias, SYNTHETIC_LABELS[expected["method"]])
+        for net in ("A", "B"):
+            ratio, under = re.search(r"ratio (\S+ ± \S+), under in (\d+/\d+)", expected[net]).groups()
+            assert row[f"{net}: ratio (seeds under)"] == f"{ratio} ({under})", (expected["method"], net)
