@@ -8,15 +8,29 @@ so an edited number, or a sweep rerun without updating the docs, fails here.
 
 import importlib.util
 import re
+import subprocess
 import sys
 
 from tests.conftest import REPO
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
-quality = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(quality)
 
+def load_quality():
+    """benchmarks/quality.py as a module, with its own ``_common`` (data_scripts/ has one too)."""
+    other = sys.modules.pop("_common", None)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+        sys.modules.pop("_common", None)
+        if other is not None:
+            sys.modules["_common"] = other
+    return module
+
+
+quality = load_quality()
 EVIDENCE = REPO / "benchmarks" / "evidence"
 BENCHMARKS_MD = (REPO / "docs" / "benchmarks.md").read_text()
 
@@ -151,3 +165,53 @@ def test_synthetic_minority_tables_are_the_saved_rows():
         for net in ("A", "B"):
             ratio, under = re.search(r"ratio (\S+ ± \S+), under in (\d+/\d+)", expected[net]).groups()
             assert row[f"{net}: ratio (seeds under)"] == f"{ratio} ({under})", (expected["method"], net)
+
+
+CPU_LABELS = {
+    "coda": "Co-DA, `predictions`",
+    "coda, argmax share": "Co-DA, `argmax_share`",
+    "coda, hard counts": "Co-DA, `hard_counts`",
+    "coda, labels": "Co-DA, `labels`",
+    "alignment only": "alignment only",
+}
+
+
+def test_acdc_cpu_readings_tables_are_the_saved_rows():
+    found = rows("acdc_cpu_rows.jsonl")
+    text = section("acdc-readings")
+    assert {r["method"] for r in found} == set(CPU_LABELS)
+    assert all(sum(r["method"] == m for r in found) == 5 for m in CPU_LABELS)
+    check_dice(text, found, CPU_LABELS, "method (val")
+    check_paired(
+        text,
+        found,
+        "coda",
+        {
+            "coda, argmax share": "`argmax_share` − `predictions`",
+            "coda, hard counts": "`hard_counts` − `predictions`",
+            "coda, labels": "`labels` − `predictions`",
+            "alignment only": "alignment only − Co-DA",
+        },
+    )
+    dice = table_with(text, "method (val")
+    for expected in quality.pair_table(found):
+        row = row_of(dice, CPU_LABELS[expected["method"]])
+        assert row["\\|A − B\\|"] == expected["gap"]
+        assert row["ensemble ≥ better − 0.01"] == expected["ens_ok"].replace("/", " of ")
+
+
+def test_acdc_pseudo_label_table_is_the_saved_summaries():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "pseudo_labels.py"),
+            "--load",
+            str(EVIDENCE / "acdc_cpu_pseudo_labels.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    text = section("acdc-pseudo-labels")
+    assert done.stdout.strip() in text
