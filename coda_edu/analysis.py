@@ -227,7 +227,7 @@ def split_confusion_and_marginals(model_a, model_b, data, cases=None, device="cp
     ``model`` ("A", "B" or "ensemble"), its predicted class marginal (mean softmax) and the true
     class frequencies."""
     from .device import resolve_precision
-    from .evaluate import predict_case
+    from .evaluate import class_argmax, predict_case
     from .metrics import confusion_matrix
 
     device = torch.device(device)
@@ -242,7 +242,7 @@ def split_confusion_and_marginals(model_a, model_b, data, cases=None, device="cp
         pa, pb = predict_case([model_a, model_b], case, data, device, precision)
         probs = {"A": pa, "B": pb, "ensemble": (pa + pb) / 2}[model]
         ref = torch.from_numpy(np.asarray(case.label).astype(np.int64))
-        cm += confusion_matrix(probs.argmax(0), ref, k, data.ignore_index)
+        cm += confusion_matrix(class_argmax(probs), ref, k, data.ignore_index)
         prob_sum += probs.reshape(k, -1).sum(1).double()
         valid = ref if data.ignore_index is None else ref[ref != data.ignore_index]
         true_count += torch.bincount(valid.reshape(-1), minlength=k)[:k].double()

@@ -31,6 +31,12 @@ MODELS = ("A", "B", "ensemble")
 METRICS = ("dice", "iou", "hd95", "asd", "hd95_pen", "asd_pen")
 
 
+def class_argmax(probs: torch.Tensor) -> torch.Tensor:
+    """The predicted class of every voxel of class probabilities ``(K, *spatial)``: ``probs.argmax(0)``,
+    computed over contiguous memory (the class axis last), several times faster on a CPU."""
+    return probs.movedim(0, -1).contiguous().argmax(-1)
+
+
 def _as_float(image: np.ndarray) -> torch.Tensor:
     """Case images are float32, or uint8 RGB frames (scaled to [0, 1])."""
     x = torch.from_numpy(np.ascontiguousarray(image))
@@ -162,7 +168,11 @@ def evaluate_cases(
     try:
         for case in iterator:
             probs_a, probs_b = predict_case([model_a, model_b], case, data, device, precision, batch_size, overlap)
-            preds = {"A": probs_a.argmax(0), "B": probs_b.argmax(0), "ensemble": ((probs_a + probs_b) / 2).argmax(0)}
+            preds = {
+                "A": class_argmax(probs_a),
+                "B": class_argmax(probs_b),
+                "ensemble": class_argmax((probs_a + probs_b) / 2),
+            }
             ref = torch.from_numpy(np.asarray(case.label).astype(np.int64))
             for name, pred in preds.items():
                 confusion[name] += confusion_matrix(pred, ref, k, data.ignore_index).numpy()

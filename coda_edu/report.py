@@ -21,7 +21,7 @@ from .config import Config
 from .data.base import SegmentationData
 from .device import Precision, describe
 from .errors import RunFolderError
-from .evaluate import MODELS, aggregate, evaluate_cases, format_table, predict_case
+from .evaluate import MODELS, aggregate, class_argmax, evaluate_cases, format_table, predict_case
 from .io import read_jsonl
 from .progress import progress_bar
 from .run_folder import CHECKPOINTS, RunFolder
@@ -217,9 +217,9 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
         [model_a, model_b], case, data, device, precision, cfg.eval.batch_size, cfg.eval.overlap
     )
     preds = {
-        "A": probs_a.argmax(0).numpy(),
-        "B": probs_b.argmax(0).numpy(),
-        "ensemble": ((probs_a + probs_b) / 2).argmax(0).numpy(),
+        "A": class_argmax(probs_a).numpy(),
+        "B": class_argmax(probs_b).numpy(),
+        "ensemble": class_argmax((probs_a + probs_b) / 2).numpy(),
     }
     image, label = case.image[0], np.asarray(case.label)
     if image.ndim == 2:
