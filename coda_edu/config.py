@@ -35,6 +35,7 @@ from .registry import DATASETS, METHODS, Registry
 SMALL_SYNTHETIC = list(dataset_quick("synthetic"))
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
+MIXES = ("none", "copy_paste", "cutmix")
 
 
 def _f(
@@ -180,6 +181,26 @@ class MethodConfig:
         help="supervised loss of each network: 'ce_dice' = (CE + soft Dice) / 2, 'ce' = cross-entropy alone "
         "(small classes end up under-counted by the argmax: configs/synthetic_minority.yaml)",
         choices=("ce_dice", "ce"),
+    )
+    mix: str = _f(
+        "none",
+        help="beyond the paper: train on mixed images, the pseudo-labels made on the clean ones: 'copy_paste' "
+        "= a labeled box pasted into an unlabeled image and back (BCP-like; ground truth on the labeled pixels), "
+        "'cutmix' = a box of another unlabeled image (docs/method.md#beyond-the-paper)",
+        choices=MIXES,
+    )
+    mix_fraction: float = _f(
+        0.667, help="side of the pasted box as a fraction of the image side", min=0.0, max=1.0, min_exclusive=True
+    )
+    mix_per_network: bool = _f(
+        True, help="each network gets its own boxes (more diverse pair, same cost); false = both the same"
+    )
+    strong_intensity: float = _f(
+        0.0,
+        help="beyond the paper: strength of a random gamma/contrast/brightness/noise change of the images a "
+        "network learns its pseudo-labels on (0 = off; the pseudo-labels come from the unchanged images)",
+        min=0.0,
+        max=1.0,
     )
     lambda_max: float = _f(1.0, help="maximum weight of the unsupervised loss", min=0.0)
     rampup: float = _f(0.4, help="sigmoid ramp-up length as a fraction of train.iterations", min=0.0, max=1.0)

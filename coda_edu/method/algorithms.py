@@ -57,6 +57,7 @@ from .alignment import (
 from .dtypes import widen
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
 from .losses import masked_cross_entropy, supervised_loss
+from .mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from .schedules import unsupervised_weight
 
 
@@ -138,6 +139,10 @@ _CPS_KEYS = _PAIR_KEYS + (
     "threshold",
     "loss_normalization",
     "eps",
+    "mix",
+    "mix_fraction",
+    "mix_per_network",
+    "strong_intensity",
 )
 
 
@@ -304,19 +309,32 @@ class CrossPseudoSupervision(Algorithm):
         return labels, mask, logs
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
+        m = self.cfg.method
+        if m.mix != "none" or m.strong_intensity > 0:
+            return self._perturbed_step(model_a, model_b, batch, step, diagnostics)
         n_l = batch.x_l.shape[0]
         x = torch.cat([batch.x_l, batch.x_u])
         logits_a, logits_b = pair_logits(model_a, model_b, x)  # one pass when the trainer fused the pair
         sup_a = self.supervised(logits_a[:n_l], batch.y_l)
         sup_b = self.supervised(logits_b[:n_l], batch.y_l)
+        labeled, unlabeled = {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": logits_a[n_l:], "B": logits_b[n_l:]}
+        targets, logs = self._targets(labeled, unlabeled, batch, step, diagnostics)
+        norm = m.loss_normalization
+        unsup_a = masked_cross_entropy(logits_a[n_l:], *targets["B"], normalize=norm)  # A learns from B
+        unsup_b = masked_cross_entropy(logits_b[n_l:], *targets["A"], normalize=norm)  # B learns from A
+        return self._total(sup_a, sup_b, unsup_a, unsup_b, step, logs)
 
+    def _targets(self, logits_l: dict, logits_u: dict, batch: Batch, step: int, diagnostics: bool):
+        """Per network: update its statistics, then its (aligned, filtered) pseudo-labels of the
+        unlabeled images ``{key: (labels, mask)}`` and the diagnostic logs (no gradient)."""
         logs: dict[str, torch.Tensor | float] = {}
         targets = {}
         with torch.no_grad():
-            for key, logits in (("A", logits_a), ("B", logits_b)):
-                probs = torch.softmax(widen(logits.detach()), dim=1)
-                self.trackers[key].update(probs[:n_l], batch.y_l, probs[n_l:], self.num_classes, self.ignore_index)
-                labels, mask, key_logs = self._pseudo(key, probs[n_l:], diagnostics, step)
+            for key in ("A", "B"):
+                probs_l = torch.softmax(widen(logits_l[key].detach()), dim=1)
+                probs_u = torch.softmax(widen(logits_u[key].detach()), dim=1)
+                self.trackers[key].update(probs_l, batch.y_l, probs_u, self.num_classes, self.ignore_index)
+                labels, mask, key_logs = self._pseudo(key, probs_u, diagnostics, step)
                 targets[key] = (labels, mask)
                 logs.update(key_logs)
                 if diagnostics and batch.y_u is not None:
@@ -328,12 +346,16 @@ class CrossPseudoSupervision(Algorithm):
                     logs[f"pl_acc_kept_{key}"] = hits / global_sum(kept.sum().float())
                     precision, recall = pseudo_label_precision_recall(labels[valid], batch.y_u[valid], self.num_classes)
                     logs[f"pl_precision_{key}"], logs[f"pl_recall_{key}"] = precision, recall
+        return targets, logs
 
-        norm = self.cfg.method.loss_normalization
-        unsup_a = masked_cross_entropy(logits_a[n_l:], *targets["B"], normalize=norm)  # A learns from B
-        unsup_b = masked_cross_entropy(logits_b[n_l:], *targets["A"], normalize=norm)  # B learns from A
+    def _total(self, sup_a, sup_b, unsup_a, unsup_b, step: int, logs: dict, extra=None):
+        r""":math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup} + [\text{mixed labeled pixels}]
+        + \lambda(t)(\mathcal{L}^A_{u} + \mathcal{L}^B_{u})`, and its logs."""
         lam = self.lambda_at(step)
         loss = sup_a + sup_b + lam * (unsup_a + unsup_b)
+        if extra is not None:
+            loss = loss + extra
+            logs["mixed_sup"] = extra.detach()
         logs.update(
             {
                 "loss": loss.detach(),
@@ -345,6 +367,80 @@ class CrossPseudoSupervision(Algorithm):
             }
         )
         return loss, logs
+
+    def _perturbed_step(self, model_a, model_b, batch, step, diagnostics):
+        r"""Pseudo-labels from the clean unlabeled images, learned on perturbed ones (``method.mix``,
+        ``method.strong_intensity``; beyond the paper, see :mod:`coda_edu.method.mixing`).
+
+        1. no gradient: both networks on the clean :math:`x_u` -> statistics, aligned pseudo-labels
+           :math:`\hat y^m` and masks :math:`M^m` (as in the plain step);
+        2. per network, mixed images :math:`\tilde x = R \odot x_{src} + (1-R) \odot x_u` (copy-paste:
+           the source is a labeled image and R marks its pixels; cutmix: another unlabeled image) and a
+           strong intensity change;
+        3. network A on :math:`[x_l, \tilde x^A]`: the supervised loss on :math:`x_l`, cross-entropy with the
+           ground truth on the labeled pixels of :math:`\tilde x^A`, and OECE with B's mixed pseudo-labels
+           on its unlabeled pixels (weight :math:`\lambda(t)`); B the same with A's.
+        """
+        m = self.cfg.method
+        n_l, n_u = batch.x_l.shape[0], batch.x_u.shape[0]
+        with torch.no_grad():
+            clean_a, clean_b = pair_logits(model_a, model_b, batch.x_u)
+        inputs, sources = {}, {}
+        shared = None if m.mix_per_network else self._mix_plan(n_l, n_u, batch.x_u)
+        for key in ("A", "B"):
+            plan = shared if shared is not None else self._mix_plan(n_l, n_u, batch.x_u)
+            sources[key] = plan
+            x_mix = self._mixed_images(batch, plan)
+            inputs[key] = torch.cat([batch.x_l, strong_intensity(x_mix, m.strong_intensity)])
+        logits_a, logits_b = model_a(inputs["A"]), model_b(inputs["B"])
+        sup_a = self.supervised(logits_a[:n_l], batch.y_l)
+        sup_b = self.supervised(logits_b[:n_l], batch.y_l)
+        targets, logs = self._targets(
+            {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": clean_a, "B": clean_b}, batch, step, diagnostics
+        )
+        norm = m.loss_normalization
+        losses, mixed_sup = {}, 0.0
+        for key, logits, teacher in (("A", logits_a, "B"), ("B", logits_b, "A")):
+            labels, mask = targets[teacher]
+            target, kept, labeled = self._mixed_targets(batch, sources[key], labels, mask)
+            losses[key] = masked_cross_entropy(logits[n_l:], target, kept, normalize=norm)
+            if labeled is not None:
+                mixed_sup = mixed_sup + masked_cross_entropy(logits[n_l:], target, labeled, normalize="all")
+        extra = mixed_sup if isinstance(mixed_sup, torch.Tensor) else None
+        return self._total(sup_a, sup_b, losses["A"], losses["B"], step, logs, extra)
+
+    @torch.no_grad()
+    def _mix_plan(self, n_l: int, n_u: int, x_u: torch.Tensor) -> dict | None:
+        """The random choices of one mixed batch: boxes and which image each item takes its box from."""
+        m = self.cfg.method
+        if m.mix == "none":
+            return None
+        boxes = random_boxes(n_u, tuple(x_u.shape[2:]), m.mix_fraction, device=x_u.device)
+        if m.mix == "copy_paste":
+            partner = torch.arange(n_u, device=x_u.device) % n_l  # the labeled image of each item
+            return {"region": copy_paste_regions(boxes), "partner": partner}
+        partner = torch.roll(torch.arange(n_u, device=x_u.device), 1)  # cutmix: the previous unlabeled image
+        return {"region": boxes, "partner": partner}
+
+    def _mixed_images(self, batch: Batch, plan: dict | None) -> torch.Tensor:
+        if plan is None:
+            return batch.x_u
+        source = batch.x_l if self.cfg.method.mix == "copy_paste" else batch.x_u
+        return paste(batch.x_u, source[plan["partner"]], plan["region"])
+
+    @torch.no_grad()
+    def _mixed_targets(self, batch: Batch, plan: dict | None, labels: torch.Tensor, mask: torch.Tensor):
+        """(target, kept pseudo-labelled pixels, labeled pixels or None) of the mixed images."""
+        if plan is None:
+            return labels, mask, None
+        region, partner = plan["region"], plan["partner"]
+        if self.cfg.method.mix == "cutmix":
+            return paste(labels, labels[partner], region), paste(mask, mask[partner], region), None
+        truth = batch.y_l[partner]
+        valid = torch.ones_like(region) if self.ignore_index is None else truth != self.ignore_index
+        truth = torch.where(valid, truth, torch.zeros_like(truth)).to(labels.dtype)
+        target = paste(labels, truth, region)
+        return target, mask & ~region, region & valid
 
     def state_dict(self) -> dict:
         return {

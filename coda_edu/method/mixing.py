@@ -1,0 +1,96 @@
+r"""Perturbations of the unlabeled stream: copy-paste between images and strong intensity changes.
+
+Beyond the Co-DA paper (which describes neither): the strongest semi-supervised methods on
+ACDC train the networks on *mixed* images. This module holds the pure functions; the
+algorithm (:class:`~coda_edu.method.algorithms.CrossPseudoSupervision`, ``method.mix``)
+composes them:
+
+- ``copy_paste`` (after BCP, Bai et al. 2023): a box of a labeled image is pasted into an
+  unlabeled one, or a box of an unlabeled image into a labeled one (every other item each
+  way). The mixed image's target is the ground truth where its pixels come from the
+  labeled image and the other network's (aligned, filtered) pseudo-label elsewhere;
+- ``cutmix`` (as in CPS, Chen et al. 2021): a box of one unlabeled image pasted into
+  another; the target is the same mix of the two images' pseudo-labels.
+
+The pseudo-labels are made on the unmixed images, so a network learns to predict on the
+mixed image what the other network saw on the clean one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+@torch.no_grad()
+def random_boxes(
+    n: int, size: tuple[int, ...], fraction: float, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
+    r"""``n`` boolean masks of shape ``size``, each True inside one axis-aligned box.
+
+    Along every spatial axis of length :math:`L` the box has length :math:`\lceil f L \rceil`
+    and a uniformly random start in :math:`[0, L - \lceil f L \rceil]`, so it lies inside the image
+    (box volume :math:`\approx f^{d}` of the image, :math:`f^2 = 0.44` for ``fraction = 2/3`` in 2D).
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    mask = torch.ones((n,) + tuple(size), dtype=torch.bool, device=device)
+    for axis, length in enumerate(size):
+        extent = min(length, max(1, math.ceil(fraction * length)))
+        start = torch.randint(0, length - extent + 1, (n,), generator=generator, device=device)
+        position = torch.arange(length, device=device)
+        inside = (position[None, :] >= start[:, None]) & (position[None, :] < (start + extent)[:, None])
+        view = [n] + [1] * len(size)
+        view[axis + 1] = length
+        mask = mask & inside.view(view)
+    return mask
+
+
+def paste(background: torch.Tensor, source: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    r"""Where ``region`` is True take ``source``, elsewhere ``background``:
+    :math:`x = R \odot x_{src} + (1 - R) \odot x_{bg}`.
+
+    ``region`` is ``(N, *spatial)``; images ``(N, C, *spatial)`` get it broadcast over channels,
+    label maps ``(N, *spatial)`` take it as is.
+    """
+    if background.ndim == region.ndim + 1:
+        region = region.unsqueeze(1)
+    return torch.where(region, source, background)
+
+
+def copy_paste_regions(boxes: torch.Tensor) -> torch.Tensor:
+    r"""Which pixels of each mixed image come from the labeled image, for ``copy_paste``:
+    item :math:`i` even pastes the labeled box into the unlabeled image (region = box),
+    item :math:`i` odd pastes the unlabeled box into the labeled image (region = outside the box)."""
+    inward = (torch.arange(boxes.shape[0], device=boxes.device) % 2 == 0).view([-1] + [1] * (boxes.ndim - 1))
+    return torch.where(inward, boxes, ~boxes)
+
+
+@torch.no_grad()
+def strong_intensity(x: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""A strong per-item intensity perturbation of images ``(N, C, *spatial)`` (no geometry):
+
+    .. math:: x' = c \, \big(\min x + (\max x - \min x)\, u^{\gamma}\big) + b + \sigma\,\xi,
+              \qquad u = \frac{x - \min x}{\max x - \min x}
+
+    with :math:`\log\gamma \sim U(-s, s)`, contrast :math:`c \sim U(1 - s/2, 1 + s/2)`,
+    brightness :math:`b \sim U(-s/4, s/4)`, noise :math:`\sigma \sim U(0, s/10)` and
+    :math:`\xi \sim N(0, 1)` per pixel; ``strength`` :math:`s = 0` returns ``x`` unchanged.
+    """
+    if strength <= 0:
+        return x
+    n = x.shape[0]
+    shape = (n,) + (1,) * (x.ndim - 1)
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)).view(shape)
+
+    flat = x.reshape(n, -1)
+    lo, hi = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
+    span = (hi - lo).clamp_min(1e-6)
+    gamma = torch.exp(uniform(-strength, strength))
+    x = lo + span * ((x - lo) / span).clamp(0, 1) ** gamma
+    x = x * uniform(1 - strength / 2, 1 + strength / 2) + uniform(-strength / 4, strength / 4)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + uniform(0, strength / 10) * noise

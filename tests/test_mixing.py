@@ -1,0 +1,118 @@
+"""Copy-paste, cutmix and the strong intensity change of the unlabeled stream (coda_edu/method/mixing.py)."""
+
+import math
+
+import pytest
+import torch
+
+from coda_edu.config import load_config, resolve
+from coda_edu.method.algorithms import Batch, CrossPseudoSupervision
+from coda_edu.method.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
+from coda_edu.train import Trainer
+from tests.conftest import tiny_overrides
+
+
+@pytest.mark.parametrize("size", [(12, 10), (6, 12, 10)])
+def test_boxes_have_the_asked_side_and_lie_inside(size):
+    g = torch.Generator().manual_seed(0)
+    boxes = random_boxes(50, size, 0.5, generator=g)
+    assert boxes.shape == (50,) + size and boxes.dtype == torch.bool
+    sides = [math.ceil(0.5 * n) for n in size]
+    for box in boxes:
+        assert int(box.sum()) == math.prod(sides)
+        for axis in range(len(size)):
+            other = tuple(a for a in range(len(size)) if a != axis)
+            covered = box.any(dim=other).nonzero().flatten()
+            assert len(covered) == sides[axis] and int(covered[-1] - covered[0]) + 1 == sides[axis]
+    # positions vary: not every box starts in the corner
+    assert len({tuple(b.nonzero()[0].tolist()) for b in boxes}) > 1
+    assert random_boxes(3, size, 1.0).all()
+    with pytest.raises(ValueError):
+        random_boxes(1, size, 0.0)
+
+
+def test_paste_takes_the_source_inside_the_region_for_images_and_label_maps():
+    region = torch.zeros(2, 4, 4, dtype=torch.bool)
+    region[:, :2, :2] = True
+    bg, src = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    mixed = paste(bg, src, region)
+    assert (mixed[:, :, :2, :2] == 1).all() and mixed.sum() == 2 * 3 * 4
+    labels = paste(torch.zeros(2, 4, 4, dtype=torch.long), torch.full((2, 4, 4), 3), region)
+    assert (labels[:, :2, :2] == 3).all() and labels.sum() == 2 * 4 * 3
+
+
+def test_copy_paste_regions_alternate_inward_and_outward():
+    boxes = random_boxes(4, (8, 8), 0.5, generator=torch.Generator().manual_seed(1))
+    regions = copy_paste_regions(boxes)
+    assert torch.equal(regions[0], boxes[0]) and torch.equal(regions[2], boxes[2])
+    assert torch.equal(regions[1], ~boxes[1]) and torch.equal(regions[3], ~boxes[3])
+
+
+def test_strong_intensity_is_off_at_zero_seeded_and_keeps_the_ordering_of_a_noiseless_image():
+    x = torch.linspace(0, 1, 64).view(1, 1, 8, 8).repeat(3, 1, 1, 1)
+    assert strong_intensity(x, 0.0) is x
+    a = strong_intensity(x, 0.5, torch.Generator().manual_seed(3))
+    b = strong_intensity(x, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.allclose(a, x)
+    # items get their own draw
+    assert not torch.allclose(a[0], a[1])
+
+
+def _algorithm(mix: str, ignore_index=None):
+    cfg = resolve(load_config(None, tiny_overrides(**{"method.mix": mix})))
+    return CrossPseudoSupervision(cfg, num_classes=4, ignore_index=ignore_index)
+
+
+def test_copy_paste_targets_are_the_truth_on_labeled_pixels_and_pseudo_labels_elsewhere():
+    algo = _algorithm("copy_paste", ignore_index=255)
+    n_l, n_u = 2, 4
+    y_l = torch.randint(0, 4, (n_l, 8, 8))
+    y_l[0, 0, 0] = 255  # an ignored labeled pixel is no target
+    batch = Batch(torch.randn(n_l, 1, 8, 8), y_l, torch.randn(n_u, 1, 8, 8))
+    torch.manual_seed(0)
+    plan = algo._mix_plan(n_l, n_u, batch.x_u)
+    pseudo = torch.randint(0, 4, (n_u, 8, 8))
+    kept = torch.rand(n_u, 8, 8) > 0.5
+    target, keep, labeled = algo._mixed_targets(batch, plan, pseudo, kept)
+    region, partner = plan["region"], plan["partner"]
+    assert torch.equal(partner, torch.tensor([0, 1, 0, 1]))
+    truth = y_l[partner]
+    assert torch.equal(target[region & (truth != 255)], truth[region & (truth != 255)])
+    assert torch.equal(target[~region], pseudo[~region])
+    assert not (keep & region).any() and torch.equal(keep, kept & ~region)
+    assert torch.equal(labeled, region & (truth != 255))
+    mixed = algo._mixed_images(batch, plan)
+    assert torch.equal(mixed[region.unsqueeze(1)], batch.x_l[partner][region.unsqueeze(1)])
+    assert torch.equal(mixed[~region.unsqueeze(1)], batch.x_u[~region.unsqueeze(1)])
+
+
+def test_cutmix_targets_mix_the_pseudo_labels_of_two_unlabeled_images():
+    algo = _algorithm("cutmix")
+    batch = Batch(torch.randn(2, 1, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long), torch.randn(3, 1, 8, 8))
+    plan = algo._mix_plan(2, 3, batch.x_u)
+    pseudo, kept = torch.randint(0, 4, (3, 8, 8)), torch.rand(3, 8, 8) > 0.3
+    target, keep, labeled = algo._mixed_targets(batch, plan, pseudo, kept)
+    region = plan["region"]
+    assert labeled is None
+    assert torch.equal(target[region], pseudo[[2, 0, 1]][region]) and torch.equal(target[~region], pseudo[~region])
+    assert torch.equal(keep[region], kept[[2, 0, 1]][region])
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"method.mix": "copy_paste"},
+        {"method.mix": "cutmix", "method.mix_per_network": "false"},
+        {"method.strong_intensity": 0.5},
+        {"method.mix": "copy_paste", "method.name": "cps"},
+    ],
+)
+def test_a_perturbed_step_trains_both_networks(tmp_path, extra):
+    cfg = load_config(None, tiny_overrides(**extra, **{"train.device": "cpu"}))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    before = [p.detach().clone() for p in trainer.model_b.parameters()]
+    logs = trainer.train_step(diagnostics=True)
+    assert torch.isfinite(logs["loss"]) and "shares_after_A" in logs
+    if extra.get("method.mix") == "copy_paste":
+        assert float(logs["mixed_sup"]) > 0  # the ground truth of the pasted pixels is learned
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model_b.parameters()))
