@@ -182,6 +182,19 @@ class MethodConfig:
         "(small classes end up under-counted by the argmax: configs/synthetic_minority.yaml)",
         choices=("ce_dice", "ce"),
     )
+    unsupervised_loss: str = _f(
+        "oece",
+        help="loss of a network on the other's pseudo-labels: 'oece' (the paper's over-expectation CE) or "
+        "'oece_dice' = (OECE + soft Dice over the kept pixels) / 2 (beyond the paper)",
+        choices=("oece", "oece_dice"),
+    )
+    ema_teacher: float = _f(
+        0.0,
+        help="beyond the paper: > 0 makes the pseudo-labels with EMA copies of A and B of this momentum "
+        "(A still learns from B's, B from A's); 0 = from the networks themselves (the paper)",
+        min=0.0,
+        max=1.0,
+    )
     mix: str = _f(
         "none",
         help="beyond the paper: train on mixed images, the pseudo-labels made on the clean ones: 'copy_paste' "

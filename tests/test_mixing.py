@@ -116,3 +116,59 @@ def test_a_perturbed_step_trains_both_networks(tmp_path, extra):
     if extra.get("method.mix") == "copy_paste":
         assert float(logs["mixed_sup"]) > 0  # the ground truth of the pasted pixels is learned
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model_b.parameters()))
+
+
+def test_oece_dice_adds_the_soft_dice_of_the_kept_pixels_only():
+    from coda_edu.method.losses import masked_cross_entropy, soft_dice_loss
+
+    cfg = resolve(load_config(None, tiny_overrides(**{"method.unsupervised_loss": "oece_dice"})))
+    algo = CrossPseudoSupervision(cfg, num_classes=3, ignore_index=None)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 6, 6, generator=g)
+    labels = torch.randint(0, 3, (2, 6, 6), generator=g)
+    mask = torch.rand(2, 6, 6, generator=g) > 0.4
+    oece = masked_cross_entropy(logits, labels, mask)
+    kept = mask.flatten()
+    flat_logits = logits.movedim(1, -1).reshape(-1, 3)[kept].T.reshape(1, 3, -1)
+    dice_kept = soft_dice_loss(flat_logits, labels.flatten()[kept].view(1, -1))
+    assert torch.allclose(algo.unsupervised(logits, labels, mask), 0.5 * (oece + dice_kept), atol=1e-6)
+    algo.cfg.method.unsupervised_loss = "oece"
+    assert torch.allclose(algo.unsupervised(logits, labels, mask), oece)
+
+
+def test_ema_teachers_follow_their_networks_and_resume_exactly(tmp_path, monkeypatch):
+    from coda_edu.io import read_jsonl
+    from coda_edu.train import train
+
+    extra = {"method.ema_teacher": 0.9, "method.mix": "copy_paste", "train.device": "cpu", "train.log_every": 1}
+    trainer = Trainer(load_config(None, tiny_overrides(**extra)), tmp_path / "t", progress=False, log=lambda m: None)
+    teacher_a = trainer.algorithm.teachers["A"]
+    start = {n: p.detach().clone() for n, p in teacher_a.named_parameters()}
+    assert all(not p.requires_grad for p in teacher_a.parameters())
+    trainer.train_step()
+    # after one step each teacher weight is the warm-up EMA (mu_0 = 1/2) of its start and the student's
+    for name, p in teacher_a.named_parameters():
+        expected = 0.5 * start[name] + 0.5 * dict(trainer.model_a.named_parameters())[name]
+        assert torch.allclose(p, expected, atol=1e-6)
+    assert set(trainer.algorithm.state_dict()["teachers"]) == {"A", "B"}
+
+    # killed after its step-4 checkpoint, then resumed: the same losses as an uninterrupted run
+    quiet = {"progress": False, "evaluate": False, "log": lambda m: None}
+    train(load_config(None, tiny_overrides(**extra)), tmp_path / "whole", **quiet)
+    real_step = Trainer.train_step
+
+    def killed_at_six(self, diagnostics=False):
+        if self.state.step == 6:
+            raise KeyboardInterrupt
+        return real_step(self, diagnostics)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(None, tiny_overrides(**extra)), tmp_path / "part", **quiet)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    train(None, tmp_path / "part", resume=True, **quiet)
+
+    def losses(run):
+        return [(r["step"], r["loss"]) for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "train"]
+
+    assert losses(tmp_path / "part") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 8

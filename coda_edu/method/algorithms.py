@@ -32,6 +32,7 @@ loss is that of the global batch (:mod:`coda_edu.distributed`).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional
 
@@ -56,9 +57,11 @@ from .alignment import (
 )
 from .dtypes import widen
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
-from .losses import masked_cross_entropy, supervised_loss
+from .losses import masked_cross_entropy, soft_dice_loss, supervised_loss
 from .mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from .schedules import unsupervised_weight
+
+UNUSED = -1  # the target of a pixel that a loss leaves out (its ignore index)
 
 
 @dataclass
@@ -88,6 +91,17 @@ def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num
     predicted = global_sum(torch.bincount(labels, minlength=num_classes)[:num_classes].float())
     present = global_sum(torch.bincount(truth, minlength=num_classes)[:num_classes].float())
     return hits / predicted, hits / present
+
+
+@torch.no_grad()
+def ema_weights(teacher: nn.Module, student: nn.Module, momentum: float, step: int) -> None:
+    r"""Teacher weights as an EMA of the student's, :math:`\theta_T \leftarrow \mu_t\theta_T + (1-\mu_t)\theta_S`
+    with the warm-up :math:`\mu_t = \min(1 - 1/(t+2), \mu)`; buffers (batch-norm statistics) are copied."""
+    mu = min(1.0 - 1.0 / (step + 2), momentum)
+    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
+        p_t.mul_(mu).add_(p_s.detach(), alpha=1.0 - mu)
+    for b_t, b_s in zip(teacher.buffers(), student.buffers()):
+        b_t.copy_(b_s)
 
 
 class Algorithm:
@@ -139,6 +153,8 @@ _CPS_KEYS = _PAIR_KEYS + (
     "threshold",
     "loss_normalization",
     "eps",
+    "unsupervised_loss",
+    "ema_teacher",
     "mix",
     "mix_fraction",
     "mix_per_network",
@@ -249,6 +265,20 @@ class CrossPseudoSupervision(Algorithm):
         self.trackers = {k: MarginalTracker(m.marginal_momentum, m.alignment) for k in ("A", "B")}
         self.expectations: dict[str, torch.Tensor | None] = {"A": None, "B": None}
         self.offsets: dict[str, torch.Tensor | None] = {"A": None, "B": None}  # argmax_share log-offsets (EMA)
+        self.teachers: dict[str, nn.Module] = {}  # EMA copies of A and B (method.ema_teacher > 0)
+
+    def prepare(self, model_a, model_b):
+        if self.cfg.method.ema_teacher > 0:
+            self.teachers = {"A": copy.deepcopy(model_a), "B": copy.deepcopy(model_b)}
+            for teacher in self.teachers.values():
+                teacher.requires_grad_(False)
+
+    @torch.no_grad()
+    def after_optimizer_step(self, model_a, model_b, step):
+        """With ``method.ema_teacher`` > 0 each teacher follows its network by :func:`ema_weights`."""
+        if self.teachers:
+            ema_weights(self.teachers["A"], model_a, self.cfg.method.ema_teacher, step)
+            ema_weights(self.teachers["B"], model_b, self.cfg.method.ema_teacher, step)
 
     def alignment_strength(self, step: int) -> float:
         """alpha, ramped like the unsupervised weight for the hard_counts/argmax_share readings."""
@@ -310,8 +340,8 @@ class CrossPseudoSupervision(Algorithm):
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         m = self.cfg.method
-        if m.mix != "none" or m.strong_intensity > 0:
-            return self._perturbed_step(model_a, model_b, batch, step, diagnostics)
+        if m.mix != "none" or m.strong_intensity > 0 or self.teachers:
+            return self._two_view_step(model_a, model_b, batch, step, diagnostics)
         n_l = batch.x_l.shape[0]
         x = torch.cat([batch.x_l, batch.x_u])
         logits_a, logits_b = pair_logits(model_a, model_b, x)  # one pass when the trainer fused the pair
@@ -319,9 +349,8 @@ class CrossPseudoSupervision(Algorithm):
         sup_b = self.supervised(logits_b[:n_l], batch.y_l)
         labeled, unlabeled = {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": logits_a[n_l:], "B": logits_b[n_l:]}
         targets, logs = self._targets(labeled, unlabeled, batch, step, diagnostics)
-        norm = m.loss_normalization
-        unsup_a = masked_cross_entropy(logits_a[n_l:], *targets["B"], normalize=norm)  # A learns from B
-        unsup_b = masked_cross_entropy(logits_b[n_l:], *targets["A"], normalize=norm)  # B learns from A
+        unsup_a = self.unsupervised(logits_a[n_l:], *targets["B"])  # A learns from B
+        unsup_b = self.unsupervised(logits_b[n_l:], *targets["A"])  # B learns from A
         return self._total(sup_a, sup_b, unsup_a, unsup_b, step, logs)
 
     def _targets(self, logits_l: dict, logits_u: dict, batch: Batch, step: int, diagnostics: bool):
@@ -368,29 +397,47 @@ class CrossPseudoSupervision(Algorithm):
         )
         return loss, logs
 
-    def _perturbed_step(self, model_a, model_b, batch, step, diagnostics):
-        r"""Pseudo-labels from the clean unlabeled images, learned on perturbed ones (``method.mix``,
-        ``method.strong_intensity``; beyond the paper, see :mod:`coda_edu.method.mixing`).
+    def unsupervised(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        r"""The loss of one network on the other's pseudo-labels ``method.unsupervised_loss``:
+        ``oece`` = :math:`\mathrm{OECE}(z, \hat y, M)` (the paper's); ``oece_dice`` =
+        :math:`\tfrac12(\mathrm{OECE} + \mathrm{Dice}_M)`, the soft Dice over the kept pixels only
+        (beyond the paper: every class weighs the same, as in the supervised loss)."""
+        m = self.cfg.method
+        oece = masked_cross_entropy(logits, labels, mask, normalize=m.loss_normalization)
+        if m.unsupervised_loss == "oece":
+            return oece
+        return 0.5 * (oece + soft_dice_loss(logits, torch.where(mask, labels, torch.full_like(labels, UNUSED)), UNUSED))
 
-        1. no gradient: both networks on the clean :math:`x_u` -> statistics, aligned pseudo-labels
-           :math:`\hat y^m` and masks :math:`M^m` (as in the plain step);
+    def _teacher_logits(self, model_a, model_b, x_u: torch.Tensor):
+        """No gradient: the logits the pseudo-labels are made from (the networks themselves, or their EMA
+        copies with ``method.ema_teacher`` > 0)."""
+        with torch.no_grad():
+            if self.teachers:
+                return self.teachers["A"](x_u), self.teachers["B"](x_u)
+            return pair_logits(model_a, model_b, x_u)
+
+    def _two_view_step(self, model_a, model_b, batch, step, diagnostics):
+        r"""Pseudo-labels from the clean unlabeled images, learned on perturbed ones (``method.mix``,
+        ``method.strong_intensity``, ``method.ema_teacher``; beyond the paper, see
+        :mod:`coda_edu.method.mixing`).
+
+        1. no gradient: both networks (or their EMA copies) on the clean :math:`x_u` -> statistics,
+           aligned pseudo-labels :math:`\hat y^m` and masks :math:`M^m` (as in the plain step);
         2. per network, mixed images :math:`\tilde x = R \odot x_{src} + (1-R) \odot x_u` (copy-paste:
            the source is a labeled image and R marks its pixels; cutmix: another unlabeled image) and a
            strong intensity change;
-        3. network A on :math:`[x_l, \tilde x^A]`: the supervised loss on :math:`x_l`, cross-entropy with the
-           ground truth on the labeled pixels of :math:`\tilde x^A`, and OECE with B's mixed pseudo-labels
-           on its unlabeled pixels (weight :math:`\lambda(t)`); B the same with A's.
+        3. network A on :math:`[x_l, \tilde x^A]`: the supervised loss on :math:`x_l` and on the labeled
+           pixels of :math:`\tilde x^A` (their ground truth), and the unsupervised loss with B's mixed
+           pseudo-labels on its other pixels (weight :math:`\lambda(t)`); B the same with A's.
         """
         m = self.cfg.method
         n_l, n_u = batch.x_l.shape[0], batch.x_u.shape[0]
-        with torch.no_grad():
-            clean_a, clean_b = pair_logits(model_a, model_b, batch.x_u)
-        inputs, sources = {}, {}
+        clean_a, clean_b = self._teacher_logits(model_a, model_b, batch.x_u)
+        inputs, plans = {}, {}
         shared = None if m.mix_per_network else self._mix_plan(n_l, n_u, batch.x_u)
         for key in ("A", "B"):
-            plan = shared if shared is not None else self._mix_plan(n_l, n_u, batch.x_u)
-            sources[key] = plan
-            x_mix = self._mixed_images(batch, plan)
+            plans[key] = shared if shared is not None else self._mix_plan(n_l, n_u, batch.x_u)
+            x_mix = self._mixed_images(batch, plans[key])
             inputs[key] = torch.cat([batch.x_l, strong_intensity(x_mix, m.strong_intensity)])
         logits_a, logits_b = model_a(inputs["A"]), model_b(inputs["B"])
         sup_a = self.supervised(logits_a[:n_l], batch.y_l)
@@ -398,16 +445,15 @@ class CrossPseudoSupervision(Algorithm):
         targets, logs = self._targets(
             {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": clean_a, "B": clean_b}, batch, step, diagnostics
         )
-        norm = m.loss_normalization
-        losses, mixed_sup = {}, 0.0
+        losses, mixed_sup = {}, None
         for key, logits, teacher in (("A", logits_a, "B"), ("B", logits_b, "A")):
-            labels, mask = targets[teacher]
-            target, kept, labeled = self._mixed_targets(batch, sources[key], labels, mask)
-            losses[key] = masked_cross_entropy(logits[n_l:], target, kept, normalize=norm)
-            if labeled is not None:
-                mixed_sup = mixed_sup + masked_cross_entropy(logits[n_l:], target, labeled, normalize="all")
-        extra = mixed_sup if isinstance(mixed_sup, torch.Tensor) else None
-        return self._total(sup_a, sup_b, losses["A"], losses["B"], step, logs, extra)
+            target, kept, labeled = self._mixed_targets(batch, plans[key], *targets[teacher])
+            losses[key] = self.unsupervised(logits[n_l:], target, kept)
+            if labeled is not None:  # the ground truth of the pasted labeled pixels: a supervised loss
+                truth = torch.where(labeled, target, torch.full_like(target, UNUSED))
+                part = supervised_loss(logits[n_l:], truth, UNUSED, m.supervised_loss)
+                mixed_sup = part if mixed_sup is None else mixed_sup + part
+        return self._total(sup_a, sup_b, losses["A"], losses["B"], step, logs, mixed_sup)
 
     @torch.no_grad()
     def _mix_plan(self, n_l: int, n_u: int, x_u: torch.Tensor) -> dict | None:
@@ -447,6 +493,7 @@ class CrossPseudoSupervision(Algorithm):
             "trackers": {k: t.state_dict() for k, t in self.trackers.items()},
             "expectations": dict(self.expectations),
             "offsets": dict(self.offsets),
+            **({"teachers": {k: t.state_dict() for k, t in self.teachers.items()}} if self.teachers else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -454,6 +501,8 @@ class CrossPseudoSupervision(Algorithm):
             t.load_state_dict(state["trackers"][k])
         self.expectations = dict(state["expectations"])
         self.offsets = dict(state.get("offsets", {"A": None, "B": None}))
+        for key, teacher in self.teachers.items():
+            teacher.load_state_dict(state["teachers"][key])
 
 
 @METHODS.register(
@@ -497,11 +546,7 @@ class MeanTeacher(Algorithm):
 
     @torch.no_grad()
     def after_optimizer_step(self, model_a, model_b, step):
-        mu = min(1.0 - 1.0 / (step + 2), self.cfg.method.teacher_momentum)
-        for p_b, p_a in zip(model_b.parameters(), model_a.parameters()):
-            p_b.mul_(mu).add_(p_a.detach(), alpha=1.0 - mu)
-        for b_b, b_a in zip(model_b.buffers(), model_a.buffers()):
-            b_b.copy_(b_a)
+        ema_weights(model_b, model_a, self.cfg.method.teacher_momentum, step)
 
 
 def build_algorithm(cfg: Config, num_classes: int, ignore_index: int | None) -> Algorithm:

@@ -1,0 +1,126 @@
+"""Where the time of a run goes at the ACDC CPU preset: a training step by kind of work, per method,
+and what validation and the final evaluation cost.
+
+    python benchmarks/step_profile.py [--config configs/acdc_cpu.yaml] [--set KEY=VALUE ...]
+                                      [--methods supervised,cps,coda] [--steps 20] [--out FILE]
+
+For each method the script builds the run as ``coda-edu train`` would (no run folder is kept),
+warms up, times ``--steps`` training steps in 3 rounds (median step time), then profiles 5
+steps with ``torch.profiler`` and sums the time of each operator into a few kinds of work:
+convolutions (forward, backward), batch norm, activations and dropout, pooling and
+upsampling, and the rest (the losses, the method's statistics, augmentation, optimiser).
+It then times one validation (the 20 validation volumes, Dice only) and one evaluation
+with distances (HD95, ASD), as the run does at its end for each checkpoint. With real data
+it reads ``$CODA_EDU_DATA_DIR``; without, the synthetic phantoms at the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from _common import has_acdc, machine, table, write_results
+
+KINDS = {
+    "conv forward": ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution", "aten::conv2d"),
+    "conv backward": ("aten::convolution_backward",),
+    "batch norm": ("aten::native_batch_norm", "aten::native_batch_norm_backward", "aten::batch_norm"),
+    "activations, dropout": ("aten::leaky_relu", "aten::leaky_relu_", "aten::leaky_relu_backward", "aten::bernoulli_"),
+    "pooling, upsampling": (
+        "aten::max_pool2d_with_indices",
+        "aten::max_pool2d_with_indices_backward",
+        "aten::upsample_bilinear2d",
+        "aten::upsample_bilinear2d_backward",
+    ),
+}
+
+
+def kind_of(name: str) -> str:
+    for kind, names in KINDS.items():
+        if name in names:
+            return kind
+    return "losses, method, augmentation, optimiser, other"
+
+
+def build(config: str, overrides: list[str], method: str):
+    from coda_edu.config import load_config
+    from coda_edu.train import Trainer
+
+    sets = ["train.device=cpu", f"method.name={method}"] + overrides
+    if not has_acdc():
+        sets += ["data.name=synthetic", "data.crop=null"]
+    cfg = load_config(config, sets)
+    folder = tempfile.mkdtemp(prefix="step_profile-")
+    return Trainer(cfg, f"{folder}/run", progress=False, log=lambda message: None)
+
+
+def profile_steps(trainer, steps: int) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        trainer.train_step()
+    rounds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        rounds.append((time.perf_counter() - start) / steps)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            trainer.train_step()
+    shares: dict[str, float] = {}
+    for event in prof.key_averages():
+        shares[kind_of(event.key)] = shares.get(kind_of(event.key), 0.0) + event.self_cpu_time_total
+    total = sum(shares.values())
+    return {"step_s": statistics.median(rounds), "shares": {k: v / total for k, v in shares.items()}}
+
+
+def evaluation_seconds(trainer) -> dict:
+    from coda_edu.evaluate import evaluate_cases
+
+    start = time.perf_counter()
+    trainer.validate()
+    validation = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate_cases(
+        trainer.model_a, trainer.model_b, trainer.data.val, trainer.data, trainer.device, trainer.precision, True
+    )
+    return {"validation_s": validation, "evaluation_s": time.perf_counter() - start}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/acdc_cpu.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--methods", default="supervised,cps,coda")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    rows = []
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        trainer = build(args.config, args.set, method)
+        result = profile_steps(trainer, args.steps)
+        row = {"method": method, "step_s": result["step_s"], **{k: 100 * v for k, v in result["shares"].items()}}
+        row["steps_per_min"] = 60 / result["step_s"]
+        rows.append(row)
+        print(f"{method}: {result['step_s']:.4f} s/step", flush=True)
+    costs = evaluation_seconds(trainer)
+    columns = [("method", "method", ""), ("step_s", "s/step", ".4f"), ("steps_per_min", "steps/min", ".0f")]
+    columns += [(kind, f"{kind} %", ".1f") for kind in list(KINDS) + ["losses, method, augmentation, optimiser, other"]]
+    print(table(rows, columns))
+    print(
+        f"one validation (Dice, {len(trainer.data.val)} cases): {costs['validation_s']:.1f} s; "
+        f"one evaluation with distances: {costs['evaluation_s']:.1f} s"
+    )
+    path = write_results("step_profile", {"config": args.config, "overrides": args.set, "rows": rows, **costs}, args.out)
+    print(f"results: {path}  ({machine()['cpu']}, {torch.get_num_threads()} threads)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
