@@ -241,6 +241,9 @@ class AugmentConfig:
     rotate_degrees: float = _f(15.0, help="random in-plane rotation in [-r, r] degrees", min=0.0, max=180.0)
     scale: float = _f(0.1, help="random zoom in [1 - s, 1 + s]", min=0.0, max=0.9)
     intensity: float = _f(0.1, help="random brightness/contrast jitter strength", min=0.0, max=1.0)
+    gamma: float = _f(
+        0.0, help="random gamma change of each image's intensities, log(gamma) in [-g, g] (0 = off)", min=0.0, max=1.0
+    )
 
 
 @dataclass

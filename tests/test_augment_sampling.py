@@ -99,3 +99,16 @@ def test_patch_pool_crops_inside_each_volume():
     assert x.shape == (4, 1, 5, 8, 8) and y.shape == (4, 5, 8, 8)
     assert (x[0] == 1).all() and (x[2] == 3).all()
     assert set(x[1].unique().tolist()) <= {0.0, 2.0}
+
+
+def test_random_gamma_keeps_each_items_range_and_order_and_is_seeded():
+    from coda_edu.data.augment import random_gamma
+
+    x = torch.rand(4, 1, 8, 8) * 3 - 1
+    y = random_gamma(x, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(y, random_gamma(x, 0.5, torch.Generator().manual_seed(0)))
+    for a, b in zip(x, y):
+        assert torch.allclose(a.min(), b.min(), atol=1e-5) and torch.allclose(a.max(), b.max(), atol=1e-5)
+        order = a.flatten().argsort()
+        assert (b.flatten()[order].diff() >= -1e-6).all()  # a monotone change of the intensities
+    assert not torch.allclose(x, y)

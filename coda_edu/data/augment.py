@@ -83,6 +83,19 @@ def intensity_jitter(images: torch.Tensor, strength: float, generator) -> torch.
     return images * contrast + brightness
 
 
+def random_gamma(images: torch.Tensor, strength: float, generator) -> torch.Tensor:
+    r"""Per item gamma change of the intensities within the item's range:
+    :math:`x' = m + (M - m)\,u^{\gamma}`, :math:`u = (x - m)/(M - m)`, :math:`\log\gamma \sim U(-s, s)`
+    (m, M: the item's minimum and maximum)."""
+    n = images.shape[0]
+    shape = (n,) + (1,) * (images.ndim - 1)
+    flat = images.reshape(n, -1)
+    low, high = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
+    span = (high - low).clamp_min(1e-6)
+    gamma = torch.exp(_uniform(n, -strength, strength, generator, images.device)).view(shape)
+    return low + span * ((images - low) / span).clamp(0, 1) ** gamma
+
+
 class Augmenter:
     """Callable ``(images, labels, generator) -> (images, labels)`` for a whole batch."""
 
@@ -96,6 +109,8 @@ class Augmenter:
         if self.spatial:
             inplane = random_inplane_matrices(images.shape[0], self.cfg, generator, images.device)
             images, labels = apply_affine(images, labels, affine_theta(inplane, self.spatial_dims), self.fill_label)
+        if self.cfg.gamma > 0:
+            images = random_gamma(images, self.cfg.gamma, generator)
         if self.cfg.intensity > 0:
             images = intensity_jitter(images, self.cfg.intensity, generator)
         return images, labels

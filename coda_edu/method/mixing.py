@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from ..data.augment import intensity_jitter, random_gamma
+
 
 @torch.no_grad()
 def random_boxes(
@@ -70,27 +72,16 @@ def copy_paste_regions(boxes: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def strong_intensity(x: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""A strong per-item intensity perturbation of images ``(N, C, *spatial)`` (no geometry):
-
-    .. math:: x' = c \, \big(\min x + (\max x - \min x)\, u^{\gamma}\big) + b + \sigma\,\xi,
-              \qquad u = \frac{x - \min x}{\max x - \min x}
-
-    with :math:`\log\gamma \sim U(-s, s)`, contrast :math:`c \sim U(1 - s/2, 1 + s/2)`,
-    brightness :math:`b \sim U(-s/4, s/4)`, noise :math:`\sigma \sim U(0, s/10)` and
-    :math:`\xi \sim N(0, 1)` per pixel; ``strength`` :math:`s = 0` returns ``x`` unchanged.
+    a gamma change with :math:`\log\gamma \sim U(-s, s)` (:func:`~coda_edu.data.augment.random_gamma`), then
+    contrast and brightness of strength :math:`s/2` (:func:`~coda_edu.data.augment.intensity_jitter`:
+    :math:`c \sim U(1 - s/2, 1 + s/2)`, :math:`b \sim U(-s/4, s/4)`), then Gaussian noise
+    :math:`\sigma\,\xi` with :math:`\sigma \sim U(0, s/10)` per item; ``strength`` :math:`s = 0`
+    returns ``x`` unchanged.
     """
     if strength <= 0:
         return x
+    x = intensity_jitter(random_gamma(x, strength, generator), strength / 2, generator)
     n = x.shape[0]
-    shape = (n,) + (1,) * (x.ndim - 1)
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return (low + (high - low) * torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)).view(shape)
-
-    flat = x.reshape(n, -1)
-    lo, hi = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
-    span = (hi - lo).clamp_min(1e-6)
-    gamma = torch.exp(uniform(-strength, strength))
-    x = lo + span * ((x - lo) / span).clamp(0, 1) ** gamma
-    x = x * uniform(1 - strength / 2, 1 + strength / 2) + uniform(-strength / 4, strength / 4)
+    sigma = (strength / 10) * torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return x + uniform(0, strength / 10) * noise
+    return x + sigma.view((n,) + (1,) * (x.ndim - 1)) * noise
