@@ -8,6 +8,20 @@ line and exits with status 2; library users can catch the class.
 
 from __future__ import annotations
 
+import reprlib
+
+#: How much of a value a message shows: a value is never printed whole (it may be megabytes).
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+_REPR.maxlevel = 3
+
+
+def excerpt(value: object, limit: int = 80) -> str:
+    """``repr(value)``, shortened to at most ``limit`` characters, for one-line messages."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class CodaEduError(Exception):
     """Base class for errors that are the user's to fix (printed as one line)."""

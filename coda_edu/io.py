@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
+
 try:  # POSIX only: used to serialise taking over a stale lock
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -72,7 +74,86 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    return parse_json(Path(path).read_text())
+
+
+# --------------------------------------------------------------------------- reading files that may be hostile
+
+MB = 1 << 20
+
+
+def read_small_text(path: str | os.PathLike, *, what: str, limit: int, error: type) -> str:
+    """The UTF-8 text of a small file (a config, a manifest, a lock, an index), or one ``error`` line:
+    missing, a folder, unreadable, larger than ``limit`` bytes (never read whole) or not UTF-8."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{what} '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} '{path}' is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"{what} '{path}' cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        size = f"{limit // MB} MB" if limit >= MB else f"{limit} bytes"
+        raise error(f"{what} '{path}' is larger than {size}, too large for a {what} (damaged or not one?)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} '{path}' is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, with nesting too deep for Python's recursion a ``ValueError`` like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+class YAMLRefused(yaml.YAMLError):
+    """YAML that coda-edu does not read (an alias, a duplicate key, nesting too deep); ``problem`` and
+    ``problem_mark`` as in PyYAML's own errors."""
+
+    def __init__(self, problem: str, mark=None):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``: no exponential expansion) and without
+    duplicate keys (the later one would silently replace the earlier one)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise YAMLRefused(
+                "YAML aliases (*name) are not accepted; write the values out", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: the safe constructor refuses it itself
+                continue
+            if duplicate:
+                from .errors import excerpt
+
+                raise YAMLRefused(f"duplicate key {excerpt(key)}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML read safely (no objects, no aliases, no duplicate keys); ``yaml.YAMLError`` otherwise."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise YAMLRefused("YAML nested too deeply") from None
 
 
 def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
