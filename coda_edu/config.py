@@ -332,7 +332,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if number is None:
             raise ConfigError(f"config key '{key}': expected an integer, got {excerpt(value)}")
         if not INT64[0] <= number <= INT64[1]:
-            raise ConfigError(f"config key '{key}': {excerpt(number)} is out of the 64-bit integer range")
+            raise ConfigError(f"config key '{key}': {excerpt(number)} is out of range (beyond 64-bit integers)")
         return number
     if tp is float:
         number = None
