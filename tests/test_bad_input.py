@@ -326,6 +326,8 @@ def test_unreadable_list_is_one_line(tmp_path, monkeypatch):
         ('{"patient090_frame01": "10x1x1"}', "must be three finite numbers > 0"),
         ("[1, 2, 3]", "expected a JSON object"),
         ('{"patient090_frame01": [1, 2', "not valid JSON"),
+        ('{"patient090_frame01": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON"),  # RecursionError
+        ('{"patient090_frame01": "' + "x" * 100_000 + '"}', "must be three finite numbers > 0"),
     ],
 )
 def test_bad_spacing_json_fails_data_check_and_loading(tmp_path, spacing, fragment):
@@ -342,6 +344,7 @@ def test_bad_spacing_json_fails_data_check_and_loading(tmp_path, spacing, fragme
         timeout=120,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and fragment in done.stderr
+    assert len(done.stderr) < 1000  # a bounded excerpt of the value, never the value whole
 
 
 def test_valid_spacing_json_gives_mm(tmp_path):
