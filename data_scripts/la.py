@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import sys
 from pathlib import Path
@@ -101,6 +100,7 @@ from _common import (
 )
 from coda_edu.data.la import CASE_FOLDER, read_case
 from coda_edu.data.readers import check_pair, read_h5, read_list
+from coda_edu.io import MB, parse_json, read_small_text
 
 #: The UA-MT commit the download is pinned to. A public code index records data/train.list,
 #: data/test.list and the case files at this commit; it could not be checked online when it
@@ -346,9 +346,9 @@ def read_crops(root: Path, seed: int) -> dict:
     if not path.is_file():
         return {}
     try:
-        crops = json.loads(path.read_text())
+        crops = parse_json(read_small_text(path, what="crop record", limit=16 * MB, error=DataError))
         seeds = {int(entry["seed"]) for entry in crops.values()}
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         raise DataError(f"file '{path}': not a crop record of la.py (delete it to rebuild the folder)") from None
     if seeds - {seed}:
         raise DataError(

@@ -220,6 +220,25 @@ def test_valid_cadis_tree(tmp_path):
     assert len(data.labeled) == 1 and len(data.unlabeled) == 1 and len(data.val) == 1 and data.test == []
 
 
+@pytest.mark.parametrize(
+    "index, fragment",
+    [
+        (b"\xff\xfeimg_path\n\x00\x9c", "not UTF-8 text"),
+        (b"img_path,blacklisted\n" + b"x" * 200_000 + b",0\n", "not a readable CSV file"),  # csv's field limit
+    ],
+)
+def test_a_broken_cadis_frame_index_is_one_line(tmp_path, index, fragment):
+    # every file the project reads is treated as hostile: frame_index.csv gave a traceback
+    make_cadis(tmp_path)
+    (tmp_path / "frame_index.csv").write_bytes(index)
+    cfg = load_config(
+        None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"]
+    )
+    with pytest.raises(DataError, match="frame_index.csv") as info:
+        load_dataset(cfg)
+    assert fragment in str(info.value)
+
+
 def test_broken_la_case(tmp_path):
     folder = tmp_path / "2018LA_Seg_Training Set"
     for case in ("AAA", "BBB", "CCC"):

@@ -200,3 +200,21 @@ def test_a_section_set_to_a_non_mapping_is_refused(value):
     with pytest.raises(ConfigError, match="config key 'train': expected a mapping"):
         load_config(None, [f"train={value}"])
     assert load_config(None, ["train={iterations: 7}"]).train.iterations == 7
+
+
+def test_an_alias_bomb_inside_a_known_key_is_one_line_within_seconds(tmp_path):
+    # F3: as --config, a 416-byte bomb under a real key gave no answer after 60 s
+    import subprocess
+    import time
+
+    from tests.conftest import cli_command
+
+    levels = [f"&l0 [{', '.join(['val'] * 9)}]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("eval:\n  splits: [" + ", ".join(levels) + "]\n")
+    assert path.stat().st_size < 1000
+    start = time.perf_counter()
+    done = subprocess.run(cli_command() + ["train", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert time.perf_counter() - start < 30
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "YAML aliases (*name) are not accepted" in done.stderr

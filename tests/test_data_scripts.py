@@ -571,6 +571,19 @@ def test_la_preprocess_errors_are_one_line(tmp_path, capsys):
     assert_one_line_error(status, err, f"file '{broken}'", "truncated or corrupt")
 
 
+@pytest.mark.parametrize(
+    "crops",
+    [b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe\x00", b'{"X": {"seed": 1e999}}', b'{"X": {"seed": "s"}}'],
+)
+def test_la_preprocess_with_a_damaged_crop_record_is_one_line(tmp_path, capsys, crops):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_la_raw(raw)
+    out.mkdir()
+    (out / "crop.json").write_bytes(crops)
+    status, _, err = run_inline(la_script, capsys, "preprocess", "--raw", raw, "--out", out, "--seed", 0)
+    assert_one_line_error(status, err, "crop.json")
+
+
 def make_la_mirror(tmp_path: Path, train=None, test=None) -> tuple[Path, list[str], list[str]]:
     """A fake UA-MT data/ folder with the usual split (80 training and 20 test cases)."""
     mirror = tmp_path / "UA-MT" / "data"
