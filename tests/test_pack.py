@@ -363,6 +363,10 @@ def test_pack_never_follows_a_link_out_of_the_dataset(tmp_path, capsys):
     (src / "data" / "more").symlink_to(tmp_path, target_is_directory=True)
     assert main(["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]) == 2
     assert "more' is a link to" in capsys.readouterr().err and not out.exists()
+    (src / "data" / "more").unlink()
+    (src / "gone.txt").symlink_to(src / "nothing-here")
+    assert main(["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]) == 2
+    assert "gone.txt' is a link to nothing" in capsys.readouterr().err and not out.exists()
 
 
 def test_pack_does_not_overwrite_a_file_silently(tmp_path, capsys):

@@ -212,8 +212,8 @@ def _files_of(root: Path) -> list[Path]:
             if not path.is_symlink():
                 continue
             target = path.resolve()
-            if path.is_dir() or inside not in target.parents:
-                what = "a folder" if path.is_dir() else "a file"
+            if path.is_dir() or not path.exists() or inside not in target.parents:
+                what = "a folder" if path.is_dir() else "a file" if path.exists() else "nothing (a broken link)"
                 where = "outside the dataset folder" if inside not in target.parents else "inside it"
                 raise DataError(
                     f"'{path}' is a link to {what} {where} ('{target}'); pack never follows links out of the "
