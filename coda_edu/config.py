@@ -286,6 +286,12 @@ class EvalConfig:
         "ensemble", help="model whose validation Dice picks the 'best' checkpoint", choices=("A", "B", "ensemble")
     )
     distances: bool = _f(True, help="compute HD95 and ASD (MONAI); off for very large splits")
+    postprocess: str = _f(
+        "none",
+        help="'largest_component': keep the largest connected foreground component of each case and, inside it, "
+        "of each class (validation and evaluation; for one organ such as the heart)",
+        choices=("none", "largest_component"),
+    )
     batch_size: int = _f(32, help="slices (2D) or windows (3D) per inference batch", min=1)
     overlap: float = _f(0.5, help="3D sliding-window overlap", min=0.0, max=0.95)
 

@@ -59,6 +59,11 @@ def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step:
             f"last = final step {last_step}. The test split is never used for selection."
         ),
         "inference": _inference_text(cfg, data),
+        "postprocess": (
+            "largest connected foreground component per case, then the largest component of each class inside it"
+            if cfg.eval.postprocess == "largest_component"
+            else "none"
+        ),
         "ensemble": "mean of the softmax probabilities of A and B",
         "aggregation": (
             (
@@ -136,6 +141,7 @@ def evaluate_run(
                     batch_size=cfg.eval.batch_size,
                     overlap=cfg.eval.overlap,
                     progress=counted,
+                    postprocess=cfg.eval.postprocess,
                 )
                 for rec in aggregate(
                     result["cases"],

@@ -441,7 +441,7 @@ class Trainer:
 
         e = self.cfg.eval
         return validation_scores(
-            self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap
+            self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap, e.postprocess
         )
 
     def fit(self) -> TrainState:

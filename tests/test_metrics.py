@@ -112,3 +112,23 @@ def test_evaluation_resizes_images_like_the_training_pools():
     predict_slices([Spy()], volume, (32, 32), torch.device("cpu"), Precision("cpu", None))
     expected, _ = resize_slices(((volume[:, d], None) for d in range(2)), 2, (32, 32), labeled=False)
     assert torch.allclose(seen[0], expected, atol=1e-5)
+
+
+def test_keep_largest_components_removes_blobs_away_from_the_organ():
+    import torch
+
+    from coda_edu.evaluate import keep_largest_components
+
+    pred = torch.zeros(3, 10, 10, dtype=torch.long)
+    pred[:, 2:6, 2:6] = 2  # the organ: a class-2 block across all slices
+    pred[:, 3:5, 3:5] = 3  # with class 3 inside it
+    pred[1, 8:10, 8:10] = 1  # a class-1 blob away from it
+    pred[0, 0, 9] = 3  # a stray class-3 voxel
+    out = keep_largest_components(pred, 4)
+    assert (out[:, 2:6, 2:6] == pred[:, 2:6, 2:6]).all()
+    assert int((out == 1).sum()) == 0 and int((out == 3).sum()) == 3 * 4
+    # a split class keeps its largest part only; no background map: unchanged
+    pred[2, 3:5, 3:5] = 2
+    pred[0, 3, 3] = 2
+    assert int((keep_largest_components(pred, 4) == 3).sum()) == 4 + 3
+    assert torch.equal(keep_largest_components(pred, 4, background=None), pred)
