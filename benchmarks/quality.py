@@ -158,6 +158,13 @@ def run_one(
         m: {r["class"]: r["dice"] for r in best if r["split"] == "val" and r["model"] == m}
         for m in ("A", "B", "ensemble")
     }
+    cases: dict[str, dict] = {}
+    for r in result.evaluation.get("cases", []):
+        if r["checkpoint"] == "best" and r["split"] == s["split"] and r["model"] == "ensemble":
+            cases.setdefault(r["case"], {})[r["class"]] = r["dice"]
+    for values in cases.values():  # the case's mean over its scored classes, as the table's "mean"
+        scored = [v for v in values.values() if v is not None and not math.isnan(v)]
+        values["mean"] = sum(scored) / len(scored) if scored else float("nan")
     row = {
         "dataset": name,
         "method": method,
@@ -165,13 +172,62 @@ def run_one(
         "split": s["split"],
         "dice": dice,
         "val": val,
+        "cases": cases,
+        "curve": validation_curve(out),
         "best_step": result.state.best_step,
         "seconds": time.perf_counter() - start,
+        "train_seconds": result.state.train_seconds,
+        "val_seconds": result.state.val_seconds,
         "overrides": overrides_without_device,
     }
     if s.get("bias"):
         row["bias"] = pool_bias(result)
     return row
+
+
+def validation_curve(run: Path) -> list[list]:
+    """``[step, ensemble mean Dice]`` of every validation of a run (its metrics.jsonl)."""
+    from coda_edu.run_folder import RunFolder
+
+    return [[r["step"], r["dice"]["ensemble"]["mean"]] for r in RunFolder(run).read_metrics() if r.get("kind") == "val"]
+
+
+def patient_of(case: str) -> str:
+    """The patient of an evaluation case (``patient012_frame01`` -> ``patient012``): the bootstrap's unit."""
+    return case.split("_frame")[0]
+
+
+def paired_bootstrap(
+    rows: list[dict], method: str, baseline: str, samples: int = 10000, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """Per class: the mean over seeds and patients of (method - baseline) Dice, paired by seed and case, and a
+    95 % percentile interval from resampling the *patients* with replacement (the seeds stay paired): the
+    spread that comes from having only these few validation patients, which seed repeats do not show.
+    Returns ``{class: (mean, low, high)}``; empty when the rows hold no per-case values."""
+    import numpy as np
+
+    base = {(r["seed"], c): v for r in rows if r["method"] == baseline for c, v in r.get("cases", {}).items()}
+    mine = [r for r in rows if r["method"] == method and r.get("cases")]
+    pairs = [(r["seed"], case) for r in mine for case in r["cases"] if (r["seed"], case) in base]
+    if not pairs:
+        return {}
+    classes = list(next(iter(mine[0]["cases"].values())))
+    patients = sorted({patient_of(case) for _, case in pairs})
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(patients), size=(samples, len(patients)))
+    out = {}
+    for cls in classes:
+        # per patient: the mean difference over its cases and the seeds
+        diff = {p: [] for p in patients}
+        lookup = {(r["seed"], case): r["cases"][case] for r in mine for case in r["cases"]}
+        for key in pairs:
+            a, b = lookup[key].get(cls), base[key].get(cls)
+            if a is not None and b is not None and not (math.isnan(a) or math.isnan(b)):
+                diff[patient_of(key[1])].append(a - b)
+        per_patient = np.array([np.mean(diff[p]) if diff[p] else np.nan for p in patients])
+        means = np.nanmean(per_patient[draws], axis=1)
+        out[cls] = (float(np.nanmean(per_patient)), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    return out
 
 
 def run_dataset(
@@ -477,6 +533,20 @@ def main(argv=None) -> int:
                 )
                 print(table(deltas, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
             tables[name][f"paired_vs_{baseline}"] = deltas
+            intervals = []
+            for method in dict.fromkeys(r["method"] for r in mine):
+                boot = paired_bootstrap(mine, method, baseline) if method != baseline else {}
+                if boot:
+                    row = {"method": f"{method} - {baseline}"}
+                    row.update({f"{c}_text": f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for c, (m, lo, hi) in boot.items()})
+                    intervals.append(row)
+            if intervals:
+                print(
+                    f"\n{name}: difference to {baseline}, paired by seed and case, with a 95 % bootstrap interval "
+                    f"over the {split} patients (resampled with replacement, 10,000 draws)"
+                )
+                print(table(intervals, [("method", "method", "")] + [(f"{c}_text", c, "") for c in classes]))
+            tables[name][f"bootstrap_vs_{baseline}"] = intervals
         pairs = pair_table(mine)
         if pairs:
             print(

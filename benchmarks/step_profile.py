@@ -117,7 +117,9 @@ def main(argv=None) -> int:
         f"one validation (Dice, {len(trainer.data.val)} cases): {costs['validation_s']:.1f} s; "
         f"one evaluation with distances: {costs['evaluation_s']:.1f} s"
     )
-    path = write_results("step_profile", {"config": args.config, "overrides": args.set, "rows": rows, **costs}, args.out)
+    path = write_results(
+        "step_profile", {"config": args.config, "overrides": args.set, "rows": rows, **costs}, args.out
+    )
     print(f"results: {path}  ({machine()['cpu']}, {torch.get_num_threads()} threads)")
     return 0
 

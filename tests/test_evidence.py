@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -217,3 +219,26 @@ def test_acdc_pseudo_label_table_is_the_saved_summaries():
     assert done.returncode == 0, done.stderr
     text = section("acdc-pseudo-labels")
     assert done.stdout.strip() in text
+
+
+def test_paired_bootstrap_resamples_patients_and_keeps_seeds_paired():
+    quality = load_quality()
+
+    def row(method, seed, shift):
+        cases = {}
+        for p, base in (("patient001", 0.6), ("patient002", 0.7), ("patient003", 0.8)):
+            for frame in ("frame01", "frame02"):
+                value = base + shift.get(p, 0.0)
+                cases[f"{p}_{frame}"] = {"RV": value, "mean": value}
+        return {"method": method, "seed": seed, "cases": cases}
+
+    same = [row("sup", s, {}) for s in (0, 1)] + [
+        row("coda", s, {p: 0.1 for p in ("patient001", "patient002", "patient003")}) for s in (0, 1)
+    ]
+    mean, low, high = quality.paired_bootstrap(same, "coda", "sup", samples=500)["RV"]
+    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    # a gain on one patient only: the mean is a third of it and the interval spans 0 .. the gain
+    one = [row("sup", 0, {}), row("coda", 0, {"patient003": 0.3})]
+    mean, low, high = quality.paired_bootstrap(one, "coda", "sup", samples=2000)["mean"]
+    assert mean == pytest.approx(0.1) and low == pytest.approx(0.0) and high == pytest.approx(0.3)
+    assert quality.paired_bootstrap([{"method": "coda", "seed": 0}], "coda", "sup") == {}
