@@ -15,17 +15,15 @@ so a job stopped by its time limit still leaves what it measured:
 1. **equivalence**: 5 steps of the plain and the fast path from the same seed on this
    device (dropout off, fp32 with TF32 off, then bf16): the largest relative difference of
    the losses and of the weights.
-2. **rows**, one per variant: plain fp32, plain bf16, plain bf16 + fused optimiser, fused pair
-   bf16, fast bf16 (fused pair + fused optimiser), and with ``--compile`` the fast path under
+2. **rows**, one per variant: plain fp32, plain bf16, plain bf16 with channels-last, fast bf16
+   (the fused optimiser step), and with ``--compile`` the fast path under
    ``torch.compile`` in its default, ``max-autotune-no-cudagraphs`` and ``reduce-overhead``
    modes. Per row: the first steps' time (start-up, compilation), the median s/step over
    repeats of timed steps and images/s, the FLOPs of one step
    (``torch.utils.flop_counter``), the fraction of the dense bf16 (and fp32) matrix-product
    peak measured in the same run, the peak allocated CUDA memory, and on CUDA the number of
    host synchronisations in non-logged steps (``torch.cuda.set_sync_debug_mode``).
-   The FLOPs are counted on the plain step (torch's counter ignores a convolution's groups in
-   its weight gradient, so it overcounts the fused pair; each row's raw count is kept as
-   ``flops_counted``).
+   The FLOPs are counted on the plain step.
 3. ``paper_schedule_minutes``: 30,000 steps at each row's s/step (training only).
 
 ``--budget-seconds`` is a wall-clock guard: a variant that would start after it is
@@ -114,12 +112,11 @@ def synthetic_data(s: dict):
     )
 
 
-VARIANTS = [  # (row name, config keys, torch.compile mode of the fused pair or None)
+VARIANTS = [  # (row name, config keys, torch.compile mode of the networks or None)
     ("plain fp32", {"train.precision": "fp32"}, None),
     ("plain bf16", {"train.precision": "bf16"}, None),
-    ("plain bf16 + fused optimiser", {"train.precision": "bf16", "optim.fused": "true"}, None),
-    ("fused pair bf16", {"train.precision": "bf16", "train.fused_pair": "true"}, None),
-    ("fast bf16", {"train.precision": "bf16", "train.fused_pair": "true", "optim.fused": "true"}, None),
+    ("plain bf16 + channels-last", {"train.precision": "bf16", "train.channels_last": "true"}, None),
+    ("fast bf16", {"train.precision": "bf16", "optim.fused": "true"}, None),
 ]
 COMPILED = [
     ("fast bf16 + compile", "default"),
@@ -129,14 +126,14 @@ COMPILED = [
 
 
 def make_trainer(cfg, data, tmp: Path, name: str, compile_mode: str | None = None):
-    from coda_edu.models.fused import PairMember
     from coda_edu.train import Trainer
 
     trainer = Trainer(cfg, tmp / name.replace(" ", "_"), progress=False, data=data, log=lambda m: None)
     if compile_mode is not None:
-        # Benchmark-only, GPU-only and untested in CI: compile the fused pair in a chosen mode.
-        joint = torch.compile(trainer.fused, mode=None if compile_mode == "default" else compile_mode)
-        trainer.forward_a, trainer.forward_b = PairMember(joint, 0), PairMember(joint, 1)
+        # Benchmark-only, GPU-only and untested in CI: compile the two networks in a chosen mode.
+        mode = None if compile_mode == "default" else compile_mode
+        trainer.forward_a = torch.compile(trainer.model_a, mode=mode)
+        trainer.forward_b = torch.compile(trainer.model_b, mode=mode)
     return trainer
 
 
@@ -193,7 +190,7 @@ def equivalence(s, device, dataset, data, tmp: Path) -> dict:
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         try:
             runs = []
-            for name, extra in (("plain", {}), ("fast", {"train.fused_pair": "true", "optim.fused": "true"})):
+            for name, extra in (("plain", {}), ("fast", {"optim.fused": "true"})):
                 trainer = make_trainer(config(s, device, dataset, **keys, **extra), data, tmp, f"eq-{precision}-{name}")
                 losses = [float(trainer.train_step()["loss"]) for _ in range(5)]
                 runs.append((losses, trainer.model_a.state_dict(), trainer.model_b.state_dict()))
@@ -290,9 +287,7 @@ def main(argv=None) -> int:
                 row["skipped"] = "wall-clock budget spent"
                 continue
             measure(row, make_trainer(config(s, device, dataset, **keys), data, tmp, name, mode), s, sync, cuda)
-            # Every variant computes the same maths, so every row uses the plain step's count: torch's
-            # counter ignores the groups of a convolution's weight gradient and so overcounts the fused
-            # pair's backward (flops_counted keeps each row's raw count).
+            # Every variant computes the same maths, so every row uses the plain step's count.
             result.setdefault("flops_per_step", row["flops_counted"])
             row["flops_per_step"] = result["flops_per_step"]
             row["gflop_per_step"] = row["flops_per_step"] / 1e9

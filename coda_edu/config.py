@@ -271,9 +271,8 @@ class TrainConfig:
     compile: bool = _f(False, help="torch.compile the networks (CUDA only, slow start)")
     fused_pair: bool = _f(
         False,
-        help="run networks A and B as one grouped-convolution network (same maths, one launch per layer; "
-        "methods that train both networks; measured 0.71x the plain step on an H200: leave off; "
-        "see docs/benchmarks.md#gpu-step)",
+        help="removed: A and B as one grouped network was measured slower than two (0.71x on an H200); "
+        "only false is accepted, so run folders that name it still load",
     )
     threads: int = _f(0, help="CPU threads for torch (0 = torch default)", min=0)
     augment: AugmentConfig = _f(help="batched on-device augmentation", factory=AugmentConfig)
@@ -597,6 +596,11 @@ def validate(cfg: Config) -> Config:
     if cfg.model.name == "unet2d" and spatial_dims(cfg) == 3 or cfg.model.name == "unet3d" and spatial_dims(cfg) == 2:
         raise ConfigError(
             f"config key 'model.name': {cfg.model.name} does not fit the {spatial_dims(cfg)}D dataset '{cfg.data.name}'"
+        )
+    if t.fused_pair:
+        raise ConfigError(
+            "config key 'train.fused_pair': the fused pair was removed (it was slower than two networks); "
+            "leave it out or set it to false"
         )
     dataset = DATASETS.get(cfg.data.name)
     if dataset.check_config is not None:

@@ -41,7 +41,6 @@ from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFold
 from .method.algorithms import Batch
 from .method.schedules import poly_lr
 from .models import build_pair
-from .models.fused import FusedPair, PairMember
 from .progress import progress_bar
 from .registry import DATASETS, METHODS
 from .run_folder import RunFolder
@@ -188,14 +187,8 @@ class Trainer:
         self.memory_format = fmt
         self.algorithm = self.method.build(c, self.data.num_classes, self.data.ignore_index)
         self.algorithm.prepare(self.model_a, self.model_b)
-        self.fused = self._fused_pair()
-        if self.fused is not None:  # model_a/model_b are now views of the fused weights
-            params = list(self.fused.parameters())
-        else:
-            params = list(self.model_a.parameters()) + (list(self.model_b.parameters()) if self.method.trains_b else [])
+        params = list(self.model_a.parameters()) + (list(self.model_b.parameters()) if self.method.trains_b else [])
         self.optimizer = build_optimizer(c, params, self.device)
-        if self.fused is not None:
-            self.fused.attach_optimizer(self.optimizer)  # its state dict stays in the plain layout
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
         self._check_shards(c.train.labeled_batch_size, unlabeled_batch)
@@ -212,31 +205,11 @@ class Trainer:
         fill = self.data.ignore_index if self.data.ignore_index is not None else 0
         self.augment = Augmenter(c.train.augment, self.data.spatial_dims, fill_label=fill)
         self.forward_a, self.forward_b = self.model_a, self.model_b
-        if self.fused is not None:
-            joint = torch.compile(self.fused) if c.train.compile and self.device.type == "cuda" else self.fused
-            self.forward_a, self.forward_b = PairMember(joint, 0), PairMember(joint, 1)
-        elif c.train.compile and self.device.type == "cuda":
+        if c.train.compile and self.device.type == "cuda":
             self.forward_a, self.forward_b = torch.compile(self.model_a), torch.compile(self.model_b)
         self.state = TrainState()
         if resume:
             self._load_last()
-
-    def _fused_pair(self) -> FusedPair | None:
-        """``train.fused_pair``: A and B as one grouped network (coda_edu/models/fused.py), for methods
-        that train both networks; the plain modules stay the source of truth (views of its weights)."""
-        if not self.cfg.train.fused_pair:
-            return None
-        if not self.method.trains_b:
-            self.log(
-                f"train.fused_pair: method '{self.method.name}' does not train network B, "
-                "so the two networks run separately (plain path)"
-            )
-            return None
-        try:
-            return FusedPair(self.model_a, self.model_b)
-        except ValueError as exc:  # e.g. a layer type the fused pair does not know
-            self.log(f"train.fused_pair: {exc}, so the two networks run separately (plain path)")
-            return None
 
     def _check_data(self) -> None:
         d, c = self.data, self.cfg
@@ -420,8 +393,6 @@ class Trainer:
         batch = self.next_batch()
         self.model_a.train()
         self.model_b.train(self.method.trains_b)
-        if self.fused is not None:
-            self.fused.train()
         with distributed.sharded_step(), self.precision.autocast():
             loss, logs = self.algorithm.training_step(
                 self.forward_a, self.forward_b, batch, self.state.step, diagnostics

@@ -14,10 +14,6 @@ Each method registers a :class:`~coda_edu.registry.MethodSpec` with its class
 data, makes pseudo-labels, trains network B, and its default ``method.alignment`` and
 ``method.filter``. A new method is one module doing the same (see ``tests/toy_method.py``).
 
-Algorithms that run both networks on one input get both logits from
-:func:`~coda_edu.models.fused.pair_logits` (``model_a(x), model_b(x)``, or one pass of the
-fused pair when ``train.fused_pair`` is on).
-
 ``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
 shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
 ``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
@@ -41,7 +37,6 @@ import torch.nn as nn
 
 from ..config import Config
 from ..distributed import global_mean, global_sum
-from ..models.fused import pair_logits
 from ..registry import METHODS, MethodSpec
 from .alignment import (
     align_distribution,
@@ -176,7 +171,7 @@ class Supervised(Algorithm):
     :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
-        logits_a, logits_b = pair_logits(model_a, model_b, batch.x_l)
+        logits_a, logits_b = model_a(batch.x_l), model_b(batch.x_l)
         sup_a = self.supervised(logits_a, batch.y_l)
         sup_b = self.supervised(logits_b, batch.y_l)
         loss = sup_a + sup_b
@@ -344,7 +339,7 @@ class CrossPseudoSupervision(Algorithm):
             return self._two_view_step(model_a, model_b, batch, step, diagnostics)
         n_l = batch.x_l.shape[0]
         x = torch.cat([batch.x_l, batch.x_u])
-        logits_a, logits_b = pair_logits(model_a, model_b, x)  # one pass when the trainer fused the pair
+        logits_a, logits_b = model_a(x), model_b(x)
         sup_a = self.supervised(logits_a[:n_l], batch.y_l)
         sup_b = self.supervised(logits_b[:n_l], batch.y_l)
         labeled, unlabeled = {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": logits_a[n_l:], "B": logits_b[n_l:]}
@@ -414,7 +409,7 @@ class CrossPseudoSupervision(Algorithm):
         with torch.no_grad():
             if self.teachers:
                 return self.teachers["A"](x_u), self.teachers["B"](x_u)
-            return pair_logits(model_a, model_b, x_u)
+            return model_a(x_u), model_b(x_u)
 
     def _two_view_step(self, model_a, model_b, batch, step, diagnostics):
         r"""Pseudo-labels from the clean unlabeled images, learned on perturbed ones (``method.mix``,
