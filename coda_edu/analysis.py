@@ -18,7 +18,7 @@ import torch
 
 from .data.base import TrainPool
 from .io import read_json
-from .method.alignment import align_distribution, class_marginal, pseudo_labels
+from .method.alignment import pseudo_labels
 from .method.filtering import class_expectations, fixed_threshold_mask, over_expectation_mask
 
 
@@ -100,23 +100,6 @@ def compare_filters(
                 }
             )
     return rows
-
-
-def alignment_effect(
-    probs_u: torch.Tensor, pi_l: torch.Tensor, alpha: float = 1.0, pi_u: Optional[torch.Tensor] = None
-) -> dict[str, np.ndarray]:
-    """Pseudo-label class shares before and after aligning ``probs_u`` towards ``pi_l``."""
-    k = probs_u.shape[1]
-    pi_u = class_marginal(probs_u) if pi_u is None else pi_u
-    before = torch.bincount(pseudo_labels(probs_u)[1].reshape(-1), minlength=k)[:k].double()
-    aligned = align_distribution(probs_u, pi_l, pi_u, alpha)
-    after = torch.bincount(pseudo_labels(aligned)[1].reshape(-1), minlength=k)[:k].double()
-    return {
-        "before": (before / before.sum()).numpy(),
-        "after": (after / after.sum()).numpy(),
-        "pi_l": pi_l.double().numpy(),
-        "pi_u": pi_u.double().numpy(),
-    }
 
 
 def ema_trace(values: torch.Tensor, momentum: float) -> torch.Tensor:

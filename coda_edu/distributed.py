@@ -142,10 +142,6 @@ def sharded_step():
         _sharded = previous
 
 
-def sharded() -> bool:
-    return _sharded
-
-
 class _AllSum(torch.autograd.Function):
     r"""Differentiable all-reduce: :math:`y = \sum_r x_r` on every rank; backward sums the ranks'
     upstream gradients (each rank's :math:`y` feeds that rank's loss)."""

@@ -104,10 +104,6 @@ class RunFolder:
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 
-    @property
-    def figures_dir(self) -> Path:
-        return self.path / "figures"
-
     def checkpoint_path(self, name: str) -> Path:
         return self.checkpoints_dir / f"{name}.pt"
 
