@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .data.base import TrainPool
-from .io import read_json
 from .method.alignment import pseudo_labels
 from .method.filtering import class_expectations, fixed_threshold_mask, over_expectation_mask
 
@@ -129,20 +128,14 @@ def scratch_run_dir(name: str, root: str | Path = "runs") -> Path:
 def find_runs(runs_dir: str | Path) -> list[Path]:
     """Run folders (holding eval.json and config.yaml) anywhere below ``runs_dir``, except those
     below a ``scratch`` folder (the notebooks' illustration runs are not experiments to compare)."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.parent
-        for p in root.rglob("eval.json")
-        if (p.parent / "config.yaml").is_file() and SCRATCH not in p.parent.relative_to(root).parts
-    )
+    from .run_folder import RunFolder
+
+    return [run.path for run in RunFolder.find(runs_dir, skip=SCRATCH)]
 
 
 def collect_runs(runs_dir: str | Path) -> list[dict]:
     """One row per run x record, with the run's method, dataset, labeled amount and seed (a damaged
     config.yaml or eval.json is a one-line :class:`~coda_edu.errors.RunFolderError`)."""
-    from .errors import RunFolderError
     from .run_folder import RunFolder
 
     rows = []
@@ -150,12 +143,7 @@ def collect_runs(runs_dir: str | Path) -> list[dict]:
         cfg = RunFolder(run).read_config().to_dict()
         data = cfg["data"]
         labeled = data["labeled_patients"] if data.get("labeled_fraction") is None else data["labeled_fraction"]
-        try:
-            ev = read_json(run / "eval.json")
-        except (ValueError, OSError):
-            ev = None
-        if not isinstance(ev, dict) or not isinstance(ev.get("records"), list):
-            raise RunFolderError(f"'{run / 'eval.json'}' is damaged (no list of records): run 'coda-edu eval --run'")
+        ev = RunFolder(run).read_eval()
         variant = cfg["method"]["name"]
         if variant == "coda" and (cfg["method"]["alignment"], cfg["method"]["filter"]) != (
             "predictions",

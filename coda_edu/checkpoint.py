@@ -93,11 +93,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def load_run_pair(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
-    """Networks A and B of a run folder at its ``best`` or ``last`` checkpoint, in eval mode
-    (:meth:`coda_edu.run_folder.RunFolder.load_pair`)."""
-    from .run_folder import RunFolder
-
-    return RunFolder(run_dir).load_pair(checkpoint, device)

@@ -177,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _next_step(args, interrupted: bool = False) -> str:
     """How to go on after a stop: ``--resume`` only for a training run that has a last checkpoint."""
+    from .run_folder import RunFolder
+
     out = getattr(args, "out", None) if args.command == "train" else None
-    if out and (Path(out) / "checkpoints" / "last.pt").is_file():
+    if out and RunFolder(out).checkpoint_path("last").is_file():
         return f"; continue with: coda-edu train --resume --out {out}"
     if out:
         return f"; no checkpoint was written yet: start it again in place with coda-edu train --out {out}"

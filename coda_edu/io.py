@@ -338,25 +338,6 @@ def warn_line(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_folder_kind(run_dir: str | os.PathLike) -> str:
-    """What ``run_dir`` is: "missing", "file", "empty", "run" (has checkpoints/last.pt), "started"
-    (a coda-edu run that stopped before its first checkpoint: checkpoints/ without last.pt) or
-    "foreign" (a non-empty folder that is not a coda-edu run)."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        return "missing"
-    if not run_dir.is_dir():
-        return "file"
-    entries = [p for p in run_dir.iterdir() if p.name != LOCK_NAME and not _TMP_RE.search(p.name)]
-    if not entries:
-        return "empty"
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        return "run"
-    if (run_dir / "checkpoints").is_dir():
-        return "started"
-    return "foreign"
-
-
 class RunLock:
     """An exclusive lock on a run folder: ``RUN/.lock``, created with O_CREAT | O_EXCL.
 
@@ -505,12 +486,3 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def lock_run_folder(run_dir: str | os.PathLike, command: str, warn: Optional[Callable[[str], None]] = None) -> RunLock:
-    """Lock an existing run folder and, in a coda-edu run folder, remove the temporary files of killed writers."""
-    lock = RunLock(run_dir, command, warn).acquire()
-    run_dir = Path(run_dir)
-    if run_folder_kind(run_dir) in ("run", "started"):
-        remove_stale_tmp([run_dir, run_dir / "checkpoints", run_dir / "figures"])
-    return lock

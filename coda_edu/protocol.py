@@ -53,7 +53,7 @@ from typing import Optional
 
 from .config import Config, resolve, set_value
 from .errors import CodaEduError, ConfigError, RunFolderError, excerpt
-from .io import atomic_write_json, atomic_write_text, read_json, run_folder_kind
+from .io import atomic_write_json, atomic_write_text, read_json
 
 PLAN = "plan.json"
 TABLE_MD, TABLE_JSON = "protocol.md", "protocol.json"
@@ -167,10 +167,19 @@ def _json_object(path: Path) -> Optional[dict]:
     return value if isinstance(value, dict) else None
 
 
-def _records(path: Path) -> list[dict]:
-    """The records of an eval.json that are objects (none when it is damaged)."""
-    records = (_json_object(path) or {}).get("records")
-    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+def _evaluation(run_dir: Path) -> Optional[dict]:
+    """A run's eval.json, None when it has none or it is damaged (the run is then evaluated again)."""
+    from .run_folder import RunFolder
+
+    try:
+        return RunFolder(run_dir).read_eval()
+    except RunFolderError:
+        return None
+
+
+def _records(evaluation: Optional[dict]) -> list[dict]:
+    """The records of an evaluation that are objects."""
+    return [r for r in (evaluation or {}).get("records", []) if isinstance(r, dict)]
 
 
 def load_plan(out: Path, request: dict) -> Optional[Schedule]:
@@ -305,7 +314,7 @@ def job_state(job: Job) -> str:
     """``new``, ``resume`` (a checkpoint exists; also a run trained but not evaluated) or ``done``."""
     from .run_folder import RunFolder, config_differences
 
-    kind = run_folder_kind(job.run_dir)
+    kind = RunFolder(job.run_dir).kind()
     if kind in ("missing", "empty", "started"):
         return "new"
     if kind != "run":
@@ -320,7 +329,7 @@ def job_state(job: Job) -> str:
             f"'{job.run_dir}' was trained with another config (it differs at {', '.join(differ[:6])}); "
             f"remove it or choose another --out"
         )
-    records = _records(job.run_dir / "eval.json")
+    records = _records(_evaluation(job.run_dir))
     if any(r.get("checkpoint") == "last" and r.get("step") == job.cfg.train.iterations for r in records):
         return "done"
     return "resume"
@@ -375,9 +384,8 @@ def collect(jobs: list[Job]) -> list[dict]:
     """Per job: its state and the contents of its eval.json (None until it is evaluated)."""
     rows = []
     for job in jobs:
-        path = job.run_dir / "eval.json"
-        evaluation = _json_object(path) if path.is_file() else None
-        last = [r for r in _records(path) if r.get("checkpoint") == "last"] if evaluation else []
+        evaluation = _evaluation(job.run_dir)
+        last = [r for r in _records(evaluation) if r.get("checkpoint") == "last"]
         if last and last[0].get("step") != job.cfg.train.iterations:
             evaluation = None  # an evaluation of an unfinished run
         rows.append({"method": job.method, "seed": job.seed, "run_dir": str(job.run_dir), "eval": evaluation})

@@ -196,8 +196,8 @@ def summary_text(evaluation: dict, cfg: Config, data: SegmentationData, run_dir:
                     f"and have no distance; penalised by the image diagonal: hd95_pen in eval.json)",
                 )
             )
-    run_dir = Path(run_dir)
-    lines.append(f"\nresults: {run_dir / 'eval.json'}  figures: {run_dir / 'figures'}")
+    run = RunFolder(run_dir)
+    lines.append(f"\nresults: {run.eval_path}  figures: {run.figure_path('overlay').parent}")
     return "\n".join(lines)
 
 
@@ -205,10 +205,10 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
     """Learning curves from metrics.jsonl and an overlay of the best checkpoint on a few slices."""
     from .viz.figures import plot_learning_curves, plot_overlay, save_figure
 
-    rows = RunFolder(run_dir).read_metrics()
+    run = RunFolder(run_dir)
     save_figure(
-        plot_learning_curves(rows, title=f"{cfg.method.name} on {data.name}"),
-        run_dir / "figures" / "learning_curves.png",
+        plot_learning_curves(run.read_metrics(), title=f"{cfg.method.name} on {data.name}"),
+        run.figure_path("learning_curves"),
     )
     cases = data.test or data.val
     if not cases:
@@ -239,7 +239,7 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
         title=f"{case.case_id} (best checkpoint)",
         ignore_index=data.ignore_index,
     )
-    save_figure(fig, run_dir / "figures" / "overlay.png")
+    save_figure(fig, run.figure_path("overlay"))
 
 
 def evaluate_run_dir(

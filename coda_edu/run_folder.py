@@ -19,20 +19,24 @@ one-line :class:`~coda_edu.errors.RunFolderError`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from .errors import ConfigError, RunFolderError, clip, excerpt
 from .io import (
+    LOCK_NAME,
+    TMP_SUFFIX,
+    RunLock,
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
     load_yaml,
-    lock_run_folder,
+    read_json,
     read_jsonl,
     read_small_text,
-    run_folder_kind,
+    remove_stale_tmp,
     to_jsonable,
     truncate_jsonl,
     warn_line,
@@ -40,7 +44,6 @@ from .io import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
-    from .io import RunLock
 
 CHECKPOINTS = ("last", "best")
 #: What ``coda-edu eval --run`` may find changed in config.yaml since the checkpoints were written:
@@ -71,6 +74,9 @@ def _shown(keys: list[str]) -> str:
     return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
 
 
+_TMP_RE = re.compile(re.escape(TMP_SUFFIX) + r"(\d+)$")
+
+
 def _is_step(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -97,6 +103,18 @@ class RunFolder:
         return self.path / "config.yaml"
 
     @property
+    def eval_path(self) -> Path:
+        return self.path / "eval.json"
+
+    @property
+    def eval_cases_path(self) -> Path:
+        return self.path / "eval_cases.jsonl"
+
+    def figure_path(self, name: str) -> Path:
+        """``figures/<name>.png``."""
+        return self.path / "figures" / f"{name}.png"
+
+    @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
@@ -108,8 +126,30 @@ class RunFolder:
         return self.checkpoints_dir / f"{name}.pt"
 
     def kind(self) -> str:
-        """ "missing", "file", "empty", "run", "started" or "foreign" (see :func:`coda_edu.io.run_folder_kind`)."""
-        return run_folder_kind(self.path)
+        """What the folder is: "missing", "file", "empty", "run" (has checkpoints/last.pt), "started" (a
+        coda-edu run that stopped before its first checkpoint: checkpoints/ without last.pt) or "foreign"
+        (a non-empty folder that is not a coda-edu run; its lock and temporary files aside)."""
+        if not self.path.exists():
+            return "missing"
+        if not self.path.is_dir():
+            return "file"
+        own = [p for p in self.path.iterdir() if p.name != LOCK_NAME and not _TMP_RE.search(p.name)]
+        if not own:
+            return "empty"
+        if self.checkpoint_path("last").is_file():
+            return "run"
+        return "started" if self.checkpoints_dir.is_dir() else "foreign"
+
+    @classmethod
+    def find(cls, root: str | Path, skip: str | None = None) -> list[RunFolder]:
+        """The evaluated run folders (config.yaml and eval.json) anywhere below ``root``, except those
+        below a folder named ``skip``."""
+        root = Path(root)
+        if not root.is_dir():
+            return []
+        runs = [cls(p.parent) for p in root.rglob("eval.json")]
+        runs = [r for r in runs if r.config_path.is_file() and skip not in r.path.relative_to(root).parts]
+        return sorted(runs, key=lambda r: r.path)
 
     # ------------------------------------------------------------------ opening
     def check_new(self) -> None:
@@ -146,18 +186,17 @@ class RunFolder:
         if self.kind() == "started":
             # Stopped before its first checkpoint: nothing in it can be resumed, so start it again in place.
             log(f"restarting {self.path} in place (the earlier run stopped before its first checkpoint)")
-            for stale in (
-                self.metrics_path,
-                self.checkpoint_path("best"),
-                self.path / "eval.json",
-                self.path / "eval_cases.jsonl",
-            ):
+            for stale in (self.metrics_path, self.checkpoint_path("best"), self.eval_path, self.eval_cases_path):
                 stale.unlink(missing_ok=True)
         self.make(self.checkpoints_dir)
 
-    def lock(self, command: str) -> RunLock:
-        """Take the folder's exclusive lock (a context manager; a second holder gets a one-line error)."""
-        return lock_run_folder(self.path, command)
+    def lock(self, command: str, warn: Optional[Callable[[str], None]] = None) -> RunLock:
+        """Take the folder's exclusive lock (a context manager; a second holder gets a one-line error) and,
+        in a coda-edu run folder, remove the temporary files of killed writers."""
+        lock = RunLock(self.path, command, warn).acquire()
+        if self.kind() in ("run", "started"):
+            remove_stale_tmp([self.path, self.checkpoints_dir, self.path / "figures"])
+        return lock
 
     # ------------------------------------------------------------------ config
     def read_config(self) -> Config:
@@ -355,8 +394,27 @@ class RunFolder:
     def write_results(self, evaluation: dict) -> None:
         """``eval.json`` (everything but the per-case rows) and ``eval_cases.jsonl`` (the rows)."""
         summary = {k: v for k, v in evaluation.items() if k != "cases"}
-        atomic_write_json(self.path / "eval.json", summary)
+        atomic_write_json(self.eval_path, summary)
         atomic_write_text(
-            self.path / "eval_cases.jsonl",
+            self.eval_cases_path,
             "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in evaluation.get("cases", [])),
         )
+
+    def read_eval(self) -> Optional[dict]:
+        """``eval.json`` as written by :meth:`write_results`, or None when the run has none; a damaged file
+        (not JSON, no list of records) is a one-line error."""
+        if not self.eval_path.is_file():
+            return None
+        try:
+            evaluation = read_json(self.eval_path)
+        except (ValueError, OSError):
+            evaluation = None
+        if not isinstance(evaluation, dict) or not isinstance(evaluation.get("records"), list):
+            raise RunFolderError(f"'{self.eval_path}' is damaged (no list of records): run 'coda-edu eval --run'")
+        return evaluation
+
+
+def load_run_pair(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
+    """Networks A and B of a run folder at its ``best`` or ``last`` checkpoint, in eval mode
+    (:meth:`RunFolder.load_pair`)."""
+    return RunFolder(run_dir).load_pair(checkpoint, device)

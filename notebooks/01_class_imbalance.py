@@ -78,7 +78,7 @@ from IPython.display import display
 
 from coda_edu import exercises
 from coda_edu.analysis import scratch_run_dir, split_confusion_and_marginals
-from coda_edu.checkpoint import load_run_pair
+from coda_edu.run_folder import load_run_pair
 from coda_edu.config import load_config
 from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 from coda_edu.evaluate import format_table

@@ -17,7 +17,8 @@ import yaml
 
 from coda_edu.config import load_config
 from coda_edu.errors import DivergedError, RunFolderError
-from coda_edu.io import RunLock, lock_run_folder, read_jsonl, run_folder_kind
+from coda_edu.io import RunLock, read_jsonl
+from coda_edu.run_folder import RunFolder
 from coda_edu.train import Trainer, train
 from tests.conftest import REPO, cli_command, tiny_overrides
 
@@ -209,7 +210,7 @@ def test_tmp_leftovers_of_dead_writers_are_removed(tmp_path):
     users = tmp_path / f"notes.tmp-{dead_pid()}"  # a name like a temporary file, but not coda-edu's
     for path in (dead, mine, other, users):
         path.write_text("x")
-    lock_run_folder(tmp_path, "test").release()
+    RunFolder(tmp_path).lock("test").release()
     assert not dead.exists() and mine.exists() and other.exists() and users.exists()
 
 
@@ -312,7 +313,7 @@ def test_damaged_run_config_is_one_line_on_eval_and_resume(run_copy, damage):
 def test_run_stopped_before_its_first_checkpoint_restarts_in_place(run_copy):
     for name in ("last.pt", "best.pt"):
         (run_copy / "checkpoints" / name).unlink()
-    assert run_folder_kind(run_copy) == "started"
+    assert RunFolder(run_copy).kind() == "started"
     line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress"), "without --resume")
     assert f"--out {run_copy}" in line
     done = cli("train", "--out", str(run_copy), "--no-progress", "--no-eval", *fast_args())
