@@ -159,8 +159,8 @@ exercises.check_prediction("finding", my_prediction, per_class)
 #
 # Write `my_mean_std(values)` returning `(mean, std)` of a list of per-seed scores,
 # with the *sample* standard deviation (the one that is right for a handful of seeds).
-# With a single seed there is no spread to measure: return `float("nan")` as the std
-# (the table above prints it as n/a).
+# With a single seed there is no spread to measure: return `None` as the std, the
+# convention of `coda_edu.analysis.summarize` and of the tables above (printed n/a).
 
 # %%
 def my_mean_std(values: list) -> tuple:
