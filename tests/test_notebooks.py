@@ -113,6 +113,21 @@ def test_quick_notebooks_execute_and_show_figures(quick_series, name):
     assert "error" not in kinds
     assert images >= 2, f"{name} shows {images} static figures"
     assert "✔ correct" in text  # the exercise, filled in by solutions=True, passes its check
+    # every progress bar leaves one output, its final line (coda_edu.progress.DisplayLine), not one per refresh
+    assert "%|" not in text, f"{name}: a progress bar was written as a stream"
+    bars = progress_lines(path)
+    assert all(re.search(r"100%\|", line) for line in bars), f"{name}: a progress bar did not end: {bars}"
+
+
+def progress_lines(path):
+    nb = json.loads(path.read_text())
+    return [
+        "".join(o["data"]["text/plain"])
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "display_data" and "%|" in "".join(o.get("data", {}).get("text/plain", ""))
+    ]
 
 
 # --------------------------------------------------------------------------- claims at the quick size

@@ -489,3 +489,29 @@ def test_scratch_run_dirs_are_new_at_every_call():
     first, second = scratch_run_dir("nb02-seed0"), scratch_run_dir("nb02-seed0")
     assert first != second and first.parent == second.parent
     assert first.parent.name == SCRATCH and first.name.startswith("nb02-seed0-")
+
+
+def test_progress_bar_in_a_kernel_keeps_one_output(monkeypatch):
+    """Inside a Jupyter kernel every refresh of a bar replaces one display output (a display handle)."""
+    import IPython.display
+
+    from coda_edu import progress
+
+    calls = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            calls.append(("update", bundle["text/plain"]))
+
+    def display(bundle, raw=False, display_id=False):
+        calls.append(("display", bundle["text/plain"]))
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    bar = progress.progress_bar(total=5, desc="steps")
+    for _ in range(5):
+        bar.update(1)
+    bar.close()
+    assert [kind for kind, _ in calls].count("display") == 1 and len(calls) >= 2
+    assert calls[-1][1].startswith("steps: 100%|") and "\r" not in calls[-1][1]
