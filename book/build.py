@@ -12,7 +12,9 @@
    as they do in the repository.
 3. Plotly outputs get an offline HTML version that uses ``_static/plotly.min.js`` (copied
    from the installed plotly package) instead of the CDN that the notebooks' fallback
-   names; widget outputs are drawn from the saved state by ``_static/coda-widgets.js``.
+   names; explorers whose states were precomputed (``coda_edu.viz.static``) become
+   controls that move in the browser (``_static/coda-explorers.js``); the other widget
+   outputs are drawn from the saved state by ``_static/coda-widgets.js``.
 4. ``jupyter-book config sphinx`` turns ``_config.yml`` into a Sphinx ``conf.py``, which is
    adjusted (:func:`adjust_conf`) before ``sphinx-build`` writes the site to ``OUT/html``.
 
@@ -34,6 +36,8 @@ from coda_edu.notebooks import SERIES  # the one list of the series
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+EXPLORER_MIME = "application/vnd.coda-edu.explorer+json"  # coda_edu.viz.static.MIME
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def plotly_js() -> Path:
@@ -83,13 +87,28 @@ def offline_plotly_html(figure: dict, index: int) -> str:
     )
 
 
+def explorer_html(spec: dict) -> str:
+    """The precomputed states of an explorer, for ``_static/coda-explorers.js`` to draw (no kernel)."""
+    payload = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
+    return f'<script type="{EXPLORER_MIME}">{payload}</script>'
+
+
 def prepare_notebook(src: Path, dst: Path) -> dict:
-    """Copy an executed notebook, giving plotly outputs an offline HTML version; returns counts."""
+    """Copy an executed notebook, giving plotly outputs an offline HTML version and explorers with
+    precomputed states their movable version (in place of the saved widget); returns counts."""
     nb = json.loads(src.read_text())
-    counts = {"plotly": 0, "images": 0, "widgets": 0}
+    counts = {"plotly": 0, "images": 0, "widgets": 0, "explorers": 0}
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
             data = out.get("data", {})
+            if EXPLORER_MIME in data:
+                # the page shows the explorer that moves without a kernel; the saved widget is for JupyterLab
+                out["data"] = {
+                    "text/html": explorer_html(data[EXPLORER_MIME]),
+                    "text/plain": data.get("text/plain", ""),
+                }
+                counts["explorers"] += 1
+                continue
             if PLOTLY_MIME in data:
                 data["text/html"] = offline_plotly_html(data[PLOTLY_MIME], counts["plotly"])
                 # the page shows the interactive figure; the static PNG stays for viewers without JS
@@ -120,9 +139,13 @@ def stage(executed: Path, src: Path) -> dict:
         shutil.copy2(doc, src / "docs" / doc.name)
     if (REPO / "docs" / "figures").is_dir():
         shutil.copytree(REPO / "docs" / "figures", src / "docs" / "figures")
-    shutil.copytree(
-        REPO / "coda_edu" / "method", src / "coda_edu" / "method", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    # the notebooks and docs link to the library's source files, the data scripts' README and its
+    # checksum lists, and the evidence rows: the site carries them (Sphinx serves non-page files as downloads)
+    shutil.copytree(REPO / "coda_edu", src / "coda_edu", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (src / "data_scripts").mkdir()
+    shutil.copy2(REPO / "data_scripts" / "README.md", src / "data_scripts" / "README.md")
+    shutil.copytree(REPO / "data_scripts" / "checksums", src / "data_scripts" / "checksums")
+    shutil.copytree(REPO / "benchmarks" / "evidence", src / "benchmarks" / "evidence")
     counts = {}
     for name in SERIES:
         counts[name] = prepare_notebook(executed / f"{name}.ipynb", src / "notebooks" / f"{name}.ipynb")
@@ -152,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     executed_s = time.perf_counter() - start
     counts = stage(executed, out / "src")
     for name, c in counts.items():
-        print(f"[book] {name}: {c['images']} images, {c['plotly']} plotly figures, {c['widgets']} widgets")
+        print(
+            f"[book] {name}: {c['images']} images, {c['plotly']} plotly figures, {c['widgets']} widgets, "
+            f"{c['explorers']} explorers that move without a kernel"
+        )
     build_start = time.perf_counter()
     html = out / "html"
     if html.exists():
@@ -165,10 +191,21 @@ def main(argv: list[str] | None = None) -> int:
         stdout=subprocess.DEVNULL,
     )
     adjust_conf(out / "src" / "conf.py")
-    done = subprocess.run([str(bindir / "sphinx-build"), "-q", "-b", "html", str(out / "src"), str(html)], cwd=REPO)
+    warnings_file = out / "sphinx-warnings.txt"
+    done = subprocess.run(
+        [str(bindir / "sphinx-build"), "-q", "-b", "html", "-w", str(warnings_file), str(out / "src"), str(html)],
+        cwd=REPO,
+    )
     if done.returncode != 0:
         print("[book] the site build failed", file=sys.stderr)
         return done.returncode
+    # a link Sphinx cannot resolve is rendered as plain text: report each one (tests/test_book.py requires none)
+    unresolved = [
+        line for line in warnings_file.read_text().splitlines() if "xref_missing" in line or "target not found" in line
+    ]
+    for line in unresolved:
+        print(f"[book] unresolved link: {line}", file=sys.stderr)
+    print(f"[book] {len(unresolved)} unresolved links")
     # Browsers may also ask the server root for /favicon.ico before reading the page's icon
     # link (seen as a rare 404 console error in the CI browser check): serve the icon there too.
     shutil.copyfile(html / "_static" / "favicon.png", html / "favicon.ico")

@@ -417,45 +417,87 @@ def test_prediction_rampup_follows_the_metrics():
     assert "no right or wrong" in exercises.grade_prediction("rampup", "a", supervised).message
 
 
-def test_prediction_finding_follows_the_runs():
-    def rows(values):
-        out = []
-        for (method, labeled, seed), dice in values.items():
-            for cls, v in (("RV", dice - 0.1), ("mean", dice)):
-                out.append(
-                    {
-                        "method": method,
-                        "labeled": labeled,
-                        "seed": seed,
-                        "split": "test",
-                        "checkpoint": "best",
-                        "model": "ensemble",
-                        "class": cls,
-                        "dice": v,
-                    }
-                )
-        return out
+def comparison_rows(values, cls="RV"):
+    out = []
+    for (method, seed), dice in values.items():
+        for c, v in ((cls, dice - 0.1), ("mean", dice)):
+            out.append(
+                {
+                    "method": method,
+                    "labeled": 8,
+                    "seed": seed,
+                    "split": "test",
+                    "checkpoint": "best",
+                    "model": "ensemble",
+                    "class": c,
+                    "dice": v,
+                }
+            )
+    return out
 
-    noisy = widgets.comparison_explorer(
-        rows(
-            {
-                ("coda", 2, 0): 0.6,
-                ("coda", 2, 1): 0.7,
-                ("supervised", 2, 0): 0.62,
-                ("supervised", 2, 1): 0.66,
-                ("coda", 4, 0): 0.8,
-            }
-        )
+
+def comparison(values, question_method="coda"):
+    rows = comparison_rows(values)
+    question = {"source": "pre-run", "cls": "RV", "method": question_method, "baseline": "supervised"}
+    return widgets.comparison_explorer(
+        {"pre-run": {"rows": rows, "split": "test"}}, cls="RV", baseline="supervised", question=question
     )
-    assert noisy.controls["labeled"].value == 4
-    assert predictions_pass("finding", noisy, "finding", "std") == "noise"
-    clear = widgets.comparison_explorer(
-        rows({("coda", 2, 0): 0.80, ("coda", 2, 1): 0.81, ("supervised", 2, 0): 0.5, ("supervised", 2, 1): 0.52})
+
+
+def test_prediction_finding_follows_the_paired_differences():
+    # coda − supervised per seed: +0.02, −0.01, +0.03: mean +0.013, std 0.021 -> noise
+    noisy = comparison(
+        {
+            ("coda", 0): 0.62,
+            ("coda", 1): 0.65,
+            ("coda", 2): 0.71,
+            ("supervised", 0): 0.60,
+            ("supervised", 1): 0.66,
+            ("supervised", 2): 0.68,
+        }
+    )
+    assert predictions_pass("finding", noisy, "finding", "seeds ahead") == "noise"
+    # +0.20, +0.22, +0.19: a finding, although the methods' own stds (0.05) are larger than... nothing: paired
+    clear = comparison(
+        {
+            ("coda", 0): 0.80,
+            ("coda", 1): 0.72,
+            ("coda", 2): 0.89,
+            ("supervised", 0): 0.60,
+            ("supervised", 1): 0.50,
+            ("supervised", 2): 0.70,
+        }
     )
     assert exercises.predicted("finding", clear) == "finding"
-    single = widgets.comparison_explorer(rows({("coda", 2, 0): 0.8, ("supervised", 2, 0): 0.5}))
+    single = comparison({("coda", 0): 0.8, ("supervised", 0): 0.5})
     assert exercises.predicted("finding", single) == "cannot tell"
-    assert single.data["methods"]["coda"]["std"] is None
+    assert single.data["methods"]["coda"]["std"] is None and single.data["paired"]["coda"]["std"] is None
+
+
+def test_comparison_explorer_menus_change_the_figure_and_draw_no_spread_for_one_seed():
+    from coda_edu.viz.static import MIME, figure_json, spec_state
+
+    explorer = comparison({("coda", 0): 0.8, ("coda", 1): 0.7, ("supervised", 0): 0.5, ("cps", 0): 0.6})
+    before = figure_json(explorer.figure)
+    explorer.controls["baseline"].value = "cps"
+    assert explorer.redraws == 1 and figure_json(explorer.figure) != before
+    assert explorer.data["paired"]["coda"]["n"] == 1
+
+    def spreads(fig):
+        return [
+            (t["xaxis"], t["name"], t["error_x"]["array"])
+            for t in figure_json(fig)["data"]
+            if t.get("error_x", {}).get("array")
+        ]
+
+    # only coda has two seeds: its Dice gets a ± bar; no paired difference has two seeds, so none there
+    assert spreads(explorer.figure) == [("x", "coda", [pytest.approx(0.0707, abs=1e-3)])]
+    explorer.controls["baseline"].value = "supervised"
+    assert spreads(explorer.figure) == [("x", "coda", [pytest.approx(0.0707, abs=1e-3)])]
+    spec = explorer._repr_mimebundle_()[MIME]
+    assert [c["name"] for c in spec["controls"]] == ["source", "cls", "baseline"]
+    assert len(spec["states"]) == 1 * 2 * 3
+    assert spec_state(spec, baseline=0) != spec_state(spec, baseline=1)
 
 
 def test_prediction_checks_echo_nothing(capsys):

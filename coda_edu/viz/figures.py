@@ -253,7 +253,10 @@ def _bar_groups(
     for i, (label, values) in enumerate(series.items()):
         pos = x + (i - (len(series) - 1) / 2) * width
         values = np.asarray(values, dtype=float)
-        yerr = None if errors is None or label not in errors else np.asarray(errors[label], dtype=float)
+        yerr = None
+        if errors is not None and label in errors:  # None or NaN: no spread measured (one seed), no bar drawn
+            spread = np.array([np.nan if e is None else float(e) for e in errors[label]], dtype=float)
+            yerr = np.where(np.isfinite(spread), spread, np.nan) if np.isfinite(spread).any() else None
         if series_colors is not None:
             ax.bar(
                 pos,
@@ -523,19 +526,15 @@ def plot_comparison(
     ax = fig.subplots()
     for name in dict.fromkeys(r[group] for r in summary):
         pts = sorted((r for r in summary if r[group] == name), key=lambda r: r[x])
-        std = [
-            r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan for r in pts
-        ]
-        color = method_color(str(name)) if group == "method" else None
-        ax.errorbar(
-            [r[x] for r in pts],
-            [r["mean"] for r in pts],
-            yerr=np.nan_to_num(std),
-            marker="o",
-            capsize=3,
-            color=color,
-            label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})",
+        std = np.array(
+            [r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan for r in pts]
         )
+        color = method_color(str(name)) if group == "method" else None
+        xs, ys = np.array([r[x] for r in pts], dtype=float), np.array([r["mean"] for r in pts], dtype=float)
+        ax.plot(xs, ys, marker="o", color=color, label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})")
+        has = np.isfinite(std)  # a std only where two seeds or more were run: no bar of length 0 for one seed
+        if has.any():
+            ax.errorbar(xs[has], ys[has], yerr=std[has], fmt="none", capsize=3, ecolor=color)
     values = [r[x] for r in summary]
     if all(float(v).is_integer() for v in values):  # patient counts: integer ticks only
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
