@@ -461,6 +461,7 @@ class CoursePack:
         return self.manifest["groups"][group]
 
     def runs(self, group: str) -> list[PackedRun]:
+        """The group's runs, checksums verified, in the recipe's order of variants, then by seed."""
         files = self.group_files(group)
         verify_files(self.root, self.manifest, files)
         out = []
@@ -485,7 +486,8 @@ class CoursePack:
                     weights_path=self.root / weights if weights else None,
                 )
             )
-        return out
+        order = self.manifest["groups"][group].get("variant_order") or []
+        return sorted(out, key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.seed))
 
     def rows(self, group: str) -> list[dict]:
         return [row for run in self.runs(group) for row in run.rows()]
@@ -573,6 +575,7 @@ def build(
                 "overrides": group.overrides,
                 "seeds": group.seeds,
                 "variants": group.variants,
+                "variant_order": list(group.variants),  # the recipe's order (the manifest's keys are sorted)
                 "minority_class": group.minority_class,
                 "weights": group.weights,
             }

@@ -35,6 +35,7 @@
       if (!state) return;
       var layout = Object.assign({}, state.layout, { template: spec.template, autosize: true });
       delete layout.width;
+      if (layout.height) plot.style.height = layout.height + "px";
       window.Plotly.react(plot, state.data, layout, { responsive: true, displaylogo: false });
       root.setAttribute("data-state", key);
     }

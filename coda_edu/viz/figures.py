@@ -449,8 +449,13 @@ def plot_confidence_histograms(
 ):
     """Per pseudo-class, histograms of the confidence of correct and wrong pseudo-labels."""
     k = len(class_names)
-    fig = Figure(figsize=(3.0 * k, 2.6))
-    axes = np.atleast_1d(fig.subplots(1, k, sharey=False))
+    cols = min(k, 2)  # two per row: readable at the width of a page (about 800 px)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(4.3 * cols, 2.7 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=False)).ravel()
+    for ax in axes[k:]:
+        ax.set_visible(False)
+    axes = axes[:k]
     edges = np.linspace(0, 1, bins + 1)
     for c, ax in enumerate(axes):
         sel = labels == c
@@ -479,7 +484,7 @@ def plot_confidence_histograms(
             )
         ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
         ax.set_xlabel("confidence (max softmax)")
-        if c == 0:
+        if c % cols == 0:
             ax.set_ylabel("pixels")
     handles = [Rectangle((0, 0), 1, 1, facecolor="0.55"), Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="black")]
     fig.legend(
@@ -490,14 +495,14 @@ def plot_confidence_histograms(
         fontsize=8,
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
 def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
     """Coverage and precision per class for each filter (rows from ``analysis.compare_filters``)."""
     filters = list(dict.fromkeys(r["filter"] for r in rows))
-    fig = Figure(figsize=(11, 3.2))
+    fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("coverage", "precision")):
         series = {

@@ -117,7 +117,7 @@ def alignment_figure(
     )
     fig.update_xaxes(title_text="batch of unlabeled slices", row=1, col=1)
     fig.update_yaxes(title_text="mean predicted probability", row=1, col=1)
-    fig.update_yaxes(title_text="share of pixels (log)", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="share of pixels (log)", type="log", dtick=1, tickformat=".1%", row=1, col=2)
     return fig
 
 
@@ -211,6 +211,26 @@ def points_figure(
     return fig
 
 
+def smooth(values: np.ndarray, window: int = 5) -> np.ndarray:
+    """A centred moving average over ``window`` logged points (NaN ignored; the ends average fewer)."""
+    values = np.asarray(values, dtype=float)
+    out = np.full_like(values, np.nan)
+    half = window // 2
+    for i in range(len(values)):
+        part = values[max(0, i - half) : i + half + 1]
+        part = part[np.isfinite(part)]
+        if part.size:
+            out[i] = part.mean()
+    return out
+
+
+def _rgba(color: str, alpha: float) -> str:
+    import matplotlib.colors as mcolors
+
+    r, g, b = mcolors.to_rgb(color)
+    return f"rgba({int(r * 255)},{int(g * 255)},{int(b * 255)},{alpha})"
+
+
 def curves_figure(
     steps_by_method: dict[str, list[np.ndarray]],
     values_by_method: dict[str, list[np.ndarray]],
@@ -219,43 +239,53 @@ def curves_figure(
     cls: str,
     title: str,
     ylabel: str,
+    window: int = 5,
 ):
-    """Left: a logged curve over training per method (thin: each seed; thick: the mean over
-    seeds); right: a final score per method (dots: seeds; diamond: mean ± std where it exists)."""
+    """Left: a logged curve over training per method, each seed smoothed over ``window`` logged
+    points: the mean over seeds (line) and the range of the seeds (band); right: a final score per
+    method (dots: seeds; diamond: mean ± std where there are two seeds or more)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(
         rows=1,
         cols=2,
-        column_widths=[0.58, 0.42],
+        column_widths=[0.6, 0.4],
         horizontal_spacing=0.2,
         subplot_titles=(f"{cls}: {ylabel}", f"{cls}: test Dice (best checkpoint)"),
     )
+    top = 1.5
     for m in methods:
         if m not in values_by_method:
             continue
         color = method_color(str(m))
         runs = list(zip(steps_by_method[m], values_by_method[m]))
-        for steps, values in runs:
-            fig.add_trace(
-                go.Scatter(
-                    x=list(steps),
-                    y=list(values),
-                    mode="lines",
-                    line={"color": color, "width": 1},
-                    opacity=0.3,
-                    showlegend=False,
-                    hoverinfo="skip",
-                ),
-                1,
-                1,
-            )
         common = min(len(s) for s, _ in runs)
-        mean = np.nanmean(np.stack([v[:common] for _, v in runs]), axis=0)
+        steps = [int(x) for x in runs[0][0][:common]]
+        curves = np.stack([smooth(v[:common], window) for _, v in runs])
+        lo, hi, mean = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), np.nanmean(curves, axis=0)
+        top = max(top, float(np.nanmax(hi)) * 1.05)
         fig.add_trace(
             go.Scatter(
-                x=list(runs[0][0][:common]), y=list(mean), mode="lines", line={"color": color, "width": 3}, name=m
+                x=steps + steps[::-1],
+                y=list(hi) + list(lo[::-1]),
+                fill="toself",
+                fillcolor=_rgba(color, 0.18),
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+            ),
+            1,
+            1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=list(mean),
+                mode="lines",
+                line={"color": color, "width": 3},
+                name=m,
+                hovertemplate="step %{x}: %{y:.2f}<extra>" + str(m) + "</extra>",
             ),
             1,
             1,
@@ -264,7 +294,7 @@ def curves_figure(
         first = next(iter(steps_by_method.values()))[0]
         fig.add_trace(
             go.Scatter(
-                x=[first[0], first[-1]],
+                x=[int(first[0]), int(first[-1])],
                 y=[1, 1],
                 mode="lines",
                 line={"color": "black", "dash": "dash", "width": 1},
@@ -297,7 +327,7 @@ def curves_figure(
                 x=[entry["mean"]],
                 y=[m],
                 mode="markers",
-                marker={"color": color, "size": 14, "symbol": "diamond", "line": {"color": "black", "width": 1}},
+                marker=MEAN_MARKER | {"color": color},
                 error_x={"type": "data", "array": [std], "color": color, "thickness": 2, "width": 6}
                 if std is not None
                 else {"visible": False},
@@ -307,11 +337,11 @@ def curves_figure(
             1,
             2,
         )
-    layout = _base_layout(title, 520)
+    layout = _base_layout(title, 540)
     layout["margin"] = {"l": 60, "r": 20, "t": 80, "b": 40}
-    layout["legend"] = {"orientation": "h", "y": -0.2, "x": 0.0, "font": {"size": 11}}
+    layout["legend"] = {"orientation": "h", "y": -0.16, "x": 0.0, "font": {"size": 11}}
     fig.update_layout(**layout)
     fig.update_xaxes(title_text="training step", row=1, col=1)
-    fig.update_yaxes(title_text=ylabel + " (log)", type="log", row=1, col=1)
+    fig.update_yaxes(title_text=ylabel, range=[0, top], row=1, col=1)
     fig.update_xaxes(title_text="Dice", row=1, col=2)
     return fig

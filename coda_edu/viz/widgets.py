@@ -176,7 +176,7 @@ def imbalance_explorer(
     def draw(imbalance: float):
         images, labels = generate_phantoms(patients, slices, resolution, imbalance=imbalance, seed=seed)
         shares = pixel_class_shares(labels, len(CLASS_NAMES))
-        fig = Figure(figsize=(10, 3.2))
+        fig = Figure(figsize=(9, 3.4))
         ax_bar, ax_img = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
         ax_bar.bar(CLASS_NAMES, shares, color=[class_color(n, i) for i, n in enumerate(CLASS_NAMES)])
         ax_bar.set_yscale("log")
@@ -399,8 +399,10 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
 
     def draw(step: int):
         upto = np.array(steps) <= step
-        fig = Figure(figsize=(14, 4.4))
-        ax_l, ax_s, ax_d = fig.subplots(1, 3)
+        fig = Figure(figsize=(9, 8.2))  # two rows: readable at the width of a page (about 800 px)
+        grid = fig.add_gridspec(2, 2, height_ratios=(1, 1))
+        ax_l, ax_s = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        ax_d = fig.add_subplot(grid[1, :])
         loss_styles = {
             "loss": ("black", "-"),
             "sup_A": ("0.35", "--"),
@@ -581,7 +583,8 @@ def comparison_explorer(
 def training_explorer(runs: list, methods: list[str] | None = None, cls: str | None = None) -> PlotlyExplorer:
     """Menus ``cls`` and ``stage`` over packed runs (:class:`coda_edu.course_pack.PackedRun`, several
     seeds per variant) -> left, the class's pseudo-label share divided by its labeled frequency
-    over the whole training (thin: each seed, thick: their mean; 1 = on target); right, the
+    over the whole training (each seed smoothed over 5 logged steps; line: the mean over seeds,
+    band: their range; 1 = on target); right, the
     class's test Dice per variant (dots: seeds, ◆ mean ± std).
 
     ``stage`` "after" reads the pseudo-labels the networks learn from (after alignment),
@@ -625,7 +628,7 @@ def training_explorer(runs: list, methods: list[str] | None = None, cls: str | N
             methods,
             cls,
             f"pre-run, {seeds} seeds: the {cls} over whole trainings ({stages[stage]})",
-            "share / labeled frequency",
+            "share / labeled frequency (1 = on target)",
         )
         return fig, {"cls": cls, "stage": stage, "late": late, "dice": dice}
 
