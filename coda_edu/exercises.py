@@ -550,18 +550,20 @@ def _answer_rampup(explorer) -> tuple[tuple[str, ...], str]:
 
 
 def _answer_finding(explorer) -> tuple[tuple[str, ...], str]:
-    amounts = list(explorer.controls["labeled"].options)
-    smallest = amounts[0]
-    methods = explorer.data_at(labeled=smallest)["methods"]
-    if len(methods) < 2:
-        return (), f"only one method was run with {smallest} labeled: there is nothing to compare."
-    (m1, s1), (m2, s2) = sorted(methods.items(), key=lambda kv: -kv[1]["mean"])[:2]
-    diff = s1["mean"] - s2["mean"]
-    told = f"with {smallest} labeled, {m1} has {s1['mean']:.3f} and {m2} {s2['mean']:.3f} (difference {diff:.3f})"
-    if s1["std"] is None or s2["std"] is None:
-        return ("cannot tell",), told + "; one of them has a single seed, so there is no spread to compare with."
-    spread = max(s1["std"], s2["std"])
-    return (("finding",) if diff > spread else ("noise",)), told + f"; the larger of their std is {spread:.3f}."
+    q = explorer.data.get("question") or {}
+    if not {"source", "cls", "method", "baseline"} <= set(q):
+        return (), "this explorer names no pair of methods to compare."
+    data = explorer.data_at(source=q["source"], cls=q["cls"], baseline=q["baseline"])
+    p = data["paired"].get(q["method"])
+    told = f"in '{q['source']}', on {q['cls']}, {q['method']} − {q['baseline']}"
+    if p is None or not p["n"]:
+        return ("cannot tell",), told + ": no seed was run with both."
+    if p["std"] is None:
+        return ("cannot tell",), told + f" is {p['mean']:+.3f} from a single seed: no spread to compare it with."
+    word = "finding" if abs(p["mean"]) > p["std"] else "noise"
+    return (word,), told + (
+        f", paired over {p['n']} seeds: {p['mean']:+.3f} ± {p['std']:.3f} ({p['positive']} of {p['n']} seeds ahead)."
+    )
 
 
 PREDICTIONS: dict[str, Prediction] = {
@@ -589,8 +591,8 @@ PREDICTIONS: dict[str, Prediction] = {
         _answer_rampup,
     ),
     "finding": Prediction(
-        "At the smallest labeled amount, is the difference between the two best methods a 'finding' (larger than "
-        "the larger of their standard deviations), 'noise' (not larger), or can you not tell ('cannot tell')?",
+        "Is the difference between a method and a baseline on one class, paired by seed, a 'finding' (its mean "
+        "larger than its standard deviation over seeds), 'noise' (not larger), or can you not tell ('cannot tell')?",
         ("finding", "noise", "cannot tell"),
         _answer_finding,
     ),
