@@ -157,22 +157,29 @@ def find_runs(runs_dir: str | Path) -> list[Path]:
 
 
 def collect_runs(runs_dir: str | Path) -> list[dict]:
-    """One row per run x record, with the run's method, dataset, labeled amount and seed."""
-    import yaml
+    """One row per run x record, with the run's method, dataset, labeled amount and seed (a damaged
+    config.yaml or eval.json is a one-line :class:`~coda_edu.errors.RunFolderError`)."""
+    from .errors import RunFolderError
+    from .run_folder import RunFolder
 
     rows = []
     for run in find_runs(runs_dir):
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg = RunFolder(run).read_config().to_dict()
         data = cfg["data"]
         labeled = data["labeled_patients"] if data.get("labeled_fraction") is None else data["labeled_fraction"]
-        ev = read_json(run / "eval.json")
+        try:
+            ev = read_json(run / "eval.json")
+        except (ValueError, OSError):
+            ev = None
+        if not isinstance(ev, dict) or not isinstance(ev.get("records"), list):
+            raise RunFolderError(f"'{run / 'eval.json'}' is damaged (no list of records): run 'coda-edu eval --run'")
         variant = cfg["method"]["name"]
         if variant == "coda" and (cfg["method"]["alignment"], cfg["method"]["filter"]) != (
             "predictions",
             "over_expectation",
         ):
             variant = f"coda[{cfg['method']['alignment']},{cfg['method']['filter']}]"
-        for rec in ev["records"]:
+        for rec in (r for r in ev["records"] if isinstance(r, dict)):
             rows.append(
                 {
                     "run": run.name,

@@ -16,12 +16,13 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import RunFolderError
+from .errors import RunFolderError, clip
 from .io import atomic_write
 
 
@@ -40,15 +41,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global: a foreign or malicious object
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it names {named.group(1)})" if named else ""
         raise RunFolderError(
-            f"checkpoint '{path}' holds objects other than tensors and plain values, so it was "
-            f"not loaded (coda-edu loads checkpoints with weights_only=True; {first[:200]})"
+            f"checkpoint '{path}' holds objects other than tensors and plain values{what}, so it was not "
+            f"loaded: coda-edu loads checkpoints with weights_only=True and never runs code from them"
         ) from None
     except MemoryError:
         raise
     except Exception as exc:  # truncated or not a checkpoint
-        raise RunFolderError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc})") from None
+        raise RunFolderError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {clip(str(exc))})") from None
     if not isinstance(state, dict):
         raise RunFolderError(f"checkpoint '{path}' is not a coda-edu checkpoint (holds a {type(state).__name__})")
     return state

@@ -167,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             where = f" writing '{exc.filename}'" if exc.filename else ""
-            sys.stderr.write(
-                f"coda-edu: error: the disk is full{where}; free some space (a run can be continued "
-                f"with --resume from its last checkpoint)\n"
-            )
+            sys.stderr.write(f"coda-edu: error: the disk is full{where}; free some space{_next_step(args)}\n")
             return 2
         if isinstance(exc, PermissionError):
             where = f" '{exc.filename}'" if exc.filename else ""
@@ -178,15 +175,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        out = getattr(args, "out", None)
-        if out and (Path(out) / "checkpoints" / "last.pt").is_file():
-            hint = f"; continue with: coda-edu train --resume --out {out}"
-        elif out:
-            hint = f"; no checkpoint was written yet: start it again in place with coda-edu train --out {out}"
-        else:
-            hint = ""
-        sys.stderr.write(f"coda-edu: interrupted{hint}\n")
+        sys.stderr.write(f"coda-edu: interrupted{_next_step(args, interrupted=True)}\n")
         return 130
+
+
+def _next_step(args, interrupted: bool = False) -> str:
+    """How to go on after a stop: ``--resume`` only for a training run that has a last checkpoint."""
+    out = getattr(args, "out", None) if args.command == "train" else None
+    if out and (Path(out) / "checkpoints" / "last.pt").is_file():
+        return f"; continue with: coda-edu train --resume --out {out}"
+    if out:
+        return f"; no checkpoint was written yet: start it again in place with coda-edu train --out {out}"
+    return "" if interrupted else ", then run the command again"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,8 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, excerpt
+from .io import MB, YAMLRefused, load_yaml, read_small_text
 from .presets import dataset_quick
 from .registry import DATASETS, METHODS, Registry
 
@@ -35,6 +36,12 @@ from .registry import DATASETS, METHODS, Registry
 SMALL_SYNTHETIC = list(dataset_quick("synthetic"))
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
+#: Settings are checked against the types the code gives them: integers go into int64 (numpy, torch),
+#: floats into float32 tensors, so a value float32 cannot hold (or rounds to 0) is refused here.
+INT64 = (-(2**63), 2**63 - 1)
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+CONFIG_LIMIT = MB  # a config file is a few kB; a larger file is refused before it is parsed
 
 
 def _f(
@@ -298,53 +305,64 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):
             value = (
-                yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+                _yaml_value(value, key) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
             )
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError(f"config key '{key}': expected {_describe(tp)}, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected {_describe(tp)}, got {excerpt(value)}")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
             return value.lower() in ("true", "yes", "on")
-        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected true or false, got {excerpt(value)}")
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            value = float(value)
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
         elif isinstance(value, str):
             try:
-                value = float(value)
+                number = int(value.replace("_", ""))
             except ValueError:
-                raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
-        else:
-            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
-        return value
+                pass
+        if number is None:
+            raise ConfigError(f"config key '{key}': expected an integer, got {excerpt(value)}")
+        if not INT64[0] <= number <= INT64[1]:
+            raise ConfigError(f"config key '{key}': {excerpt(number)} is out of range (beyond 64-bit integers)")
+        return number
+    if tp is float:
+        number = None
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            except OverflowError:  # an integer beyond float64
+                number = math.inf
+        if number is None:
+            raise ConfigError(f"config key '{key}': expected a number, got {excerpt(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"config key '{key}': expected a finite number, got {excerpt(value)}")
+        if abs(number) > FLOAT32_MAX:
+            raise ConfigError(
+                f"config key '{key}': {number!r} is out of float32's range (the type training uses: |x| <= 3.4e+38)"
+            )
+        if 0 < abs(number) < FLOAT32_TINY:
+            raise ConfigError(
+                f"config key '{key}': {number!r} is too small for float32 (the type training uses: a nonzero "
+                f"value must be >= 1.2e-38 in magnitude)"
+            )
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected a string, got {excerpt(value)}")
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # programming error
 
 
@@ -358,10 +376,10 @@ def _check_limits(value: Any, f: dataclasses.Field, key: str) -> None:
     if choices is not None and value not in choices:
         shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices if c is not None)
         hint = ""
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= 100:
             close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"config key '{key}': {value!r} is not one of {shown}{hint}")
+        raise ConfigError(f"config key '{key}': {excerpt(value)} is not one of {shown}{hint}")
     values = value if isinstance(value, list) else [value]
     for v in values:
         if v is None or isinstance(v, (str, bool)):
@@ -369,9 +387,9 @@ def _check_limits(value: Any, f: dataclasses.Field, key: str) -> None:
         lo, hi = meta.get("min"), meta.get("max")
         if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
             op = ">" if meta.get("min_exclusive") else ">="
-            raise ConfigError(f"config key '{key}': {v!r} is out of range (must be {op} {lo})")
+            raise ConfigError(f"config key '{key}': {excerpt(v)} is out of range (must be {op} {lo})")
         if hi is not None and v > hi:
-            raise ConfigError(f"config key '{key}': {v!r} is out of range (must be <= {hi})")
+            raise ConfigError(f"config key '{key}': {excerpt(v)} is out of range (must be <= {hi})")
 
 
 def _known_keys(cls: type, prefix: str = "") -> list[str]:
@@ -386,14 +404,16 @@ def _known_keys(cls: type, prefix: str = "") -> list[str]:
 
 
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, _known_keys(Config), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, _known_keys(Config), n=1, cutoff=0.6) if len(key) <= 100 else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    return ConfigError(f"unknown config key {excerpt(key)}{hint}")
 
 
 def _apply_mapping(obj: Any, mapping: dict, prefix: str) -> None:
     if not isinstance(mapping, dict):
-        raise ConfigError(f"config key '{prefix.rstrip('.') or '<top>'}': expected a mapping, got {mapping!r}")
+        raise ConfigError(
+            f"config key '{prefix.rstrip('.') or '<top>'}': expected a mapping of its keys, got {excerpt(mapping)}"
+        )
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for name, value in mapping.items():
         key = f"{prefix}{name}"
@@ -418,8 +438,13 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
         if i == len(parts) - 1:
             if dataclasses.is_dataclass(tp):
                 if isinstance(value, str):
-                    value = yaml.safe_load(value)
-                _apply_mapping(getattr(node, part), value or {}, key + ".")
+                    value = _yaml_value(value, key) if value.strip() else value
+                if not isinstance(value, dict):  # '--set train=0' must not pass as an empty section
+                    raise ConfigError(
+                        f"config key '{key}': expected a mapping of its keys, e.g. {key}={{...}} or "
+                        f"{key}.<name>=VALUE, got {excerpt(value)}"
+                    )
+                _apply_mapping(getattr(node, part), value, key + ".")
             else:
                 setattr(node, part, _coerce(value, tp, key))
         else:
@@ -431,16 +456,26 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``"a.b=value"``; the value is read as YAML (``0.5``, ``true``, ``[64, 64]``)."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like KEY=VALUE, e.g. method.alpha=0.5")
+        raise ConfigError(f"override {excerpt(text)} must look like KEY=VALUE, e.g. method.alpha=0.5")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"override '{text}' has an empty key")
+        raise ConfigError(f"override {excerpt(text)} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except YAMLRefused as exc:
+        raise ConfigError(f"config key {excerpt(key)}: {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
     return key, value
+
+
+def _yaml_value(text: str, key: str) -> Any:
+    """A ``--set`` value that is itself YAML (a list, a section), with a one-line error."""
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config key '{key}': not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
 
 
 def from_dict(mapping: dict | None) -> Config:
@@ -457,8 +492,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
+        text = read_small_text(path, what="config file", limit=CONFIG_LIMIT, error=ConfigError)
         try:
-            mapping = yaml.safe_load(path.read_text()) or {}
+            mapping = load_yaml(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
@@ -503,17 +539,18 @@ def validate(cfg: Config) -> Config:
         want = 3 if spatial_dims(cfg) == 3 else 2
         if len(cfg.data.image_size) != want:
             raise ConfigError(
-                f"config key 'data.image_size': dataset '{cfg.data.name}' needs {want} sizes, got {cfg.data.image_size}"
+                f"config key 'data.image_size': dataset '{cfg.data.name}' needs {want} sizes, "
+                f"got {excerpt(cfg.data.image_size)}"
             )
         if any(s < 8 for s in cfg.data.image_size):
-            raise ConfigError(f"config key 'data.image_size': sizes must be >= 8, got {cfg.data.image_size}")
+            raise ConfigError(f"config key 'data.image_size': sizes must be >= 8, got {excerpt(cfg.data.image_size)}")
     if not cfg.eval.splits:
         raise ConfigError(
             "config key 'eval.splits': is empty; the final evaluation needs at least one of 'val', 'test'"
         )
     for split in cfg.eval.splits:
         if split not in ("val", "test"):
-            raise ConfigError(f"config key 'eval.splits': {split!r} is not one of 'val', 'test'")
+            raise ConfigError(f"config key 'eval.splits': {excerpt(split)} is not one of 'val', 'test'")
     if cfg.model.name == "unet2d" and spatial_dims(cfg) == 3 or cfg.model.name == "unet3d" and spatial_dims(cfg) == 2:
         raise ConfigError(
             f"config key 'model.name': {cfg.model.name} does not fit the {spatial_dims(cfg)}D dataset '{cfg.data.name}'"
@@ -523,7 +560,9 @@ def validate(cfg: Config) -> Config:
         dataset.check_config(cfg)
     dev = t.device
     if not (dev in ("auto", "cpu", "mps", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ConfigError(f"config key 'train.device': {dev!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+        raise ConfigError(
+            f"config key 'train.device': {excerpt(dev)} is not one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
+        )
     return cfg
 
 

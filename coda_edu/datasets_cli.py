@@ -9,6 +9,7 @@ download and preprocessing scripts live in ``data_scripts/``.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -29,12 +30,19 @@ def add_cli(sub) -> None:
         "--images", choices=("u8", "exact"), default="u8", help="float images: 8-bit per file (default) or exact"
     )
     pack.add_argument("--level", type=int, choices=range(10), default=6, metavar="0-9", help="xz preset (default 6)")
+    pack.add_argument("--force", action="store_true", help="replace FILE if it exists")
     pack.add_argument("--no-progress", action="store_true", help="no progress bar")
     unpack = data_sub.add_parser("unpack", help="unpack a pack into DIR/<dataset folder> (checksum checked first)")
     unpack.add_argument(
         "pack", metavar="FILE", help="a file made by 'coda-edu data pack' (or ../shared/gpu's ACDC pack)"
     )
     unpack.add_argument("--out", required=True, metavar="DIR", help="data folder: then export CODA_EDU_DATA_DIR=DIR")
+    unpack.add_argument(
+        "--max-gb",
+        type=float,
+        metavar="GB",
+        help="write at most GB gigabytes (default: 100 times the pack's size, a limit against decompression bombs)",
+    )
     unpack.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -49,15 +57,25 @@ def run(args) -> int:
         out = Path(args.out)
         if out.is_dir():
             raise CodaEduError(f"--out '{out}' is a folder; name the pack file to write")
+        existed = os.path.lexists(out)
         manifest = pack_dataset(
-            args.dataset, out, root=args.root, images=args.images, level=args.level, progress=not args.no_progress
+            args.dataset,
+            out,
+            root=args.root,
+            images=args.images,
+            level=args.level,
+            progress=not args.no_progress,
+            force=args.force,
         )
-        print(summary(manifest, out))
+        print(summary(manifest, out) + (" (replaced the earlier file, --force)" if existed else ""))
         return 0
     if command == "unpack":
         from .data.pack import unpack
 
-        unpack(args.pack, args.out, progress=not args.no_progress)
+        if args.max_gb is not None and not (0 < args.max_gb < 1e9):
+            raise CodaEduError(f"--max-gb must be a positive number of gigabytes, got {args.max_gb}")
+        max_bytes = int(args.max_gb * 1e9) if args.max_gb is not None else None
+        unpack(args.pack, args.out, progress=not args.no_progress, max_bytes=max_bytes)
         return 0
     if command != "check":
         raise CodaEduError("usage: coda-edu data check|pack|unpack ... (see coda-edu data --help)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, excerpt
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -21,12 +21,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"config key 'train.device': {name!r} requested but CUDA is not available (use 'auto' or 'cpu')"
+                f"config key 'train.device': {excerpt(name)} requested but CUDA is not available (use 'auto' or 'cpu')"
             )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise ConfigError(
-                f"config key 'train.device': {name!r} requested "
+                f"config key 'train.device': {excerpt(name)} requested "
                 f"but only {torch.cuda.device_count()} CUDA device(s) exist"
             )
     if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):

@@ -1,6 +1,6 @@
 """Small file helpers: atomic writes, JSON that is valid JSON, JSON-lines logs.
 
-Results are never written in place: each writer writes ``NAME.tmp-<pid>`` in the
+Results are never written in place: each writer writes ``NAME.coda-edu-tmp-<pid>`` in the
 same folder and renames it over ``NAME`` (``os.replace`` is atomic on POSIX and
 Windows), so a killed process leaves either the old file or the new one.
 """
@@ -8,18 +8,24 @@ Windows), so a killed process leaves either the old file or the new one.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import math
 import os
 import re
+import shutil
 import socket
+import stat
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Optional
+
+import yaml
 
 try:  # POSIX only: used to serialise taking over a stale lock
     import fcntl
@@ -27,8 +33,13 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 
+#: The name of a file being written (``NAME.coda-edu-tmp-<pid>``): coda-edu's own naming, so that a
+#: file of the user's named like a temporary file (``notes.tmp-42``) is never taken for a leftover.
+TMP_SUFFIX = ".coda-edu-tmp-"
+
+
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f"{path.name}{TMP_SUFFIX}{os.getpid()}")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -72,7 +83,86 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    return parse_json(Path(path).read_text())
+
+
+# --------------------------------------------------------------------------- reading files that may be hostile
+
+MB = 1 << 20
+
+
+def read_small_text(path: str | os.PathLike, *, what: str, limit: int, error: type) -> str:
+    """The UTF-8 text of a small file (a config, a manifest, a lock, an index), or one ``error`` line:
+    missing, a folder, unreadable, larger than ``limit`` bytes (never read whole) or not UTF-8."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{what} '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} '{path}' is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"{what} '{path}' cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        size = f"{limit // MB} MB" if limit >= MB else f"{limit} bytes"
+        raise error(f"{what} '{path}' is larger than {size}, too large for a {what} (damaged or not one?)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} '{path}' is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, with nesting too deep for Python's recursion a ``ValueError`` like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+class YAMLRefused(yaml.YAMLError):
+    """YAML that coda-edu does not read (an alias, a duplicate key, nesting too deep); ``problem`` and
+    ``problem_mark`` as in PyYAML's own errors."""
+
+    def __init__(self, problem: str, mark=None):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``: no exponential expansion) and without
+    duplicate keys (the later one would silently replace the earlier one)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise YAMLRefused(
+                "YAML aliases (*name) are not accepted; write the values out", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: the safe constructor refuses it itself
+                continue
+            if duplicate:
+                from .errors import excerpt
+
+                raise YAMLRefused(f"duplicate key {excerpt(key)}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML read safely (no objects, no aliases, no duplicate keys); ``yaml.YAMLError`` otherwise."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise YAMLRefused("YAML nested too deeply") from None
 
 
 def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
@@ -138,7 +228,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 # --------------------------------------------------------------------------- run-folder lock
 
 LOCK_NAME = ".lock"
-_TMP_RE = re.compile(r"\.tmp-(\d+)$")
+_TMP_RE = re.compile(re.escape(TMP_SUFFIX) + r"(\d+)$")
 
 
 def pid_alive(pid: int) -> bool:
@@ -156,8 +246,72 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> Optional[int]:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``; None where unknown): with the
+    pid it names one process, so a lock whose pid was reused by another process is recognised."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            text = fh.read(4096).decode("ascii", "replace")
+        return int(text.rsplit(")", 1)[1].split()[19])  # field 22 (starttime); fields 3.. follow the ")"
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------- staging folders
+
+#: The file that marks a staging folder as coda-edu's: the pid and start time of the process that made it.
+STAGING_MARKER = ".coda-edu-staging.json"
+
+
+def mark_staging(folder: Path) -> Path:
+    """Write coda-edu's marker into ``folder`` (a new, empty folder this process made) and return it."""
+    info = {"made_by": "coda-edu", "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+    (Path(folder) / STAGING_MARKER).write_text(json.dumps(info) + "\n")
+    return Path(folder)
+
+
+def make_staging(parent: Path, prefix: str) -> Path:
+    """A new staging folder ``parent/<prefix><random>`` holding coda-edu's marker."""
+    return mark_staging(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+
+
+def staging_state(folder: Path) -> str:
+    """``"foreign"`` (not a folder holding coda-edu's marker: never touched), ``"running"`` (its process
+    still runs) or ``"stale"`` (its process is gone, or its pid now names another process: safe to delete)."""
+    folder = Path(folder)
+    marker = folder / STAGING_MARKER
+    if folder.is_symlink() or not folder.is_dir() or marker.is_symlink() or not marker.is_file():
+        return "foreign"
+    try:
+        with open(marker, "rb") as fh:
+            info = parse_json(fh.read(4096))
+        pid, started = info.get("pid"), info.get("pid_start")
+    except (OSError, ValueError, AttributeError):
+        return "stale"  # ours, but its marker was cut short: the process died while writing it
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return "stale"
+    if pid == os.getpid() or not pid_alive(pid):
+        return "stale" if pid != os.getpid() else "running"
+    now = process_start(pid)
+    return "stale" if isinstance(started, int) and now is not None and now != started else "running"
+
+
+def remove_stale_staging(parent: Path, prefix: str) -> list[Path]:
+    """Delete the staging folders ``parent/<prefix>*`` that coda-edu processes now gone left behind (only
+    folders holding coda-edu's marker; anything else named like them is left alone)."""
+    removed = []
+    if not Path(parent).is_dir():
+        return removed
+    for folder in sorted(Path(parent).glob(f"{glob.escape(prefix)}*")):
+        if staging_state(folder) == "stale":
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def remove_stale_tmp(folders: Iterable[str | os.PathLike]) -> list[Path]:
-    """Delete ``NAME.tmp-<pid>`` leftovers of writers that are no longer running; returns what was removed."""
+    """Delete ``NAME.coda-edu-tmp-<pid>`` leftovers of writers that are no longer running; returns what was
+    removed."""
     removed = []
     for folder in folders:
         folder = Path(folder)
@@ -222,12 +376,43 @@ class RunLock:
 
     def _holder(self) -> Optional[dict]:
         try:
-            info = json.loads(self.path.read_text())
+            with open(self.path, "rb") as fh:
+                info = parse_json(fh.read(4096))
             return info if isinstance(info, dict) else {}
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
             return {}
+
+    def _check_is_file(self) -> None:
+        """A ``.lock`` that is not a regular file (a folder, a link, a device) was not written by coda-edu:
+        it is neither read nor removed."""
+        from .errors import RunFolderError
+
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise RunFolderError(
+                f"'{self.path}' is not a lock file written by coda-edu ({kind}); coda-edu does not remove it: "
+                f"move it away if no coda-edu command is using '{self.run_dir}'"
+            )
+
+    def _stale_reason(self, info: dict) -> Optional[str]:
+        """Why the lock ``info`` is stale (its process is gone, or its pid now names another process),
+        or None while its holder may still run (or runs on another host, where it cannot be checked)."""
+        pid, host = info.get("pid"), info.get("host")
+        if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+            return None
+        if not pid_alive(pid):
+            return "no longer running"
+        started = info.get("pid_start")
+        now = process_start(pid)
+        if isinstance(started, int) and now is not None and now != started:
+            return f"pid {pid} now belongs to another process"
+        return None
 
     def _refuse(self, info: dict):
         from .errors import RunFolderError
@@ -248,6 +433,7 @@ class RunLock:
             "host": socket.gethostname(),
             "command": self.command,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "pid_start": process_start(os.getpid()),
         }
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(info) + "\n")
@@ -258,6 +444,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         from .errors import RunFolderError
 
+        self._check_is_file()
         try:
             if self._try_create():
                 self.held = True
@@ -278,6 +465,7 @@ class RunLock:
                         self.held = True
                         return self
                     continue
+                self._check_is_file()
                 if not info:  # being written right now (give it a second), or damaged
                     unreadable += 1
                     if unreadable < 20:
@@ -286,11 +474,11 @@ class RunLock:
                     self.warn(f"'{self.path}' is damaged (no owner recorded); taking over the run folder")
                     self.path.unlink(missing_ok=True)
                     continue
-                pid, host = info.get("pid"), info.get("host")
-                if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
+                reason = self._stale_reason(info)
+                if reason is not None:
                     self.warn(
-                        f"taking over the stale lock of pid {pid} (started {info.get('started', '?')}, "
-                        f"no longer running) on '{self.run_dir}'"
+                        f"taking over the stale lock of pid {info['pid']} (started {info.get('started', '?')}, "
+                        f"{reason}) on '{self.run_dir}'"
                     )
                     self.path.unlink(missing_ok=True)
                     continue
@@ -320,8 +508,9 @@ class RunLock:
 
 
 def lock_run_folder(run_dir: str | os.PathLike, command: str, warn: Optional[Callable[[str], None]] = None) -> RunLock:
-    """Lock an existing run folder and remove the temporary files of killed writers in it."""
+    """Lock an existing run folder and, in a coda-edu run folder, remove the temporary files of killed writers."""
     lock = RunLock(run_dir, command, warn).acquire()
     run_dir = Path(run_dir)
-    remove_stale_tmp([run_dir, run_dir / "checkpoints", run_dir / "figures"])
+    if run_folder_kind(run_dir) in ("run", "started"):
+        remove_stale_tmp([run_dir, run_dir / "checkpoints", run_dir / "figures"])
     return lock

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -38,7 +39,8 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import CodaEduError
+from .errors import CodaEduError, excerpt
+from .io import load_yaml
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SERIES = (
@@ -289,12 +291,48 @@ def notebook_parameters(path: Path) -> dict[str, dict]:
     }
 
 
-def parse_value(raw: str) -> Any:
-    """A ``-p NAME VALUE`` value read as YAML: ``true``, ``3``, ``0.5``, ``[a, b]``, ``null``; else the string."""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+class Typed(str):
+    """A ``-p NAME VALUE`` (or ``--grid``) value as typed on the command line. :func:`check_parameters`
+    reads it as the type the notebook declares: a ``str`` parameter gets the text exactly as typed
+    (``runs/my run #1``, ``yes``, ``~``, ``0123``), an ``int`` a decimal integer, a ``bool``
+    true/false/yes/no/on/off/1/0, a ``float`` a number, a ``list`` a YAML flow list ``[a, b]``;
+    ``None`` (or ``null``) sets an optional parameter to None."""
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _from_text(name: str, key: str, text: str, declared: str, type_name: str, optional: bool) -> Any:
+    """The value of a :class:`Typed` for a parameter declared as ``declared``; a NotebookError otherwise."""
+    if optional and text in ("None", "null"):
+        return None
+    wrong = NotebookError(f"notebook {name}: parameter '{key}' must be {type_name}, got {excerpt(text)}")
+    if declared == "str":
+        return text
+    if declared == "bool":
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise wrong
+    if declared == "int":
+        if re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+            return int(text)
+        raise wrong
+    if declared == "float":
+        try:
+            number = float(text)
+        except ValueError:
+            raise wrong from None
+        if not math.isfinite(number):
+            raise wrong
+        return number
+    try:  # a list, or a parameter whose type papermill could not tell
+        value = load_yaml(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise NotebookError(f"notebook {name}: parameter '{key}': {problem}") from None
+    if declared == "list" and not isinstance(value, list):
+        raise wrong
+    return value
 
 
 _TYPE_CHECKS = {
@@ -317,6 +355,8 @@ def check_parameters(name: str, path: Path, given: dict[str, Any]) -> dict[str, 
         declared = declared.split("[")[0].lower()
         optional = "Optional" in (known[key]["type"] or "") or "None" in (known[key]["type"] or "")
         check = _TYPE_CHECKS.get(declared)
+        if isinstance(value, Typed):
+            value = _from_text(name, key, str(value), declared, known[key]["type"], optional)
         if value is None and optional:
             checked[key] = value
             continue
@@ -324,7 +364,9 @@ def check_parameters(name: str, path: Path, given: dict[str, Any]) -> dict[str, 
             if declared == "str":
                 value = str(value)
             else:
-                raise NotebookError(f"notebook {name}: parameter '{key}' must be {known[key]['type']}, got {value!r}")
+                raise NotebookError(
+                    f"notebook {name}: parameter '{key}' must be {known[key]['type']}, got {excerpt(value)}"
+                )
         if declared == "float" and isinstance(value, int):
             value = float(value)
         checked[key] = value
@@ -412,14 +454,25 @@ def run_series(
 
 
 def expand_grid(grid: list[str]) -> list[dict[str, Any]]:
-    """``["method=cps,coda", "labeled=2,4"]`` -> the list of all combinations."""
+    """``["method=cps,coda", "labeled=2,4"]`` -> the list of all combinations (values as :class:`Typed`)."""
     axes = []
     for item in grid:
         if "=" not in item:
-            raise NotebookError(f"--grid '{item}' must look like NAME=V1,V2,...")
+            raise NotebookError(f"--grid {excerpt(item)} must look like NAME=V1,V2,...")
         key, values = item.split("=", 1)
-        axes.append([(key.strip(), parse_value(v.strip())) for v in values.split(",") if v.strip()])
+        axes.append([(key.strip(), Typed(v.strip())) for v in values.split(",") if v.strip()])
     return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def grid_tag(combo: dict[str, Any]) -> str:
+    """The folder name of a grid point, ``method_cps-seed0``: letters, digits and ``._=+-`` only (any other
+    character becomes ``_``), so a value such as ``/../../X`` can never lead out of ``--out``."""
+    tag = "-".join(f"{k}{v}" for k, v in combo.items())
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", tag).lstrip(".") or "_"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return folder.resolve() in path.resolve().parents
 
 
 def sweep_run(out_dir: Path, params: dict[str, Any], tag: str, device: Optional[str] = None) -> str:
@@ -455,12 +508,20 @@ def sweep(
     if devices and "device" in parameters:
         raise NotebookError("give the device with --devices or with -p device, not both")
     log(f"[notebooks] sweep over {len(combos)} runs -> {runs_dir}")
-    jobs = []
+    jobs, tags = [], {}
     for combo in combos:
         params = {**parameters, **combo}
         if quick:
             params.setdefault("quick", True)
-        tag = "-".join(f"{k}{v}" for k, v in combo.items())
+        tag = grid_tag(combo)
+        if tag in tags:
+            raise NotebookError(
+                f"grid points {excerpt(tags[tag])} and {excerpt(dict(combo))} would share the folder '{tag}': "
+                f"choose values that differ in letters or digits"
+            )
+        tags[tag] = dict(combo)
+        if not (_inside(runs_dir / tag, out_dir) and _inside(out_dir / "sweep" / tag, out_dir)):  # the last guard
+            raise NotebookError(f"grid point {excerpt(dict(combo))} would write outside '{out_dir}'")
         params["run_dir"] = str(runs_dir / tag)
         check_parameters("04_full_experiment", paired_path("04_full_experiment"), params)  # before anything runs
         jobs.append(Job(tag, sweep_run, (out_dir, params, tag)))
@@ -528,6 +589,10 @@ def add_cli(sub) -> None:
 
 def handle(args) -> int:
     action = getattr(args, "nb_command", None)
+    if action is None:
+        raise NotebookError(
+            "usage: coda-edu notebooks run|sweep|sync|check|strip|setup ... (see coda-edu notebooks --help)"
+        )
     if action == "sync":
         for name in sync():
             print(f"wrote {paired_path(name)}")
@@ -551,7 +616,7 @@ def handle(args) -> int:
         print(f"JupyterLab pre-save hook: {install_jupyter_hook()}")
         print(f"git clean filter '{GIT_FILTER}': {install_git_filter()}")
         return 0
-    params = {name: parse_value(value) for name, value in args.parameter}
+    params = {name: Typed(value) for name, value in args.parameter}
     out = Path(args.out)
     if action == "run":
         timings = run_series(args.names, out, params, args.quick)

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import Config, resolve, set_value
-from .errors import CodaEduError, ConfigError, RunFolderError
+from .errors import CodaEduError, ConfigError, RunFolderError, excerpt
 from .io import atomic_write_json, atomic_write_text, read_json, run_folder_kind
 
 PLAN = "plan.json"
@@ -89,7 +89,7 @@ def check_device(device: Optional[str]) -> str:
         return name
     if device == "cpu":
         return "cpu"
-    raise ProtocolError(f"--device must be 'cuda', 'cuda:N' or 'cpu' (smoke tests), got {device!r}")
+    raise ProtocolError(f"--device must be 'cuda', 'cuda:N' or 'cpu' (smoke tests), got {excerpt(device)}")
 
 
 # --------------------------------------------------------------------------- plan
@@ -156,6 +156,21 @@ def plan(
 
 def request_record(base: Config, methods: list[str], seeds: list[int], budget_minutes: Optional[float]) -> dict:
     return {"config": base.to_dict(), "methods": list(methods), "seeds": list(seeds), "budget_minutes": budget_minutes}
+
+
+def _json_object(path: Path) -> Optional[dict]:
+    """A JSON object read from one of the command's own files; None when it is unreadable or not an object."""
+    try:
+        value = read_json(path)
+    except (ValueError, OSError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _records(path: Path) -> list[dict]:
+    """The records of an eval.json that are objects (none when it is damaged)."""
+    records = (_json_object(path) or {}).get("records")
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
 def load_plan(out: Path, request: dict) -> Optional[Schedule]:
@@ -305,14 +320,9 @@ def job_state(job: Job) -> str:
             f"'{job.run_dir}' was trained with another config (it differs at {', '.join(differ[:6])}); "
             f"remove it or choose another --out"
         )
-    evaluation = job.run_dir / "eval.json"
-    if evaluation.is_file():
-        try:
-            records = read_json(evaluation).get("records", [])
-        except (ValueError, OSError):
-            records = []
-        if any(r.get("checkpoint") == "last" and r.get("step") == job.cfg.train.iterations for r in records):
-            return "done"
+    records = _records(job.run_dir / "eval.json")
+    if any(r.get("checkpoint") == "last" and r.get("step") == job.cfg.train.iterations for r in records):
+        return "done"
     return "resume"
 
 
@@ -366,13 +376,8 @@ def collect(jobs: list[Job]) -> list[dict]:
     rows = []
     for job in jobs:
         path = job.run_dir / "eval.json"
-        evaluation = None
-        if path.is_file():
-            try:
-                evaluation = read_json(path)
-            except (ValueError, OSError):
-                evaluation = None
-        last = [r for r in (evaluation or {}).get("records", []) if r.get("checkpoint") == "last"]
+        evaluation = _json_object(path) if path.is_file() else None
+        last = [r for r in _records(path) if r.get("checkpoint") == "last"] if evaluation else []
         if last and last[0].get("step") != job.cfg.train.iterations:
             evaluation = None  # an evaluation of an unfinished run
         rows.append({"method": job.method, "seed": job.seed, "run_dir": str(job.run_dir), "eval": evaluation})
@@ -454,7 +459,7 @@ def protocol_block(jobs: list[Job], rows: list[dict], schedule: Schedule, starte
     if cases:
         labeled += f": {', '.join(map(str, cases))}"
     info_path = jobs[0].run_dir.parent.parent / DATA_INFO
-    info = read_json(info_path) if info_path.is_file() else {}
+    info = (_json_object(info_path) if info_path.is_file() else None) or {}
     size = info.get("train_size") or ds.get("training_size") or list(cfg.data.image_size) or "dataset default"
     return {
         "dataset": cfg.data.name + (f" ({root})" if root else ""),
@@ -706,7 +711,7 @@ def _int_list(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"{what} must be comma-separated integers, got {excerpt(text)}") from None
 
 
 def _same_command(args, out: Path) -> list[str]:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, excerpt
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,13 @@ class Registry(Generic[S]):
             return self._entries[name]
         except (KeyError, TypeError):
             shown = ", ".join(repr(n) for n in self._entries)
-            close = difflib.get_close_matches(str(name), list(self._entries), n=1) if isinstance(name, str) else []
+            close = (
+                difflib.get_close_matches(name, list(self._entries), n=1)
+                if isinstance(name, str) and len(name) <= 100
+                else []
+            )
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"config key '{self.config_key}': {name!r} is not one of {shown}{hint}") from None
+            raise ConfigError(f"config key '{self.config_key}': {excerpt(name)} is not one of {shown}{hint}") from None
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "method.name", "algorithm", builtins=("coda_edu.method.algorithms",))

@@ -22,7 +22,6 @@ from .data.base import SegmentationData
 from .device import Precision, describe
 from .errors import RunFolderError
 from .evaluate import MODELS, aggregate, evaluate_cases, format_table, predict_case
-from .io import read_jsonl
 from .progress import progress_bar
 from .run_folder import CHECKPOINTS, RunFolder
 
@@ -123,9 +122,7 @@ def evaluate_run(
     records, case_rows, steps = [], [], {}
     try:
         for ckpt_name in CHECKPOINTS:
-            ckpt = run.load_checkpoint(ckpt_name, map_location=device)
-            model_a.load_state_dict(ckpt["model_a"])
-            model_b.load_state_dict(ckpt["model_b"])
+            ckpt = run.load_networks(ckpt_name, model_a, model_b, map_location=device)
             steps[ckpt_name] = ckpt["step"]
             for split in available:
                 result = evaluate_cases(
@@ -202,7 +199,7 @@ def write_figures(run_dir: Path, cfg: Config, data: SegmentationData, model_a, m
     """Learning curves from metrics.jsonl and an overlay of the best checkpoint on a few slices."""
     from .viz.figures import plot_learning_curves, plot_overlay, save_figure
 
-    rows = read_jsonl(run_dir / "metrics.jsonl")
+    rows = RunFolder(run_dir).read_metrics()
     save_figure(
         plot_learning_curves(rows, title=f"{cfg.method.name} on {data.name}"),
         run_dir / "figures" / "learning_curves.png",
@@ -250,8 +247,7 @@ def evaluate_run_dir(
     from .models import build_pair
 
     run = RunFolder(run_dir)
-    cfg = run.read_config()
-    run.require_checkpoints()
+    cfg = run.config_for_eval()  # refused when config.yaml no longer describes the checkpoints
     if device is not None:
         cfg.train.device = device
     cfg = resolve(cfg)
@@ -259,9 +255,11 @@ def evaluate_run_dir(
     precision = resolve_precision(dev, cfg.train.precision)
     data = load_dataset(cfg)
     model_a, model_b = (m.to(dev) for m in build_pair(cfg, data.in_channels, data.num_classes))  # weights: evaluate_run
-    state = run.load_checkpoint("last").get("state", {})
+    state = run.load_checkpoint("last").get("state")
+    seconds = state.get("train_seconds") if isinstance(state, dict) else None
+    seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
     evaluation = evaluate_run(
-        run, cfg, data, model_a, model_b, dev, precision, progress=progress, train_seconds=state.get("train_seconds")
+        run, cfg, data, model_a, model_b, dev, precision, progress=progress, train_seconds=seconds
     )
     run.write_results(evaluation)
     write_figures(run.path, cfg, data, model_a, model_b, dev, precision)

@@ -23,13 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from .errors import ConfigError, RunFolderError
+from .errors import ConfigError, RunFolderError, clip, excerpt
 from .io import (
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
+    load_yaml,
     lock_run_folder,
     read_jsonl,
+    read_small_text,
     run_folder_kind,
     to_jsonable,
     truncate_jsonl,
@@ -41,6 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .io import RunLock
 
 CHECKPOINTS = ("last", "best")
+#: What ``coda-edu eval --run`` may find changed in config.yaml since the checkpoints were written:
+#: how the evaluation runs, never what was trained or on which data.
+EVAL_ONLY_KEYS = ("eval.splits", "eval.distances", "eval.batch_size", "eval.overlap", "train.device", "train.threads")
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict:
@@ -77,6 +82,17 @@ def without_execution_keys(config: dict) -> dict:
 
 def _shown(keys: list[str]) -> str:
     return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+
+def _is_step(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _count(shapes: dict, key: str, path: Path) -> int:
+    value = shapes[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10_000:
+        raise RunFolderError(f"checkpoint '{path}' is damaged: its data.{key} is {excerpt(value)}")
+    return value
 
 
 class RunFolder:
@@ -165,23 +181,20 @@ class RunFolder:
         """``config.yaml``; one-line errors for a missing or damaged file."""
         import yaml
 
-        from .config import from_dict
+        from .config import CONFIG_LIMIT, from_dict
 
         path = self.config_path
         if not path.is_file():
             raise RunFolderError(f"'{self.path}' is not a run folder (no config.yaml)")
+        text = read_small_text(path, what="run config", limit=CONFIG_LIMIT, error=RunFolderError)
         try:
-            mapping = yaml.safe_load(path.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError:
-            raise RunFolderError(f"run config '{path}' is not UTF-8 text (damaged?)") from None
+            mapping = load_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
             raise RunFolderError(
                 f"run config '{path}'{where} is not valid YAML ({getattr(exc, 'problem', None) or 'invalid YAML'})"
             ) from None
-        except OSError as exc:
-            raise RunFolderError(f"run config '{path}' cannot be read: {exc.strerror or exc}") from None
         if not isinstance(mapping, dict):
             raise RunFolderError(f"run config '{path}' is not a coda-edu config (expected a mapping of keys)")
         try:
@@ -197,7 +210,7 @@ class RunFolder:
     def config_for_resume(self, given: Optional[Config] = None) -> Config:
         """The config a resumed run continues with: ``config.yaml``, which must equal the config
         stored in ``last.pt`` (and ``given``, when the caller passes one): resume means the same run."""
-        from .config import from_dict, resolve
+        from .config import resolve
 
         last = self.checkpoint_path("last")
         if not last.is_file():
@@ -215,15 +228,7 @@ class RunFolder:
         if not self.config_path.is_file():
             raise RunFolderError(f"cannot resume: '{self.path}' has checkpoints/last.pt but no config.yaml")
         cfg = self.read_config()
-        stored = self.load_checkpoint("last").get("config")
-        if not isinstance(stored, dict):
-            raise RunFolderError(
-                f"checkpoint '{last}' holds no config, so it cannot be checked against '{self.config_path}'"
-            )
-        try:
-            stored = resolve(from_dict(stored)).to_dict()
-        except ConfigError as exc:
-            raise RunFolderError(f"checkpoint '{last}': its stored config is invalid ({exc})") from None
+        stored = self._stored_config("last")
         differ = config_differences(stored, resolve(cfg).to_dict())
         if differ:
             raise RunFolderError(
@@ -241,6 +246,43 @@ class RunFolder:
                 )
         return cfg
 
+    def config_for_eval(self) -> Config:
+        """The config ``coda-edu eval --run`` scores the checkpoints with: ``config.yaml``, which must
+        equal the config stored in ``last.pt`` and ``best.pt`` (the networks it builds and the data it
+        opens are the ones trained), except for :data:`EVAL_ONLY_KEYS`."""
+        from .config import resolve
+
+        cfg = self.read_config()
+        self.require_checkpoints()
+        mine = resolve(cfg).to_dict()
+        for name in CHECKPOINTS:
+            differ = [k for k in config_differences(self._stored_config(name), mine) if k not in EVAL_ONLY_KEYS]
+            if differ:
+                raise RunFolderError(
+                    f"cannot evaluate: '{self.config_path}' differs from the config stored in "
+                    f"checkpoints/{name}.pt at {_shown(differ)}; the checkpoints were trained with that config: "
+                    f"undo the edit (only {', '.join(EVAL_ONLY_KEYS)} may change for an evaluation)"
+                )
+        return cfg
+
+    def _stored_config(self, name: str) -> dict:
+        """The resolved config a checkpoint was written with (as a dict), with one-line errors; the
+        checkpoint's step and weights are checked on the way."""
+        from .config import from_dict, resolve
+
+        path = self.checkpoint_path(name)
+        state = self.load_checkpoint(name)
+        self._check_entries(state, path)
+        stored = state.get("config")
+        if not isinstance(stored, dict):
+            raise RunFolderError(
+                f"checkpoint '{path}' holds no config, so it cannot be checked against '{self.config_path}'"
+            )
+        try:
+            return resolve(from_dict(stored)).to_dict()
+        except ConfigError as exc:
+            raise RunFolderError(f"checkpoint '{path}': its stored config is invalid ({exc})") from None
+
     # ------------------------------------------------------------------ checkpoints
     def load_checkpoint(self, name: str, map_location="cpu") -> dict:
         from .checkpoint import load_checkpoint
@@ -251,6 +293,34 @@ class RunFolder:
         from .checkpoint import save_checkpoint
 
         save_checkpoint(self.checkpoint_path(name), state)
+
+    def load_networks(self, name: str, model_a, model_b, map_location="cpu") -> dict:
+        """Load networks A and B from checkpoint ``name`` and return the checkpoint; one-line errors for a
+        checkpoint that lacks them, holds other shapes, or has no integer ``step``."""
+        state = self.load_checkpoint(name, map_location=map_location)
+        self._fill(state, self.checkpoint_path(name), model_a, model_b)
+        return state
+
+    @staticmethod
+    def _check_entries(state: dict, path: Path) -> None:
+        """A checkpoint must hold its step number and the weights of both networks."""
+        step = state.get("step")
+        if not _is_step(step):
+            raise RunFolderError(f"checkpoint '{path}' is damaged: its 'step' is {excerpt(step)}, not a step number")
+        for key in ("model_a", "model_b"):
+            if not isinstance(state.get(key), dict):
+                raise RunFolderError(f"checkpoint '{path}' is damaged: it holds no '{key}' weights")
+
+    @classmethod
+    def _fill(cls, state: dict, path: Path, model_a, model_b) -> None:
+        cls._check_entries(state, path)
+        for key, model in (("model_a", model_a), ("model_b", model_b)):
+            try:
+                model.load_state_dict(state[key])
+            except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+                raise RunFolderError(
+                    f"checkpoint '{path}' does not fit its run config ({type(exc).__name__}: {clip(str(exc))})"
+                ) from None
 
     def require_checkpoints(self) -> None:
         for name in CHECKPOINTS:
@@ -267,24 +337,17 @@ class RunFolder:
         from .models import build_pair
 
         cfg = resolve(self.read_config())
+        path = self.checkpoint_path(checkpoint)
         state = self.load_checkpoint(checkpoint, map_location=device)
         shapes = state.get("data")
         if not isinstance(shapes, dict) or not {"in_channels", "num_classes"} <= set(shapes):
             raise RunFolderError(
-                f"checkpoint '{self.checkpoint_path(checkpoint)}' does not record the data shapes "
+                f"checkpoint '{path}' does not record the data shapes "
                 f"(in_channels, num_classes): it was written by an older coda-edu; "
                 f"train the run again"
             )
-        model_a, model_b = build_pair(cfg, int(shapes["in_channels"]), int(shapes["num_classes"]))
-        try:
-            model_a.load_state_dict(state["model_a"])
-            model_b.load_state_dict(state["model_b"])
-        except (KeyError, RuntimeError) as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise RunFolderError(
-                f"checkpoint '{self.checkpoint_path(checkpoint)}' does not fit its run config "
-                f"({type(exc).__name__}: {detail})"
-            ) from None
+        model_a, model_b = build_pair(cfg, _count(shapes, "in_channels", path), _count(shapes, "num_classes", path))
+        self._fill(state, path, model_a, model_b)
         return model_a.to(device).eval(), model_b.to(device).eval()
 
     # ------------------------------------------------------------------ metrics and results
@@ -292,11 +355,19 @@ class RunFolder:
         append_jsonl(self.metrics_path, rows)
 
     def read_metrics(self, warn: Optional[Callable[[str], None]] = None) -> list[dict]:
-        return read_jsonl(self.metrics_path, warn=warn)
+        """The rows of metrics.jsonl that have an integer ``step`` (damaged lines are reported through ``warn``)."""
+        return [row for row in read_jsonl(self.metrics_path, warn=warn) if _is_step(row.get("step"))]
 
     def truncate_metrics(self, step: int) -> None:
-        """Forget what a killed run logged after the checkpoint of ``step``."""
-        truncate_jsonl(self.metrics_path, lambda row: row.get("step", 0) <= step, warn=warn_line)
+        """Forget what a killed run logged after the checkpoint of ``step`` (and rows with no integer step)."""
+
+        def keep(row: dict) -> bool:
+            if not _is_step(row.get("step")):
+                warn_line(f"'{self.metrics_path}': a row with no integer 'step' ({excerpt(row)}) was dropped")
+                return False
+            return row["step"] <= step
+
+        truncate_jsonl(self.metrics_path, keep, warn=warn_line)
 
     def write_results(self, evaluation: dict) -> None:
         """``eval.json`` (everything but the per-case rows) and ``eval_cases.jsonl`` (the rows)."""

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import CodaEduError, ConfigError
+from .errors import CodaEduError, ConfigError, excerpt
 
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 
@@ -60,7 +60,7 @@ def parse_devices(text: str) -> list[str]:
         raise ConfigError("--devices: name at least one device, e.g. cuda:0,cuda:1 or cpu,cpu")
     for d in devices:
         if not _DEVICE.fullmatch(d):
-            raise ConfigError(f"--devices: {d!r} is not a device (cpu, mps, cuda or cuda:N)")
+            raise ConfigError(f"--devices: {excerpt(d)} is not a device (cpu, mps, cuda or cuda:N)")
     from .device import resolve_device
 
     for d in dict.fromkeys(devices):

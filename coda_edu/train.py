@@ -19,6 +19,7 @@ are summed over the ranks, and rank 0 alone writes the run folder, validates and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import describe, resolve_device, resolve_precision
-from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError
+from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError, excerpt
 from .method.algorithms import Batch
 from .method.schedules import poly_lr
 from .models import build_pair
@@ -88,6 +89,24 @@ class TrainState:
     best_step: int = -1
     train_seconds: float = 0.0  # time spent in training steps (validation and checkpoints excluded)
     val_seconds: float = 0.0  # time spent validating and writing checkpoints
+
+    @classmethod
+    def from_checkpoint(cls, values: dict) -> TrainState:
+        """The state stored in last.pt, checked (a TypeError names the first field that is wrong)."""
+        if not isinstance(values, dict):
+            raise TypeError(f"state is {type(values).__name__}, not a mapping")
+        state = cls()
+        for f in dataclasses.fields(cls):
+            value = values.get(f.name, getattr(state, f.name))
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if f.type in (int, "int") and not (number and isinstance(value, int) and value >= -1):
+                raise TypeError(f"state.{f.name} is {excerpt(value)}, not an integer")
+            if f.type in (float, "float") and not (number and not math.isnan(value)):
+                raise TypeError(f"state.{f.name} is {excerpt(value)}, not a number")
+            setattr(state, f.name, value)
+        if state.step < 0:
+            raise TypeError(f"state.step is {state.step}, not a step number")
+        return state
 
 
 @dataclass
@@ -266,7 +285,7 @@ class Trainer:
             self.algorithm.load_state_dict(ckpt["algorithm"])
             self.sampler.load_state_dict(ckpt["sampler"])
             set_rng_state(self._own_rng(ckpt), self.generator)
-            self.state = TrainState(**ckpt["state"])
+            self.state = TrainState.from_checkpoint(ckpt["state"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             detail = " ".join(str(exc).split())[:200]
             raise RunFolderError(
@@ -558,9 +577,7 @@ class Trainer:
 
     def load_weights(self, checkpoint: str) -> None:
         """Load the networks of the ``best`` or ``last`` checkpoint."""
-        ckpt = self.run.load_checkpoint(checkpoint, map_location=self.device)
-        self.model_a.load_state_dict(ckpt["model_a"])
-        self.model_b.load_state_dict(ckpt["model_b"])
+        self.run.load_networks(checkpoint, self.model_a, self.model_b, map_location=self.device)
 
 
 def train(

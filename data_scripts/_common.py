@@ -2,7 +2,10 @@
 
 - :func:`run_cli` turns every user-fixable problem into one line ``error: ...`` and exit
   status 2 (never a traceback);
-- :func:`fetch_all` downloads files through ``NAME.partial`` and renames them into place
+- :class:`Staging` is the one folder, ``ROOT/.coda-edu-staging/``, where the scripts write
+  every unfinished file before renaming it into place; a later run removes it only when
+  it holds the scripts' marker and its run is gone, and the scripts delete nothing else;
+- :func:`fetch_all` downloads files into the staging folder and renames them into place
   only after their SHA-256 matches the manifest (or, for files the manifest does not
   know, after they were read back successfully), so an interrupted run leaves nothing
   half-written and a re-run skips what is already there;
@@ -18,8 +21,10 @@ import argparse
 import gzip
 import hashlib
 import http.client
+import json
 import os
 import re
+import shutil
 import sys
 import urllib.error
 import urllib.parse
@@ -42,10 +47,18 @@ except ImportError:
     sys.path.insert(0, str(REPO))
 
 from coda_edu.errors import CodaEduError, DataError  # noqa: E402
-from coda_edu.io import atomic_write, sha256_file  # noqa: E402
+from coda_edu.io import (  # noqa: E402
+    MB,
+    STAGING_MARKER,
+    mark_staging,
+    read_small_text,
+    sha256_file,
+    staging_state,
+)
 from coda_edu.progress import progress_bar  # noqa: E402
 
-PARTIAL = ".partial"
+STAGING = ".coda-edu-staging"
+MANIFEST_LIMIT = 16 * MB
 
 
 class UsageError(CodaEduError):
@@ -96,23 +109,23 @@ def shorten(names: list[str], shown: int = 3) -> str:
 
 def read_manifest(path: Path) -> dict[str, str]:
     """``{relative path: sha256}`` from a ``sha256sum``-style file."""
-    if not path.is_file():
-        raise DataError(f"checksum manifest '{path}' does not exist")
+    text = read_small_text(path, what="checksum manifest", limit=MANIFEST_LIMIT, error=DataError)
     entries = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         m = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
         if not m:
-            raise DataError(f"file '{path}' line {number}: expected '<sha256>  <path>', got '{line[:60]}'")
+            raise DataError(f"file '{path}' line {number}: expected '<sha256>  <path>', got {line[:60]!r}")
         entries[m.group(2)] = m.group(1)
     return entries
 
 
 def write_manifest(path: Path, entries: dict[str, str]) -> None:
-    """Write ``{relative path: sha256}`` sorted by path, atomically."""
+    """Write ``{relative path: sha256}`` sorted by path (through a staging folder beside it)."""
     text = "".join(f"{sha}  {rel}\n" for rel, sha in sorted(entries.items()))
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    with Staging(path.parent) as staging:
+        staging.write(path, lambda tmp: tmp.write_text(text))
 
 
 def manifest_sums(root: Path, relpaths: list[str], desc: str) -> dict[str, str]:
@@ -141,6 +154,77 @@ def report_problems(root: Path, problems: list[str], hint: str = "") -> NoReturn
     if len(problems) > 20:
         say(f"problem: ... and {len(problems) - 20} more")
     raise DataError(f"verify found {len(problems)} problem(s) in '{root}'{hint}")
+
+
+# --------------------------------------------------------------------------- staging
+
+
+class Staging:
+    """``ROOT/.coda-edu-staging/``: where a script writes every unfinished file (``with Staging(root) as s``).
+
+    Each output is written (or downloaded) into this folder and renamed into place when
+    complete, so a killed run leaves its unfinished files only here. The folder holds a
+    marker file naming the process that made it. On entry, a folder left by a run that is
+    gone is deleted, but only when it holds the marker: a folder of that name without it is
+    refused, never touched, and nothing outside the staging folder is ever deleted by name
+    (a ``thesis.partial`` or ``notes.tmp-42`` beside the data is the user's). On exit the
+    folder is removed.
+    """
+
+    def __init__(self, root: Path):
+        self.folder = Path(root) / STAGING
+        self._count = 0
+
+    def __enter__(self) -> Staging:
+        self._remove_leftovers()
+        self.folder.mkdir(parents=True)
+        mark_staging(self.folder)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)  # made by __enter__
+
+    def _remove_leftovers(self) -> None:
+        folder = self.folder
+        if not os.path.lexists(folder):
+            return
+        state = staging_state(folder)
+        if state == "foreign":
+            raise DataError(
+                f"'{folder}' exists but was not made by these scripts (it holds no {STAGING_MARKER}); the "
+                f"scripts write their unfinished files there and delete only a folder they made: move it away"
+            )
+        if state == "running":
+            raise DataError(
+                f"'{folder.parent}' is in use by another run of the data scripts (its staging folder "
+                f"'{folder}' belongs to a running process); wait for it to end"
+            )
+        shutil.rmtree(folder)
+        say("removed the unfinished files of an interrupted run")
+
+    def path(self, name: str) -> Path:
+        """A new file name in the staging folder (``name`` keeps it readable)."""
+        self._count += 1
+        return self.folder / f"{self._count}-{name}"
+
+    def write(self, path: Path, write: Callable[[Path], None]) -> None:
+        """Call ``write(tmp)`` for a new file (or folder) in the staging folder, then rename it to ``path``."""
+        tmp = self.path(path.name)
+        try:
+            write(tmp)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+        finally:
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            elif os.path.lexists(tmp):
+                tmp.unlink()
+
+    def write_text(self, path: Path, text: str) -> None:
+        self.write(path, lambda tmp: tmp.write_text(text))
+
+    def write_json(self, path: Path, obj) -> None:
+        self.write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- downloads
@@ -212,29 +296,28 @@ def _download(url: str, partial: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(item: Item, check: Callable[[Path], None]) -> None:
-    """Download one item via ``<dest>.partial``; verify; rename into place. Nothing is left on failure."""
-    item.dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = item.dest.with_name(item.dest.name + PARTIAL)
-    try:
-        got = _download(item.url, partial)
-        if item.sha256 is not None and got != item.sha256:
+def fetch(item: Item, check: Callable[[Path], None], staging: Staging) -> None:
+    """Download one item into the staging folder; verify; rename into place. Nothing is left on failure."""
+    staging.write(item.dest, lambda partial: _fetch_into(item, check, partial))
+
+
+def _fetch_into(item: Item, check: Callable[[Path], None], partial: Path) -> None:
+    """Download ``item`` into ``partial`` and check it (a DataError when it does not verify)."""
+    got = _download(item.url, partial)
+    if item.sha256 is not None and got != item.sha256:
+        raise DataError(
+            f"file '{item.rel}': SHA-256 of the download from '{item.url}' is {got[:12]}..., "
+            f"the manifest expects {item.sha256[:12]}...; the file was not kept (a changed or "
+            f"broken mirror; re-run to retry)"
+        )
+    if item.sha256 is None:
+        try:
+            check(partial)
+        except DataError as exc:
+            detail = str(exc).replace(f"file '{partial}': ", "")
             raise DataError(
-                f"file '{item.rel}': SHA-256 of the download from '{item.url}' is {got[:12]}..., "
-                f"the manifest expects {item.sha256[:12]}...; the file was not kept (a changed or "
-                f"broken mirror; re-run to retry)"
-            )
-        if item.sha256 is None:
-            try:
-                check(partial)
-            except DataError as exc:
-                detail = str(exc).replace(f"file '{partial}': ", "")
-                raise DataError(
-                    f"file '{item.rel}' downloaded from '{item.url}' is unusable ({detail}); the file was not kept"
-                ) from None
-        os.replace(partial, item.dest)
-    finally:
-        partial.unlink(missing_ok=True)
+                f"file '{item.rel}' downloaded from '{item.url}' is unusable ({detail}); the file was not kept"
+            ) from None
 
 
 def is_valid(item: Item, check: Callable[[Path], None]) -> bool:
@@ -250,40 +333,25 @@ def is_valid(item: Item, check: Callable[[Path], None]) -> bool:
     return True
 
 
-def fetch_all(items: list[Item], check: Callable[[Path], None], desc: str) -> FetchReport:
+def fetch_all(items: list[Item], check: Callable[[Path], None], desc: str, staging: Staging) -> FetchReport:
     """Fetch every item that is not already present and valid; a re-run downloads nothing new."""
     report = FetchReport()
     for item in progress(items, desc=desc):
         if is_valid(item, check):
             report.present.append(item.rel)
         else:
-            fetch(item, check)
+            fetch(item, check, staging)
             report.downloaded.append(item.rel)
         if item.sha256 is None:
             report.unverified.append(item.rel)
     return report
 
 
-def remove_leftovers(folders: Iterable[Path]) -> int:
-    """Delete ``*.partial`` and ``*.tmp-<pid>`` files an interrupted run left in ``folders``."""
-    removed = 0
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and (path.name.endswith(PARTIAL) or re.search(r"\.tmp-\d+$", path.name)):
-                path.unlink()
-                removed += 1
-    if removed:
-        say(f"removed {removed} unfinished file(s) left by an interrupted run")
-    return removed
-
-
 # --------------------------------------------------------------------------- HDF5
 
 
-def write_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
-    """Write ``image`` and ``label`` (gzip level 4, as the common releases) atomically."""
+def write_h5(staging: Staging, path: Path, image: np.ndarray, label: np.ndarray) -> None:
+    """Write ``image`` and ``label`` (gzip level 4, as the common releases) through the staging folder."""
     import h5py
 
     def write(tmp: Path) -> None:
@@ -291,7 +359,7 @@ def write_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
             fh.create_dataset("image", data=image, compression="gzip", compression_opts=4)
             fh.create_dataset("label", data=label, compression="gzip", compression_opts=4)
 
-    atomic_write(path, write)
+    staging.write(path, write)
 
 
 # --------------------------------------------------------------------------- NRRD

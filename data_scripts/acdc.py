@@ -63,7 +63,8 @@ verify
     differ byte-wise from the release.
 
 Re-running any command skips outputs that already exist and verify; files are written
-under a temporary name and renamed, so an interrupted run can simply be repeated.
+in ROOT/.coda-edu-staging/ and renamed into place, so an interrupted run can simply be
+repeated (it removes that folder, and nothing else).
 """
 
 from __future__ import annotations
@@ -82,13 +83,13 @@ from _common import (
     DataError,
     Item,
     Parser,
+    Staging,
     as_url,
     checksum_problems,
     fetch_all,
     join_url,
     progress,
     read_manifest,
-    remove_leftovers,
     report_problems,
     run_cli,
     say,
@@ -97,7 +98,6 @@ from _common import (
 )
 from coda_edu.data.acdc import load_spacing, training_slices
 from coda_edu.data.readers import check_pair, read_h5, read_list, read_nifti
-from coda_edu.io import atomic_write_json, atomic_write_text
 
 MIRROR_URL = (
     "https://raw.githubusercontent.com/antares0811/3DCardiac/673e5ad05c1c9c2a29ddc969af84184fbca40a75/data/ACDC/"
@@ -229,10 +229,14 @@ def download(args) -> int:
     """The ``download`` command (see the module docstring)."""
     root = Path(args.out).expanduser()
     manifest = read_manifest(Path(args.manifest))
-    remove_leftovers([root, root / "data", root / "data" / "slices"])
+    with Staging(root) as staging:
+        return download_into(root, manifest, args, staging)
+
+
+def download_into(root: Path, manifest: dict[str, str], args, staging: Staging) -> int:
     lists_url, base_url = as_url(args.lists_url), as_url(args.base_url)
     list_items = [Item(join_url(lists_url, name), root / name, name, manifest.get(name)) for name in LIST_NAMES]
-    lists_report = fetch_all(list_items, check_list, "ACDC lists")
+    lists_report = fetch_all(list_items, check_list, "ACDC lists", staging)
     lists = {name: read_list(root / name) for name in LIST_NAMES}
     problems = split_problems(lists, complete=True)
     if problems:
@@ -246,7 +250,7 @@ def download(args) -> int:
 
     items = [item(n, f"data/slices/{n}.h5") for n in lists["train_slices.list"]]
     items += [item(n, f"data/{n}.h5") for n in lists["val.list"] + lists["test.list"]]
-    data_report = fetch_all(items, check_h5, "ACDC files")
+    data_report = fetch_all(items, check_h5, "ACDC files", staging)
     say(f"lists: {lists_report.summary()}")
     say(f"h5 files: {data_report.summary()}")
     say(
@@ -329,11 +333,11 @@ def slice_path(root: Path, case: str, k: int) -> Path:
     return root / "data" / "slices" / f"{case}_slice_{k}.h5"
 
 
-def write_case(root: Path, case: str, image: np.ndarray, label: np.ndarray) -> None:
+def write_case(staging: Staging, root: Path, case: str, image: np.ndarray, label: np.ndarray) -> None:
     """The slices first, then the volume, whose presence marks the case as done."""
     for k in range(image.shape[0]):
-        write_h5(slice_path(root, case, k + 1), image[k], label[k])
-    write_h5(root / "data" / f"{case}.h5", image, label)
+        write_h5(staging, slice_path(root, case, k + 1), image[k], label[k])
+    write_h5(staging, root / "data" / f"{case}.h5", image, label)
 
 
 def done_depth(root: Path, case: str, spacing: dict) -> Optional[int]:
@@ -348,12 +352,12 @@ def done_depth(root: Path, case: str, spacing: dict) -> Optional[int]:
     return depth if all(slice_path(root, case, k).is_file() for k in range(1, depth + 1)) else None
 
 
-def write_lists(root: Path, present: set[int], depths: dict[str, int]) -> None:
+def write_lists(staging: Staging, root: Path, present: set[int], depths: dict[str, int]) -> None:
     """train/val/test lists of the present patients and train_slices.list; a split with none is removed."""
     for name, patients in SPLITS.items():
         chosen = [p for p in (sorted(patients) if name == "test.list" else patients) if p in present]
         if chosen:
-            atomic_write_text(root / name, "\n".join(cases_of(chosen)) + "\n")
+            staging.write_text(root / name, "\n".join(cases_of(chosen)) + "\n")
         else:
             (root / name).unlink(missing_ok=True)
             say(f"note: no {name.split('.')[0]} patient in the raw data, so {name} was not written")
@@ -363,7 +367,7 @@ def write_lists(root: Path, present: set[int], depths: dict[str, int]) -> None:
         for k in range(1, depths[case] + 1)
     ]
     if slices:
-        atomic_write_text(root / "train_slices.list", "\n".join(slices) + "\n")
+        staging.write_text(root / "train_slices.list", "\n".join(slices) + "\n")
 
 
 def release_slice_counts(manifest: dict[str, str]) -> dict[str, int]:
@@ -405,22 +409,23 @@ def preprocess(args) -> int:
             f"note: {len(absent)} of the 100 patients are not in '{raw}' "
             f"({shorten([f'patient{p:03d}' for p in absent])}); the lists name only the others"
         )
-    remove_leftovers([root, root / "data", root / "data" / "slices"])
     spacing = {case: list(v) for case, v in load_spacing(root).items()}
     depths: dict[str, int] = {}
     written = 0
-    for patient in progress(sorted(patients), desc="ACDC patients", unit="patient"):
-        folder = patients[patient]
-        for tag, frame in zip(FRAMES, read_info(folder)):
-            case = f"patient{patient:03d}_frame{tag}"
-            depth = done_depth(root, case, spacing)
-            if depth is None:
-                image, label, spacing[case] = load_frame(nifti_path(folder, frame), nifti_path(folder, frame, "_gt"))
-                write_case(root, case, image, label)
-                depth, written = image.shape[0], written + 1
-            depths[case] = depth
-        atomic_write_json(root / "spacing.json", spacing)
-    write_lists(root, set(patients), depths)
+    with Staging(root) as staging:
+        for patient in progress(sorted(patients), desc="ACDC patients", unit="patient"):
+            folder = patients[patient]
+            for tag, frame in zip(FRAMES, read_info(folder)):
+                case = f"patient{patient:03d}_frame{tag}"
+                depth = done_depth(root, case, spacing)
+                if depth is None:
+                    image_path, label_path = nifti_path(folder, frame), nifti_path(folder, frame, "_gt")
+                    image, label, spacing[case] = load_frame(image_path, label_path)
+                    write_case(staging, root, case, image, label)
+                    depth, written = image.shape[0], written + 1
+                depths[case] = depth
+            staging.write_json(root / "spacing.json", spacing)
+        write_lists(staging, root, set(patients), depths)
     say(f"ACDC: {written} case(s) written, {len(depths) - written} already done, in '{root}'")
     if args.size_check:
         size_check(depths, read_manifest(Path(args.manifest)))

@@ -21,9 +21,10 @@ extract
     PNG members whose path ends in VideoNN/Images/<file> or VideoNN/Labels/<file> are
     taken, whatever folders come before (the archive's top folder name is not assumed);
     other members are counted and skipped. Each video must have the same file names in
-    Images/ and Labels/. A video is extracted into ROOT/.partial/VideoNN and renamed to
-    ROOT/VideoNN when complete, so an interrupted run leaves no half video, and a re-run
-    skips videos whose files already match the archive (names and sizes).
+    Images/ and Labels/. A video is extracted into the staging folder
+    ROOT/.coda-edu-staging/ and renamed to ROOT/VideoNN when complete, so an interrupted
+    run leaves no half video (the next run removes that folder, and nothing else), and a
+    re-run skips videos whose files already match the archive (names and sizes).
     ``--sha256 HEX`` first checks the archive's SHA-256; coda-edu does not know an
     official checksum of the CaDIS archive, so this is only for a value you trust.
 
@@ -39,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import os
 import re
 import shutil
 import sys
@@ -50,12 +50,11 @@ from typing import Optional
 
 import numpy as np
 
-from _common import DataError, Parser, progress, report_problems, run_cli, say, shorten
+from _common import DataError, Parser, Staging, progress, report_problems, run_cli, say, shorten
 
 DOI_URL = "https://doi.org/10.6084/m9.figshare.14154554"
 INDEX_URL = "https://github.com/RViMLab/MICCAI2021_Cataract_semantic_segmentation (file data/data.csv)"
 KINDS = ("Images", "Labels")
-PARTIAL = ".partial"
 VIDEO = re.compile(r"Video0*(\d+)")
 
 INSTRUCTIONS = f"""\
@@ -162,11 +161,21 @@ def matches(folder: Path, members: dict[tuple[str, str], zipfile.ZipInfo]) -> bo
 
 
 def extract_video(
-    archive: Path, zf: zipfile.ZipFile, out: Path, video: str, members: dict[tuple[str, str], zipfile.ZipInfo], bar
+    archive: Path,
+    zf: zipfile.ZipFile,
+    out: Path,
+    video: str,
+    members: dict[tuple[str, str], zipfile.ZipInfo],
+    bar,
+    staging: Staging,
 ) -> None:
-    """Extract one video into out/.partial/<video>, then rename it to out/<video>."""
-    partial = out / PARTIAL / video
-    shutil.rmtree(partial, ignore_errors=True)
+    """Extract one video into the staging folder, then rename it to out/<video>."""
+    staging.write(out / video, lambda partial: extract_members(archive, zf, partial, members, bar))
+
+
+def extract_members(
+    archive: Path, zf: zipfile.ZipFile, partial: Path, members: dict[tuple[str, str], zipfile.ZipInfo], bar
+) -> None:
     for (kind, name), info in sorted(members.items()):
         target = partial / kind / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +187,6 @@ def extract_video(
                 f"archive '{archive}': member '{info.filename}' is corrupt ({type(exc).__name__}: {exc})"
             ) from None
         bar.update(1)
-    os.replace(partial, out / video)
 
 
 def extract(args) -> int:
@@ -208,7 +216,8 @@ def extract(args) -> int:
                 names.setdefault(kind, set()).add(name)
             check_pairs(f"archive '{archive}': {video}", names)
         done = []
-        with progress(total=sum(len(m) for m in videos.values()), desc="extracting") as bar:
+        total = sum(len(m) for m in videos.values())
+        with Staging(out) as staging, progress(total=total, desc="extracting") as bar:
             for video in sorted(videos, key=lambda v: int(VIDEO.fullmatch(v).group(1))):
                 final = out / video
                 if final.exists():
@@ -219,8 +228,7 @@ def extract(args) -> int:
                     done.append(video)
                     bar.update(len(videos[video]))
                     continue
-                extract_video(archive, zf, out, video, videos[video], bar)
-    shutil.rmtree(out / PARTIAL, ignore_errors=True)
+                extract_video(archive, zf, out, video, videos[video], bar, staging)
     frames = sum(len(m) for m in videos.values()) // 2
     say(
         f"CaDIS: {len(videos) - len(done)} video(s) extracted, {len(done)} already present; {frames} frames in "

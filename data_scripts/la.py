@@ -22,11 +22,13 @@ download
     the GitHub repository yulequan/UA-MT, pinned to commit MIRROR_COMMIT (MIRROR_URL).
     The lists must match the split above, and every case id must be a challenge id
     (CASE_ID: 20 upper-case letters and digits), so a list can never name a path outside
-    --out. Every case file must have a SHA-256 in data_scripts/checksums/la.sha256; that
-    manifest knows only the 16 cases of the coda-edu test subset, so a full download is
-    refused unless --allow-unverified is given: the other 84 cases are then downloaded,
-    read back with the checked reader and reported as UNVERIFIED, and the closing line
-    says so. "LA is ready" is printed only when every case file was verified.
+    --out. Every case file must have a SHA-256 in data_scripts/checksums/la.sha256, which
+    holds all 100 case files of the release (see checksums/README.md for where they come
+    from); each download is verified against it and a file that differs is not kept.
+    With another --manifest that lacks some cases, the download is refused unless
+    --allow-unverified is given: those cases are then downloaded, read back with the
+    checked reader and reported as UNVERIFIED, and the closing line says so. "LA is
+    ready" is printed only when every case file was verified.
 
 preprocess
     Builds the layout from the raw challenge release: RAW/<ID>/lgemri.nrrd (LGE-MRI) and
@@ -55,20 +57,21 @@ preprocess
     seed: re-running with another --seed into the same --out is refused.
 
 verify
-    Checks the files named in the manifest, the lists against the split, and reads every
+    Checks the case files the folder holds or its lists name against the manifest (so a
+    subset of the 100 cases verifies too), the lists against the split, and reads every
     listed case with coda-edu's checked reader. A case file without a known checksum is
     a problem unless --allow-unverified is given. Use ``--skip-checksums`` for a folder
     built by ``preprocess``.
 
 Re-running any command skips outputs that already exist and verify; files are written
-under a temporary name and renamed, so an interrupted run can simply be repeated.
+in ROOT/.coda-edu-staging/ and renamed into place, so an interrupted run can simply be
+repeated (it removes that folder, and nothing else).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import sys
 from pathlib import Path
@@ -81,6 +84,7 @@ from _common import (
     DataError,
     Item,
     Parser,
+    Staging,
     as_url,
     checksum_problems,
     fetch_all,
@@ -88,7 +92,6 @@ from _common import (
     progress,
     read_manifest,
     read_nrrd,
-    remove_leftovers,
     report_problems,
     run_cli,
     say,
@@ -97,7 +100,7 @@ from _common import (
 )
 from coda_edu.data.la import CASE_FOLDER, read_case
 from coda_edu.data.readers import check_pair, read_h5, read_list
-from coda_edu.io import atomic_write_json, atomic_write_text
+from coda_edu.io import MB, parse_json, read_small_text
 
 #: The UA-MT commit the download is pinned to. A public code index records data/train.list,
 #: data/test.list and the case files at this commit; it could not be checked online when it
@@ -228,12 +231,16 @@ def download(args) -> int:
     """The ``download`` command (see the module docstring)."""
     root = Path(args.out).expanduser()
     manifest = read_manifest(Path(args.manifest))
-    remove_leftovers([root, *(root / CASE_FOLDER).glob("*")])
+    with Staging(root) as staging:
+        return download_into(root, manifest, args, staging)
+
+
+def download_into(root: Path, manifest: dict[str, str], args, staging: Staging) -> int:
     base = as_url(args.base_url)
     list_items = [
         Item(join_url(base, name), root / name, name, manifest.get(name)) for name in ("train.list", "test.list")
     ]
-    lists_report = fetch_all(list_items, check_list, "LA lists")
+    lists_report = fetch_all(list_items, check_list, "LA lists", staging)
     train, test = read_list(root / "train.list"), read_list(root / "test.list")
     problems = split_problems(train, test, complete=True)
     if problems:
@@ -255,7 +262,7 @@ def download(args) -> int:
             f"(e.g. {unknown[0]}), so they cannot be verified; nothing was downloaded for them. Pass "
             f"--allow-unverified to download them anyway (checked only by reading them back)"
         )
-    data_report = fetch_all(items, check_h5, "LA cases")
+    data_report = fetch_all(items, check_h5, "LA cases", staging)
     say(f"lists: {lists_report.summary()} (checked against the embedded split and the case-id pattern)")
     say(f"h5 files: {data_report.summary()}")
     if data_report.unverified:
@@ -339,9 +346,9 @@ def read_crops(root: Path, seed: int) -> dict:
     if not path.is_file():
         return {}
     try:
-        crops = json.loads(path.read_text())
+        crops = parse_json(read_small_text(path, what="crop record", limit=16 * MB, error=DataError))
         seeds = {int(entry["seed"]) for entry in crops.values()}
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         raise DataError(f"file '{path}': not a crop record of la.py (delete it to rebuild the folder)") from None
     if seeds - {seed}:
         raise DataError(
@@ -361,12 +368,12 @@ def is_done(root: Path, case: str, crops: dict) -> bool:
     return True
 
 
-def write_lists(root: Path, cases: list[str]) -> tuple[list[str], list[str]]:
+def write_lists(staging: Staging, root: Path, cases: list[str]) -> tuple[list[str], list[str]]:
     """train.list and test.list of the cases found; test.list is removed when none is a test case."""
     train, test = split_lists(cases)
-    atomic_write_text(root / "train.list", "\n".join(train) + "\n")
+    staging.write_text(root / "train.list", "\n".join(train) + "\n")
     if test:
-        atomic_write_text(root / "test.list", "\n".join(test) + "\n")
+        staging.write_text(root / "test.list", "\n".join(test) + "\n")
     else:
         (root / "test.list").unlink(missing_ok=True)
         say("note: none of the 20 usual test cases is in the raw data, so test.list was not written")
@@ -378,18 +385,18 @@ def preprocess(args) -> int:
     raw, root = Path(args.raw).expanduser(), Path(args.out).expanduser()
     cases = find_cases(raw)
     crops = read_crops(root, args.seed)
-    remove_leftovers([root, *(root / CASE_FOLDER).glob("*")])
     written = 0
-    for case in progress(cases, desc="LA cases", unit="case"):
-        if is_done(root, case, crops):
-            continue
-        image, label = load_case(raw, case)
-        crop, crop_label, box = crop_case(image, label, crop_margins(args.seed, case), raw / case / "lgemri.nrrd")
-        write_h5(root / case_rel(case), crop, crop_label)
-        crops[case] = {**box, "seed": args.seed}
-        atomic_write_json(root / "crop.json", crops)
-        written += 1
-    train, test = write_lists(root, cases)
+    with Staging(root) as staging:
+        for case in progress(cases, desc="LA cases", unit="case"):
+            if is_done(root, case, crops):
+                continue
+            image, label = load_case(raw, case)
+            crop, crop_label, box = crop_case(image, label, crop_margins(args.seed, case), raw / case / "lgemri.nrrd")
+            write_h5(staging, root / case_rel(case), crop, crop_label)
+            crops[case] = {**box, "seed": args.seed}
+            staging.write_json(root / "crop.json", crops)
+            written += 1
+        train, test = write_lists(staging, root, cases)
     say(
         f"LA: {written} case(s) written, {len(cases) - written} already done; "
         f"{len(train)} training and {len(test)} test cases in '{root}'"
@@ -406,10 +413,18 @@ def verify(args) -> int:
     if not root.is_dir():
         raise DataError(f"folder '{root}' does not exist")
     problems, hint = [], ""
+    try:
+        train = read_list(root / "train.list")
+        test = read_list(root / "test.list", required=False) or []
+        lists_problem = None
+    except DataError as exc:  # without the lists only the checksums can be checked
+        train, test, lists_problem = [], [], str(exc)
     if not args.skip_checksums:
         present = [p.relative_to(root).as_posix() for p in [*root.glob("*.list"), *(root / CASE_FOLDER).glob("*/*.h5")]]
         manifest = read_manifest(Path(args.manifest))
-        problems = checksum_problems(root, manifest, present)
+        # the manifest knows all 100 cases; a folder holding some of them (a subset) is checked for those
+        wanted = set(present) | {case_rel(c) for c in train + test}
+        problems = checksum_problems(root, {rel: sha for rel, sha in manifest.items() if rel in wanted}, present)
         unknown = [rel for rel in present if rel.endswith(".h5") and rel not in manifest]
         if unknown and not args.allow_unverified:
             problems.append(
@@ -421,11 +436,8 @@ def verify(args) -> int:
                 " (re-run download to replace files that differ; a folder built by 'preprocess' differs "
                 "byte-wise from the release: use --skip-checksums)"
             )
-    try:
-        train = read_list(root / "train.list")
-        test = read_list(root / "test.list", required=False) or []
-    except DataError as exc:  # without the lists nothing else can be checked
-        report_problems(root, problems + [str(exc)], hint)
+    if lists_problem is not None:
+        report_problems(root, problems + [lists_problem], hint)
     problems += split_problems(train, test, complete=False)
     for case, list_name in progress(
         [(c, "train.list") for c in train] + [(c, "test.list") for c in test], desc="reading"

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python data_scripts/make_checksums.py [--data-dir DIR] [--dataset acdc] [--dataset la]
+    python data_scripts/make_checksums.py [--data-dir DIR] [--dataset acdc] [--dataset la --out-dir OTHER]
 
 DIR (default ``$CODA_EDU_DATA_DIR``) holds ACDC/ and LA/ in the coda-edu layout, as
 written by ``acdc.py download`` / ``la.py download`` or the project's test subset.
@@ -15,10 +15,12 @@ What is hashed:
 - LA: every 2018LA_Seg_Training Set/<ID>/mri_norm2.h5, but not train.list, because the
   test subset's train.list names only its 16 cases while the release's names 80.
 
-The committed manifests were made from the coda-edu test subset, which holds the ACDC
-training and validation patients and 16 LA training cases. acdc.py reports every other
-file as "unverified (no known checksum)"; la.py refuses LA case files without a checksum
-unless --allow-unverified is given.
+The committed acdc.sha256 was made from the coda-edu test subset, which holds the ACDC
+training and validation patients; acdc.py reports every other file as "unverified (no
+known checksum)". The committed la.sha256 holds all 100 LA case files of the UA-MT
+release (checksums/README.md says where they come from), so it is not regenerated from a
+subset: ``--dataset la`` writes only into another ``--out-dir`` (to hash a copy of your
+own), and the default is ``--dataset acdc``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def make(data_dir: Path, name: str, out_dir: Path) -> Path:
     if not files:
         raise DataError(f"no {folder} files found in '{root}'")
     out = out_dir / f"{name}.sha256"
+    if name == "la" and out.resolve() == (CHECKSUMS / "la.sha256").resolve():
+        raise DataError(
+            f"'{out}' holds the checksums of all 100 LA cases of the release (see checksums/README.md); "
+            f"write the checksums of your copy elsewhere with --out-dir"
+        )
     write_manifest(out, manifest_sums(root, files, desc=folder))
     say(f"wrote {out} ({len(files)} files)")
     return out
@@ -74,12 +81,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         default=os.environ.get("CODA_EDU_DATA_DIR"),
         help="folder holding ACDC/ and LA/ (default: $CODA_EDU_DATA_DIR)",
     )
-    parser.add_argument("--dataset", action="append", choices=sorted(DATASETS), help="default: all")
+    parser.add_argument("--dataset", action="append", choices=sorted(DATASETS), help="default: acdc")
     parser.add_argument("--out-dir", default=str(CHECKSUMS), help="default: %(default)s")
     args = parser.parse_args(argv)
     if not args.data_dir:
         raise DataError("no data folder: pass --data-dir or set CODA_EDU_DATA_DIR")
-    for name in args.dataset or sorted(DATASETS):
+    for name in args.dataset or ["acdc"]:
         make(Path(args.data_dir).expanduser(), name, Path(args.out_dir))
     return 0
 

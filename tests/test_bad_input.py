@@ -220,6 +220,25 @@ def test_valid_cadis_tree(tmp_path):
     assert len(data.labeled) == 1 and len(data.unlabeled) == 1 and len(data.val) == 1 and data.test == []
 
 
+@pytest.mark.parametrize(
+    "index, fragment",
+    [
+        (b"\xff\xfeimg_path\n\x00\x9c", "not UTF-8 text"),
+        (b"img_path,blacklisted\n" + b"x" * 200_000 + b",0\n", "not a readable CSV file"),  # csv's field limit
+    ],
+)
+def test_a_broken_cadis_frame_index_is_one_line(tmp_path, index, fragment):
+    # every file the project reads is treated as hostile: frame_index.csv gave a traceback
+    make_cadis(tmp_path)
+    (tmp_path / "frame_index.csv").write_bytes(index)
+    cfg = load_config(
+        None, ["data.name=cadis", f"data.root={tmp_path}", "data.labeled_patients=1", "data.image_size=[16, 32]"]
+    )
+    with pytest.raises(DataError, match="frame_index.csv") as info:
+        load_dataset(cfg)
+    assert fragment in str(info.value)
+
+
 def test_broken_la_case(tmp_path):
     folder = tmp_path / "2018LA_Seg_Training Set"
     for case in ("AAA", "BBB", "CCC"):
@@ -326,6 +345,8 @@ def test_unreadable_list_is_one_line(tmp_path, monkeypatch):
         ('{"patient090_frame01": "10x1x1"}', "must be three finite numbers > 0"),
         ("[1, 2, 3]", "expected a JSON object"),
         ('{"patient090_frame01": [1, 2', "not valid JSON"),
+        ('{"patient090_frame01": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON"),  # RecursionError
+        ('{"patient090_frame01": "' + "x" * 100_000 + '"}', "must be three finite numbers > 0"),
     ],
 )
 def test_bad_spacing_json_fails_data_check_and_loading(tmp_path, spacing, fragment):
@@ -342,6 +363,7 @@ def test_bad_spacing_json_fails_data_check_and_loading(tmp_path, spacing, fragme
         timeout=120,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and fragment in done.stderr
+    assert len(done.stderr) < 1000  # a bounded excerpt of the value, never the value whole
 
 
 def test_valid_spacing_json_gives_mm(tmp_path):

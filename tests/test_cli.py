@@ -22,6 +22,9 @@ def run_cli(*args, timeout=120):
         (["train", "--resume"], "--resume needs --out DIR"),
         (["eval", "--run", "no/such/run"], "'no/such/run' is not a run folder (no config.yaml)"),
         (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        (["train", "--set", "optim.lr=1.0e+39"], "config key 'optim.lr': 1e+39 is out of float32's range"),
+        (["train", "--set", "train=0"], "config key 'train': expected a mapping of its keys"),
+        (["train", "--set", "eval.splits=[&a [val, val], *a, *a]"], "YAML aliases (*name) are not accepted"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2(args, fragment):

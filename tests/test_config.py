@@ -122,3 +122,99 @@ def test_every_key_is_documented():
     rows = describe_keys()
     assert len(rows) > 50
     assert all(help_text for _, help_text, _ in rows)
+
+
+# --------------------------------------------------------------------------- issue 21: hostile values and files
+ALIAS_BOMB = "\n".join(
+    ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    + [
+        f"{chr(c)}: &{chr(c)} [*{chr(c - 1)}, *{chr(c - 1)}, *{chr(c - 1)}, *{chr(c - 1)}, *{chr(c - 1)}, "
+        f"*{chr(c - 1)}, *{chr(c - 1)}, *{chr(c - 1)}, *{chr(c - 1)}]"
+        for c in range(ord("b"), ord("j"))
+    ]
+)
+
+
+@pytest.mark.parametrize("key", ["optim.lr", "optim.weight_decay", "method.teacher_noise", "method.max_weight"])
+def test_float_settings_beyond_float32_are_refused(key):
+    # F1: 1e39 passed validation, then torch could not convert it to float32 (a traceback)
+    with pytest.raises(ConfigError, match=rf"config key '{key}': 1e\+39 is out of float32's range"):
+        load_config(None, [f"{key}=1.0e+39"])
+    load_config(None, [f"{key}=3.0e+38"])  # within float32's range
+
+
+def test_positive_floats_that_float32_rounds_to_zero_are_refused():
+    with pytest.raises(ConfigError, match=r"config key 'method.eps': 1e-50 is too small for float32"):
+        load_config(None, ["method.eps=1e-50"])
+
+
+def test_integers_beyond_64_bits_are_refused():
+    # 1e20 patients passed validation, then range() overflowed (a traceback)
+    with pytest.raises(ConfigError, match=r"n_patients': 100000000000000000000 is out of range \(beyond 64-bit"):
+        load_config(None, ["data.synthetic.n_patients=100000000000000000000"])
+
+
+def test_yaml_aliases_are_refused_quickly(tmp_path):
+    # F3: a 416-byte alias bomb expanded for minutes (as --config), into a 312 MB message (as eval.splits)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB + "\neval:\n  splits: *i\n")
+    assert path.stat().st_size < 1000
+    with pytest.raises(ConfigError, match=r"bomb.yaml' line \d+: YAML aliases \(\*name\) are not accepted"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="YAML aliases") as info:
+        load_config(None, ["eval.splits=[&a [x, x], *a, *a]"])
+    assert len(str(info.value)) < 300
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    # the second 'train' block silently replaced the first one
+    path = tmp_path / "dup.yaml"
+    path.write_text("train:\n  iterations: 50\nmethod:\n  name: cps\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml' line 5: duplicate key 'train'"):
+        load_config(path)
+
+
+def test_deeply_nested_or_huge_config_files_are_one_line(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match="deep.yaml"):
+        load_config(deep)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"huge.yaml' is larger than 1 MB"):
+        load_config(huge)
+
+
+def test_long_values_are_shown_as_a_bounded_excerpt():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["eval.splits=[" + ", ".join(["val"] * 5000) + ", bad]"])
+    assert "eval.splits" in str(info.value) and len(str(info.value)) < 300
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["method.name=" + "x" * 100_000])
+    assert len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize("value", ["0", "[1, 2]", "abc", ""])
+def test_a_section_set_to_a_non_mapping_is_refused(value):
+    # --set train=0 was accepted and did nothing
+    with pytest.raises(ConfigError, match="config key 'train': expected a mapping"):
+        load_config(None, [f"train={value}"])
+    assert load_config(None, ["train={iterations: 7}"]).train.iterations == 7
+
+
+def test_an_alias_bomb_inside_a_known_key_is_one_line_within_seconds(tmp_path):
+    # F3: as --config, a 416-byte bomb under a real key gave no answer after 60 s
+    import subprocess
+    import time
+
+    from tests.conftest import cli_command
+
+    levels = [f"&l0 [{', '.join(['val'] * 9)}]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("eval:\n  splits: [" + ", ".join(levels) + "]\n")
+    assert path.stat().st_size < 1000
+    start = time.perf_counter()
+    done = subprocess.run(cli_command() + ["train", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert time.perf_counter() - start < 30
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "YAML aliases (*name) are not accepted" in done.stderr

@@ -28,6 +28,7 @@ from PIL import Image
 from coda_edu.config import load_config
 from coda_edu.data import load_dataset
 from coda_edu.errors import DataError
+from coda_edu.io import process_start
 from tests.conftest import REPO, real_data_root
 
 SCRIPTS = REPO / "data_scripts"
@@ -216,6 +217,18 @@ def test_acdc_download_rejects_a_wrong_checksum_and_keeps_nothing(tmp_path):
     assert (out / "data" / "slices" / "patient099_frame01_slice_1.h5").is_file()  # earlier files stay
 
 
+def leave_staging(out: Path, *files: str) -> Path:
+    """What a run killed with SIGKILL leaves: its staging folder (marker of a dead pid) with unfinished files."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    staging = out / _common.STAGING
+    staging.mkdir(parents=True)
+    (staging / _common.STAGING_MARKER).write_text(json.dumps({"pid": dead.pid, "pid_start": None}))
+    for name in files:
+        (staging / name).write_bytes(b"half a file")
+    return staging
+
+
 def test_acdc_download_restarts_interrupted_files(tmp_path, serve, capsys):
     mirror, manifest = make_acdc_mirror(tmp_path)
     server, url = serve(mirror)
@@ -225,18 +238,76 @@ def test_acdc_download_restarts_interrupted_files(tmp_path, serve, capsys):
     server.cut.add("/3DCardiac/data/ACDC/data/patient003_frame01_slice_1.h5")
     status, _, err = run_inline(acdc_script, capsys, *acdc_download_args(out, url, manifest))
     assert_one_line_error(status, err, "was cut off after 400 of 1000 bytes", "re-run")
-    assert not target.exists() and not target.with_name(target.name + ".partial").exists()
+    assert not target.exists() and not (out / _common.STAGING).exists()
 
-    # A killed run leaves unfinished files behind: they are removed and the files fetched again.
-    target.with_name(target.name + ".partial").write_bytes(b"half a file")
-    stale = out / "data" / "slices" / "patient004_frame01_slice_1.h5.tmp-99999"
-    stale.write_bytes(b"half a file")
+    # A killed run leaves its unfinished files in its own staging folder: removed, and the files fetched again.
+    staging = leave_staging(out, "7-patient003_frame01_slice_1.h5", "8-spacing.json")
     server.cut.clear()
     status, stdout, err = run_inline(acdc_script, capsys, *acdc_download_args(out, url, manifest))
     assert status == 0, err
-    assert "removed 2 unfinished file(s)" in stdout
-    assert not list(out.rglob("*.partial")) and not stale.exists()
+    assert "removed the unfinished files of an interrupted run" in stdout
+    assert not staging.exists()
     assert sha256_bytes(target) == sha256_bytes(mirror / "3DCardiac" / "data" / "ACDC" / "data" / target.name)
+
+
+def test_downloads_never_delete_the_users_files(tmp_path, serve, capsys):
+    # F5: 'download --out EXISTING_DIR' deleted the user's thesis.partial and notes.tmp-42 ("unfinished files")
+    mirror, manifest = make_acdc_mirror(tmp_path)
+    _, url = serve(mirror)
+    out = tmp_path / "mine"
+    mine = {
+        out / "thesis.partial": b"my thesis",
+        out / "notes.tmp-42": b"my notes",
+        out / "data" / "slices" / "draft.h5.partial": b"a draft",
+        out / "data" / "x.tmp-1": b"x",
+    }
+    for path, data in mine.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    status, stdout, err = run_inline(acdc_script, capsys, *acdc_download_args(out, url, manifest))
+    assert status == 0, err
+    assert "removed" not in stdout
+    assert all(path.read_bytes() == data for path, data in mine.items())
+    assert not (out / _common.STAGING).exists()  # the scripts' own staging folder is gone after a run
+
+
+def test_a_staging_folder_the_scripts_did_not_make_is_refused_and_kept(tmp_path, serve, capsys):
+    mirror, manifest = make_acdc_mirror(tmp_path)
+    _, url = serve(mirror)
+    out = tmp_path / "ACDC"
+    (out / _common.STAGING).mkdir(parents=True)
+    (out / _common.STAGING / "mine.txt").write_text("x")
+    status, _, err = run_inline(acdc_script, capsys, *acdc_download_args(out, url, manifest))
+    assert_one_line_error(status, err, _common.STAGING, "was not made by these scripts")
+    assert (out / _common.STAGING / "mine.txt").read_text() == "x"
+
+
+def test_a_staging_folder_in_use_by_a_live_run_is_refused(tmp_path, serve, capsys):
+    mirror, manifest = make_acdc_mirror(tmp_path)
+    _, url = serve(mirror)
+    out = tmp_path / "ACDC"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        staging = out / _common.STAGING
+        staging.mkdir(parents=True)
+        marker = {"pid": holder.pid, "pid_start": process_start(holder.pid)}
+        (staging / _common.STAGING_MARKER).write_text(json.dumps(marker))
+        status, _, err = run_inline(acdc_script, capsys, *acdc_download_args(out, url, manifest))
+        assert_one_line_error(status, err, "is in use by another run of the data scripts")
+        assert (staging / _common.STAGING_MARKER).is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_verify_with_a_manifest_that_is_not_utf8_is_one_line(tmp_path):
+    # F6: acdc.py verify --manifest on a non-UTF-8 file gave a UnicodeDecodeError traceback
+    (tmp_path / "ACDC").mkdir()
+    manifest = tmp_path / "bad.sha256"
+    manifest.write_bytes(b"\xff\xfe" + b"\x00garbage" * 10)
+    for script in ("acdc", "la"):
+        result = run_script(script, "verify", "--root", tmp_path / "ACDC", "--manifest", manifest)
+        assert_one_line_error(result.returncode, result.stderr, f"'{manifest}' is not UTF-8 text")
 
 
 def test_acdc_download_reports_http_errors_in_one_line(tmp_path, serve, capsys):
@@ -354,7 +425,7 @@ def test_acdc_preprocess_errors_are_one_line(tmp_path):
     broken.write_bytes(broken.read_bytes()[:200])
     result = run_script("acdc", "preprocess", "--raw", raw, "--out", tmp_path / "out")
     assert_one_line_error(result.returncode, result.stderr, f"file '{broken}'", "not a readable NIfTI file")
-    assert not list((tmp_path / "out").rglob("*.tmp-*"))
+    assert not list((tmp_path / "out").rglob("*.coda-edu-tmp-*")) and not (tmp_path / "out" / _common.STAGING).exists()
 
 
 def test_acdc_size_check_names_cases_that_differ():
@@ -498,6 +569,19 @@ def test_la_preprocess_errors_are_one_line(tmp_path, capsys):
     broken.write_bytes(broken.read_bytes()[:-50])
     status, _, err = run_inline(la_script, capsys, "preprocess", "--raw", raw, "--out", tmp_path / "out", "--seed", 0)
     assert_one_line_error(status, err, f"file '{broken}'", "truncated or corrupt")
+
+
+@pytest.mark.parametrize(
+    "crops",
+    [b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe\x00", b'{"X": {"seed": 1e999}}', b'{"X": {"seed": "s"}}'],
+)
+def test_la_preprocess_with_a_damaged_crop_record_is_one_line(tmp_path, capsys, crops):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_la_raw(raw)
+    out.mkdir()
+    (out / "crop.json").write_bytes(crops)
+    status, _, err = run_inline(la_script, capsys, "preprocess", "--raw", raw, "--out", out, "--seed", 0)
+    assert_one_line_error(status, err, "crop.json")
 
 
 def make_la_mirror(tmp_path: Path, train=None, test=None) -> tuple[Path, list[str], list[str]]:
@@ -660,10 +744,14 @@ def test_cadis_extract_is_safe_resumable_and_verified(tmp_path, capsys):
     )
     assert len(data.labeled) == 2 and len(data.unlabeled) == 2 and len(data.val) == 2
 
-    # Resuming: an interrupted run left a half video in .partial and no final folder.
+    # Resuming: a killed run left a half video in its staging folder and no final folder. A folder
+    # '.partial' of the user's is not the scripts' and is left alone (F5: it was deleted).
     (out / "Video05").rename(tmp_path / "moved")
-    (out / ".partial" / "Video05" / "Images").mkdir(parents=True)
-    (out / ".partial" / "Video05" / "Images" / "junk.png").write_bytes(b"half")
+    staging = leave_staging(out)
+    (staging / "1-Video05" / "Images").mkdir(parents=True)
+    (staging / "1-Video05" / "Images" / "junk.png").write_bytes(b"half")
+    (out / ".partial").mkdir()
+    (out / ".partial" / "mine.txt").write_text("mine")
     status, stdout, err = run_inline(
         cadis_script,
         capsys,
@@ -677,7 +765,11 @@ def test_cadis_extract_is_safe_resumable_and_verified(tmp_path, capsys):
     )
     assert status == 0, err
     assert "archive SHA-256 matches" in stdout and "1 video(s) extracted, 2 already present" in stdout
-    assert not (out / ".partial").exists() and not (out / "Video05" / "Images" / "junk.png").exists()
+    assert "removed the unfinished files of an interrupted run" in stdout
+    assert not staging.exists() and not (out / "Video05" / "Images" / "junk.png").exists()
+    assert (out / ".partial" / "mine.txt").read_text() == "mine"
+    (out / ".partial" / "mine.txt").unlink()
+    (out / ".partial").rmdir()
 
     status, _, err = run_inline(
         cadis_script, capsys, "extract", "--archive", archive, "--out", out, "--sha256", "ab" * 32
@@ -776,7 +868,10 @@ def test_make_checksums_writes_sha256sum_manifests(tmp_path, capsys):
     (data / "ACDC" / "train.list").write_text("patient003_frame01\n")
     write_h5(data / "LA" / la_script.CASE_FOLDER / "CASE1" / "mri_norm2.h5", *tiny_pair((4, 4, 2), 2, 2))
     (data / "LA" / "train.list").write_text("CASE1\n")
-    status, _, err = run_inline(make_checksums, capsys, "--data-dir", data, "--out-dir", tmp_path / "sums")
+    sums = ["--out-dir", tmp_path / "sums"]
+    status, _, err = run_inline(
+        make_checksums, capsys, "--data-dir", data, *sums, "--dataset", "acdc", "--dataset", "la"
+    )
     assert status == 0, err
     acdc_lines = (tmp_path / "sums" / "acdc.sha256").read_text().splitlines()
     assert [line.split("  ", 1)[1] for line in acdc_lines] == [
@@ -792,6 +887,11 @@ def test_make_checksums_writes_sha256sum_manifests(tmp_path, capsys):
     }
     status, _, err = run_inline(make_checksums, capsys, "--data-dir", tmp_path / "nothing")
     assert_one_line_error(status, err, "no ACDC files found")
+    # the committed LA manifest holds the release's 100 checksums: a subset never replaces it
+    committed = (SCRIPTS / "checksums" / "la.sha256").read_bytes()
+    status, _, err = run_inline(make_checksums, capsys, "--data-dir", data, "--dataset", "la")
+    assert_one_line_error(status, err, "holds the checksums of all 100 LA cases")
+    assert (SCRIPTS / "checksums" / "la.sha256").read_bytes() == committed
 
 
 @pytest.mark.real_data
@@ -802,3 +902,97 @@ def test_committed_manifests_verify_the_real_subsets(dataset, capsys):
     status, stdout, err = run_inline(module, capsys, "verify", "--root", root)
     assert status == 0, stdout + err
     assert "unverified" in stdout and "ok: no problems found" in stdout
+
+
+# --------------------------------------------------------------------------- LA: the release's 100 checksums
+
+LA_MANIFEST = SCRIPTS / "checksums" / "la.sha256"
+
+
+def committed_la_ids() -> list[str]:
+    rels = _common.read_manifest(LA_MANIFEST)
+    ids = [rel.split("/")[1] for rel in rels]
+    assert all(rel == la_script.case_rel(case) for rel, case in zip(rels, ids))
+    return ids
+
+
+def test_the_la_manifest_knows_all_100_cases_of_the_release():
+    ids = committed_la_ids()
+    assert len(ids) == len(set(ids)) == 100 and all(la_script.CASE_ID.fullmatch(c) for c in ids)
+    assert set(la_script.TEST_IDS) <= set(ids) and set(la_script.FIRST_TRAIN_IDS) <= set(ids)
+    readme = (SCRIPTS / "checksums" / "README.md").read_text()
+    assert "yulequan/UA-MT" in readme and la_script.MIRROR_COMMIT in readme
+
+
+def la_release_mirror(tmp_path: Path, case_file) -> Path:
+    """A fake UA-MT data/ folder with the release's split (the 100 ids of the committed manifest);
+    ``case_file(case, path)`` writes each case file."""
+    ids = committed_la_ids()
+    test = list(la_script.TEST_IDS)
+    train, _ = la_script.split_lists(ids)
+    mirror = tmp_path / "UA-MT" / "data"
+    mirror.mkdir(parents=True)
+    (mirror / "train.list").write_text("\n".join(train) + "\n")
+    (mirror / "test.list").write_text("\n".join(test) + "\n")
+    for case in ids:
+        path = mirror / la_script.case_rel(case)
+        path.parent.mkdir(parents=True)
+        case_file(case, path)
+    return mirror
+
+
+def test_la_download_verifies_every_case_against_the_committed_manifest(tmp_path, capsys, monkeypatch):
+    # A mocked transport that serves, for each case file, bytes whose digest it reports as the release's:
+    # what counts here is that all 100 case files are checked against a known checksum, none unverified.
+    expected = _common.read_manifest(LA_MANIFEST)
+    mirror = la_release_mirror(tmp_path, lambda case, path: write_h5(path, *tiny_pair((5, 4, 3), 2, 0)))
+    checked = []
+    real_download = _common._download
+
+    def download(url, partial):
+        got = real_download(url, partial)
+        rel = next((rel for rel in expected if url.endswith(rel.replace(" ", "%20"))), None)
+        if rel is None:
+            return got  # a list
+        checked.append(rel)
+        return expected[rel]
+
+    monkeypatch.setattr(_common, "_download", download)
+    out = tmp_path / "LA"
+    status, stdout, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", mirror.as_uri() + "/")
+    assert status == 0, err
+    assert sorted(checked) == sorted(expected) and len(checked) == 100
+    assert "h5 files: 100 downloaded, 0 already present and valid" in stdout and "NOT VERIFIED" not in stdout
+    assert "LA is ready in" in stdout and "every case file verified" in stdout
+
+
+def test_la_download_keeps_no_case_file_that_differs_from_the_release(tmp_path, capsys):
+    mirror = la_release_mirror(tmp_path, lambda case, path: write_h5(path, *tiny_pair((5, 4, 3), 2, 0)))
+    out = tmp_path / "LA"
+    status, stdout, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", mirror.as_uri() + "/")
+    assert_one_line_error(status, err, f"'{la_script.case_rel(la_script.FIRST_TRAIN_IDS[0])}'", "SHA-256", "not kept")
+    assert not list((out / la_script.CASE_FOLDER).glob("*/*.h5")) and not (out / _common.STAGING).exists()
+
+
+@pytest.mark.real_data
+def test_the_real_la_cases_match_the_committed_manifest(tmp_path, capsys):
+    # the 16 real cases are downloaded (from a local mirror) and verified; the first fake case is refused
+    root = real_data_root("LA")
+    real = {p.parent.name: p for p in (root / la_script.CASE_FOLDER).glob("*/mri_norm2.h5")}
+    assert len(real) == 16
+
+    def case_file(case, path):
+        if case in real:
+            path.write_bytes(real[case].read_bytes())
+        else:
+            write_h5(path, *tiny_pair((5, 4, 3), 2, 0))
+
+    mirror = la_release_mirror(tmp_path, case_file)
+    out = tmp_path / "LA"
+    status, _, err = run_inline(la_script, capsys, "download", "--out", out, "--base-url", mirror.as_uri() + "/")
+    assert_one_line_error(status, err, "SHA-256", "not kept")
+    kept = sorted(p.parent.name for p in (out / la_script.CASE_FOLDER).glob("*/mri_norm2.h5"))
+    assert kept == sorted(real)  # the 16 real cases come first in train.list and verified
+    status, stdout, err = run_inline(la_script, capsys, "verify", "--root", root)
+    assert status == 0, stdout + err
+    assert "checksums: 16 file(s) verified" in stdout

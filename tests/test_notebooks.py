@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -386,3 +387,99 @@ def test_running_a_notebook_in_place_leaves_git_status_clean(tmp_path, monkeypat
     shutil.rmtree(folder / ".ipynb_checkpoints", ignore_errors=True)
     assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     assert notebooks.out_of_sync([name]) == [] and notebooks.with_outputs([name]) == []
+
+
+# --------------------------------------------------------------------------- issue 21: parameters and paths
+
+
+@pytest.fixture
+def executed(monkeypatch):
+    """papermill replaced by a stub: records each notebook's parameters and writes an empty notebook."""
+    import papermill
+
+    calls = []
+
+    def execute_notebook(src, output, parameters=None, **kwargs):
+        calls.append((os.path.basename(src), dict(parameters or {})))
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        nbformat.write(nbformat.v4.new_notebook(), output)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "name, typed, expected",
+    [
+        ("run_dir", "runs/my run #1", "runs/my run #1"),  # YAML cut it at ' #'
+        ("method", "yes", "yes"),  # was True
+        ("run_dir", "~", "~"),  # was None
+        ("run_dir", "C: /x", "C: /x"),  # was a dict
+        ("run_dir", "two\nlines", "two\nlines"),  # newlines became spaces
+        ("run_dir", "0123", "0123"),
+        ("seed", "0123", 123),  # was 83 (YAML's octal)
+        ("quick", "yes", True),
+        ("quick", "false", False),
+        ("overrides", "[method.alpha=0.5, train.iterations=3]", ["method.alpha=0.5", "train.iterations=3"]),
+    ],
+)
+def test_parameters_keep_the_type_the_notebook_declares(tmp_path, executed, name, typed, expected):
+    # F8: -p values were read as YAML and silently changed
+    from coda_edu import cli
+
+    assert cli.main(["notebooks", "run", "04", "--out", str(tmp_path), "-p", name, typed]) == 0
+    [(notebook, parameters)] = executed
+    assert notebook == "04_full_experiment.ipynb" and parameters[name] == expected
+    assert type(parameters[name]) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "name, typed, fragment",
+    [
+        ("seed", "12abc", "parameter 'seed' must be int, got '12abc'"),
+        ("quick", "~", "parameter 'quick' must be bool"),
+        ("overrides", "[&a [x], *a]", "parameter 'overrides': YAML aliases (*name) are not accepted"),
+        ("overrides", "just text", "parameter 'overrides' must be list"),
+    ],
+)
+def test_parameters_that_are_not_of_the_declared_type_are_one_line(tmp_path, executed, capsys, name, typed, fragment):
+    from coda_edu import cli
+
+    assert cli.main(["notebooks", "run", "04", "--out", str(tmp_path), "-p", name, typed]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and executed == []
+
+
+def test_notebooks_without_an_action_is_one_line():
+    # F6: 'coda-edu notebooks' with no action gave an AttributeError traceback
+    done = subprocess.run(cli_command() + ["notebooks"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "usage: coda-edu notebooks run|sweep|sync|check|strip|setup" in lines[0]
+
+
+def test_sweep_folders_stay_inside_out(tmp_path, executed, capsys):
+    # F7: --grid 'method=/../../../X' wrote X/04_full_experiment.ipynb outside --out
+    from coda_edu import cli
+
+    work = tmp_path / "a" / "b" / "c"
+    work.mkdir(parents=True)
+    out = work / "out"
+    code = cli.main(["notebooks", "sweep", "--grid", "method=/../../../X,cps", "--grid", "seed=0", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    outside = [p for p in tmp_path.rglob("*") if out not in p.parents and p != out and p not in out.parents]
+    assert outside == []
+    run_dirs = [parameters["run_dir"] for notebook, parameters in executed if notebook.startswith("04")]
+    assert len(run_dirs) == 2 and all(out.resolve() in Path(d).resolve().parents for d in run_dirs)
+    assert [parameters["method"] for notebook, parameters in executed if notebook.startswith("04")] == [
+        "/../../../X",  # the value itself arrives unchanged; only the folder name is made safe
+        "cps",
+    ]
+
+
+def test_sweep_points_whose_folder_names_would_collide_are_refused(tmp_path, executed, capsys):
+    from coda_edu import cli
+
+    code = cli.main(["notebooks", "sweep", "--grid", "method=a/b,a_b", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "would share the folder" in err and executed == []

@@ -3,7 +3,11 @@
 import io
 import json
 import lzma
+import os
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import h5py
 import numpy as np
@@ -14,6 +18,7 @@ from coda_edu.config import load_config
 from coda_edu.data import load_dataset
 from coda_edu.data.pack import MARKER, dequantise, quantise, read_manifest, unpack
 from coda_edu.errors import DataError
+from coda_edu.io import STAGING_MARKER
 from tests.conftest import real_data_root
 from tests.test_bad_input import make_acdc
 
@@ -212,3 +217,190 @@ def test_real_acdc_subset_round_trip(tmp_path):
         )
     )
     assert len(data.labeled) + len(data.unlabeled) == len(slices) and len(data.val) == 1
+
+
+# --------------------------------------------------------------------------- issue 21: crafted and interrupted packs
+
+
+def craft(pack, header=None, edit=None, payload=None):
+    """Rewrite a pack: another header line, an edited manifest or another payload (its checksum kept valid)."""
+    data = pack.read_bytes()
+    manifest, offset = read_manifest(pack)
+    body = data[offset:] if payload is None else payload
+    if payload is not None:
+        import hashlib
+
+        manifest["payload"].update(bytes=len(body), sha256=hashlib.sha256(body).hexdigest())
+    if edit is not None:
+        edit(manifest)
+    text = json.dumps(manifest).encode()
+    pack.write_bytes((header if header is not None else b"CODA-EDU-PACK 1 %d\n" % len(text)) + text + body)
+
+
+def unpack_line(pack, dest, capsys, *extra):
+    assert main(["data", "unpack", str(pack), "--out", str(dest), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("coda-edu: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def entry(path, array="a0"):
+    return {"path": path, "kind": "bytes", "array": array}
+
+
+@pytest.mark.parametrize(
+    "header, words",
+    [
+        (b"CODA-EDU-PACK 1 99999999999999999999\n", "manifest length"),  # OverflowError
+        (b"CODA-EDU-PACK 1 -5\n", "manifest length"),  # ValueError
+    ],
+)
+def test_a_crafted_header_is_one_line(packed, tmp_path, capsys, header, words):
+    craft(packed, header=header)
+    assert words in unpack_line(packed, tmp_path / "dest", capsys)
+    assert not (tmp_path / "dest" / "ACDC").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda m: m.update(folder="."), "folder '.' is not a plain folder name"),  # OSError
+        (lambda m: m.update(folder="a/b"), "is not a plain folder name"),
+        (lambda m: m.update(files=[entry("x"), entry("x/y")]), "'x/y' lies inside 'x'"),  # FileExistsError
+        (lambda m: m.update(files=[entry("x/y"), entry("x")]), "'x/y' lies inside 'x'"),
+        (lambda m: m.update(files=[entry("x"), entry("x")]), "names 'x' twice"),
+        (lambda m: m.update(files=[entry("./x")]), "not a plain relative path"),
+        (lambda m: m["files"][0].update(array=7), "damaged"),
+        (
+            lambda m: m.update(
+                files=[
+                    m["files"][-1]
+                    | {"datasets": [{"key": "image", "array": "a0", "dtype": "<f4", "lo": "abc", "hi": 1.0}]}
+                ]
+            ),
+            "lo/hi",
+        ),  # ValueError
+        (lambda m: m.update(files=["just a string"]), "damaged"),
+    ],
+)
+def test_a_crafted_manifest_is_one_line_and_writes_nothing(packed, tmp_path, capsys, edit, words):
+    craft(packed, edit=edit)
+    assert words in unpack_line(packed, tmp_path / "dest", capsys)
+    assert not (tmp_path / "dest").exists() or [p.name for p in (tmp_path / "dest").iterdir()] == []
+
+
+def test_unpack_into_a_link_is_refused(packed, tmp_path, capsys):
+    # F4: OUT/ACDC a symlink gave NotADirectoryError
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "ACDC").symlink_to(target)
+    assert "is a link" in unpack_line(packed, tmp_path / "dest", capsys)
+    assert list(target.iterdir()) == [] and (tmp_path / "dest" / "ACDC").is_symlink()
+
+
+def test_a_killed_unpack_leaves_nothing_the_next_one_does_not_clean(packed, tmp_path):
+    # F4: a killed unpack left .ACDC.unpacking-* folders (53 MB, 165 MB) that the next unpack kept
+    dest = tmp_path / "dest"
+    script = (
+        "import os, signal, sys\n"
+        "from coda_edu.data import pack\n"
+        "real = pack._restore_v1\n"
+        "def killed(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "pack._restore_v1 = killed\n"
+        f"pack.unpack({str(packed)!r}, {str(dest)!r}, progress=False)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9
+    left = [p for p in dest.iterdir()]
+    assert len(left) == 1 and (left[0] / STAGING_MARKER).is_file()  # the killed unpack's staging folder
+    mine = dest / ".ACDC.unpacking-mine"  # named like one, but without coda-edu's marker: not touched
+    mine.mkdir()
+    (mine / "keep.txt").write_text("keep")
+    unpack(packed, dest, progress=False, log=lambda s: None)
+    assert sorted(p.name for p in dest.iterdir()) == [".ACDC.unpacking-mine", "ACDC"]
+    assert (mine / "keep.txt").read_text() == "keep"
+
+
+def bomb_payload(megabytes):
+    """An xz stream of an .npz holding one array of zeros: a few kB that unpack to ``megabytes`` MB."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        with zf.open("a0.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array(fh, np.zeros(megabytes << 20, np.uint8), allow_pickle=False)
+    return lzma.compress(buf.getvalue(), preset=9)
+
+
+def test_unpack_bounds_what_it_writes(packed, tmp_path, capsys):
+    # F4: a 32 KB pack expanded to 200 MB with no limit
+    craft(packed, payload=bomb_payload(200), edit=lambda m: m.update(files=[entry("big.bin")]))
+    assert packed.stat().st_size < 64 << 10
+    dest = tmp_path / "dest"
+    err = unpack_line(packed, dest, capsys)
+    assert "would unpack to more than" in err and "--max-gb" in err
+    written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file() and p != packed)
+    assert written < 20 << 20 and not dest.exists() or [p.name for p in dest.iterdir()] == []
+    # with a limit that allows it, it unpacks
+    assert main(["data", "unpack", str(packed), "--out", str(dest), "--no-progress", "--max-gb", "1"]) == 0
+    assert (dest / "ACDC" / "big.bin").stat().st_size == 200 << 20
+
+
+def test_pack_never_follows_a_link_out_of_the_dataset(tmp_path, capsys):
+    # F4: a link to a system file was packed
+    src = tmp_path / "ACDC"
+    src.mkdir()
+    make_acdc(src, patients=2, slices=1)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not data")
+    (src / "notes.txt").symlink_to(secret)
+    out = tmp_path / "acdc.cepack"
+    assert main(["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "notes.txt' is a link to" in err and "outside" in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    (src / "notes.txt").unlink()
+    (src / "data" / "more").symlink_to(tmp_path, target_is_directory=True)
+    assert main(["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]) == 2
+    assert "more' is a link to" in capsys.readouterr().err and not out.exists()
+    (src / "data" / "more").unlink()
+    (src / "gone.txt").symlink_to(src / "nothing-here")
+    assert main(["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]) == 2
+    assert "gone.txt' is a link to nothing" in capsys.readouterr().err and not out.exists()
+
+
+def test_pack_does_not_overwrite_a_file_silently(tmp_path, capsys):
+    # F4: an existing --out file was overwritten silently
+    src = tmp_path / "ACDC"
+    src.mkdir()
+    make_acdc(src, patients=2, slices=1)
+    out = tmp_path / "thesis.pdf"
+    out.write_text("my thesis")
+    args = ["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err and "--force" in err
+    assert out.read_text() == "my thesis"
+    assert main([*args, "--force"]) == 0 and read_manifest(out)[0]["folder"] == "ACDC"
+    assert "replaced" in capsys.readouterr().out
+
+
+def test_a_killed_pack_leaves_nothing_the_next_one_does_not_clean(tmp_path):
+    src = tmp_path / "ACDC"
+    src.mkdir()
+    make_acdc(src, patients=2, slices=1)
+    out = tmp_path / "out" / "acdc.cepack"
+    out.parent.mkdir()
+    script = (
+        "import os, signal\n"
+        "from coda_edu.data import pack\n"
+        "def killed(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "pack._sha256 = killed\n"
+        f"pack.pack_folder({str(src)!r}, {str(out)!r}, dataset='acdc', folder='ACDC', progress=False)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9 and len(list(out.parent.iterdir())) == 1
+    assert main(["data", "pack", "acdc", "--root", str(src), "--out", str(out), "--no-progress"]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["acdc.cepack"]
+    assert os.path.getsize(out) > 0

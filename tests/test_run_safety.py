@@ -203,13 +203,23 @@ def test_lock_is_released_when_training_fails(tmp_path, monkeypatch):
 
 def test_tmp_leftovers_of_dead_writers_are_removed(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    dead = tmp_path / "checkpoints" / f"last.pt.tmp-{dead_pid()}"
-    mine = tmp_path / f"eval.json.tmp-{os.getpid()}"
+    dead = tmp_path / "checkpoints" / f"last.pt.coda-edu-tmp-{dead_pid()}"
+    mine = tmp_path / f"eval.json.coda-edu-tmp-{os.getpid()}"
     other = tmp_path / "notes.tmp-abc"
-    for path in (dead, mine, other):
+    users = tmp_path / f"notes.tmp-{dead_pid()}"  # a name like a temporary file, but not coda-edu's
+    for path in (dead, mine, other, users):
         path.write_text("x")
     lock_run_folder(tmp_path, "test").release()
-    assert not dead.exists() and mine.exists() and other.exists()
+    assert not dead.exists() and mine.exists() and other.exists() and users.exists()
+
+
+def test_a_folder_holding_only_files_named_like_temporary_ones_is_not_a_run(tmp_path):
+    # the same data loss as F5: 'train --out DIR' counted DIR/thesis.tmp-42 as a leftover of its own and deleted it
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / f"thesis.tmp-{dead_pid()}").write_text("my thesis")
+    one_line_error(cli("train", "--out", str(folder), "--no-progress", *fast_args()), "is not a coda-edu run folder")
+    assert [p.read_text() for p in folder.iterdir()] == ["my thesis"]
 
 
 # --------------------------------------------------------------------------- 3. divergence
@@ -399,7 +409,7 @@ def test_disk_full_during_a_checkpoint_write_is_one_line(tmp_path, monkeypatch, 
     real = Path.write_bytes
 
     def full(self, data):
-        if ".tmp-" in self.name and self.name.startswith("last.pt"):
+        if ".coda-edu-tmp-" in self.name and self.name.startswith("last.pt"):
             real(self, data[:10])
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, data)
@@ -409,4 +419,154 @@ def test_disk_full_during_a_checkpoint_write_is_one_line(tmp_path, monkeypatch, 
     code = cli.main(["train", "--out", str(run), "--no-progress", "--no-eval", *fast_args()])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "last.pt" in err
-    assert list(run.glob("checkpoints/*.tmp-*")) == [] and not (run / "checkpoints" / "last.pt").exists()
+    assert list(run.glob("checkpoints/*.coda-edu-tmp-*")) == [] and not (run / "checkpoints" / "last.pt").exists()
+
+
+# --------------------------------------------------------------------------- issue 21: hostile run folders
+
+from tests.test_config import ALIAS_BOMB  # noqa: E402
+
+
+def edit_config(run_dir, edit):
+    path = run_dir / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    edit(cfg)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.mark.parametrize(
+    "edit, keys",
+    [
+        (lambda c: c["model"].update(base_width=8), "model.base_width"),
+        (lambda c: c["data"]["synthetic"].update(noise=0.5), "data.synthetic.noise"),
+        (lambda c: c["data"].update(labeled_patients=3), "data.labeled_patients"),
+    ],
+)
+def test_eval_refuses_a_config_edited_since_the_checkpoints(run_copy, edit, keys):
+    # F2: a width change gave a state_dict traceback; an edited data key re-scored other data silently
+    assert cli("eval", "--run", str(run_copy)).returncode == 0
+    before = (run_copy / "eval.json").read_bytes()
+    edit_config(run_copy, edit)
+    line = one_line_error(cli("eval", "--run", str(run_copy)), "differs from the config stored in checkpoints/")
+    assert keys in line and "config.yaml" in line
+    assert (run_copy / "eval.json").read_bytes() == before
+    assert not (run_copy / ".lock").exists()
+
+
+def test_eval_may_change_how_it_evaluates(run_copy):
+    edit_config(run_copy, lambda c: (c["eval"].update(batch_size=3, distances=True), c["train"].update(device="cpu")))
+    done = cli("eval", "--run", str(run_copy))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run_copy / "eval.json").read_text())["records"][0].get("hd95", "absent") != "absent"
+
+
+@pytest.mark.parametrize("name, key", [("best", "model_a"), ("best", "step"), ("last", "model_b"), ("best", "config")])
+def test_eval_of_a_checkpoint_lacking_an_entry_is_one_line(run_copy, name, key):
+    # F2: a best.pt without model_a or step gave a KeyError traceback
+    path = run_copy / "checkpoints" / f"{name}.pt"
+    state = torch.load(path, weights_only=True)
+    del state[key]
+    torch.save(state, path)
+    line = one_line_error(cli("eval", "--run", str(run_copy)), f"{name}.pt")
+    assert not (run_copy / "eval.json").exists() and "KeyError" not in line
+
+
+def test_eval_of_a_run_config_alias_bomb_is_one_line_within_seconds(run_copy):
+    # F3: eval --run took 48 s and 3.3 GB before "out of memory"
+    (run_copy / "config.yaml").write_text(ALIAS_BOMB + "\n" + (run_copy / "config.yaml").read_text())
+    for args in (["eval", "--run", str(run_copy)], ["train", "--resume", "--out", str(run_copy), "--no-progress"]):
+        line = one_line_error(cli(*args, timeout=30), "YAML aliases (*name) are not accepted")
+        assert "config.yaml" in line
+
+
+def test_a_lock_that_is_a_folder_is_one_line_and_kept(run_copy):
+    # F6: RUN/.lock a folder gave IsADirectoryError
+    (run_copy / ".lock").mkdir()
+    (run_copy / ".lock" / "mine.txt").write_text("x")
+    for args in (["eval", "--run", str(run_copy)], ["train", "--resume", "--out", str(run_copy), "--no-progress"]):
+        one_line_error(cli(*args), "/.lock' is not a lock file written by coda-edu (a folder)")
+    assert (run_copy / ".lock" / "mine.txt").read_text() == "x"
+
+
+def test_resume_skips_a_metrics_row_whose_step_is_not_a_number(run_copy):
+    # F6: a metrics.jsonl row {"step": "x"} made --resume fail with a TypeError
+    with open(run_copy / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": "x", "kind": "train"}\n{"step": 3.5, "kind": "train"}\n{"kind": "train"}\n')
+    edit_config(run_copy, lambda c: None)  # unchanged
+    done = cli("train", "--out", str(run_copy), "--resume", "--no-progress", "--no-eval")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "no integer 'step'" in done.stderr
+    steps = [r["step"] for r in read_jsonl(run_copy / "metrics.jsonl") if r.get("kind") == "train"]
+    assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("value", ["x", -1, 2.5, None, True])
+def test_resume_of_a_checkpoint_with_a_bad_step_is_one_line(run_copy, value):
+    # F6: state.step = "x" in last.pt gave a TypeError traceback
+    path = run_copy / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    state["state"]["step"] = value
+    torch.save(state, path)
+    line = one_line_error(cli("train", "--out", str(run_copy), "--resume", "--no-progress"), "last.pt")
+    assert "state.step" in line
+
+
+def test_the_refusal_of_a_malicious_checkpoint_is_whole(run_copy, tmp_path):
+    # F9: the line was cut at 200 characters in the middle of torch's explanation
+    good = torch.load(run_copy / "checkpoints" / "best.pt", weights_only=True)
+    torch.save({**good, "extra": Payload(tmp_path / "pwned")}, run_copy / "checkpoints" / "best.pt")
+    with pytest.raises(RunFolderError) as info:
+        from coda_edu.checkpoint import load_checkpoint
+
+        load_checkpoint(run_copy / "checkpoints" / "best.pt")
+    message = str(info.value)
+    assert "posix.system" in message or "os.system" in message
+    assert message.endswith("never runs code from them") and "PyTorch 2.6" not in message and "\x1b" not in message
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process start times are read from /proc")
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(run_copy):
+    # pid reuse: the pid in the lock is alive, but it is not the process that wrote the lock
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        write_lock(run_copy, holder.pid)
+        lock = json.loads((run_copy / ".lock").read_text())
+        (run_copy / ".lock").write_text(json.dumps({**lock, "pid_start": 1}))  # started at another time
+        done = cli("eval", "--run", str(run_copy))
+        assert done.returncode == 0, done.stderr
+        assert f"pid {holder.pid} now belongs to another process" in done.stderr
+        # the same pid with its real start time is the holder: refused
+        from coda_edu.io import process_start
+
+        (run_copy / ".lock").write_text(json.dumps({**lock, "pid_start": process_start(holder.pid)}))
+        one_line_error(cli("eval", "--run", str(run_copy)), f"is in use by pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_disk_full_suggests_resume_only_where_it_helps(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from coda_edu import cli as cli_module
+    from coda_edu import report
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "eval.json"))
+
+    # a full disk at the first checkpoint: no last.pt, so --resume cannot help
+    monkeypatch.setattr("coda_edu.checkpoint.atomic_write", full)
+    code = cli_module.main(["train", "--out", str(tmp_path / "r"), "--no-progress", "--no-eval", *fast_args()])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "--resume" not in err
+    assert f"coda-edu train --out {tmp_path / 'r'}" in err
+    monkeypatch.undo()
+    # eval: run the same command again, never --resume
+    run = tmp_path / "done"
+    train(load_config(None, tiny_overrides(**FAST)), run, progress=False, evaluate=False, log=lambda s: None)
+    monkeypatch.setattr(report, "write_figures", full)
+    code = cli_module.main(["eval", "--run", str(run), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "--resume" not in err
+    assert "run the command again" in err

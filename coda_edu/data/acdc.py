@@ -20,7 +20,6 @@ diagnostics). Validation and test volumes are evaluated per volume, slice-wise.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -28,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from ..io import sha256_file
+from ..errors import DataError, excerpt
+from ..io import MB, parse_json, read_small_text, sha256_file
 from ..presets import dataset_quick
 from ..registry import DATASETS, METHODS, DatasetSpec
 from .base import Case, SegmentationData, TrainPool, resize_slices
@@ -73,17 +72,19 @@ def training_slices(root: Path, cases: list[str]) -> tuple[list[str], str]:
     return names, source
 
 
+SPACING_LIMIT = 16 * MB  # {case: [dz, dy, dx]} for a few hundred cases is a few kB
+
+
 def load_spacing(root: Path) -> dict[str, tuple[float, ...]]:
     """``spacing.json`` ({case: [dz, dy, dx] in mm}), checked: three finite numbers > 0 per case."""
     path = root / "spacing.json"
     if not path.is_file():
         return {}
+    text = read_small_text(path, what="spacing file", limit=SPACING_LIMIT, error=DataError)
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        raw = parse_json(text)
+    except ValueError:
         raise DataError(f"file '{path}': not valid JSON; expected an object {{case: [dz, dy, dx]}}") from None
-    except OSError as exc:
-        raise DataError(f"file '{path}' cannot be read: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise DataError(f"file '{path}': expected a JSON object {{case: [dz, dy, dx]}}, got {type(raw).__name__}")
     spacing = {}
@@ -98,8 +99,8 @@ def load_spacing(root: Path) -> dict[str, tuple[float, ...]]:
             ok = all(math.isfinite(x) and x > 0 for x in value)
         if not ok:
             raise DataError(
-                f"file '{path}': spacing of '{case}' must be three finite numbers > 0 "
-                f"[dz, dy, dx] in mm, got {raw[case]!r}"
+                f"file '{path}': spacing of {excerpt(case)} must be three finite numbers > 0 "
+                f"[dz, dy, dx] in mm, got {excerpt(raw[case])}"
             )
         spacing[str(case)] = value
     return spacing

@@ -19,13 +19,15 @@ videos, or ``data.labeled_fraction`` of the training videos).
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, clip
+from ..io import MB, read_small_text
 from ..registry import DATASETS, DatasetSpec
 from .base import Case, SegmentationData, TrainPool, resize_slices
 from .readers import check_pair, dataset_root, read_png
@@ -130,12 +132,23 @@ def read_frame(image_path: Path, label_path: Path, lookup: np.ndarray) -> tuple[
     return np.ascontiguousarray(image.transpose(2, 0, 1)), lookup[label.astype(np.int64)]
 
 
+INDEX_LIMIT = 64 * MB  # the published index of all 4,670 frames is about 1 MB
+
+
+def _index_rows(path: Path) -> list[dict]:
+    """The rows of a frame index (CSV), with one-line errors for a file that is not one."""
+    text = read_small_text(path, what="frame index", limit=INDEX_LIMIT, error=DataError)
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DataError(f"frame index '{path}': not a readable CSV file ({clip(str(exc), 80)})") from None
+
+
 def read_frame_index(root: Path) -> list[dict] | None:
     path = root / "frame_index.csv"
     if not path.is_file():
         return None
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _index_rows(path)
     if rows and "img_path" not in rows[0]:
         raise DataError(f"file '{path}': missing column 'img_path'")
     return rows
@@ -144,13 +157,14 @@ def read_frame_index(root: Path) -> list[dict] | None:
 def frame_index_class_shares(path: str | Path, task: int = 2, skip_blacklisted: bool = True) -> dict[str, float]:
     """Pixel share of each task class over every frame listed in ``frame_index.csv`` (ignored ids excluded)."""
     path = Path(path)
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
     counts = np.zeros(len(ORIGINAL_CLASSES))
-    for row in rows:
+    for number, row in enumerate(_index_rows(path), 2):
         if skip_blacklisted and row.get("blacklisted", "0") not in ("0", "", "0.0"):
             continue
-        counts += np.array([float(row.get(name, 0) or 0) for name in ORIGINAL_CLASSES])
+        try:
+            counts += np.array([float(row.get(name, 0) or 0) for name in ORIGINAL_CLASSES])
+        except (TypeError, ValueError):
+            raise DataError(f"frame index '{path}' line {number}: a pixel count is not a number") from None
     task_counts = np.array([counts[ids].sum() for _, ids in TASKS[task]])
     return dict(zip(task_classes(task), (task_counts / task_counts.sum()).tolist()))
 

@@ -30,6 +30,15 @@ files' internal compression are not kept (the loaders use neither).
 ``<path>::bytes``, ``<path>::<key>`` and ``<path>::<key>::u8``, images as ``q / 255``);
 that format carries no checksum, so only its decompression and parsing are checked.
 
+Every file a pack names is checked before anything is written: its manifest is read
+with a bounded length, each entry must be a plain relative path that no other entry
+repeats or lies inside, and the numbers it holds must be numbers. ``unpack`` writes at
+most ``max_bytes`` (default :data:`MAX_EXPANSION` times the pack's size), so a small
+crafted pack cannot fill the disk. ``pack`` never follows a link out of the dataset
+folder and never replaces an existing file unless asked to (``force``). Both work in a
+staging folder (``.<name>.packing-*`` / ``.<folder>.unpacking-*``) holding coda-edu's
+marker; a later run deletes such folders that a killed run left, and nothing else.
+
 Every problem (not a pack, truncated, checksum mismatch, an unsafe path, a destination
 that holds something else) is one :class:`~coda_edu.errors.DataError` line.
 """
@@ -39,9 +48,9 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import math
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -50,13 +59,18 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, excerpt
+from ..io import MB, make_staging, parse_json, read_small_text, remove_stale_staging
 
 MAGIC = b"CODA-EDU-PACK"
 VERSION = 1
 XZ_MAGIC = b"\xfd7zXZ\x00"
 MARKER = ".coda-edu-pack.json"  # written into an unpacked folder: where it came from (not packed again)
 _CHUNK = 1 << 20
+MANIFEST_LIMIT = 256 * MB  # a manifest names each file in a few hundred bytes
+#: ``unpack`` writes at most this many times the pack's size by default (a real pack of the ACDC
+#: subset unpacks to about 12 times its size; a decompression bomb to thousands of times).
+MAX_EXPANSION = 100
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -80,11 +94,71 @@ def _integer_valued(x: np.ndarray) -> bool:
 
 # --------------------------------------------------------------------------- paths
 def _safe_relative(path: str, where: str) -> PurePosixPath:
-    """A pack may only name files inside the destination folder."""
-    p = PurePosixPath(path)
-    if not path or p.is_absolute() or "\\" in path or "\0" in path or any(part in ("..", "") for part in p.parts):
-        raise DataError(f"pack '{where}' is damaged or unsafe: entry {path!r} is not a plain relative path")
-    return p
+    """A pack may only name files inside the destination folder: ``a/b``, never ``../x``, ``/x``, ``./x``."""
+    if not isinstance(path, str) or not path or "\\" in path or "\0" in path:
+        raise DataError(f"pack '{where}' is damaged or unsafe: entry {excerpt(path)} is not a plain relative path")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise DataError(f"pack '{where}' is damaged or unsafe: entry {excerpt(path)} is not a plain relative path")
+    return PurePosixPath(path)
+
+
+def _check_paths(paths: list[str], where: str) -> None:
+    """Every path once, and none inside another (``x`` and ``x/y`` cannot both be files)."""
+    seen: set[str] = set()
+    for path in paths:
+        _safe_relative(path, where)
+        if path in seen:
+            raise DataError(f"pack '{where}' is damaged: it names {excerpt(path)} twice")
+        seen.add(path)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise DataError(
+                    f"pack '{where}' is damaged: entry {excerpt(path)} lies inside {excerpt('/'.join(parts[:i]))}, "
+                    f"which is a file"
+                )
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_entries(manifest: dict, where: str) -> None:
+    """The file entries of a version-1 manifest, checked before anything is written."""
+    damaged = f"pack '{where}' is damaged:"
+    for entry in manifest["files"]:
+        if not isinstance(entry, dict) or entry.get("kind") not in ("bytes", "h5"):
+            raise DataError(f"{damaged} a file entry is not a 'bytes' or 'h5' entry ({excerpt(entry)})")
+        name = excerpt(entry.get("path"))
+        if entry["kind"] == "bytes":
+            if not isinstance(entry.get("array"), str):
+                raise DataError(f"{damaged} file entry {name} names no array")
+            continue
+        datasets = entry.get("datasets")
+        if not isinstance(datasets, list):
+            raise DataError(f"{damaged} file entry {name} has no list of datasets")
+        for info in datasets:
+            if not (isinstance(info, dict) and isinstance(info.get("key"), str) and isinstance(info.get("array"), str)):
+                raise DataError(f"{damaged} file entry {name} has a dataset without key and array")
+            try:
+                kind = np.dtype(info.get("dtype")).kind
+            except (TypeError, ValueError):
+                kind = None
+            if kind not in tuple("biuf"):
+                raise DataError(f"{damaged} file entry {name}: dtype {excerpt(info.get('dtype'))} is not a number type")
+            if ("lo" in info or "hi" in info) and not (
+                _is_number(info.get("lo")) and _is_number(info.get("hi")) and info["lo"] <= info["hi"]
+            ):
+                raise DataError(f"{damaged} file entry {name}: lo/hi must be finite numbers with lo <= hi")
+    _check_paths([entry["path"] for entry in manifest["files"]], where)
+
+
+def _check_folder(folder, where: str) -> PurePosixPath:
+    """The dataset folder a pack unpacks into: one plain name (``ACDC``), never ``.``, ``..`` or ``a/b``."""
+    if not isinstance(folder, str) or folder in ("", ".", "..") or any(c in folder for c in "/\\\0"):
+        raise DataError(f"pack '{where}' is damaged or unsafe: folder {excerpt(folder)} is not a plain folder name")
+    return PurePosixPath(folder)
 
 
 def dataset_folder(name: str, root: Optional[str] = None) -> tuple[Path, str]:
@@ -127,9 +201,24 @@ def _h5_arrays(path: Path, images: str) -> list[tuple[str, np.ndarray, dict]]:
 
 
 def _files_of(root: Path) -> list[Path]:
+    """Every file under ``root``. A link is refused when it leads out of ``root`` or to a folder (pack never
+    follows a link out of the dataset); a link to a file inside ``root`` is packed as that file."""
     files = []
+    inside = root.resolve()
     for folder, dirs, names in os.walk(root):
         dirs.sort()
+        for name in sorted(dirs + names):
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            target = path.resolve()
+            if path.is_dir() or not path.exists() or inside not in target.parents:
+                what = "a folder" if path.is_dir() else "a file" if path.exists() else "nothing (a broken link)"
+                where = "outside the dataset folder" if inside not in target.parents else "inside it"
+                raise DataError(
+                    f"'{path}' is a link to {what} {where} ('{target}'); pack never follows links out of the "
+                    f"dataset or into folders: replace the link by a copy, or remove it"
+                )
         for name in sorted(names):
             path = Path(folder) / name
             if path.parent == root and name == MARKER:
@@ -149,18 +238,30 @@ def pack_folder(
     images: str = "u8",
     level: int = 6,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
-    """Pack every file under ``root`` into ``out`` (written atomically); returns the manifest."""
-    from ..io import atomic_write
+    """Pack every file under ``root`` into ``out``; returns the manifest. An existing ``out`` is replaced only
+    with ``force``. The pack is made in a staging folder beside ``out`` and renamed into place."""
     from ..progress import progress_bar
 
     if images not in ("u8", "exact"):
-        raise DataError(f"--images must be 'u8' or 'exact', got {images!r}")
+        raise DataError(f"--images must be 'u8' or 'exact', got {excerpt(images)}")
     root, out = Path(root), Path(out)
+    if os.path.lexists(out) and not force:
+        raise DataError(f"--out '{out}' already exists; pass --force to replace it, or choose another file")
+    if out.is_dir() or out.is_symlink():
+        raise DataError(f"--out '{out}' is a folder or a link; name the pack file to write")
     files = _files_of(root)
     entries, max_error, n = [], 0.0, 0
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as tmp:
-        payload = Path(tmp) / "payload.npz.xz"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create '{out.parent}': {exc.strerror or exc}") from None
+    prefix = f".{out.name}.packing-"
+    remove_stale_staging(out.parent, prefix)
+    staging = make_staging(out.parent, prefix)
+    try:
+        payload = staging / "payload.npz.xz"
         with lzma.open(payload, "wb", preset=level) as xz, zipfile.ZipFile(xz, "w", zipfile.ZIP_STORED) as zf:
 
             def put(array: np.ndarray) -> str:
@@ -203,12 +304,13 @@ def pack_folder(
         }
         head = json.dumps(manifest, separators=(",", ":")).encode("utf-8")
 
-        def write(target: Path) -> None:
-            with open(target, "wb") as fh, open(payload, "rb") as src:
-                fh.write(MAGIC + f" {VERSION} {len(head)}\n".encode() + head)
-                shutil.copyfileobj(src, fh, _CHUNK)
-
-        atomic_write(out, write)
+        whole = staging / out.name
+        with open(whole, "wb") as fh, open(payload, "rb") as src:
+            fh.write(MAGIC + f" {VERSION} {len(head)}\n".encode() + head)
+            shutil.copyfileobj(src, fh, _CHUNK)
+        os.replace(whole, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
@@ -246,27 +348,52 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict, int]:
             raise DataError(
                 f"pack '{path}' has format version {parts[1].decode(errors='replace')}; this coda-edu reads {VERSION}"
             )
-        try:
-            length = int(parts[2])
-        except ValueError:
-            raise DataError(f"pack '{path}' is damaged: the header's manifest length is not a number") from None
+        if not parts[2].isdigit() or len(parts[2]) > 12:
+            raise DataError(f"pack '{path}' is damaged: the header's manifest length is not a byte count")
+        length = int(parts[2])
+        if length > min(MANIFEST_LIMIT, path.stat().st_size):
+            raise DataError(
+                f"pack '{path}' is damaged or truncated: the header's manifest length {length} is larger than "
+                f"the file or {MANIFEST_LIMIT // MB} MB"
+            )
         raw = fh.read(length)
         offset = fh.tell()
     if len(raw) != length:
         raise DataError(f"pack '{path}' is truncated: the manifest has {len(raw)} of {length} bytes")
     try:
-        manifest = json.loads(raw.decode("utf-8"))
+        manifest = parse_json(raw.decode("utf-8"))
         ok = isinstance(manifest, dict) and isinstance(manifest.get("files"), list)
+        payload = manifest.get("payload") if ok else None
         ok = (
             ok
-            and isinstance(manifest.get("payload", {}).get("sha256"), str)
-            and isinstance(manifest.get("folder"), str)
+            and isinstance(payload, dict)
+            and isinstance(payload.get("sha256"), str)
+            and isinstance(payload.get("bytes"), int)
+            and "folder" in manifest
         )
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError):
         ok = False
     if not ok:
         raise DataError(f"pack '{path}' is damaged: its manifest is not valid JSON with files, folder and payload")
+    _check_folder(manifest["folder"], str(path))
+    _check_entries(manifest, str(path))
     return manifest, offset
+
+
+class _Budget:
+    """What ``unpack`` may still write; a one-line error naming the limit once it is spent."""
+
+    def __init__(self, limit: int, where: str):
+        self.left, self.limit, self.where = limit, limit, where
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise DataError(
+                f"pack '{self.where}' would unpack to more than {self.limit / 1e9:.3g} GB ({MAX_EXPANSION} times "
+                f"its size by default, a limit against decompression bombs); nothing was kept. If you trust it, "
+                f"pass --max-gb with its unpacked size"
+            )
 
 
 def _load_npz(path: Path, where: str) -> np.lib.npyio.NpzFile:
@@ -278,10 +405,12 @@ def _load_npz(path: Path, where: str) -> np.lib.npyio.NpzFile:
         ) from None
 
 
-def _decompress(src, target: Path, where: str) -> None:
+def _decompress(src, target: Path, where: str, budget: _Budget) -> None:
     try:
         with lzma.open(src, "rb") as xz, open(target, "wb") as fh:
-            shutil.copyfileobj(xz, fh, _CHUNK)
+            while block := xz.read(_CHUNK):
+                budget.spend(len(block))
+                fh.write(block)
     except (lzma.LZMAError, EOFError) as exc:
         raise DataError(f"pack '{where}' is damaged or truncated: the xz stream does not decompress ({exc})") from None
 
@@ -295,60 +424,58 @@ def _array(npz, name: str, where: str) -> np.ndarray:
         raise DataError(f"pack '{where}' is damaged: array '{name}' cannot be read ({type(exc).__name__})") from None
 
 
-def _write_h5(path: Path, datasets: dict[str, np.ndarray]) -> None:
+def _write_h5(path: Path, datasets: dict[str, np.ndarray], budget: _Budget) -> None:
     import h5py
 
+    budget.spend(sum(a.nbytes for a in datasets.values()))
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as fh:
         for key, array in datasets.items():
             fh.create_dataset(key, data=array)
 
 
-def _write_bytes(path: Path, array: np.ndarray) -> None:
+def _write_bytes(path: Path, array: np.ndarray, budget: _Budget) -> None:
+    budget.spend(array.nbytes)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(array.tobytes())
 
 
-def _restore_v1(manifest: dict, npz, dest: Path, where: str, bar) -> None:
-    for entry in manifest["files"]:
-        try:
-            rel, kind = _safe_relative(entry["path"], where), entry["kind"]
-            if kind == "bytes":
-                _write_bytes(dest / rel, _array(npz, entry["array"], where))
-            elif kind == "h5":
-                arrays = {}
-                for info in entry["datasets"]:
-                    a = _array(npz, info["array"], where)
-                    if "lo" in info:
-                        a = dequantise(a, float(info["lo"]), float(info["hi"]), info["dtype"])
-                    arrays[info["key"]] = a
-                _write_h5(dest / rel, arrays)
-            else:
-                raise DataError(f"pack '{where}' is damaged: file entry of unknown kind {kind!r}")
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"pack '{where}' is damaged: a file entry lacks {exc}") from None
+def _restore_v1(manifest: dict, npz, dest: Path, where: str, bar, budget: _Budget) -> None:
+    for entry in manifest["files"]:  # checked by read_manifest
+        rel = _safe_relative(entry["path"], where)
+        if entry["kind"] == "bytes":
+            _write_bytes(dest / rel, _array(npz, entry["array"], where), budget)
+        else:
+            arrays = {}
+            for info in entry["datasets"]:
+                a = _array(npz, info["array"], where)
+                if "lo" in info:
+                    a = dequantise(a, float(info["lo"]), float(info["hi"]), info["dtype"])
+                arrays[info["key"]] = a
+            _write_h5(dest / rel, arrays, budget)
         bar.update(1)
 
 
-def _restore_legacy(npz, dest: Path, where: str, bar) -> int:
+def _restore_legacy(npz, dest: Path, where: str, bar, budget: _Budget) -> int:
     groups: dict[str, list[tuple[str, str]]] = {}
     for name in npz.files:
         rel, sep, rest = name.partition("::")
         if not sep:
-            raise DataError(f"pack '{where}' is not a shared ACDC pack: array '{name}' has no '::' in its name")
+            raise DataError(f"pack '{where}' is not a shared ACDC pack: array {excerpt(name)} has no '::' in its name")
         groups.setdefault(rel, []).append((rest, name))
+    _check_paths(list(groups), where)
     bar.reset(total=len(groups))
     for rel, items in groups.items():
         path = dest / _safe_relative(rel, where)
         if items[0][0] == "bytes":
-            _write_bytes(path, _array(npz, items[0][1], where))
+            _write_bytes(path, _array(npz, items[0][1], where), budget)
         else:
             arrays = {}
             for rest, name in items:
                 key, _, kind = rest.partition("::")
                 a = _array(npz, name, where)
                 arrays[key] = a.astype(np.float32) / 255.0 if kind == "u8" else a
-            _write_h5(path, arrays)
+            _write_h5(path, arrays, budget)
         bar.update(1)
     return len(groups)
 
@@ -364,8 +491,8 @@ def describe_source(root: str | os.PathLike) -> str:
     if not marker.is_file():
         return f"original files in {root}"
     try:
-        info = json.loads(marker.read_text())
-    except (ValueError, OSError):
+        info = _read_marker(marker)
+    except (ValueError, DataError):
         return f"unpacked in {root} (its {MARKER} is unreadable)"
     if info.get("format") == "shared-acdc-u8":
         return f"8-bit packed (../shared/gpu/pack_acdc.py format, no checksum: {info.get('pack')})"
@@ -380,13 +507,15 @@ def unpack(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    max_bytes: Optional[int] = None,
 ) -> Path:
     """Unpack ``path`` into ``out/<folder>`` (``out`` is what ``$CODA_EDU_DATA_DIR`` should name).
 
     The payload's SHA-256 is checked before anything is written; files are written into
-    a temporary folder renamed into place at the end, so an interrupted unpack leaves
-    nothing half-written. Unpacking the same pack again into a folder it made is a no-op.
-    Returns the dataset folder.
+    a staging folder renamed into place at the end, so an interrupted unpack leaves
+    nothing half-written (and the next unpack into ``out`` removes that folder). At most
+    ``max_bytes`` are written (default: :data:`MAX_EXPANSION` times the pack's size).
+    Unpacking the same pack again into a folder it made is a no-op. Returns the dataset folder.
     """
     from ..progress import progress_bar
 
@@ -408,8 +537,10 @@ def unpack(
             )
         if digest != expected["sha256"]:
             raise DataError(f"pack '{path}' is damaged: the payload's SHA-256 does not match its manifest")
-    folder = _safe_relative(manifest["folder"], str(path))
+    folder = _check_folder(manifest["folder"], str(path))
     dest = out / folder
+    if dest.is_symlink():
+        raise DataError(f"destination '{dest}' is a link; unpack writes only a real folder: remove the link first")
     if dest.exists():
         if digest is not None and _same_pack(dest, digest):
             log(f"{dest} already holds this pack (sha256 {digest[:12]}): nothing to do")
@@ -423,21 +554,25 @@ def unpack(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create '{out}': {exc.strerror or exc}") from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.unpacking-", dir=out))
+    prefix = f".{folder.name}.unpacking-"
+    for stale in remove_stale_staging(out, prefix):
+        log(f"removed {stale}, left by an interrupted unpack")
+    budget = _Budget(max_bytes if max_bytes is not None else MAX_EXPANSION * path.stat().st_size, str(path))
+    staging = make_staging(out, prefix)
     try:
         npz_path = staging / ".payload.npz"
         with open(path, "rb") as fh:
             fh.seek(offset)
-            _decompress(fh, npz_path, str(path))
+            _decompress(fh, npz_path, str(path), budget)
         tree = staging / "tree"
         with _load_npz(npz_path, str(path)) as npz:
             n = 0 if legacy else len(manifest["files"])
             bar = progress_bar(total=n, desc="unpack", enabled=progress, unit="file")
             try:
                 if legacy:
-                    n = _restore_legacy(npz, tree, str(path), bar)
+                    n = _restore_legacy(npz, tree, str(path), bar, budget)
                 else:
-                    _restore_v1(manifest, npz, tree, str(path), bar)
+                    _restore_v1(manifest, npz, tree, str(path), bar, budget)
             finally:
                 bar.close()
         marker = {k: v for k, v in manifest.items() if k != "files"}
@@ -452,10 +587,17 @@ def unpack(
     return dest
 
 
+def _read_marker(path: Path) -> dict:
+    info = parse_json(read_small_text(path, what="pack marker", limit=MB, error=DataError))
+    if not isinstance(info, dict):
+        raise ValueError("not a JSON object")
+    return info
+
+
 def _same_pack(dest: Path, digest: str) -> bool:
     try:
-        return json.loads((dest / MARKER).read_text()).get("sha256") == digest
-    except (OSError, ValueError, AttributeError):
+        return _read_marker(dest / MARKER).get("sha256") == digest
+    except (ValueError, DataError):
         return False
 
 

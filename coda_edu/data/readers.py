@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, excerpt
 
 DATA_ENV = "CODA_EDU_DATA_DIR"
 
@@ -62,7 +62,7 @@ def read_list(path: Path, required: bool = True) -> Optional[list[str]]:
             continue
         if "/" in name or "\\" in name or "\0" in name or name in (".", "..") or Path(name).is_absolute():
             raise DataError(
-                f"split list '{path}' line {number}: {name!r} is not a plain case name (paths such as "
+                f"split list '{path}' line {number}: {excerpt(name)} is not a plain case name (paths such as "
                 f"'../x' or '/abs' are refused: every case must stay inside the dataset folder)"
             )
         names.append(name)

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..io import load_yaml
 
 PRESET_ENV = "CODA_EDU_QUICK_PRESET"
 PACKAGED = "quick.yaml"
@@ -46,7 +47,7 @@ def _read(path: Path | None = None) -> tuple[dict[str, Any], str]:
             raise ConfigError(f"quick preset '{path}' (${PRESET_ENV}) not found")
         text, where = path.read_text(), str(path)
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"quick preset '{where}': not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
