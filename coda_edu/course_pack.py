@@ -668,14 +668,21 @@ def cpu_fingerprint() -> dict:
 
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
+    model, fields = platform.processor() or platform.machine(), {}
+    try:  # Linux: the model name, and the family and model numbers (a virtual machine may hide the name)
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
                 break
     except OSError:
         pass
+    if "model name" in fields:
+        model = fields["model name"]
+        if "cpu family" in fields and "model" in fields:
+            model += f" (family {fields['cpu family']}, model {fields['model']})"
     return {"cpu": model, "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
 
 
