@@ -216,7 +216,7 @@ print("distance units:", protocol["units"]["hd95"])
 # ## 4. What the segmentations look like
 
 # %%
-display(Image(filename=str(out / "figures" / "overlay.png"), width=900))
+display(Image(filename=str(out / "figures" / "overlay.png")))
 
 # %% [markdown]
 # ## 5. Against the baselines

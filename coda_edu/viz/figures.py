@@ -122,7 +122,7 @@ def plot_overlay(
     """Rows = slices; columns = image, reference, then one column per prediction."""
     n = images.shape[0]
     cols = 2 + len(predictions)
-    fig = Figure(figsize=(2.2 * cols, 2.2 * n + 0.4))
+    fig = Figure(figsize=(1.45 * cols, 1.45 * n + 0.6))  # 5 columns at 110 dpi: 800 px, the width of a page
     axes = fig.subplots(n, cols, squeeze=False)
     for r in range(n):
         panels = [("image", images[r], None), ("reference", images[r], labels[r])]
@@ -312,7 +312,7 @@ def _bar_groups(
 
 def _bars_figure(names: Sequence[str], series: dict, extra_width: float):
     width = max(5.0, 0.45 * len(names) * max(1, len(series))) + (extra_width if len(series) > 1 else 0.0)
-    fig = Figure(figsize=(width, 3.2))
+    fig = Figure(figsize=(min(width, 8.0), 3.4))  # at most 8 in: readable at the width of a page
     return fig, fig.subplots()
 
 
