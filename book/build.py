@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -51,10 +52,17 @@ def plotly_js() -> Path:
 
 def adjust_conf(conf: Path) -> None:
     """Jupyter Book 1 registers sphinx-thebe twice (the page then declares THEBE_JS_URL twice:
-    a console error) although the site launches no kernel: drop it. The theme starts light."""
+    a console error) although the site launches no kernel: drop it. The theme starts light; the
+    notebooks' pages have no secondary (page contents) column, so their figures get its width."""
     text = conf.read_text()
     text = text.replace("'sphinx_thebe', ", "").replace(", 'sphinx_thebe'", "")
-    conf.write_text(text + "\nhtml_context = {'default_mode': 'light'}\nhtml_favicon = '_static/favicon.png'\n")
+    conf.write_text(
+        text
+        + "\nhtml_context = {'default_mode': 'light'}\nhtml_favicon = '_static/favicon.png'\n"
+        # the notebooks' pages give their width to the figures (about 950 px instead of 750 at a 1280 px
+        # window): no "on this page" column there; the sections are in the notebook's own headings
+        + "html_theme_options['secondary_sidebar_items'] = {'**': ['page-toc'], 'notebooks/*': []}\n"
+    )
 
 
 def write_favicon(path: Path) -> None:
@@ -128,6 +136,55 @@ def prepare_notebook(src: Path, dst: Path) -> dict:
     return counts
 
 
+ANCHOR = re.compile(r'^<a id="([\w-]+)"></a>\s*$', re.M)
+HEADING = re.compile(r"^#{1,3} (.+)$")
+DOC_LINK = re.compile(r"\]\(((?:[^)#\s]*/)?[\w.-]+\.md)#([\w-]+)\)")
+
+
+def heading_slug(title: str) -> str:
+    """The anchor MyST gives a heading (myst_heading_anchors; GitHub's rule)."""
+    from myst_parser.mdit_to_docutils.base import default_slugify
+
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)  # a link's text
+    return default_slugify(re.sub(r"[`*]", "", text).strip())
+
+
+def anchor_slugs(text: str) -> dict[str, str | None]:
+    """``<a id="name"></a>`` -> the slug of the heading right after it (within three lines), or None
+    for an anchor on a paragraph."""
+    lines, out = text.splitlines(), {}
+    for i, line in enumerate(lines):
+        m = ANCHOR.match(line)
+        if m:
+            heading = next((HEADING.match(x) for x in lines[i + 1 : i + 4] if HEADING.match(x)), None)
+            out[m.group(1)] = heading_slug(heading.group(1)) if heading else None
+    return out
+
+
+def myst_links(docs: list[Path]) -> None:
+    """The docs mark sections for links with ``<a id="name"></a>`` (GitHub shows that anchor), but
+    Sphinx resolves ``#name`` only to targets it knows: in the staged copies each anchor becomes a
+    MyST target ``(name)=`` (links within the page) and each link ``other.md#name`` from another
+    page points at the heading after the anchor (what MyST resolves across pages), or, for an
+    anchor on a paragraph, becomes an HTML link to the target's id on the built page."""
+    slugs = {doc.resolve(): anchor_slugs(doc.read_text()) for doc in docs}
+    for doc in docs:
+        text = doc.read_text()
+
+        def relink(m, doc=doc):
+            target = (doc.parent / m.group(1)).resolve()
+            anchors = slugs.get(target, {})
+            if m.group(2) not in anchors:
+                return m.group(0)
+            if anchors[m.group(2)]:
+                return f"]({m.group(1)}#{anchors[m.group(2)]})"
+            return f"]]({m.group(1)[:-3]}.html#{m.group(2)})"  # marked for the HTML rewrite below
+
+        text = DOC_LINK.sub(relink, text)
+        text = re.sub(r"\[([^\[\]]+)\]\]\(([^)]+)\)", r'<a href="\2">\1</a>', text)
+        doc.write_text(ANCHOR.sub(lambda m: f"({m.group(1)})=", text))
+
+
 def stage(executed: Path, src: Path) -> dict:
     if src.exists():
         shutil.rmtree(src)
@@ -146,6 +203,11 @@ def stage(executed: Path, src: Path) -> dict:
     shutil.copy2(REPO / "data_scripts" / "README.md", src / "data_scripts" / "README.md")
     shutil.copytree(REPO / "data_scripts" / "checksums", src / "data_scripts" / "checksums")
     shutil.copytree(REPO / "benchmarks" / "evidence", src / "benchmarks" / "evidence")
+    myst_links(
+        sorted((src / "docs").glob("*.md"))
+        + sorted((src / "data_scripts").rglob("*.md"))
+        + [src / "benchmarks" / "evidence" / "README.md"]
+    )
     counts = {}
     for name in SERIES:
         counts[name] = prepare_notebook(executed / f"{name}.ipynb", src / "notebooks" / f"{name}.ipynb")

@@ -54,10 +54,14 @@
 # | 2. pseudo-labels against the target | < 1 s | 1 s | not measured |
 # | 3. the simplex (α slider) | 1 s | 1 s | not measured |
 # | 4. the four readings; real predictions (α, momentum) | 1 s | 2 s | not measured |
-# | 5. whole trainings, 5 seeds (pre-run; class menu) | 1 s | 1 s | not measured |
+# | 5. whole trainings, 5 seeds (pre-run; class menu) | 2 s† | 2 s† | not measured |
 # | 6. cross pseudo supervision | < 1 s | 1 s | not measured |
 # | exercise, recap | < 1 s | < 1 s | not measured |
-# | **whole notebook** (kernel start included) | **27 s** | **69 s** | not measured |
+# | **whole notebook** (kernel start included) | **27 s** + 2 s† | **69 s** + 2 s† | not measured |
+#
+# † section 5 was added later: measured 2026-12-05 with other jobs on the CPU (load average 2–5,
+# one torch thread), an upper bound; `pair="pack"` reads a pre-run pair instead of training
+# one (section 1: 28 s for the whole notebook at the workshop size, measured the same way).
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
@@ -387,7 +391,7 @@ pack_split = "test" if any(r["split"] == "test" for r in pack_rows) else "val"
 baseline = next(v for v in variants if method_of[v]["name"] == "cps")
 late = training.data_at(cls=minority, stage="after")["late"]
 n_seeds = len({run.seed for run in pack_runs})
-print(f"pre-run, {n_seeds} seeds ({pack_info['title']}): {minority}, share ratio late in training and "
+print(f"pre-run, {n_seeds} seeds, {pack_info['title']}: {minority}, share ratio late in training and "
       f"{pack_split} Dice (ensemble, best checkpoint)")
 print(f"{'method':<22}{'alignment':>14}{'filter':>18}{'share ratio':>13}{'Dice':>17}{'− ' + baseline + ', paired':>26}")
 pairs = {}
@@ -423,9 +427,21 @@ print(f"what the pre-run runs show: without alignment (CPS) the {minority}'s pse
       f"{method_of[default_coda]['alignment']} ({default_coda}), brings them to {late[default_coda]:.2f}: it removes "
       f"{closes(default_coda):.0%} of that {direction}-count"
       + (f"; {closest} brings them to {late[closest]:.2f} ({closes(closest):.0%})." if closest != default_coda else "."))
+unaligned = next((v for v in variants if method_of[v]["name"] == "coda" and method_of[v]["alignment"] == "none"
+                  and method_of[v]["filter"] == method_of[default_coda]["filter"]), None)  # Co-DA without alignment
+if unaligned:
+    print(f"the same Co-DA without alignment ({unaligned}) brings them to {late[unaligned]:.2f}: the default reading "
+          f"moves them by {late[default_coda] - late[unaligned]:+.2f} of the labeled frequency beyond what the filter "
+          f"does, {closest} by {late[closest] - late[unaligned]:+.2f}")
 for v in dict.fromkeys([default_coda, closest]):
     print(f"on the {minority}'s {pack_split} Dice, {v} − {baseline}: {pairs[v]['mean']:+.3f} ± {std_text(pairs[v]['std'])} "
           f"over {pairs[v]['n']} seeds ({pairs[v]['positive']} ahead), {noise(pairs[v])}")
+if unaligned:  # what the default reading adds to the filter, paired by seed
+    q = paired(pack_rows, default_coda, unaligned, minority, pack_split)
+    print(f"on the {minority}'s {pack_split} Dice, {default_coda} − {unaligned}: {q['mean']:+.3f} ± {std_text(q['std'])} "
+          f"over {q['n']} seeds ({q['positive']} ahead), {noise(q)}: "
+          + ("the default reading adds nothing measurable to the filter here"
+             if q["std"] is not None and abs(q["mean"]) <= q["std"] else "the default reading changes what the filter gives"))
 
 # %% [markdown]
 # Notebook 04 trains Co-DA as `coda-edu train` does, with the default reading (the line
@@ -517,8 +533,8 @@ exercises.check("alignment", my_align)
 # - Soft and hard readings differ: a correction of the mean softmax need not move the
 #   argmax, so the printed gaps say which reading moves the pseudo-labels towards the
 #   target in this run; over whole trainings and five seeds (section 5, pre-run) the lines
-#   say how much of the minority class's under-count the default reading removes, and what
-#   each reading does to its Dice.
+#   say how much of the minority class's under-count the default reading removes, what each
+#   reading does to its Dice, and whether the default reading adds anything to the filter.
 # - Two differently initialised networks disagree where they are unsure; cross pseudo
 #   supervision lets each learn from the other's (aligned) pseudo-labels.
 # - Next: not every pseudo-label is worth learning from — notebook 03 filters them.

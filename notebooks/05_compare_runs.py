@@ -35,19 +35,19 @@
 #
 # **Prerequisites.** notebook 04 (run folders, `eval.json`); mean and standard deviation.
 #
-# **Time** to run all cells, per section, on a 2-core CPU with nothing else running
-# (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
-# busy laptop expect up to a few times more; see
-# [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
-# workshop plan about 10 minutes for reading, the controls and the
+# **Time** to run all cells, per section, on a 2-core CPU (papermill's cell timings, written
+# by `benchmarks/notebook_sections.py`): measured 2026-12-05 with other jobs on the CPU (load
+# average 2–5, one torch thread), so an upper bound; this notebook trains nothing, both sizes
+# read the same pre-run runs. See [benchmarks.md](../docs/benchmarks.md#notebooks). In a
+# 90-minute workshop plan about 10 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
 # | set-up and 1. the runs (pre-run and yours) | 2 s | 2 s | not measured |
-# | 2.–4. mean ± std, paired differences, per class (menus) | 1 s | < 1 s | not measured |
+# | 2.–4. mean ± std, paired differences, per class (menus) | 5 s | 5 s | not measured |
 # | exercise, recap | < 1 s | < 1 s | not measured |
-# | **whole notebook** (kernel start included) | **4 s** | **4 s** | not measured |
+# | **whole notebook** (kernel start included) | **11 s** | **11 s** | not measured |
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
@@ -82,7 +82,7 @@ pack = CoursePack()  # course_pack/ of the repository, checksums verified (a dam
 info = pack.info(pack_group)
 packed = pack.runs(pack_group)
 mine_root = Path(runs_dir) if runs_dir else Path("runs")
-print(f"pre-run: course pack group '{pack_group}', {info['title']} ({info['config'] or 'default experiment'})")
+print(f"pre-run: course pack group '{pack_group}', {info['title']}")
 print(f"your runs: below {mine_root.resolve()}")
 
 # %% [markdown]

@@ -252,7 +252,7 @@ def check_site(html: Path, screenshots: Path | None = None) -> dict[str, dict]:
                         explorers: document.querySelectorAll('main .coda-explorer .js-plotly-plot').length,
                         explorer_specs: document.querySelectorAll('script[type="application/vnd.coda-edu.explorer+json"]').length,
                         placeholders: document.querySelectorAll('main .coda-widget-unknown, main .coda-widget-missing').length,
-                        raw_widget_text: /VBox\\(children=|HBox\\(children=/.test(document.body.innerText),
+                        raw_widget_text: /VBox\\(children=|HBox\\(children=/.test(document.body ? document.body.innerText : ""),
                         shrunk: [...document.querySelectorAll('main img')].filter(i => i.complete && i.naturalWidth > 0)
                             .map(i => ({src: i.src.slice(-40), scale: i.clientWidth / i.naturalWidth}))
                             .filter(x => x.scale < 0.8),
@@ -324,6 +324,8 @@ def dead_links(html_root: Path) -> list[str]:
         parser.feed(path.read_text(errors="replace"))
     dead = []
     for path, parser in pages.items():
+        if path.relative_to(html_root).parts[0].startswith("_"):
+            continue  # the theme's templates and the copied sources are not pages of the site
         for tag, ref in parser.links:
             parts = urllib.parse.urlsplit(ref)
             if parts.scheme or ref.startswith(("//", "mailto:", "data:", "javascript:")):
