@@ -200,6 +200,11 @@ def summarize(
     return out
 
 
+def std_text(std: Optional[float], digits: int = 3) -> str:
+    """A standard deviation for a table: ``n/a`` where there is none (one seed), never ``0.000``."""
+    return "n/a" if std is None or not math.isfinite(std) else f"{std:.{digits}f}"
+
+
 def split_confusion_and_marginals(model_a, model_b, data, cases=None, device="cpu", model: str = "ensemble"):
     """Over the cases of a split (default: test, else validation): the pixel confusion matrix of
     ``model`` ("A", "B" or "ensemble"), its predicted class marginal (mean softmax) and the true

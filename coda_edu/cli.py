@@ -7,6 +7,7 @@
     coda-edu data check --dataset NAME [--root DIR] [--config FILE] [--set KEY=VALUE ...]
     coda-edu data pack NAME --out FILE | coda-edu data unpack FILE --out DIR
     coda-edu protocol [--config FILE] [--methods coda,cps,supervised] [--budget-minutes M] [--out DIR]
+    coda-edu course pack [--group NAME ...] [--runs-from DIR] | coda-edu course check
 
 Problems the user can fix are printed as one line, ``coda-edu: error: ...``, with exit
 status 2 and no traceback.
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .protocol import add_cli as add_protocol_cli
 
     add_protocol_cli(sub)
+    from .course_pack import add_cli as add_course_cli
+
+    add_course_cli(sub)
     return parser
 
 

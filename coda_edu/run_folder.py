@@ -70,6 +70,19 @@ def config_differences(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(fa) | set(fb) if fa.get(k, missing) != fb.get(k, missing))
 
 
+#: config keys that say where a run trained, not what it is: left out when two runs are compared
+EXECUTION_KEYS = ("train.device", "train.threads")
+
+
+def without_execution_keys(config: dict) -> dict:
+    """A copy of a config dict without :data:`EXECUTION_KEYS`."""
+    out = json.loads(json.dumps(config))
+    for key in EXECUTION_KEYS:
+        section, name = key.split(".")
+        out.get(section, {}).pop(name, None)
+    return out
+
+
 def _shown(keys: list[str]) -> str:
     return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
 

@@ -30,7 +30,9 @@
 # 2. apply the alignment p̃(c) ∝ p(c) · ((π_l(c) + ε) / (π_u(c) + ε))^α, predict what α
 #    and the EMA momentum do, and tell the soft reading (mean softmax) from the hard
 #    ones (argmax shares) by what they do to the pseudo-labels;
-# 3. explain how two networks with different initialisations disagree, and how each
+# 3. read, over whole trainings and five seeds (pre-run runs), what each reading does to the
+#    pseudo-labels and to the minority class's Dice, and what the default reading does;
+# 4. explain how two networks with different initialisations disagree, and how each
 #    one's pseudo-labels supervise the other.
 
 # %% [markdown]
@@ -52,9 +54,14 @@
 # | 2. pseudo-labels against the target | < 1 s | 1 s | not measured |
 # | 3. the simplex (α slider) | 1 s | 1 s | not measured |
 # | 4. the four readings; real predictions (α, momentum) | 1 s | 2 s | not measured |
-# | 5. cross pseudo supervision | < 1 s | 1 s | not measured |
+# | 5. whole trainings, 5 seeds (pre-run; class menu) | 2 s† | 2 s† | not measured |
+# | 6. cross pseudo supervision | < 1 s | 1 s | not measured |
 # | exercise, recap | < 1 s | < 1 s | not measured |
-# | **whole notebook** (kernel start included) | **27 s** | **69 s** | not measured |
+# | **whole notebook** (kernel start included) | **27 s** + 2 s† | **69 s** + 2 s† | not measured |
+#
+# † section 5 was added later: measured 2026-12-05 with other jobs on the CPU (load average 2–5,
+# one torch thread), an upper bound; `pair="pack"` reads a pre-run pair instead of training
+# one (section 1: 28 s for the whole notebook at the workshop size, measured the same way).
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
@@ -79,6 +86,8 @@ data_config: str = ""         # a config file (name in configs/ or a path) whose
 main_reading: str = "argmax_share"  # the alignment reading the summary and its test follow (section 4)
 alpha: float = 1.0            # default position of the alpha sliders
 momentum: float = 0.99        # default position of the momentum slider
+pair: str = "train"           # "train": train the pair now (your run); "pack": the course pack's pre-run pair
+pack_group: str = "minority"  # the pre-run runs of section 5 (a group of course_pack/groups.yaml)
 
 # %%
 # %matplotlib inline
@@ -93,22 +102,25 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from coda_edu import exercises
-from coda_edu.analysis import over_under, predict_pool, reading_shares, scratch_run_dir, share_gap
+from coda_edu.analysis import over_under, predict_pool, reading_shares, scratch_run_dir, share_gap, std_text
 from coda_edu.bias import READINGS
 from coda_edu.run_folder import load_run_pair
 from coda_edu.config import load_config, preset_path
+from coda_edu.course_pack import CoursePack, default_coda_variant, load_group, paired
 from coda_edu.method import class_marginal, class_shares, pseudo_labels
 from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.train import train
 from coda_edu.viz.display import show_plotly
 from coda_edu.viz.figures import blend, class_colors, plot_class_shares, plot_share_ratios
 from coda_edu.viz.simplex import align_toy, ternary_points_figure, ternary_points_static, toy_predictions
-from coda_edu.viz.widgets import alignment_explorer, simplex_explorer
+from coda_edu.viz.widgets import alignment_explorer, simplex_explorer, training_explorer
 
 quick_size = notebook_quick("02_distribution_alignment") if quick else None  # the one place quick sizes live
 steps = quick_size.steps if quick else iterations
 if main_reading not in READINGS[1:]:
     raise ValueError(f"main_reading must be one of {', '.join(READINGS[1:])}, not {main_reading!r}")
+if pair not in ("train", "pack"):
+    raise ValueError(f"pair must be 'train' or 'pack', not {pair!r}")
 config_file = (Path(data_config) if Path(data_config).is_file() else preset_path(data_config)) if data_config else None
 _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 
@@ -117,8 +129,10 @@ _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 #
 # We train networks A (Kaiming initialisation) and B (Xavier initialisation) on the
 # labeled synthetic patients only, then look at their predictions on the labeled and
-# the unlabeled training slices. Sections 2–4 follow network B; section 5 compares it
-# with A.
+# the unlabeled training slices. Sections 2–4 follow network B; section 6 compares it
+# with A. With `pair="pack"` the notebook reads the pair that the course pack holds
+# instead (trained once at the workshop size, seed 0; 8-bit weights): for a machine too
+# slow to train it in class. The first printed line says which pair you are looking at.
 
 # %%
 overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
@@ -127,14 +141,22 @@ if not data_config:
     overrides += [f"data.labeled_patients={labeled_patients}", f"data.synthetic.imbalance={imbalance}"]
 if quick:
     overrides += list(dataset_quick("synthetic")) + quick_size.overrides
-cfg = load_config(config_file, overrides)
-print(f"{cfg.data.labeled_patients} labeled patients, imbalance {cfg.data.synthetic.imbalance}, "
-      f"{cfg.data.synthetic.resolution}x{cfg.data.synthetic.resolution} slices, {steps} steps"
-      + (f", data from {config_file}" if config_file else ""))
-result = train(cfg, scratch_run_dir(f"nb02-seed{seed}"), progress=True, log=lambda s: None)
-data = result.data
+if pair == "pack":  # the pre-run pair: the workshop size of this notebook, seed 0
+    packed_pair = load_group("pair")[0]
+    cfg, data = packed_pair.load_data()
+    model_a, model_b = packed_pair.load_pair()
+    print(f"pre-run pair (course pack, 8-bit weights): {cfg.data.labeled_patients} labeled patients, imbalance "
+          f"{cfg.data.synthetic.imbalance}, {cfg.data.synthetic.resolution}x{cfg.data.synthetic.resolution} slices, "
+          f"{cfg.train.iterations} steps, seed {cfg.seed} (the parameters above other than pair are not used)")
+else:
+    cfg = load_config(config_file, overrides)
+    print(f"your run: {cfg.data.labeled_patients} labeled patients, imbalance {cfg.data.synthetic.imbalance}, "
+          f"{cfg.data.synthetic.resolution}x{cfg.data.synthetic.resolution} slices, {steps} steps"
+          + (f", data from {config_file}" if config_file else ""))
+    result = train(cfg, scratch_run_dir(f"nb02-seed{seed}"), progress=True, log=lambda s: None)
+    data = result.data
+    model_a, model_b = load_run_pair(result.run_dir, "last")
 names = data.class_names
-model_a, model_b = load_run_pair(result.run_dir, "last")
 probs_l = predict_pool(model_b, data.labeled)
 probs_u = predict_pool(model_b, data.unlabeled)
 truth_u = data.unlabeled.labels.long()
@@ -321,7 +343,117 @@ explorer = alignment_explorer(batch_marginals, probs_u, {"predictions": pi_l, "l
 explorer.show()
 
 # %% [markdown]
-# ## 5. Two networks, two opinions: cross pseudo supervision
+# ## 5. Whole trainings, five seeds (pre-run)
+#
+# Sections 2–4 looked at one network, trained in a few minutes, at one moment. Whether a
+# reading helps shows only over a whole semi-supervised training, where the aligned
+# pseudo-labels teach the other network step after step, and only over several seeds:
+# more training than a lesson has time for. The course pack holds such runs, trained once
+# (`coda-edu course pack`): by default the *synthetic minority regime*
+# (`configs/synthetic_minority.yaml`: a setting in which supervised and CPS networks
+# under-predict the RV, [benchmarks.md](../docs/benchmarks.md#the-synthetic-minority-regime-issue-9-point-4)),
+# 5 seeds each of supervised training, CPS, Co-DA with the default reading `predictions`
+# and with `argmax_share`, and Co-DA's two halves: the filter without alignment ("filter
+# only") and `argmax_share` without the filter ("alignment only").
+#
+# These are **pre-run, 5 seeds**, not your run. Left: the class's pseudo-label share divided
+# by its labeled frequency over the whole training (1 = on target; each seed smoothed over
+# 50 steps; line: the mean over the seeds, band: their range); right: its test Dice per
+# method (dots: the seeds; ◆: the mean ± std). The menus choose the class and
+# whether the shares are those of the pseudo-labels the networks learn from (after
+# alignment) or of the argmax before alignment.
+
+# %%
+pack_runs = load_group(pack_group)  # checksums verified: a damaged pack stops here, in one line
+pack_info = CoursePack().info(pack_group)
+minority = pack_info["minority_class"]
+training = training_explorer(pack_runs, cls=minority)
+training.show()
+
+# %% [markdown]
+# The table gives, per method, the minority class's share ratio over the last 20 % of the
+# steps (mean over seeds and both networks; "—" for supervised training, which makes no
+# pseudo-labels) and its test Dice, also paired by seed with CPS (the same two networks
+# without alignment or filter). The lines below it say what the default reading does.
+
+# %% [markdown]
+# *Formulas.* Share ratio = share of the pixels pseudo-labelled c / labeled frequency of c, logged
+# every 10 steps ([method.md, what is logged](../docs/method.md#what-is-logged-to-follow-the-method));
+# `coda_edu.course_pack.PackedRun.share_ratio`. Paired difference d_s = Dice_s(method) −
+# Dice_s(CPS) per seed, then mean ± sample std ([evaluation.md,
+# aggregation](../docs/evaluation.md#aggregation)): `coda_edu.course_pack.paired`.
+
+# %%
+method_of = {run.variant: run.config["method"] for run in pack_runs}
+variants = list(dict.fromkeys(run.variant for run in pack_runs))
+pack_rows = [row for run in pack_runs for row in run.rows()]
+pack_split = "test" if any(r["split"] == "test" for r in pack_rows) else "val"
+baseline = next(v for v in variants if method_of[v]["name"] == "cps")
+late = training.data_at(cls=minority, stage="after")["late"]
+n_seeds = len({run.seed for run in pack_runs})
+print(f"pre-run, {n_seeds} seeds, {pack_info['title']}: {minority}, share ratio late in training and "
+      f"{pack_split} Dice (ensemble, best checkpoint)")
+print(f"{'method':<22}{'alignment':>14}{'filter':>18}{'share ratio':>13}{'Dice':>17}{'− ' + baseline + ', paired':>26}")
+pairs = {}
+for v in variants:
+    m = method_of[v]
+    dice = [d for d in (run.dice(minority, pack_split) for run in pack_runs if run.variant == v) if d is not None]
+    pairs[v] = paired(pack_rows, v, baseline, minority, pack_split) if v != baseline else None
+    p = pairs[v]
+    ratio = "—" if late[v] is None else f"{late[v]:.2f}"
+    vs = "—" if p is None else f"{p['mean']:+.3f} ± {std_text(p['std'])} ({p['positive']}/{p['n']})"
+    print(f"{v:<22}{m['alignment']:>14}{m['filter']:>18}{ratio:>13}{np.mean(dice):>10.3f} ± "
+          f"{std_text(np.std(dice, ddof=1) if len(dice) > 1 else None)}{vs:>26}")
+
+
+def closes(v):
+    """The share of the baseline's distance to the target (ratio 1) that variant v removes."""
+    return 1 - abs(1 - late[v]) / abs(1 - late[baseline]) if late[baseline] != 1 else float("nan")
+
+
+def noise(p):
+    if p["std"] is None:
+        return "from a single seed: no spread to compare it with"
+    return "larger than its paired std" if abs(p["mean"]) > p["std"] else "within its paired std (noise)"
+
+
+default_coda = default_coda_variant(pack_runs)
+readings = [v for v in variants if method_of[v]["name"] == "coda" and method_of[v]["alignment"] != "none"
+            and method_of[v]["filter"] == method_of[default_coda]["filter"]]  # Co-DA with its filter, one per reading
+closest = max(readings, key=closes)
+direction = "under" if late[baseline] < 1 else "over"
+print(f"what the pre-run runs show: without alignment (CPS) the {minority}'s pseudo-labels are {late[baseline]:.2f} "
+      f"of its labeled frequency, an {direction}-count. The default reading, "
+      f"{method_of[default_coda]['alignment']} ({default_coda}), brings them to {late[default_coda]:.2f}: it removes "
+      f"{closes(default_coda):.0%} of that {direction}-count"
+      + (f"; {closest} brings them to {late[closest]:.2f} ({closes(closest):.0%})." if closest != default_coda else "."))
+unaligned = next((v for v in variants if method_of[v]["name"] == "coda" and method_of[v]["alignment"] == "none"
+                  and method_of[v]["filter"] == method_of[default_coda]["filter"]), None)  # Co-DA without alignment
+if unaligned:
+    print(f"the same Co-DA without alignment ({unaligned}) brings them to {late[unaligned]:.2f}: the default reading "
+          f"moves them by {late[default_coda] - late[unaligned]:+.2f} of the labeled frequency beyond what the filter "
+          f"does, {closest} by {late[closest] - late[unaligned]:+.2f}")
+for v in dict.fromkeys([default_coda, closest]):
+    print(f"on the {minority}'s {pack_split} Dice, {v} − {baseline}: {pairs[v]['mean']:+.3f} ± {std_text(pairs[v]['std'])} "
+          f"over {pairs[v]['n']} seeds ({pairs[v]['positive']} ahead), {noise(pairs[v])}")
+if unaligned:  # what the default reading adds to the filter, paired by seed
+    q = paired(pack_rows, default_coda, unaligned, minority, pack_split)
+    print(f"on the {minority}'s {pack_split} Dice, {default_coda} − {unaligned}: {q['mean']:+.3f} ± {std_text(q['std'])} "
+          f"over {q['n']} seeds ({q['positive']} ahead), {noise(q)}: "
+          + ("the default reading adds nothing measurable to the filter here"
+             if q["std"] is not None and abs(q["mean"]) <= q["std"] else "the default reading changes what the filter gives"))
+
+# %% [markdown]
+# Notebook 04 trains Co-DA as `coda-edu train` does, with the default reading (the line
+# above names it). On the real ACDC data (the CPU preset, 5 seeds,
+# [benchmarks.md](../docs/benchmarks.md#the-acdc-cpu-preset-over-5-seeds-issue-9-points-2-and-5b)),
+# the gain that default Co-DA measured over CPS came from its filter, not from the
+# alignment: "filter only" gained as much on the MYO, and "alignment only" changed the mean
+# Dice by nothing measurable (`tests/test_course_pack.py` checks this against the runs'
+# rows in `benchmarks/evidence/`).
+
+# %% [markdown]
+# ## 6. Two networks, two opinions: cross pseudo supervision
 #
 # A and B see the same images but start from different weights, so their mistakes
 # differ. Where they disagree (magenta below), at least one of them is wrong. In cross pseudo
@@ -345,23 +477,23 @@ print(f"A and B disagree on {disagree.float().mean():.2%} of the unlabeled pixel
       f"on the foreground of either: {disagree[(labels_a > 0) | (labels_b > 0)].float().mean():.1%}")
 index = int(((truth_u > 0).flatten(1).sum(1)).argmax())
 image = data.unlabeled.images[index, 0].numpy()
-fig = Figure(figsize=(12, 3.2))
-axes = fig.subplots(1, 4)
+fig = Figure(figsize=(7.5, 7.6))  # 2 x 2: readable at the width of a page
+axes = fig.subplots(2, 2).ravel()
 panels = [("B's pseudo-labels: target for A", labels_b[index]), ("A's pseudo-labels: target for B", labels_a[index]),
           ("hidden truth", truth_u[index])]
 for ax, (title, lab) in zip(axes, panels):
     ax.imshow(blend(image, lab.numpy(), names), interpolation="nearest")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.axis("off")
 axes[3].imshow(image, cmap="gray")
 axes[3].imshow(np.ma.masked_where(~disagree[index].numpy(), disagree[index].numpy()), cmap=ListedColormap(["#ff00ff"]),
                alpha=0.9)
-axes[3].set_title("disagreement of A and B", fontsize=9)
+axes[3].set_title("disagreement of A and B", fontsize=10)
 axes[3].axis("off")
 handles = [Rectangle((0, 0), 1, 1, color=col) for col in class_colors(names)[1:]] + [Rectangle((0, 0), 1, 1, color="#ff00ff")]
-fig.legend(handles, list(names[1:]) + ["A and B disagree"], loc="lower center", ncol=len(handles), fontsize=8,
+fig.legend(handles, list(names[1:]) + ["A and B disagree"], loc="lower center", ncol=len(handles), fontsize=9,
            frameon=False)
-fig.tight_layout(rect=(0, 0.07, 1, 1))
+fig.tight_layout(rect=(0, 0.05, 1, 1))
 display(fig)
 
 
@@ -400,7 +532,9 @@ exercises.check("alignment", my_align)
 #   of π_l (predictions or labeled ground truth) which bias is corrected.
 # - Soft and hard readings differ: a correction of the mean softmax need not move the
 #   argmax, so the printed gaps say which reading moves the pseudo-labels towards the
-#   target in this run.
+#   target in this run; over whole trainings and five seeds (section 5, pre-run) the lines
+#   say how much of the minority class's under-count the default reading removes, what each
+#   reading does to its Dice, and whether the default reading adds anything to the filter.
 # - Two differently initialised networks disagree where they are unsure; cross pseudo
 #   supervision lets each learn from the other's (aligned) pseudo-labels.
 # - Next: not every pseudo-label is worth learning from — notebook 03 filters them.

@@ -71,6 +71,7 @@ iterations: int = 300
 labeled_patients: int = 3
 imbalance: float = 0.5
 threshold: float = 0.95       # the fixed threshold compared with over-expectation
+pair: str = "train"           # "train": train the pair now (your run); "pack": the course pack's pre-run pair
 
 # %%
 # %matplotlib inline
@@ -83,6 +84,7 @@ from coda_edu import exercises
 from coda_edu.analysis import compare_filters, per_class_quality, predict_pool, scratch_run_dir
 from coda_edu.run_folder import load_run_pair
 from coda_edu.config import load_config
+from coda_edu.course_pack import load_group
 from coda_edu.method import class_expectations, pseudo_labels
 from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.train import train
@@ -91,13 +93,17 @@ from coda_edu.viz.widgets import mask_explorer
 
 quick_size = notebook_quick("03_pseudo_label_filtering") if quick else None  # the one place quick sizes live
 steps = quick_size.steps if quick else iterations
+if pair not in ("train", "pack"):
+    raise ValueError(f"pair must be 'train' or 'pack', not {pair!r}")
 _ = torch.manual_seed(seed)  # (assigned: the cell echoes nothing)
 
 # %% [markdown]
 # ## 1. Pseudo-labels of a network trained with few labels
 #
 # A supervised pair trained on three labeled patients; we look at the pseudo-labels of
-# network B on the unlabeled slices.
+# network B on the unlabeled slices. With `pair="pack"` the notebook reads the pair the
+# course pack holds (the same one notebook 02 can read: workshop size, seed 0, 8-bit
+# weights) instead of training it; the first printed line says which pair this is.
 
 # %%
 overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised", f"train.iterations={steps}",
@@ -105,11 +111,21 @@ overrides = [f"seed={seed}", f"train.device={device}", "method.name=supervised",
              f"data.synthetic.imbalance={imbalance}", "eval.splits=[val]"]
 if quick:
     overrides += list(dataset_quick("synthetic")) + quick_size.overrides
-cfg = load_config(None, overrides)
-result = train(cfg, scratch_run_dir(f"nb03-seed{seed}"), progress=True, log=lambda s: None)
-data = result.data
+if pair == "pack":
+    packed_pair = load_group("pair")[0]
+    cfg, data = packed_pair.load_data()
+    _, model_b = packed_pair.load_pair()
+    print(f"pre-run pair (course pack, 8-bit weights): {cfg.data.labeled_patients} labeled patients, "
+          f"{cfg.data.synthetic.resolution}x{cfg.data.synthetic.resolution} slices, {cfg.train.iterations} steps, "
+          f"seed {cfg.seed} (the parameters above other than pair and threshold are not used)")
+else:
+    cfg = load_config(None, overrides)
+    print(f"your run: {cfg.data.labeled_patients} labeled patients, {cfg.data.synthetic.resolution}x"
+          f"{cfg.data.synthetic.resolution} slices, {steps} steps")
+    result = train(cfg, scratch_run_dir(f"nb03-seed{seed}"), progress=True, log=lambda s: None)
+    data = result.data
+    _, model_b = load_run_pair(result.run_dir, "best")
 names = data.class_names
-_, model_b = load_run_pair(result.run_dir, "best")
 probs = predict_pool(model_b, data.unlabeled)  # network B, as in notebook 02
 truth = data.unlabeled.labels.long()
 confidence, labels = pseudo_labels(probs)

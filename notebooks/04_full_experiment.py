@@ -46,7 +46,7 @@
 #
 # | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|
-# | set-up and 1. train Co-DA | 16 s | 107 s | not measured |
+# | set-up and 1. train Co-DA (or read a finished run) | 16 s | 107 s | not measured |
 # | 2. learning curves (step slider) | 1 s | 1 s | not measured |
 # | 3.–4. results per class, segmentations | < 1 s | < 1 s | not measured |
 # | 5. against the baselines (trains two more) | 23 s | 163 s | not measured |
@@ -60,7 +60,9 @@
 # References are at the end of the notebook.
 
 # %% [markdown]
-# *Formula of objective 2*: the ramp-up λ(t) = λ_max·exp(−5(1 − t/T)²), [method.md, one training
+# *Formula of objective 2*: the ramp-up λ(t) = λ_max·exp(−5(1 − t/T)²) for t < T and λ_max
+# after, where **T is the ramp-up length**, `method.rampup` × `train.iterations` (40 % of the
+# training steps by default), not the number of training steps: [method.md, one training
 # step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
 # (row 8); [`coda_edu.method.schedules.unsupervised_weight`](../coda_edu/method/schedules.py). The
 # other curves' formulas follow section 2.
@@ -75,7 +77,7 @@ labeled: int = 0              # labeled patients; 0 means the dataset's default 
 method: str = "coda"          # supervised, cps, mean_teacher or coda
 iterations: int = 0           # training steps; 0 means the dataset's workshop default
 compare_baselines: bool = True
-run_dir: str = ""             # where the run folder goes (empty: runs/04-...)
+run_dir: str = ""             # a finished run folder is read, not trained again (empty: runs/04-..., named by the settings)
 overrides: list = []          # extra config overrides, strings in the format of coda-edu train --set
 
 # %%
@@ -87,10 +89,10 @@ from IPython.display import Image, display
 from coda_edu import exercises
 from coda_edu.config import load_config, preset_path
 from coda_edu.evaluate import format_table
+from coda_edu.experiment import describe, run_name, train_or_read, with_method
 from coda_edu.io import read_jsonl
 from coda_edu.presets import notebook_quick
 from coda_edu.registry import DATASETS
-from coda_edu.train import train
 from coda_edu.viz.figures import plot_class_scores
 from coda_edu.viz.widgets import curve_explorer
 
@@ -113,17 +115,26 @@ if quick:
     base += [f"train.iterations={steps}", f"train.val_every={max(steps // 6, 1)}", "train.log_every=5"]
     base += list(DATASETS.get(dataset).quick) + quick_size.overrides  # the dataset's own small settings
 base += list(overrides)
-out = Path(run_dir) if run_dir else Path("runs") / f"04-{dataset}-{method}-labeled{n_labeled}-seed{seed}"
+cfg = load_config(config_file, base + [f"method.name={method}"])
+# the default folder is named by the settings: running the notebook again reads the run it trained
+out = Path(run_dir) if run_dir else Path("runs") / run_name("04", cfg)
 print(f"dataset {dataset}, {n_labeled} labeled, method {method}, {steps} steps, config {config_file}, run folder {out}")
 
 # %% [markdown]
-# ## 1. Train
+# ## 1. Train (or read a finished run)
+#
+# A run folder that already holds a finished run is read instead of trained again: the
+# one this notebook trained the last time it ran with these settings, or one trained before
+# the workshop (`run_dir`). A run stopped after a checkpoint is resumed. The line below
+# says which, and where a read run's settings differ from the parameters above (the rest
+# of the notebook then follows the run, not the parameters).
 
 # %%
-cfg = load_config(config_file, base + [f"method.name={method}"])
-result = train(cfg, out, progress=True)
-data = result.data
-records = result.evaluation["records"]
+experiment = train_or_read(cfg, out, progress=True, log=lambda s: None)
+print(describe(experiment))
+cfg, data = experiment.cfg, experiment.data
+method = cfg.method.name
+records = experiment.evaluation["records"]
 report_split = "test" if any(r["split"] == "test" for r in records) else "val"
 
 # %% [markdown]
@@ -154,10 +165,18 @@ curves = curve_explorer(read_jsonl(out / "metrics.jsonl"), title=f"{method} on {
 curves.show()
 
 # %% [markdown]
-# **Predict, then move the slider.** λ(t) ramps the unsupervised loss up from 0. At a
-# quarter of the training steps, how large is λ(t) compared with its final value? `"a"`
-# less than a quarter, `"b"` a quarter to three quarters, `"c"` more than three quarters.
-# Write your guess, move the slider to about a quarter of the steps, and run the check.
+# **Predict, then move the slider.** λ(t) ramps the unsupervised loss up from 0 over the
+# ramp-up length T (the line below gives T for this run; T is *not* the number of training
+# steps). At a quarter of the training steps, how large is λ(t) compared with its final
+# value? `"a"` less than a quarter, `"b"` a quarter to three quarters, `"c"` more than three
+# quarters. Work it out from the formula with this T, write your guess, move the slider to
+# about a quarter of the steps, and run the check.
+
+# %%
+ramp_length = round(cfg.method.rampup * cfg.train.iterations)
+print(f"T = method.rampup x train.iterations = {cfg.method.rampup} x {cfg.train.iterations} = {ramp_length} steps; "
+      f"a quarter of the training steps is t = {cfg.train.iterations / 4:g}, so t / T = "
+      f"{cfg.train.iterations / 4 / max(ramp_length, 1):.3f}; lambda_max = {cfg.method.lambda_max}")
 
 # %%
 my_prediction = ""  # "a", "b" or "c"
@@ -179,11 +198,17 @@ exercises.check_prediction("rampup", my_prediction, curves)
 # [evaluation.md, splits](../docs/evaluation.md#splits-and-checkpoint-selection).
 
 # %%
+tables = {}
 for checkpoint in ("best", "last"):
     rows = [r for r in records if r["split"] == report_split and r["checkpoint"] == checkpoint]
-    print(format_table(rows, data.class_names, "dice", title=f"{report_split} Dice, checkpoint '{checkpoint}'"))
+    tables[checkpoint] = (rows[0]["step"] if rows else None, [(r["model"], r["class"], r["dice"]) for r in rows])
+    if checkpoint == "last" and tables["last"] == tables["best"]:
+        print(f"checkpoint 'last' is checkpoint 'best' here (both from step {tables['best'][0]}): the same table")
+        continue
+    print(format_table(rows, data.class_names, "dice",
+                       title=f"{report_split} Dice, checkpoint '{checkpoint}' (step {tables[checkpoint][0]})"))
     print()
-protocol = result.evaluation["protocol"]
+protocol = experiment.evaluation["protocol"]
 print("checkpoint rule:", protocol["checkpoint_rule"])
 print("distance units:", protocol["units"]["hd95"])
 
@@ -191,7 +216,7 @@ print("distance units:", protocol["units"]["hd95"])
 # ## 4. What the segmentations look like
 
 # %%
-display(Image(filename=str(out / "figures" / "overlay.png"), width=900))
+display(Image(filename=str(out / "figures" / "overlay.png")))
 
 # %% [markdown]
 # ## 5. Against the baselines
@@ -206,8 +231,10 @@ if compare_baselines:
     for baseline in ("supervised", "cps"):
         if baseline == method:
             continue
-        other = train(load_config(config_file, base + [f"method.name={baseline}"]), out.parent / f"{out.name}-{baseline}",
-                      progress=True, log=lambda s: None, data=data)
+        # the run's own settings with another method; a finished baseline folder is read, as above
+        other = train_or_read(with_method(cfg, baseline), out.parent / f"{out.name}-{baseline}", data=data,
+                              progress=True, log=lambda s: None)
+        print(describe(other))
         summary[baseline] = {r["class"]: r["dice"] for r in other.evaluation["records"]
                              if r["split"] == report_split and r["checkpoint"] == "best" and r["model"] == "ensemble"}
 classes = [c for c in summary[method] if c != "mean"] + ["mean"]

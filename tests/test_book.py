@@ -9,6 +9,7 @@ set: then they fail, so CI cannot turn green by skipping them.
 from __future__ import annotations
 
 import functools
+import html.parser
 import http.server
 import importlib
 import json
@@ -18,6 +19,7 @@ import shutil
 import socket
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import nbformat
@@ -247,7 +249,13 @@ def check_site(html: Path, screenshots: Path | None = None) -> dict[str, dict]:
                         plotly: document.querySelectorAll('main .js-plotly-plot').length,
                         widgets: document.querySelectorAll('main .coda-widget-root').length,
                         widget_views: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
-                        raw_widget_text: /VBox\\(children=|HBox\\(children=/.test(document.body.innerText),
+                        explorers: document.querySelectorAll('main .coda-explorer .js-plotly-plot').length,
+                        explorer_specs: document.querySelectorAll('script[type="application/vnd.coda-edu.explorer+json"]').length,
+                        placeholders: document.querySelectorAll('main .coda-widget-unknown, main .coda-widget-missing').length,
+                        raw_widget_text: /VBox\\(children=|HBox\\(children=/.test(document.body ? document.body.innerText : ""),
+                        shrunk: [...document.querySelectorAll('main img')].filter(i => i.complete && i.naturalWidth > 0)
+                            .map(i => ({src: i.src.slice(-40), scale: i.clientWidth / i.naturalWidth}))
+                            .filter(x => x.scale < 0.8),
                     })""")
                     offsite = [u for u in requests if not u.startswith((base, "data:", "blob:", "about:"))]
                     report[rel] = {**counts, "errors": errors, "offsite": offsite}
@@ -292,6 +300,49 @@ def built_site(tmp_path_factory, request):
     return out / "site" / "html", executed, time.perf_counter() - start, done.stdout
 
 
+class _Links(html.parser.HTMLParser):
+    """The links (a href, img/script src, link href) and the ids of one HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("id", "name"):
+            if attrs.get(key):
+                self.ids.add(attrs[key])
+        ref = attrs.get("href") if tag in ("a", "link") else attrs.get("src") if tag in ("img", "script") else None
+        if ref:
+            self.links.append((tag, ref))
+
+
+def dead_links(html_root: Path) -> list[str]:
+    """Every link of the built site whose file, or whose #anchor in that file, does not exist."""
+    pages = {p: _Links() for p in html_root.rglob("*.html")}
+    for path, parser in pages.items():
+        parser.feed(path.read_text(errors="replace"))
+    dead = []
+    for path, parser in pages.items():
+        if path.relative_to(html_root).parts[0].startswith("_"):
+            continue  # the theme's templates and the copied sources are not pages of the site
+        for tag, ref in parser.links:
+            parts = urllib.parse.urlsplit(ref)
+            if parts.scheme or ref.startswith(("//", "mailto:", "data:", "javascript:")):
+                continue  # off-site links are not followed (the site never loads them: test_site_pages_render...)
+            target = path if not parts.path else (path.parent / urllib.parse.unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            where = f"{path.relative_to(html_root)}: <{tag}> {ref}"
+            if not target.is_file():
+                dead.append(f"{where} (no file {target})")
+            elif parts.fragment and target.suffix == ".html":
+                ids = pages[target].ids if target in pages else set()
+                if urllib.parse.unquote(parts.fragment) not in ids:
+                    dead.append(f"{where} (no #{parts.fragment} in {target.name})")
+    return dead
+
+
 @pytest.mark.slow
 def test_executed_notebooks_keep_their_widget_state(built_site):
     _, executed, _, _ = built_site
@@ -331,8 +382,85 @@ def test_site_pages_render_offline_without_errors(built_site):
     for name in notebooks.SERIES:
         r = report[f"notebooks/{name}.html"]
         assert r["images"] + r["plotly"] > 0, f"{name}: no figure on its page ({r})"
-        assert r["widgets"] == r["widget_views"] > 0, f"{name}: saved widgets not drawn ({r})"
+        assert r["widgets"] == r["widget_views"], f"{name}: saved widgets not drawn ({r})"
+        assert r["explorers"] == r["explorer_specs"], f"{name}: an explorer with precomputed states not drawn ({r})"
+        assert r["widgets"] + r["explorers"] > 0, f"{name}: no control on its page ({r})"
         assert not r["raw_widget_text"], f"{name}: shows a raw VBox(...) repr instead of the controls"
+        assert r["placeholders"] == 0, f"{name}: a saved widget is drawn as a placeholder ({r})"
+        # figures readable at the site's width: no image shrunk below 80 % of its pixels
+        assert not r["shrunk"], f"{name}: figures shrunk to fit the page: {r['shrunk']}"
+    for name in ("02_distribution_alignment", "05_compare_runs"):
+        assert report[f"notebooks/{name}.html"]["explorers"] >= 1, f"{name}: no explorer that moves without a kernel"
     assert report["notebooks/02_distribution_alignment.html"]["plotly"] >= 1, "the plotly simplex is not interactive"
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file())
     print(f"site: {len(report)} pages, {size / 1e6:.1f} MB, built (executions included) in {seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_the_site_has_no_dead_link_and_no_unresolved_reference(built_site):
+    """Links between the pages, to the docs (evaluation.md, benchmarks.md, data_scripts/README.md...),
+    to source files and to anchors all resolve; no markdown link was left as plain text."""
+    html, _, _, log = built_site
+    assert "[book] 0 unresolved links" in log, log[-2000:]
+    dead = dead_links(html)
+    assert not dead, f"{len(dead)} dead links:\n" + "\n".join(dead[:40])
+    for doc in ("docs/evaluation.html", "docs/benchmarks.html", "data_scripts/README.html"):
+        assert (html / doc).is_file(), doc
+    page = (html / "notebooks" / "02_distribution_alignment.html").read_text()
+    for target in ("../docs/benchmarks.html#", "../docs/evaluation.html#", "../docs/method.html#"):
+        assert f'href="{target}' in page, f"02 links to no {target}"
+
+
+# the explorers and the control that the browser test moves on each page
+EXPLORERS = {
+    "02_distribution_alignment": ("Distribution alignment on real predictions", "alpha"),
+    "05_compare_runs": ("Methods over seeds", "baseline"),
+}
+
+
+@pytest.mark.slow
+def test_explorers_move_on_the_site_without_a_kernel(built_site):
+    """In headless Chromium, moving a control of 02's alignment explorer and of 05's comparison draws
+    another precomputed state: the figure's data change, and nothing but the page's own files is loaded."""
+    sync_playwright = browser_or_skip()
+    html = built_site[0]
+    base, server = serve(html)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                for name, (title, control) in EXPLORERS.items():
+                    page = browser.new_page(viewport={"width": 1280, "height": 900})
+                    requests, errors = [], []
+                    page.on("request", lambda r, q=requests: q.append(r.url))
+                    page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
+                    page.goto(f"{base}/notebooks/{name}.html", wait_until="load", timeout=60_000)
+                    root = page.locator(".coda-explorer", has=page.locator(".coda-explorer-title", has_text=title))
+                    root.locator(".js-plotly-plot").wait_for(timeout=30_000)
+                    plot = root.locator(".coda-explorer-plot")
+                    figure = "el => JSON.stringify(el.data.map(t => [t.x, t.y]))"
+                    before, state = plot.evaluate(figure), root.get_attribute("data-state")
+                    widget = root.locator(f'[data-control="{control}"]')
+                    if widget.evaluate("el => el.tagName") == "SELECT":
+                        options = widget.locator("option").count()
+                        current = int(widget.input_value())
+                        widget.select_option(str((current + 1) % options))
+                    else:
+                        top = int(widget.get_attribute("max"))
+                        current = int(widget.input_value())
+                        widget.evaluate(
+                            "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input')); }",
+                            0 if current == top else top,
+                        )
+                    page.wait_for_timeout(300)
+                    after, moved = plot.evaluate(figure), root.get_attribute("data-state")
+                    assert moved != state, f"{name}: the explorer's state did not change"
+                    assert after != before, f"{name}: moving '{control}' did not change the figure"
+                    assert not errors, f"{name}: {errors}"
+                    assert all(u.startswith(base) or u.startswith(("data:", "blob:")) for u in requests), requests
+                    assert not any("/api/kernels" in u for u in requests)
+                    page.close()
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()

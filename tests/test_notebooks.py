@@ -13,6 +13,7 @@ import pytest
 
 from coda_edu import notebooks
 from coda_edu.notebooks import NotebookError
+from coda_edu.viz.static import MIME
 from tests.conftest import SMOKE_PRESET, cli_command, real_data_root
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -114,6 +115,21 @@ def test_quick_notebooks_execute_and_show_figures(quick_series, name):
     assert "error" not in kinds
     assert images >= 2, f"{name} shows {images} static figures"
     assert "✔ correct" in text  # the exercise, filled in by solutions=True, passes its check
+    # every progress bar leaves one output, its final line (coda_edu.progress.DisplayLine), not one per refresh
+    assert "%|" not in text, f"{name}: a progress bar was written as a stream"
+    bars = progress_lines(path)
+    assert all(re.search(r"100%\|", line) for line in bars), f"{name}: a progress bar did not end: {bars}"
+
+
+def progress_lines(path):
+    nb = json.loads(path.read_text())
+    return [
+        "".join(o["data"]["text/plain"])
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "display_data" and "%|" in "".join(o.get("data", {}).get("text/plain", ""))
+    ]
 
 
 # --------------------------------------------------------------------------- claims at the quick size
@@ -136,7 +152,16 @@ def test_quick_01_shows_the_imbalance_phenomena(quick_series):
     foreground = [recall[c] for c in ("RV", "MYO", "LV")]
     assert min(foreground) > 0.1, f"a foreground class is (almost) never found: {recall}"
     assert min(foreground) < recall["background"] - 0.1, f"no recall gap between background and foreground: {recall}"
-    assert "the rarest class is RV" in text and "the rarest class also has the lowest test Dice" in text
+    # the text follows the run: the rarest class is named, and the lowest test Dice is the table's
+    assert "the rarest class is RV" in text
+    table = text[text.index("test Dice (best checkpoint)") :].splitlines()
+    ensemble = next(line.split() for line in table if line.startswith("ensemble"))
+    dice = dict(zip(["RV", "MYO", "LV"], map(float, ensemble[1:4])))
+    lowest = min(dice, key=dice.get)
+    if lowest == "RV":
+        assert "the rarest class also has the lowest test Dice" in text
+    else:
+        assert f"the lowest test Dice is {lowest}'s ({dice[lowest]:.3f}; RV: {dice['RV']:.3f})" in text
     ratios = {m[1]: float(m[2]) for m in re.finditer(r"^(\w+)\s+predicted .* ratio\s+([\d.]+)$", text, re.M)}
     assert set(ratios) == set(recall), ratios
     assert max(abs(ratios[c] - 1) for c in ("RV", "MYO", "LV")) > 0.2, f"predicted marginal on target: {ratios}"
@@ -184,6 +209,97 @@ def test_quick_04_learns_every_class(quick_series):
 
 
 @pytest.mark.slow
+def test_quick_04_defines_t_and_prints_one_table_per_checkpoint_that_differs(quick_series):
+    text = executed_text(quick_series, "04_full_experiment")
+    t = re.search(r"T = method\.rampup x train\.iterations = ([\d.]+) x (\d+) = (\d+) steps", text)
+    assert t and int(t[3]) == round(float(t[1]) * int(t[2])), "the ramp-up length T is not printed"
+    best = text.count("Dice, checkpoint 'best'")
+    last = text.count("Dice, checkpoint 'last'")
+    same = "checkpoint 'last' is checkpoint 'best' here" in text
+    assert best == 1 and last == (0 if same else 1), (best, last, same)
+    assert "trained " in text and "read the finished run" not in text  # a fresh run folder in CI
+
+
+def pack_table(text, title):
+    """The rows of the table printed under the line matching ``title`` (a regular expression; the line
+    after it is the header): {first cell: line}, up to the first line that is not a row of columns."""
+    lines = text[re.search(title, text).start() :].splitlines()[2:]
+    rows = {}
+    for line in lines:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) < 3:
+            break
+        rows[cells[0]] = line
+    return rows
+
+
+def plus_minus(line, index=0):
+    """The ``index``-th ``+0.123 ± 0.045`` (or ``0.123 ± n/a``) of a line: (mean, std or None)."""
+    found = re.findall(r"([+-]?\d+\.\d+) ± (n/a|\d+\.\d+)", line)[index]
+    return float(found[0]), None if found[1] == "n/a" else float(found[1])
+
+
+@pytest.mark.slow
+def test_quick_02_shows_over_whole_trainings_what_the_readings_do(quick_series):
+    """From the pack (pre-run, 5 seeds): Co-DA with argmax_share beats CPS on the minority class by more
+    than one paired std; the default reading removes only part of the RV's under-count, and 02 says so."""
+    text = executed_text(quick_series, "02_distribution_alignment")
+    assert "pre-run, 5 seeds" in text and "your run: " in text
+    rows = pack_table(text, r"pre-run, 5 seeds, the synthetic minority regime")
+    assert {"supervised", "cps", "coda, predictions", "coda, argmax share", "filter only", "alignment only"} <= set(
+        rows
+    )
+    gain, spread = plus_minus(rows["coda, argmax share"], 1)  # − cps, paired
+    assert gain > spread > 0, rows["coda, argmax share"]
+    ratios = {m: float(re.split(r"\s{2,}", line.strip())[3]) for m, line in rows.items() if m != "supervised"}
+    assert ratios["cps"] < ratios["coda, predictions"] < 1, ratios
+    assert abs(1 - ratios["coda, argmax share"]) < abs(1 - ratios["coda, predictions"]), ratios
+    said = re.search(
+        r"The default reading, predictions \(coda, predictions\), brings them to ([\d.]+): "
+        r"it removes (\d+)% of that under-count",
+        text,
+    )
+    assert said and float(said[1]) == ratios["coda, predictions"] and int(said[2]) < 100, said
+    # and what the default reading adds to the filter alone, paired by seed, is printed with its verdict
+    added = re.search(
+        r"Dice, coda, predictions − filter only: ([+-][\d.]+) ± ([\d.]+) over 5 seeds.*: (the default .*)", text
+    )
+    assert added, "02 does not compare the default reading with the filter alone"
+    within = abs(float(added[1])) <= float(added[2])
+    assert added[3].startswith(
+        "the default reading adds nothing measurable" if within else "the default reading changes"
+    )
+
+
+@pytest.mark.slow
+def test_quick_05_compares_five_seeds_per_method_and_draws_no_spread_it_does_not_have(quick_series):
+    out, _ = quick_series
+    text = executed_text(quick_series, "05_compare_runs")
+    rows = pack_table(text, r"pre-run, 5 seeds: test Dice of")
+    assert len(rows) == 6, rows
+    for method, line in rows.items():
+        assert line.split()[-1] == "5", f"{method}: not 5 seeds"
+        assert "n/a" not in line, f"{method}: no std over its seeds"
+    paired = pack_table(text, r"pre-run, 5 seeds: test Dice, method − cps")
+    gain, spread = plus_minus(paired["coda, argmax share"], 0)  # the RV column
+    assert gain > spread > 0, paired["coda, argmax share"]
+    assert re.search(
+        r"on the minority class RV, coda, argmax share gains most over cps: \+[\d.]+ ± [\d.]+ over 5 seeds .*a finding",
+        text,
+    )
+    assert "the Co-DA that notebook 04 trains (coda, predictions, the default reading)" in text
+    # your runs (04's, one seed each): std n/a in the table, and no ± bar in any state of the explorer
+    mine = pack_table(text, r"your runs, \d+ labeled: test Dice")
+    assert mine and all("n/a" in line for line in mine.values()), mine
+    nb = json.loads((out / "05_compare_runs.ipynb").read_text())
+    specs = [o["data"][MIME] for c in nb["cells"] for o in c.get("outputs", []) if MIME in o.get("data", {})]
+    assert len(specs) == 1
+    for state in specs[0]["states"].values():
+        if state["layout"]["title"]["text"].startswith("your runs"):
+            assert not any(t.get("error_x", {}).get("array") for t in state["data"]), "a ± bar for one seed"
+
+
+@pytest.mark.slow
 def test_full_experiment_on_real_acdc(tmp_path):
     real_data_root("ACDC")
     path = notebooks.execute(
@@ -228,6 +344,33 @@ def test_sweep_over_two_cpu_slots_keeps_going_past_a_failed_run_and_compares(tmp
     kinds, images, text = outputs_of(tmp_path / "05_compare_runs.ipynb")
     assert "error" not in kinds and images >= 2
     assert "3 runs" in text and "demonstration grid" not in text
+
+
+@pytest.mark.slow
+def test_02_and_03_read_the_pre_run_pair_instead_of_training(tmp_path):
+    """pair="pack": the workshop pair of the course pack, no training (no progress bar), said in the first line."""
+    notebooks.run_series(["02", "03"], tmp_path, {"solutions": True, "pair": "pack"}, quick=False, log=lambda s: None)
+    for name in ("02_distribution_alignment", "03_pseudo_label_filtering"):
+        kinds, images, text = outputs_of(tmp_path / f"{name}.ipynb")
+        assert "error" not in kinds and images >= 2 and "✔ correct" in text
+        assert text.startswith("pre-run pair (course pack, 8-bit weights): 3 labeled patients"), text[:200]
+        assert "64x64 slices, 300 steps, seed 0" in text and not progress_lines(tmp_path / f"{name}.ipynb")
+
+
+@pytest.mark.slow
+def test_04_run_twice_in_the_same_folder_reads_its_run(tmp_path, monkeypatch):
+    """The second execution of 04 with the same run folder reads the finished runs (no RunFolderError,
+    no training); mechanics only: the smoke size."""
+    monkeypatch.setenv("CODA_EDU_QUICK_PRESET", str(SMOKE_PRESET))
+    params = {"quick": True, "solutions": True, "run_dir": str(tmp_path / "runs" / "exp")}
+    for out in ("first", "second"):
+        notebooks.execute("04_full_experiment", tmp_path / out, params, log=lambda s: None)
+    first = outputs_of(tmp_path / "first" / "04_full_experiment.ipynb")[2]
+    second = outputs_of(tmp_path / "second" / "04_full_experiment.ipynb")[2]
+    assert first.count("\ntrained ") + first.startswith("trained ") >= 1 and "read the finished run" not in first
+    assert second.count("read the finished run") == 3 and "%|" not in second  # Co-DA and both baselines
+    table = lambda text: text[text.index("Dice of the ensemble, best checkpoint") :].splitlines()[:5]  # noqa: E731
+    assert table(first) == table(second)
 
 
 # --------------------------------------------------------------------------- running in place is safe

@@ -149,46 +149,104 @@ def test_class_shares_exercise():
         lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / (labels > 0).sum(),
         "background included",
     )
-    # float32, float64 and numpy answers are all accepted
+    # the named mistakes of a NumPy habit and of a skipped background
+    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k) / labels.size, "numel()")
+    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k) / labels.size(), "shape")
+    rejected("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k) / len(labels), "len(")
+    rejected(
+        "class_shares",
+        lambda labels, k: torch.stack([(labels == c).float().mean() for c in range(1, k)]),
+        "left out the background",
+    )
+    # float32, float64, numpy and in-place answers are all accepted
     accepted("class_shares", lambda labels, k: torch.bincount(labels.reshape(-1), minlength=k).float() / labels.numel())
     accepted("class_shares", lambda labels, k: np.bincount(labels.numpy().ravel(), minlength=k) / labels.numel())
 
+    def in_place(labels, k):
+        n = labels.numel()
+        labels.clamp_(0, k - 1)  # changes the input: the grader must not care
+        return torch.bincount(labels.view(-1), minlength=k).double().div_(n)
+
+    accepted("class_shares", in_place)
+
+
+def align(probs, pi_l, pi_u, alpha, power=True, normalise=True, dtype=torch.float32, eps=0.0, view=True):
+    w = ((pi_l + eps) / (pi_u + eps)) ** alpha if power else alpha * (pi_l / pi_u)
+    w = w.to(dtype)
+    out = probs.to(dtype) * (w.view(1, -1, 1, 1) if view else w)
+    return out / out.sum(1, keepdim=True) if normalise else out
+
 
 def test_alignment_exercise():
-    def align(probs, pi_l, pi_u, alpha, power=True, normalise=True, dtype=torch.float32):
-        w = (pi_l / pi_u) ** alpha if power else alpha * (pi_l / pi_u)
-        out = probs.to(dtype) * w.to(dtype).view(1, -1, 1, 1)
-        return out / out.sum(1, keepdim=True) if normalise else out
-
     rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a, normalise=False), "divide by the sum over classes")
     rejected("alignment", lambda p, pl, u, a: align(p, u, pl, a), "upside down")
     rejected("alignment", lambda p, pl, u, a: align(p, pl, u, 1.0), "same result: raise the ratio to the power alpha")
     rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a, power=False), "cancels in the normalisation")
     rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a**2), "not for alpha = 0.5")
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a, view=False), "view(1, -1, 1, 1)")
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u, a, eps=0.01), "epsilon = 0.01 added to pi_l and pi_u")
+    rejected("alignment", lambda p, pl, u, a: align(p, pl, u + 1e-3, a), "epsilon = 0.001 added to pi_u only")
     accepted("alignment", align)  # float32
     accepted("alignment", lambda p, pl, u, a: align(p, pl, u, a, dtype=torch.float64))
-    accepted("alignment", lambda p, pl, u, a: align(p, pl + 1e-6, u + 1e-6, a))  # the library's epsilon
+    accepted("alignment", lambda p, pl, u, a: align(p, pl, u, a, eps=1e-6))  # the library's epsilon
+
+    def in_place(probs, pi_l, pi_u, alpha):  # probs.mul_(w): changes the input, returns the right answer
+        probs.mul_(((pi_l / pi_u) ** alpha).view(1, -1, 1, 1))
+        return probs.div_(probs.sum(1, keepdim=True))
+
+    accepted("alignment", in_place)
 
 
-def test_over_expectation_exercise_rejects_the_global_mean():
-    from coda_edu.exercises import _OE_CONFIDENCE, _OE_LABELS
-    from coda_edu.method import class_expectations
+def test_alignment_exercise_catches_a_missing_view_that_does_not_raise():
+    # A function that reshapes correctly only when W differs from C (a broadcasting "fix" by trial)
+    def lucky(probs, pi_l, pi_u, alpha):
+        w = (pi_l / pi_u) ** alpha
+        out = probs * (w if probs.shape[-1] == w.numel() else w.view(1, -1, 1, 1))
+        return out / out.sum(1, keepdim=True)
+
+    rejected("alignment", lucky, "multiply the width, not the classes")
+
+
+def test_over_expectation_fixture_separates_every_mistake():
+    from coda_edu.exercises import _OE_CONFIDENCE, _OE_LABELS, over_expectation_mistakes
+    from coda_edu.method import class_expectations, over_expectation_mask
 
     conf, labels = _OE_CONFIDENCE, _OE_LABELS
-    per_class = class_expectations(conf, labels, 4)
-    # the test data separates the misconception: per-class means differ from the global mean, and so do the masks
-    assert all(abs(float(e) - float(conf.mean())) > 0.05 for e in per_class[:3])
-    assert not torch.equal(conf >= conf.mean(), conf >= per_class[labels])
+    right = over_expectation_mask(conf, labels, class_expectations(conf, labels, 4))
+    masks = list(over_expectation_mistakes(conf, labels, 4).values())
+    assert len(masks) == 8
+    for i, mask in enumerate(masks):
+        assert not torch.equal(mask, right), i
+        assert not any(torch.equal(mask, other) for other in masks[i + 1 :]), i
+
+
+def test_over_expectation_exercise_names_each_mistake():
+    from coda_edu.method import class_expectations
+
+    def loop(statistic, classes=range(4), strict=False):
+        def fn(c, lab, k):
+            keep = torch.zeros_like(c, dtype=torch.bool)
+            for j in classes:
+                sel = lab == j
+                if sel.any():
+                    ref = statistic(c[sel])
+                    keep |= sel & ((c > ref) if strict else (c >= ref))
+            return keep
+
+        return fn
+
     rejected("over_expectation_mask", lambda c, lab, k: c >= c.mean(), "not with the mean over all pixels")
-    rejected("over_expectation_mask", lambda c, lab, k: c > class_expectations(c, lab, k)[lab], "use >=")
+    rejected("over_expectation_mask", loop(torch.mean, strict=True), "use >=")
     rejected(
         "over_expectation_mask",
-        lambda c, lab, k: torch.stack(
-            [exercises.solution("over_expectation_mask")(ci[None], li[None], k)[0] for ci, li in zip(c, lab)]
-        ),
+        lambda c, lab, k: torch.stack([loop(torch.mean)(ci[None], li[None], k)[0] for ci, li in zip(c, lab)]),
         "whole batch",
     )
     rejected("over_expectation_mask", lambda c, lab, k: c <= class_expectations(c, lab, k)[lab], "not below")
+    rejected("over_expectation_mask", loop(torch.median), "median")
+    rejected("over_expectation_mask", loop(lambda v: torch.quantile(v, 0.5)), "median")
+    rejected("over_expectation_mask", loop(torch.mean, classes=range(1, 4)), "background (class 0)")
+    rejected("over_expectation_mask", loop(torch.max), "maximum")
 
     def float32_loop(conf, labels, k):
         keep = torch.zeros_like(conf, dtype=torch.bool)
@@ -204,39 +262,73 @@ def test_over_expectation_exercise_rejects_the_global_mean():
     )
 
 
-def test_mean_dice_exercise_rejects_the_first_record_of_the_model():
-    def first_of_model(records, model):
-        return next(r["dice"] for r in records if r["model"] == model)
+def test_mean_dice_exercise_names_the_forgotten_filter_in_any_order():
+    def first(records, model, skip=()):
+        want = {"split": "test", "checkpoint": "best", "model": model, "class": "mean"}
+        return next(r["dice"] for r in records if all(r[f] == v for f, v in want.items() if f not in skip))
 
-    def no_split(records, model):
-        return next(r["dice"] for r in records if r["model"] == model and r["class"] == "mean")
+    def last(records, model, skip=()):  # a loop without break: the last matching record wins
+        value = None
+        want = {"split": "test", "checkpoint": "best", "model": model, "class": "mean"}
+        for r in records:
+            if all(r[f] == v for f, v in want.items() if f not in skip):
+                value = r["dice"]
+        return value
 
-    def no_checkpoint(records, model):
-        return next(r["dice"] for r in records if r["model"] == model and r["class"] == "mean" and r["split"] == "test")
-
-    def first_test_best_mean(records, model):
-        return next(
-            r["dice"] for r in records if r["split"] == "test" and r["checkpoint"] == "best" and r["class"] == "mean"
-        )
-
-    rejected("mean_dice", first_of_model, "RV class")
-    rejected("mean_dice", no_split, "validation split")
-    rejected("mean_dice", no_checkpoint, "last checkpoint")
-    rejected("mean_dice", first_test_best_mean, "model B")
-    rejected("mean_dice", lambda records, model: 0.7, "ensemble")  # a hard-coded number
+    for pick in (first, last):
+        rejected("mean_dice", lambda records, model, p=pick: p(records, model, ("checkpoint",)), "checkpoint == 'best'")
+        rejected("mean_dice", lambda records, model, p=pick: p(records, model, ("split",)), "split == 'test'")
+        rejected("mean_dice", lambda records, model, p=pick: p(records, model, ("class",)), "class == 'mean'")
+        rejected("mean_dice", lambda records, model, p=pick: p(records, model, ("model",)), "the model you were asked")
+        accepted("mean_dice", lambda records, model, p=pick: p(records, model))
+    rejected("mean_dice", lambda records, model: records[0]["dice"], "filter on")
+    rejected("mean_dice", lambda records, model: 0.7, "expected")  # a hard-coded number
     accepted("mean_dice", lambda records, model: np.float32(exercises.solution("mean_dice")(records, model)))
+
+    def sorts_in_place(records, model):  # reorders its input: the grader's own records stay intact
+        records.sort(key=lambda r: r["dice"])
+        return exercises.solution("mean_dice")(records, model)
+
+    accepted("mean_dice", sorts_in_place)
 
 
 def test_mean_std_exercise():
+    def sample(v):
+        return (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None)
+
     rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v))), "ddof")
     rejected("mean_std", lambda v: (float(np.mean(v)), float(np.var(v, ddof=1))), "variance")
     rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1) / np.sqrt(len(v)))), "standard error")
     rejected("mean_std", lambda v: (float(np.std(v, ddof=1)), float(np.mean(v))), "order")
-    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0), "single seed")
+    rejected("mean_std", lambda v: (float(np.median(v)), sample(v)[1]), "median")
+    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0), "None")
+    rejected("mean_std", lambda v: (float(np.mean(v)), float(np.std(v, ddof=1))), "not NaN")  # numpy: nan for one
+    rejected("mean_std", lambda v: (torch.tensor(v).mean(), torch.tensor(v).std()), "not NaN")
+    accepted("mean_std", sample)
     accepted(
-        "mean_std", lambda v: tuple(np.float32(x) for x in (np.mean(np.float32(v)), np.std(np.float32(v), ddof=1)))
+        "mean_std",
+        lambda v: (
+            np.float32(np.mean(np.float32(v))),
+            np.float32(np.std(np.float32(v), ddof=1)) if len(v) > 1 else None,
+        ),
     )
-    accepted("mean_std", lambda v: (torch.tensor(v).mean(), torch.tensor(v).std()))  # float32 tensors, nan for one
+
+
+def test_mean_std_convention_is_the_one_of_summarize():
+    from coda_edu.analysis import summarize
+
+    rows = [
+        {
+            "method": "m",
+            "labeled": 1,
+            "split": "test",
+            "checkpoint": "best",
+            "model": "ensemble",
+            "class": "mean",
+            "dice": 0.7,
+        }
+    ]
+    assert summarize(rows)[0]["std"] is None and exercises.solution("mean_std")([0.7]) == (0.7, None)
 
 
 def test_crashing_answers_are_explained(capsys):
@@ -325,45 +417,87 @@ def test_prediction_rampup_follows_the_metrics():
     assert "no right or wrong" in exercises.grade_prediction("rampup", "a", supervised).message
 
 
-def test_prediction_finding_follows_the_runs():
-    def rows(values):
-        out = []
-        for (method, labeled, seed), dice in values.items():
-            for cls, v in (("RV", dice - 0.1), ("mean", dice)):
-                out.append(
-                    {
-                        "method": method,
-                        "labeled": labeled,
-                        "seed": seed,
-                        "split": "test",
-                        "checkpoint": "best",
-                        "model": "ensemble",
-                        "class": cls,
-                        "dice": v,
-                    }
-                )
-        return out
+def comparison_rows(values, cls="RV"):
+    out = []
+    for (method, seed), dice in values.items():
+        for c, v in ((cls, dice - 0.1), ("mean", dice)):
+            out.append(
+                {
+                    "method": method,
+                    "labeled": 8,
+                    "seed": seed,
+                    "split": "test",
+                    "checkpoint": "best",
+                    "model": "ensemble",
+                    "class": c,
+                    "dice": v,
+                }
+            )
+    return out
 
-    noisy = widgets.comparison_explorer(
-        rows(
-            {
-                ("coda", 2, 0): 0.6,
-                ("coda", 2, 1): 0.7,
-                ("supervised", 2, 0): 0.62,
-                ("supervised", 2, 1): 0.66,
-                ("coda", 4, 0): 0.8,
-            }
-        )
+
+def comparison(values, question_method="coda"):
+    rows = comparison_rows(values)
+    question = {"source": "pre-run", "cls": "RV", "method": question_method, "baseline": "supervised"}
+    return widgets.comparison_explorer(
+        {"pre-run": {"rows": rows, "split": "test"}}, cls="RV", baseline="supervised", question=question
     )
-    assert noisy.controls["labeled"].value == 4
-    assert predictions_pass("finding", noisy, "finding", "std") == "noise"
-    clear = widgets.comparison_explorer(
-        rows({("coda", 2, 0): 0.80, ("coda", 2, 1): 0.81, ("supervised", 2, 0): 0.5, ("supervised", 2, 1): 0.52})
+
+
+def test_prediction_finding_follows_the_paired_differences():
+    # coda − supervised per seed: +0.02, −0.01, +0.03: mean +0.013, std 0.021 -> noise
+    noisy = comparison(
+        {
+            ("coda", 0): 0.62,
+            ("coda", 1): 0.65,
+            ("coda", 2): 0.71,
+            ("supervised", 0): 0.60,
+            ("supervised", 1): 0.66,
+            ("supervised", 2): 0.68,
+        }
+    )
+    assert predictions_pass("finding", noisy, "finding", "seeds ahead") == "noise"
+    # +0.20, +0.22, +0.19: a finding, although the methods' own stds (0.05) are larger than... nothing: paired
+    clear = comparison(
+        {
+            ("coda", 0): 0.80,
+            ("coda", 1): 0.72,
+            ("coda", 2): 0.89,
+            ("supervised", 0): 0.60,
+            ("supervised", 1): 0.50,
+            ("supervised", 2): 0.70,
+        }
     )
     assert exercises.predicted("finding", clear) == "finding"
-    single = widgets.comparison_explorer(rows({("coda", 2, 0): 0.8, ("supervised", 2, 0): 0.5}))
+    single = comparison({("coda", 0): 0.8, ("supervised", 0): 0.5})
     assert exercises.predicted("finding", single) == "cannot tell"
-    assert single.data["methods"]["coda"]["std"] is None
+    assert single.data["methods"]["coda"]["std"] is None and single.data["paired"]["coda"]["std"] is None
+
+
+def test_comparison_explorer_menus_change_the_figure_and_draw_no_spread_for_one_seed():
+    from coda_edu.viz.static import MIME, figure_json, spec_state
+
+    explorer = comparison({("coda", 0): 0.8, ("coda", 1): 0.7, ("supervised", 0): 0.5, ("cps", 0): 0.6})
+    before = figure_json(explorer.figure)
+    explorer.controls["baseline"].value = "cps"
+    assert explorer.redraws == 1 and figure_json(explorer.figure) != before
+    assert explorer.data["paired"]["coda"]["n"] == 1
+
+    def spreads(fig):
+        return [
+            (t["xaxis"], t["name"], t["error_x"]["array"])
+            for t in figure_json(fig)["data"]
+            if t.get("error_x", {}).get("array")
+        ]
+
+    # only coda has two seeds: its Dice gets a ± bar; no paired difference has two seeds, so none there
+    assert spreads(explorer.figure) == [("x", "coda", [pytest.approx(0.0707, abs=1e-3)])]
+    explorer.controls["baseline"].value = "supervised"
+    assert spreads(explorer.figure) == [("x", "coda", [pytest.approx(0.0707, abs=1e-3)])]
+    spec = explorer._repr_mimebundle_()[MIME]
+    assert [c["name"] for c in spec["controls"]] == ["source", "cls", "baseline"]
+    assert len(spec["states"]) == 1 * 2 * 3
+    assert spec_state(spec, baseline=0) != spec_state(spec, baseline=1)
 
 
 def test_prediction_checks_echo_nothing(capsys):
@@ -397,3 +531,29 @@ def test_scratch_run_dirs_are_new_at_every_call():
     first, second = scratch_run_dir("nb02-seed0"), scratch_run_dir("nb02-seed0")
     assert first != second and first.parent == second.parent
     assert first.parent.name == SCRATCH and first.name.startswith("nb02-seed0-")
+
+
+def test_progress_bar_in_a_kernel_keeps_one_output(monkeypatch):
+    """Inside a Jupyter kernel every refresh of a bar replaces one display output (a display handle)."""
+    import IPython.display
+
+    from coda_edu import progress
+
+    calls = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            calls.append(("update", bundle["text/plain"]))
+
+    def display(bundle, raw=False, display_id=False):
+        calls.append(("display", bundle["text/plain"]))
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    bar = progress.progress_bar(total=5, desc="steps")
+    for _ in range(5):
+        bar.update(1)
+    bar.close()
+    assert [kind for kind, _ in calls].count("display") == 1 and len(calls) >= 2
+    assert calls[-1][1].startswith("steps: 100%|") and "\r" not in calls[-1][1]

@@ -99,6 +99,33 @@
         el.appendChild(input);
         if (s.readout !== false) el.appendChild(element("span", "coda-widget-readout", formatNumber(s.value, s.readout_format)));
         return labelled(s, el);
+      case "SelectionSliderModel":
+      case "SelectionRangeSliderModel":
+        // a slider over labelled options: the saved position is the index of the chosen label
+        el = element("span", "coda-widget-slider");
+        var labels = s._options_labels || [];
+        var at = Array.isArray(s.index) ? s.index[0] : s.index;
+        var range = element("input");
+        range.type = "range";
+        range.min = 0; range.max = Math.max(labels.length - 1, 0); range.step = 1; range.value = at;
+        range.disabled = true;
+        range.title = "saved value " + (labels[at] || "") + " (run the notebook to move it)";
+        range.setAttribute("aria-label", s.description || "slider");
+        el.appendChild(range);
+        var shown = Array.isArray(s.index) ? s.index.map(function (i) { return labels[i]; }).join(" – ") : labels[at];
+        if (s.readout !== false) el.appendChild(element("span", "coda-widget-readout", shown || ""));
+        return labelled(s, el);
+      case "IntRangeSliderModel":
+      case "FloatRangeSliderModel":
+        el = element("span", "coda-widget-readout", (s.value || []).map(function (v) {
+          return formatNumber(v, s.readout_format);
+        }).join(" – "));
+        return labelled(s, el);
+      case "IntProgressModel":
+      case "FloatProgressModel":
+        el = element("progress");
+        el.max = s.max; el.value = s.value;
+        return labelled(s, el);
       case "DropdownModel":
       case "SelectModel":
       case "RadioButtonsModel":
@@ -132,7 +159,11 @@
       case "OutputModel":
         return renderOutputs(s.outputs);
       default:
-        return element("span", "coda-widget coda-widget-unknown", "[" + name.replace(/Model$/, "") + "]");
+        // a widget this script has no drawing for: its description and saved value, never an empty "[Name]"
+        console.warn("coda-widgets: no drawing for " + name);
+        el = element("span", "coda-widget coda-widget-unknown",
+          (s.value !== undefined ? String(s.value) : name.replace(/Model$/, "")));
+        return labelled(s, el);
     }
   }
 

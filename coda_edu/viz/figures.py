@@ -122,7 +122,7 @@ def plot_overlay(
     """Rows = slices; columns = image, reference, then one column per prediction."""
     n = images.shape[0]
     cols = 2 + len(predictions)
-    fig = Figure(figsize=(2.2 * cols, 2.2 * n + 0.4))
+    fig = Figure(figsize=(1.45 * cols, 1.45 * n + 0.6))  # 5 columns at 110 dpi: 800 px, the width of a page
     axes = fig.subplots(n, cols, squeeze=False)
     for r in range(n):
         panels = [("image", images[r], None), ("reference", images[r], labels[r])]
@@ -253,7 +253,10 @@ def _bar_groups(
     for i, (label, values) in enumerate(series.items()):
         pos = x + (i - (len(series) - 1) / 2) * width
         values = np.asarray(values, dtype=float)
-        yerr = None if errors is None or label not in errors else np.asarray(errors[label], dtype=float)
+        yerr = None
+        if errors is not None and label in errors:  # None or NaN: no spread measured (one seed), no bar drawn
+            spread = np.array([np.nan if e is None else float(e) for e in errors[label]], dtype=float)
+            yerr = np.where(np.isfinite(spread), spread, np.nan) if np.isfinite(spread).any() else None
         if series_colors is not None:
             ax.bar(
                 pos,
@@ -309,7 +312,7 @@ def _bar_groups(
 
 def _bars_figure(names: Sequence[str], series: dict, extra_width: float):
     width = max(5.0, 0.45 * len(names) * max(1, len(series))) + (extra_width if len(series) > 1 else 0.0)
-    fig = Figure(figsize=(width, 3.2))
+    fig = Figure(figsize=(min(width, 8.0), 3.4))  # at most 8 in: readable at the width of a page
     return fig, fig.subplots()
 
 
@@ -446,8 +449,13 @@ def plot_confidence_histograms(
 ):
     """Per pseudo-class, histograms of the confidence of correct and wrong pseudo-labels."""
     k = len(class_names)
-    fig = Figure(figsize=(3.0 * k, 2.6))
-    axes = np.atleast_1d(fig.subplots(1, k, sharey=False))
+    cols = min(k, 2)  # two per row: readable at the width of a page (about 800 px)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(4.3 * cols, 2.7 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=False)).ravel()
+    for ax in axes[k:]:
+        ax.set_visible(False)
+    axes = axes[:k]
     edges = np.linspace(0, 1, bins + 1)
     for c, ax in enumerate(axes):
         sel = labels == c
@@ -476,7 +484,7 @@ def plot_confidence_histograms(
             )
         ax.set_title(f"pseudo-label {class_names[c]}", fontsize=9)
         ax.set_xlabel("confidence (max softmax)")
-        if c == 0:
+        if c % cols == 0:
             ax.set_ylabel("pixels")
     handles = [Rectangle((0, 0), 1, 1, facecolor="0.55"), Rectangle((0, 0), 1, 1, facecolor="none", edgecolor="black")]
     fig.legend(
@@ -487,14 +495,14 @@ def plot_confidence_histograms(
         fontsize=8,
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
 def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
     """Coverage and precision per class for each filter (rows from ``analysis.compare_filters``)."""
     filters = list(dict.fromkeys(r["filter"] for r in rows))
-    fig = Figure(figsize=(11, 3.2))
+    fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("coverage", "precision")):
         series = {
@@ -523,19 +531,15 @@ def plot_comparison(
     ax = fig.subplots()
     for name in dict.fromkeys(r[group] for r in summary):
         pts = sorted((r for r in summary if r[group] == name), key=lambda r: r[x])
-        std = [
-            r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan for r in pts
-        ]
-        color = method_color(str(name)) if group == "method" else None
-        ax.errorbar(
-            [r[x] for r in pts],
-            [r["mean"] for r in pts],
-            yerr=np.nan_to_num(std),
-            marker="o",
-            capsize=3,
-            color=color,
-            label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})",
+        std = np.array(
+            [r["std"] if r.get("n", 2) > 1 and r["std"] is not None and np.isfinite(r["std"]) else np.nan for r in pts]
         )
+        color = method_color(str(name)) if group == "method" else None
+        xs, ys = np.array([r[x] for r in pts], dtype=float), np.array([r["mean"] for r in pts], dtype=float)
+        ax.plot(xs, ys, marker="o", color=color, label=f"{name} (seeds: {'/'.join(str(r.get('n', '?')) for r in pts)})")
+        has = np.isfinite(std)  # a std only where two seeds or more were run: no bar of length 0 for one seed
+        if has.any():
+            ax.errorbar(xs[has], ys[has], yerr=std[has], fmt="none", capsize=3, ecolor=color)
     values = [r[x] for r in summary]
     if all(float(v).is_integer() for v in values):  # patient counts: integer ticks only
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -21,18 +21,21 @@ import numpy as np
 import torch
 
 from ..method.alignment import align_distribution, pseudo_labels
-from .figures import Figure, _bar_groups, blend, class_color, figure_png, legend_outside, plot_masks
+from .figures import Figure, _bar_groups, blend, class_color, figure_png, plot_masks
+from .static import MIME, Choice, nearest, static_spec
 
 
 class Explorer:
     """Controls + a draw function ``draw(**values) -> (Figure, data dict)``."""
 
-    def __init__(self, controls: dict, draw: Callable, title: str = ""):
+    def __init__(self, controls: dict, draw: Callable, title: str = "", static: Callable[[], dict] | None = None):
         import ipywidgets as widgets
 
         self.controls = controls
         self._draw = draw
         self.title = title
+        self._static = static  # -> a coda_edu.viz.static spec: the explorer on a site without a kernel
+        self._static_spec = None
         self.output = widgets.Output()
         header = [widgets.HTML(f"<b>{title}</b>")] if title else []
         self.widget = widgets.VBox(header + [widgets.HBox(list(controls.values())), self.output])
@@ -72,7 +75,15 @@ class Explorer:
         data = dict(data or {})
         data["image/png"] = base64.b64encode(figure_png(self.figure)).decode("ascii")
         data["text/plain"] = f"<{self.title or 'explorer'}: controls {', '.join(self.controls)}>"
+        if self._static is not None:
+            data[MIME] = self.static_spec()
         return data
+
+    def static_spec(self) -> dict | None:
+        """Every precomputed state for a page without a kernel (:mod:`coda_edu.viz.static`), or None."""
+        if self._static is not None and self._static_spec is None:
+            self._static_spec = self._static()
+        return self._static_spec
 
     def show(self) -> None:
         """One output: controls with the figure below them, redrawn in place when a control moves."""
@@ -80,6 +91,64 @@ class Explorer:
 
         self._render()
         display(self._repr_mimebundle_(), raw=True)
+
+
+class PlotlyExplorer(Explorer):
+    """An explorer whose controls take a few values each and whose figure is plotly.
+
+    ``choices``: control name -> :class:`~coda_edu.viz.static.Choice`; ``draw(**values)`` returns
+    ``(plotly figure, data)``. Live (JupyterLab) the controls are ipywidgets and the figure is
+    redrawn in place; the display bundle also carries every state precomputed
+    (:mod:`coda_edu.viz.static`), so the course site moves the same controls without a kernel.
+    """
+
+    def __init__(self, choices: dict[str, Choice], draw: Callable, title: str = ""):
+        import ipywidgets as widgets
+
+        controls = {}
+        for name, choice in choices.items():
+            options = list(zip(choice.labels, choice.values))
+            value = choice.values[choice.default]
+            if choice.kind == "menu":
+                controls[name] = widgets.Dropdown(
+                    options=options,
+                    value=value,
+                    description=choice.label or name,
+                    style={"description_width": "initial"},
+                )
+            else:
+                controls[name] = widgets.SelectionSlider(
+                    options=options,
+                    value=value,
+                    description=choice.label or name,
+                    continuous_update=False,
+                    style={"description_width": "initial"},
+                )
+        self.choices = choices
+        super().__init__(controls, draw, title, static=lambda: static_spec(title, choices, lambda **v: draw(**v)[0]))
+
+    def _render(self) -> None:
+        from IPython.display import display
+
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(_plotly_bundle(self.figure), raw=True)
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = dict((bundle[0] if isinstance(bundle, tuple) else bundle) or {})
+        data["text/plain"] = f"<{self.title or 'explorer'}: controls {', '.join(self.controls)}>"
+        data[MIME] = self.static_spec()
+        return data
+
+
+def _plotly_bundle(fig) -> dict:
+    import json
+
+    return {
+        "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+        "text/plain": f"<plotly figure: {fig.layout.title.text or 'untitled'}>",
+    }
 
 
 def _slider(description: str, value: float, lo: float, hi: float, step: float):
@@ -107,7 +176,7 @@ def imbalance_explorer(
     def draw(imbalance: float):
         images, labels = generate_phantoms(patients, slices, resolution, imbalance=imbalance, seed=seed)
         shares = pixel_class_shares(labels, len(CLASS_NAMES))
-        fig = Figure(figsize=(10, 3.2))
+        fig = Figure(figsize=(9, 3.4))
         ax_bar, ax_img = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
         ax_bar.bar(CLASS_NAMES, shares, color=[class_color(n, i) for i, n in enumerate(CLASS_NAMES)])
         ax_bar.set_yscale("log")
@@ -176,45 +245,76 @@ def alignment_explorer(
         counts = torch.bincount(labels.reshape(-1), minlength=k)[:k].double()
         return (counts / counts.sum()).numpy()
 
-    def draw(target: str, alpha: float, momentum: float):
+    def compute(target: str, alpha: float, momentum: float) -> dict:
         pi_l = targets[target]
         trace = ema_trace(batch_marginals, momentum)
         pi_u = trace[-1]
         labels_before = pseudo_labels(probs_u)[1]
         labels_after = pseudo_labels(align_distribution(probs_u, pi_l, pi_u, alpha))[1]
-        before, after = shares(labels_before), shares(labels_after)
-        fig = Figure(figsize=(13, 3.6))
+        out = {
+            "pi_l": pi_l.double().numpy(),
+            "trace": trace.numpy(),
+            "pi_u": pi_u.numpy(),
+            "before": shares(labels_before),
+            "after": shares(labels_after),
+        }
+        if truth is not None:
+            out["accuracy_before"] = float((labels_before == truth).float().mean())
+            out["accuracy_after"] = float((labels_after == truth).float().mean())
+        return out
+
+    def series_of(d: dict, target: str, alpha: float) -> dict:
+        series = {
+            "before alignment": d["before"],
+            f"after (alpha={alpha:.2f})": d["after"],
+            f"pi_l ({target})": d["pi_l"],
+        }
+        if true_shares is not None:
+            series["hidden truth"] = (true_shares / true_shares.sum()).numpy()
+        return series
+
+    def draw(target: str, alpha: float, momentum: float):
+        d = compute(target, alpha, momentum)
+        fig = Figure(figsize=(10, 3.9))
         ax_trace, ax_bar = fig.subplots(1, 2)
-        steps = np.arange(len(trace))
+        steps = np.arange(len(d["trace"]))
         for c in range(1, k):
             color = class_color(class_names[c], c)
             ax_trace.plot(steps, batch_marginals[:, c].numpy(), lw=0.6, alpha=0.4, color=color)
-            ax_trace.plot(steps, trace[:, c].numpy(), lw=1.6, color=color, label=f"pi_u({class_names[c]}), EMA")
-            ax_trace.axhline(float(pi_l[c]), color=color, ls=":", lw=1)
+            ax_trace.plot(steps, d["trace"][:, c], lw=1.6, color=color, label=f"pi_u({class_names[c]}), EMA")
+            ax_trace.axhline(float(d["pi_l"][c]), color=color, ls=":", lw=1)
         ax_trace.set_xlabel("batch of unlabeled slices")
         ax_trace.set_ylabel("mean predicted probability")
         ax_trace.set_title(
             f"EMA of the unlabeled marginal, momentum {momentum:.3f}\n(thin: each batch; dotted: pi_l)", fontsize=9
         )
-        legend_outside(ax_trace, fontsize=7)
-        series = {"before alignment": before, f"after (alpha={alpha:.2f})": after, f"pi_l ({target})": pi_l.numpy()}
-        if true_shares is not None:
-            series["hidden truth"] = (true_shares / true_shares.sum()).numpy()
-        _bar_groups(ax_bar, class_names, series, log=True, ylabel="share of pixels (log scale)")
+        ax_trace.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
+        _bar_groups(ax_bar, class_names, series_of(d, target, alpha), log=True, ylabel="share of pixels (log scale)")
         ax_bar.set_title("pseudo-label class shares", fontsize=9)
         fig.tight_layout()
-        data = {"pi_u": pi_u.numpy(), "before": before, "after": after}
-        if truth is not None:
-            data["accuracy_before"] = float((labels_before == truth).float().mean())
-            data["accuracy_after"] = float((labels_after == truth).float().mean())
-        return fig, data
+        return fig, {key: value for key, value in d.items() if key not in ("trace", "pi_l")}
 
+    def plotly_at(target: str, alpha: float, momentum: float):
+        from .plotly_figures import alignment_figure
+
+        d = compute(target, alpha, momentum)
+        return alignment_figure(
+            batch_marginals.numpy(), d["trace"], d["pi_l"], series_of(d, target, alpha), class_names, alpha, momentum
+        )
+
+    alphas, momenta = [0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 0.5, 0.9, 0.99, 0.999]
+    choices = {
+        "target": Choice(list(targets), kind="menu", label="pi_l from"),
+        "alpha": Choice(alphas, default=nearest(alphas, alpha), label="alpha"),
+        "momentum": Choice(momenta, default=nearest(momenta, momentum), label="momentum"),
+    }
     controls = {
         "target": widgets.Dropdown(options=list(targets), value=list(targets)[0], description="pi_l from"),
         "alpha": _slider("alpha", alpha, 0.0, 1.0, 0.05),
         "momentum": _slider("momentum", momentum, 0.0, 0.999, 0.001),
     }
-    return Explorer(controls, draw, "Distribution alignment on real predictions")
+    title = "Distribution alignment on real predictions"
+    return Explorer(controls, draw, title, static=lambda: static_spec(title, choices, plotly_at))
 
 
 def mask_explorer(
@@ -299,8 +399,10 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
 
     def draw(step: int):
         upto = np.array(steps) <= step
-        fig = Figure(figsize=(14, 4.4))
-        ax_l, ax_s, ax_d = fig.subplots(1, 3)
+        fig = Figure(figsize=(9, 8.2))  # two rows: readable at the width of a page (about 800 px)
+        grid = fig.add_gridspec(2, 2, height_ratios=(1, 1))
+        ax_l, ax_s = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        ax_d = fig.add_subplot(grid[1, :])
         loss_styles = {
             "loss": ("black", "-"),
             "sup_A": ("0.35", "--"),
@@ -386,47 +488,154 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
 
 
 def comparison_explorer(
-    rows: list[dict], split: str = "test", checkpoint: str = "best", model: str = "ensemble"
-) -> Explorer:
-    """Slider ``labeled`` over the labeled amounts of collected runs (``analysis.collect_runs``) ->
-    per-class Dice of each method at that amount, mean ± standard deviation over seeds.
+    sources: dict[str, dict],
+    cls: str | None = None,
+    baseline: str | None = None,
+    question: dict | None = None,
+) -> PlotlyExplorer:
+    """Menus ``source``, ``cls`` and ``baseline`` over collected runs -> per method the Dice of
+    the class over seeds, and its difference to the baseline paired by seed.
 
-    ``data["methods"]``: method -> {"mean", "std" (None for one seed), "n"} of the mean Dice.
+    ``sources``: a label ("pre-run, 5 seeds: ...", "your runs") -> ``{"rows": rows as
+    coda_edu.analysis.collect_runs gives them, "split": ..., "checkpoint": ..., "model": ...}``.
+    A std is drawn only where it exists (two seeds or more). ``data``: ``methods`` (method ->
+    mean, std or None, n, values) and ``paired`` (method -> the dict of
+    :func:`coda_edu.course_pack.paired`); ``question`` is kept in ``data`` for the prediction
+    exercise (which source, class, method and baseline it asks about).
     """
-    import ipywidgets as widgets
+    from ..course_pack import paired
+    from .plotly_figures import points_figure
 
-    from ..analysis import summarize
-    from .figures import plot_class_scores
+    if not sources:
+        raise ValueError("no runs to compare")
+    labels = list(sources)
+    methods_of = {s: list(dict.fromkeys(r["method"] for r in sources[s]["rows"])) for s in labels}
+    classes = list(dict.fromkeys(r["class"] for s in labels for r in sources[s]["rows"] if r["class"] != "mean"))
+    classes.append("mean")
+    baselines = list(dict.fromkeys(m for s in labels for m in methods_of[s]))
 
-    amounts = sorted({r["labeled"] for r in rows})
-    classes = [c for c in dict.fromkeys(r["class"] for r in rows) if c != "mean"] + ["mean"]
-    methods = sorted({r["method"] for r in rows})
+    def values_of(source: str, method: str, c: str) -> dict:
+        src = sources[source]
+        by_seed = {
+            r["seed"]: r["dice"]
+            for r in src["rows"]
+            if r["method"] == method
+            and r["class"] == c
+            and r["split"] == src["split"]
+            and r["checkpoint"] == src.get("checkpoint", "best")
+            and r["model"] == src.get("model", "ensemble")
+            and r.get("dice") is not None
+            and r["dice"] == r["dice"]
+        }
+        values = [by_seed[k] for k in sorted(by_seed)]
+        n = len(values)
+        mean = float(np.mean(values)) if n else None
+        return {"values": values, "mean": mean, "std": float(np.std(values, ddof=1)) if n > 1 else None, "n": n}
 
-    def draw(labeled):
-        at = [r for r in rows if r["labeled"] == labeled]
-        means, stds, found = {}, {}, {}
+    def draw(source: str, cls: str, baseline: str):
+        src = sources[source]
+        methods = methods_of[source]
+        stats = {m: values_of(source, m, cls) for m in methods}
+        pairs = {}
         for m in methods:
-            per_class = {
-                c: summarize([r for r in at if r["method"] == m], ("method",), "dice", split, checkpoint, model, c)
-                for c in classes
-            }
-            if not per_class["mean"]:
+            if m == baseline:
                 continue
-            means[m] = [per_class[c][0]["mean"] if per_class[c] else np.nan for c in classes]
-            stds[m] = [per_class[c][0]["std"] if per_class[c] and per_class[c][0]["n"] > 1 else 0.0 for c in classes]
-            s = per_class["mean"][0]
-            found[m] = {"mean": s["mean"], "std": s["std"] if s["n"] > 1 else None, "n": s["n"]}
-        label = "patients" if float(labeled).is_integer() else "of the training data"
-        fig = plot_class_scores(
-            classes,
-            means,
-            errors=stds,
-            ylabel=f"{split} Dice ({model})",
-            title=f"{split} Dice per class with {labeled} labeled {label} (± std over seeds)",
+            p = paired(
+                src["rows"], m, baseline, cls, src["split"], src.get("checkpoint", "best"), src.get("model", "ensemble")
+            )
+            if p["n"]:
+                pairs[m] = p
+        single = [m for m, v in stats.items() if v["n"] == 1]
+        note = f"one seed ({', '.join(single)}): no spread measured, so no ± bar" if single else None
+        where = f"{src['split']} Dice of the {src.get('model', 'ensemble')}, checkpoint {src.get('checkpoint', 'best')}"
+        fig = points_figure(
+            methods,
+            stats,
+            {m: {"values": p["diffs"], "mean": p["mean"], "std": p["std"]} for m, p in pairs.items()},
+            f"{cls} Dice (dots: seeds; ◆ mean ± std)",
+            f"minus {baseline}, paired by seed" if baseline in methods else f"no {baseline} runs here",
+            f"{source}: {where}",
+            note=note,
         )
-        return fig, {"labeled": labeled, "methods": found}
+        return fig, {
+            "source": source,
+            "cls": cls,
+            "baseline": baseline,
+            "split": src["split"],
+            "methods": stats,
+            "paired": pairs,
+            "question": question,
+        }
 
-    control = widgets.SelectionSlider(
-        options=amounts, value=amounts[-1], description="labeled", continuous_update=False
-    )
-    return Explorer({"labeled": control}, draw, "Methods at one labeled amount")
+    choices = {
+        "source": Choice(labels, kind="menu", label="runs"),
+        "cls": Choice(classes, kind="menu", label="class", default=classes.index(cls) if cls in classes else 0),
+        "baseline": Choice(
+            baselines,
+            kind="menu",
+            label="paired with",
+            default=baselines.index(baseline) if baseline in baselines else 0,
+        ),
+    }
+    return PlotlyExplorer(choices, draw, "Methods over seeds: one class, paired differences")
+
+
+def training_explorer(runs: list, methods: list[str] | None = None, cls: str | None = None) -> PlotlyExplorer:
+    """Menus ``cls`` and ``stage`` over packed runs (:class:`coda_edu.course_pack.PackedRun`, several
+    seeds per variant) -> left, the class's pseudo-label share divided by its labeled frequency
+    over the whole training (each seed smoothed over 5 logged steps; line: the mean over seeds,
+    band: their range; 1 = on target); right, the
+    class's test Dice per variant (dots: seeds, ◆ mean ± std).
+
+    ``stage`` "after" reads the pseudo-labels the networks learn from (after alignment),
+    "before" the argmax before alignment. ``data``: per variant ``late`` (the ratio over the
+    last 20 % of steps, mean over seeds, or None without pseudo-labels) and ``dice`` (values,
+    mean, std).
+    """
+    from ..course_pack import late_mean
+    from .plotly_figures import curves_figure
+
+    methods = methods or list(dict.fromkeys(r.variant for r in runs))
+    names = runs[0].class_names
+    foreground = [c for c in names[1:]]
+    stages = {"after": "pseudo-labels learnt from (after alignment)", "before": "argmax before alignment"}
+
+    def draw(cls: str, stage: str):
+        steps, values, late, dice = {}, {}, {}, {}
+        for m in methods:
+            mine = [r for r in runs if r.variant == m]
+            curves = [r.share_ratio(cls, stage) for r in mine]
+            curves = [c for c in curves if c is not None]
+            if curves:
+                steps[m] = [np.asarray(c[0]) for c in curves]
+                values[m] = [np.asarray(c[1], dtype=float) for c in curves]
+                late[m] = float(np.mean([late_mean(c[0], c[1]) for c in curves]))
+            else:
+                late[m] = None
+            scores = [d for d in (r.dice(cls) for r in mine) if d is not None]
+            if scores:
+                dice[m] = {
+                    "values": scores,
+                    "mean": float(np.mean(scores)),
+                    "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
+                    "n": len(scores),
+                }
+        seeds = len({r.seed for r in runs})
+        fig = curves_figure(
+            steps,
+            values,
+            dice,
+            methods,
+            cls,
+            f"pre-run, {seeds} seeds: the {cls} over whole trainings ({stages[stage]})",
+            "share / labeled frequency (1 = on target)",
+        )
+        return fig, {"cls": cls, "stage": stage, "late": late, "dice": dice}
+
+    choices = {
+        "cls": Choice(
+            foreground, kind="menu", label="class", default=foreground.index(cls) if cls in foreground else 0
+        ),
+        "stage": Choice(list(stages), labels=list(stages.values()), kind="menu", label="shares of"),
+    }
+    return PlotlyExplorer(choices, draw, "Alignment readings over whole trainings and seeds")
