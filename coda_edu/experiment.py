@@ -73,9 +73,9 @@ def train_or_read(
     """The run in ``out``: read when finished (its own config, whatever ``cfg`` says: the
     differences are returned), resumed when it stopped after a checkpoint, else trained with
     ``cfg``. ``data`` is reused only for a run whose config equals ``cfg``."""
-    from .checkpoint import load_run_pair
     from .data import load_dataset
     from .io import read_json
+    from .run_folder import load_run_pair
     from .train import train
 
     run = RunFolder(out)

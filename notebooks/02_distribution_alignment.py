@@ -104,11 +104,11 @@ from matplotlib.patches import Rectangle
 from coda_edu import exercises
 from coda_edu.analysis import over_under, predict_pool, reading_shares, scratch_run_dir, share_gap, std_text
 from coda_edu.bias import READINGS
-from coda_edu.run_folder import load_run_pair
 from coda_edu.config import load_config, preset_path
 from coda_edu.course_pack import CoursePack, default_coda_variant, load_group, paired
 from coda_edu.method import class_marginal, class_shares, pseudo_labels
 from coda_edu.presets import dataset_quick, notebook_quick
+from coda_edu.run_folder import load_run_pair
 from coda_edu.train import train
 from coda_edu.viz.display import show_plotly
 from coda_edu.viz.figures import blend, class_colors, plot_class_shares, plot_share_ratios
