@@ -504,9 +504,13 @@ def load_group(group: str, root: str | os.PathLike | None = None) -> list[Packed
 
 # --------------------------------------------------------------------------- building
 def same_run(a: dict, b: dict) -> list[str]:
-    """Config keys at which two resolved configs differ, the execution keys (device, threads) aside."""
+    """Config keys at which two resolved configs differ, the execution keys (device, threads) aside.
+    Both are read through today's config tree first, so a key added since a run was packed counts at
+    its default (every new key's default keeps the old behaviour), as it does for a run folder."""
+    from .config import from_dict, resolve
     from .run_folder import config_differences, without_execution_keys
 
+    a, b = (resolve(from_dict(c)).to_dict() for c in (a, b))
     return config_differences(without_execution_keys(a), without_execution_keys(b))
 
 

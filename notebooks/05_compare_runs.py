@@ -106,7 +106,8 @@ for r in my_rows:
     mine.setdefault(r["labeled"], []).append(r)
 for labeled, rows in mine.items():
     runs = {r["run"] for r in rows}
-    print(f"your runs, {labeled} labeled: {len(runs)} runs, methods: {sorted({r['method'] for r in rows})}, "
+    print(f"your runs, {labeled} labeled: {len(runs)} run{'s' * (len(runs) != 1)}, "
+          f"methods: {sorted({r['method'] for r in rows})}, "
           f"seeds: {sorted({r['seed'] for r in rows})}")
 if not mine:
     print(f"your runs: none found below {mine_root} (run notebook 04 or 'coda-edu notebooks sweep', or set runs_dir)")

@@ -343,7 +343,8 @@ def test_sweep_over_two_cpu_slots_keeps_going_past_a_failed_run_and_compares(tmp
     assert finished == ["methodcoda-labeled2", "methodsupervised-labeled16", "methodsupervised-labeled2"]
     kinds, images, text = outputs_of(tmp_path / "05_compare_runs.ipynb")
     assert "error" not in kinds and images >= 2
-    assert "3 runs" in text and "demonstration grid" not in text
+    assert "your runs, 2 labeled: 2 runs, methods: ['coda', 'supervised']" in text, text[:3000]
+    assert "your runs, 16 labeled: 1 run, methods: ['supervised']" in text, text[:3000]
 
 
 @pytest.mark.slow
