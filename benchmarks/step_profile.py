@@ -2,7 +2,7 @@
 and what validation and the final evaluation cost.
 
     python benchmarks/step_profile.py [--config configs/acdc_cpu.yaml] [--set KEY=VALUE ...]
-                                      [--methods supervised,cps,coda] [--steps 20] [--out FILE]
+                                      [--methods supervised,cps,coda] [--steps 20] [--out FILE] [--quick]
 
 For each method the script builds the run as ``coda-edu train`` would (no run folder is kept),
 warms up, times ``--steps`` training steps in 3 rounds (median step time), then profiles 5
@@ -12,14 +12,18 @@ upsampling, and the rest (the losses, the method's statistics, augmentation, opt
 It then times one validation (the 20 validation volumes, Dice only) and one evaluation
 with distances (HD95, ASD), as the run does at its end for each checkpoint. With real data
 it reads ``$CODA_EDU_DATA_DIR``; without, the synthetic phantoms at the same size.
+``--quick`` (CI): the synthetic phantoms at their quick size and 2 steps a round; it checks the
+script, not speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -46,16 +50,21 @@ def kind_of(name: str) -> str:
     return "losses, method, augmentation, optimiser, other"
 
 
-def build(config: str, overrides: list[str], method: str):
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build(config: str, overrides: list[str], method: str, folder: str, quick: bool = False):
     from coda_edu.config import load_config
+    from coda_edu.presets import dataset_quick
     from coda_edu.train import Trainer
 
-    sets = ["train.device=cpu", f"method.name={method}"] + overrides
-    if not has_acdc():
+    sets = ["train.device=cpu", f"method.name={method}"]
+    if quick or not has_acdc():
         sets += ["data.name=synthetic", "data.crop=null"]
-    cfg = load_config(config, sets)
-    folder = tempfile.mkdtemp(prefix="step_profile-")
-    return Trainer(cfg, f"{folder}/run", progress=False, log=lambda message: None)
+    if quick:
+        sets += list(dataset_quick("synthetic")) + ["data.image_size=[32,32]", "model.base_width=4"]
+    cfg = load_config(config, sets + overrides)
+    return Trainer(cfg, f"{folder}/{method}", progress=False, log=lambda message: None)
 
 
 def profile_steps(trainer, steps: int) -> dict:
@@ -94,22 +103,28 @@ def evaluation_seconds(trainer) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/acdc_cpu.yaml")
+    parser.add_argument("--config", default=str(REPO / "configs" / "acdc_cpu.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--methods", default="supervised,cps,coda")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--quick", action="store_true", help="synthetic phantoms at the quick size, 2 steps (CI)")
     args = parser.parse_args(argv)
+    steps = 2 if args.quick else args.steps
 
     rows = []
-    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        trainer = build(args.config, args.set, method)
-        result = profile_steps(trainer, args.steps)
-        row = {"method": method, "step_s": result["step_s"], **{k: 100 * v for k, v in result["shares"].items()}}
-        row["steps_per_min"] = 60 / result["step_s"]
-        rows.append(row)
-        print(f"{method}: {result['step_s']:.4f} s/step", flush=True)
-    costs = evaluation_seconds(trainer)
+    folder = tempfile.mkdtemp(prefix="step_profile-")  # the trainers' run folders, removed at the end
+    try:
+        for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+            trainer = build(args.config, args.set, method, folder, args.quick)
+            result = profile_steps(trainer, steps)
+            row = {"method": method, "step_s": result["step_s"], **{k: 100 * v for k, v in result["shares"].items()}}
+            row["steps_per_min"] = 60 / result["step_s"]
+            rows.append(row)
+            print(f"{method}: {result['step_s']:.4f} s/step", flush=True)
+        costs = evaluation_seconds(trainer)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     columns = [("method", "method", ""), ("step_s", "s/step", ".4f"), ("steps_per_min", "steps/min", ".0f")]
     columns += [(kind, f"{kind} %", ".1f") for kind in list(KINDS) + ["losses, method, augmentation, optimiser, other"]]
     print(table(rows, columns))

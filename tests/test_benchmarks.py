@@ -126,3 +126,19 @@ def test_gpu_step_quick(tmp_path):
     assert eq["fp32"]["max_rel_loss_diff"] < 1e-4 and eq["fp32"]["rel_weight_diff"] < 1e-3
     assert eq["bf16"]["max_rel_loss_diff"] < 5e-2
     assert result["stopped"] is None and result["peak_bf16_flops"] > 0
+
+
+@pytest.mark.slow
+def test_step_profile_quick(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the script's run folders go
+    stdout, result = run_benchmark("step_profile", tmp_path)
+    assert [r["method"] for r in result["rows"]] == ["supervised", "cps", "coda"]
+    for row in result["rows"]:
+        shares = [v for k, v in row.items() if k not in ("method", "step_s", "steps_per_min")]
+        assert row["step_s"] > 0 and sum(shares) == pytest.approx(100, abs=1e-6), row
+        assert row["conv forward"] > 0 and row["conv backward"] > 0, row
+    assert result["validation_s"] > 0 and result["evaluation_s"] > 0
+    assert "one validation (Dice" in stdout
+    assert list(scratch.glob("step_profile-*")) == [], "the trainers' run folders are removed"
