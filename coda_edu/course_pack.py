@@ -696,7 +696,7 @@ def check(root: str | os.PathLike | None = None) -> list[str]:
     lines = []
     for group in pack.groups():
         runs = pack.runs(group)
-        lines.append(f"{group}: {len(runs)} runs intact")
+        lines.append(f"{group}: {len(runs)} run{'s' * (len(runs) != 1)} intact")
     lines.append(f"{pack.root}: {pack.size() / 1e6:.2f} MB")
     return lines
 
@@ -712,13 +712,15 @@ def late_mean(steps: list[int], values: list[float], last_fraction: float = 0.2)
 
 
 def default_coda_variant(runs: list[PackedRun]) -> Optional[str]:
-    """The variant that trains Co-DA as ``coda-edu train`` does: the default reading and filter."""
+    """The variant that trains Co-DA as ``coda-edu train`` does: the default reading and filter, and none
+    of the options beyond the paper (a key a packed config lacks counts at its default)."""
     from .config import Config, resolve
 
     default = resolve(Config()).method
+    keys = ("alignment", "filter", "mix", "unsupervised_loss", "ema_teacher", "strong_intensity")
     for run in runs:
         m = run.config["method"]
-        if m["name"] == "coda" and (m["alignment"], m["filter"]) == (default.alignment, default.filter):
+        if m["name"] == "coda" and all(m.get(k, getattr(default, k)) == getattr(default, k) for k in keys):
             return run.variant
     return None
 

@@ -87,7 +87,7 @@ main_reading: str = "argmax_share"  # the alignment reading the summary and its 
 alpha: float = 1.0            # default position of the alpha sliders
 momentum: float = 0.99        # default position of the momentum slider
 pair: str = "train"           # "train": train the pair now (your run); "pack": the course pack's pre-run pair
-pack_group: str = "minority"  # the pre-run runs of section 5 (a group of course_pack/groups.yaml)
+pack_group: str = "minority"  # the pre-run runs of section 5 (a group of course_pack/groups.yaml with CPS)
 
 # %%
 # %matplotlib inline
@@ -388,7 +388,9 @@ method_of = {run.variant: run.config["method"] for run in pack_runs}
 variants = list(dict.fromkeys(run.variant for run in pack_runs))
 pack_rows = [row for run in pack_runs for row in run.rows()]
 pack_split = "test" if any(r["split"] == "test" for r in pack_rows) else "val"
-baseline = next(v for v in variants if method_of[v]["name"] == "cps")
+baseline = next((v for v in variants if method_of[v]["name"] == "cps"), None)
+if baseline is None:
+    raise ValueError(f"pack_group '{pack_group}' has no CPS runs to pair with; this section needs one ('minority')")
 late = training.data_at(cls=minority, stage="after")["late"]
 n_seeds = len({run.seed for run in pack_runs})
 print(f"pre-run, {n_seeds} seeds, {pack_info['title']}: {minority}, share ratio late in training and "

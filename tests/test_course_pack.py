@@ -145,7 +145,7 @@ def test_the_repository_pack_is_intact_small_and_follows_its_recipe():
     recipe = course_pack.read_recipe()
     size = pack.size()
     assert size <= 5 * 1024 * 1024, f"the course pack holds {size / 1e6:.2f} MB"
-    for name in ("minority", "pair"):
+    for name in ("minority", "pair", "acdc"):
         runs = pack.runs(name)  # verifies every checksum
         specs = recipe[name].runs()
         assert sorted(r.run_id for r in runs) == sorted(s.run_id for s in specs)
@@ -177,6 +177,24 @@ def test_the_pack_shows_the_minority_lesson():
         mine = [r for r in runs if r.variant == variant]
         late[variant] = sum(course_pack.late_mean(*r.share_ratio("RV")) for r in mine) / len(mine)
     assert late["cps"] < late[default] < 1 and abs(1 - late["coda, argmax share"]) < abs(1 - late[default]), late
+
+
+def test_the_acdc_group_shows_the_unlabeled_patients_pay():
+    """ACDC (validation, 5 seeds): Co-DA with the options beyond the paper against supervised, paired by
+    seed, ahead on the mean and on the minority class (RV) by more than one paired std in every seed; it
+    is not the Co-DA that `coda-edu train` runs, and the pack says so (no default Co-DA variant)."""
+    runs = CoursePack().runs("acdc")
+    assert sorted({r.seed for r in runs}) == [0, 1, 2, 3, 4] and {r.variant for r in runs} == {
+        "supervised",
+        "coda + options",
+    }
+    rows = [row for run in runs for row in run.rows()]
+    assert {r["split"] for r in rows} == {"val"}
+    for cls in ("mean", "RV"):
+        p = course_pack.paired(rows, "coda + options", "supervised", cls, "val")
+        assert p["n"] == 5 and p["positive"] == 5 and p["mean"] > p["std"] > 0, (cls, p)
+    assert course_pack.default_coda_variant(runs) is None
+    assert course_pack.default_coda_variant(CoursePack().runs("minority")) == "coda, predictions"
 
 
 def test_the_pack_data_are_those_of_the_evidence_rows():

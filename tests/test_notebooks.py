@@ -348,6 +348,18 @@ def test_sweep_over_two_cpu_slots_keeps_going_past_a_failed_run_and_compares(tmp
 
 
 @pytest.mark.slow
+def test_05_compares_the_acdc_group_of_the_pack(tmp_path):
+    """pack_group="acdc": the real-data runs of the pack, compared without the data or any training."""
+    params = {"solutions": True, "pack_group": "acdc", "runs_dir": str(tmp_path / "no-runs")}
+    notebooks.execute("05_compare_runs", tmp_path, params, log=lambda s: None)
+    kinds, images, text = outputs_of(tmp_path / "05_compare_runs.ipynb")
+    assert "error" not in kinds and images >= 1, text[-2000:]
+    assert "pre-run, 5 seeds (0, 1, 2, 3, 4): 10 runs, methods: supervised, coda + options" in text, text[:2000]
+    assert "reported on the val split" in text
+    assert "on the minority class RV, coda + options gains most over supervised" in text and "a finding" in text
+
+
+@pytest.mark.slow
 def test_02_and_03_read_the_pre_run_pair_instead_of_training(tmp_path):
     """pair="pack": the workshop pair of the course pack, no training (no progress bar), said in the first line."""
     notebooks.run_series(["02", "03"], tmp_path, {"solutions": True, "pair": "pack"}, quick=False, log=lambda s: None)
