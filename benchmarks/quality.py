@@ -19,7 +19,7 @@ ensemble reaches the better network - 0.01. Datasets:
   the synthetic **test** patients, plus a *bias* table: per network, the RV's argmax
   share on the unlabeled pool against its true share (hidden truth), at the ``best``
   checkpoint; each seed draws its own phantoms and initialisation;
-- ``acdc``: the CPU preset (``configs/acdc_cpu.yaml``, 7 labeled patients), reported on
+- ``acdc``: the plain CPU preset (``configs/acdc_cpu_plain.yaml``, 7 labeled patients), reported on
   the 10 **validation** patients (the test patients are not in the development subset;
   the validation volumes both select the checkpoint and report, which the table says).
 
@@ -84,7 +84,7 @@ def dataset_settings(name: str, quick: bool) -> dict:
                 "model.base_width=4",
             ]
         return {
-            "config": preset_path("acdc_cpu.yaml"),
+            "config": preset_path("acdc_cpu_plain.yaml"),
             "overrides": overrides,
             "split": "val",
             "reuse_data": True,

@@ -1,7 +1,8 @@
-"""Where the time of a run goes at the ACDC CPU preset: a training step by kind of work, per method,
+"""Where the time of a run goes at an ACDC CPU preset (default: the plain one, the paper's method; the
+course's recipe is ``--config configs/acdc_cpu.yaml``): a training step by kind of work, per method,
 and what validation and the final evaluation cost.
 
-    python benchmarks/step_profile.py [--config configs/acdc_cpu.yaml] [--set KEY=VALUE ...]
+    python benchmarks/step_profile.py [--config configs/acdc_cpu_plain.yaml] [--set KEY=VALUE ...]
                                       [--methods supervised,cps,coda] [--steps 20] [--out FILE] [--quick]
 
 For each method the script builds the run as ``coda-edu train`` would (no run folder is kept),
@@ -103,7 +104,7 @@ def evaluation_seconds(trainer) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(REPO / "configs" / "acdc_cpu.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "acdc_cpu_plain.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--methods", default="supervised,cps,coda")
     parser.add_argument("--steps", type=int, default=20)

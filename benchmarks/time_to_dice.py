@@ -2,7 +2,7 @@
 
     python benchmarks/time_to_dice.py [--quick] [--target 0.52] [--budget-minutes 29] [--out FILE]
 
-Supervised, CPS and Co-DA are trained with the CPU preset (``configs/acdc_cpu.yaml``),
+Supervised, CPS and Co-DA are trained with the plain CPU preset (``configs/acdc_cpu_plain.yaml``),
 validating every ``--val-every`` steps. Minutes are **training** minutes (the time in
 training steps; validation and checkpoint writing are timed separately and excluded),
 the same quantity as the reference's 29 CPU-minutes for 1,000 steps. The table gives,
@@ -36,7 +36,7 @@ def base_config(quick: bool, val_every: int):
     if not has_acdc():
         cfg = load_config(None, ["data.synthetic.imbalance=0.9", "data.labeled_patients=2"] + extra)
     else:
-        cfg = load_config(preset_path("acdc_cpu.yaml"), extra)
+        cfg = load_config(preset_path("acdc_cpu_plain.yaml"), extra)
     if quick:
         from coda_edu.config import set_value
 

@@ -504,14 +504,22 @@ def load_group(group: str, root: str | os.PathLike | None = None) -> list[Packed
 
 # --------------------------------------------------------------------------- building
 def same_run(a: dict, b: dict) -> list[str]:
-    """Config keys at which two resolved configs differ, the execution keys (device, threads) aside.
-    Both are read through today's config tree first, so a key added since a run was packed counts at
-    its default (every new key's default keeps the old behaviour), as it does for a run folder."""
+    """Config keys at which two resolved configs differ, the execution keys (device, threads) aside,
+    and the ``method.*`` keys that the (same) method of both does not read (a supervised run is the
+    same run whatever ``method.mix`` says). Both are read through today's config tree first, so a key
+    added since a run was packed counts at its default (every new key's default keeps the old
+    behaviour), as it does for a run folder."""
     from .config import from_dict, resolve
+    from .registry import METHODS
     from .run_folder import config_differences, without_execution_keys
 
     a, b = (resolve(from_dict(c)).to_dict() for c in (a, b))
-    return config_differences(without_execution_keys(a), without_execution_keys(b))
+    differ = config_differences(without_execution_keys(a), without_execution_keys(b))
+    name = a["method"]["name"]
+    if name != b["method"]["name"] or name not in METHODS.names():
+        return differ
+    read = {"name", *METHODS.get(name).config_keys}
+    return [key for key in differ if not key.startswith("method.") or key.split(".", 1)[1] in read]
 
 
 def _finished(run_dir: Path, weights: Optional[str]) -> bool:
@@ -650,6 +658,7 @@ def build(
             }
             write_manifest(root, manifest)  # after every run: an interrupted build keeps what it packed
             log(f"{where}: packed ({', '.join(files.values())})")
+        write_manifest(root, manifest)  # the group's description follows the recipe even when every run is kept
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     log(
         f"[pack] done in {time.perf_counter() - start:.0f} s: {counts['kept']} already packed, {counts['read']} read "

@@ -88,6 +88,25 @@ def build_protocol(cfg: Config, data: SegmentationData, splits: dict, best_step:
     }
 
 
+def same_weights(checkpoint: dict, weights: dict) -> bool:
+    """Whether a checkpoint holds exactly ``weights`` (networks A and B, every tensor equal)."""
+    for key, state in weights.items():
+        other = checkpoint.get(key)
+        if not isinstance(other, dict) or other.keys() != state.keys():
+            return False
+        for name, tensor in state.items():
+            value = other[name]
+            if not (
+                isinstance(value, torch.Tensor)
+                and isinstance(tensor, torch.Tensor)
+                and value.shape == tensor.shape
+                and value.dtype == tensor.dtype
+                and torch.equal(value, tensor)
+            ):
+                return False
+    return True
+
+
 def evaluate_run(
     run: RunFolder | str | Path,
     cfg: Config,
@@ -104,7 +123,9 @@ def evaluate_run(
 
     Returns the contents of eval.json (``protocol``, ``records``, ``timing``, ``machine``)
     plus ``cases``, the per-case rows of eval_cases.jsonl; writes nothing. The networks
-    are left holding the ``best`` weights.
+    are left holding the ``best`` weights. A checkpoint holding the very weights of one
+    already scored (``best`` = ``last`` when the last validation was the best) gets copies
+    of its records instead of a second pass over the cases.
     """
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     started = time.perf_counter()
@@ -125,10 +146,18 @@ def evaluate_run(
             bar.update(1)
 
     records, case_rows, steps = [], [], {}
+    scored: list[tuple[str, dict]] = []  # (checkpoint name, its weights) already scored
     try:
         for ckpt_name in CHECKPOINTS:
             ckpt = run.load_networks(ckpt_name, model_a, model_b, map_location=device)
             steps[ckpt_name] = ckpt["step"]
+            twin = next((name for name, weights in scored if same_weights(ckpt, weights)), None)
+            if twin is not None:  # 'best' is 'last' (the best validation was the last step): copy, don't re-score
+                records += [{**r, "checkpoint": ckpt_name} for r in records if r["checkpoint"] == twin]
+                case_rows += [{**r, "checkpoint": ckpt_name} for r in case_rows if r["checkpoint"] == twin]
+                bar.update(sum(available.values()))
+                continue
+            scored.append((ckpt_name, {key: ckpt[key] for key in ("model_a", "model_b")}))
             for split in available:
                 result = evaluate_cases(
                     model_a,

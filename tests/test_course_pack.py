@@ -163,6 +163,51 @@ def test_the_repository_pack_is_intact_small_and_follows_its_recipe():
     assert sum(p.numel() for p in model_a.parameters()) > 1_000_000
 
 
+def test_same_run_ignores_the_method_keys_its_method_does_not_read():
+    from coda_edu.config import load_config, resolve
+
+    def config(*overrides):
+        return resolve(load_config(None, list(overrides))).to_dict()
+
+    supervised = config("method.name=supervised")
+    assert course_pack.same_run(supervised, config("method.name=supervised", "method.mix=copy_paste")) == []
+    assert course_pack.same_run(supervised, config("method.name=supervised", "method.supervised_loss=ce")) == [
+        "method.supervised_loss"
+    ]
+    assert course_pack.same_run(config("method.name=cps"), config("method.name=cps", "method.mix=copy_paste")) == [
+        "method.mix"
+    ]
+    assert course_pack.same_run(supervised, config("method.name=cps"))  # another method is another run
+
+
+def test_a_recipe_edit_that_keeps_every_run_still_updates_the_manifest(tmp_path):
+    root = tiny_pack(tmp_path)
+    recipe = root / "groups.yaml"
+    recipe.write_text(
+        TINY.replace("seeds: [0, 1]", "seeds: [0]").replace(
+            "cps: [method.name=cps]", "supervised: [method.name=supervised]"
+        )
+    )
+    work = tmp_path / "work"
+    assert course_pack.build(None, root, work, progress=False, log=lambda s: None)["trained"] == 1
+    # a key supervised does not read, and a new title: the same run, kept; the manifest follows the recipe
+    recipe.write_text(
+        recipe.read_text()
+        .replace("title: tiny runs", "title: tiny supervised runs")
+        .replace(
+            "supervised: [method.name=supervised]", "supervised: [method.name=supervised, method.ema_teacher=0.99]"
+        )
+    )
+    assert course_pack.build(None, root, work, progress=False, log=lambda s: None) == {
+        "kept": 1,
+        "read": 0,
+        "trained": 0,
+    }
+    entry = CoursePack(root).info("tiny")
+    assert entry["title"] == "tiny supervised runs"
+    assert entry["variants"] == {"supervised": ["method.name=supervised", "method.ema_teacher=0.99"]}
+
+
 def test_the_pack_shows_the_minority_lesson():
     """The target of issue 18 on the pack: Co-DA with argmax_share beats CPS on the minority class by
     more than one paired std over 5 seeds; the default reading's RV pseudo-labels stay under-counted."""
@@ -182,7 +227,8 @@ def test_the_pack_shows_the_minority_lesson():
 def test_the_acdc_group_shows_the_unlabeled_patients_pay():
     """ACDC (validation, 5 seeds): Co-DA with the options beyond the paper against supervised, paired by
     seed, ahead on the mean and on the minority class (RV) by more than one paired std in every seed; it
-    is not the Co-DA that `coda-edu train` runs, and the pack says so (no default Co-DA variant)."""
+    is the CPU preset's Co-DA (configs/acdc_cpu.yaml, checked by the recipe test above), not the paper's
+    method alone, and the pack says so (no default Co-DA variant)."""
     runs = CoursePack().runs("acdc")
     assert sorted({r.seed for r in runs}) == [0, 1, 2, 3, 4] and {r.variant for r in runs} == {
         "supervised",

@@ -259,3 +259,53 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
     train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
     with pytest.raises(RunFolderError, match="already holds a run"):
         train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
+
+
+def test_best_equal_to_last_is_scored_once_with_the_records_of_a_second_pass(tmp_path, monkeypatch):
+    """evaluate_run copies the records of `last` for a `best` holding the same weights (the last validation
+    was the best), and they are what a second pass over the cases gives; different weights are scored."""
+    import shutil
+
+    import torch
+
+    from coda_edu import report
+    from coda_edu.run_folder import RunFolder
+
+    cfg = resolve(load_config(None, tiny_overrides(**{"train.device": "cpu"})))
+    result = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    run = RunFolder(result.run_dir)
+    shutil.copyfile(run.checkpoint_path("last"), run.checkpoint_path("best"))  # best = last, byte for byte
+    splits = [name for name in cfg.eval.splits if getattr(result.data, name)]  # one pass per split with cases
+    calls = []
+    original_cases, original_same = report.evaluate_cases, report.same_weights
+    monkeypatch.setattr(report, "evaluate_cases", lambda *a, **k: calls.append(1) or original_cases(*a, **k))
+    args = (
+        run,
+        cfg,
+        result.data,
+        result.model_a,
+        result.model_b,
+        torch.device("cpu"),
+        resolve_precision(torch.device("cpu"), "fp32"),
+    )
+
+    copied = report.evaluate_run(*args, progress=False)
+    assert len(calls) == len(splits) > 0
+    monkeypatch.setattr(report, "same_weights", lambda *a: False)  # force the second pass
+    scored = report.evaluate_run(*args, progress=False)
+    assert len(calls) == 3 * len(splits)
+    same = [
+        json.dumps(copied[key], sort_keys=True) == json.dumps(scored[key], sort_keys=True)  # NaN == NaN
+        for key in ("records", "cases")
+    ]
+    assert same == [True, True]
+    assert {r["checkpoint"] for r in copied["records"]} == {"best", "last"}
+
+    monkeypatch.setattr(report, "same_weights", original_same)
+    state = torch.load(run.checkpoint_path("best"), weights_only=False)
+    first = next(iter(state["model_a"]))
+    state["model_a"][first] = state["model_a"][first] + 1.0  # best now differs from last
+    torch.save(state, run.checkpoint_path("best"))
+    calls.clear()
+    report.evaluate_run(*args, progress=False)
+    assert len(calls) == 2 * len(splits)
