@@ -67,7 +67,7 @@ def resolve_precision(device: torch.device, choice: str = "auto") -> Precision:
     ``fp64`` is a testing and debugging precision, not a training one: networks, batches,
     statistics and losses in float64, so that two computations of the same maths that differ
     only in the order of their float sums (one process against several, 1 thread against 2)
-    agree to ~1e-12 instead of drifting apart at float32's rounding flips (docs/benchmarks.md).
+    agree to ~1e-12 instead of drifting apart at float32's rounding flips (docs/benchmarks-speed.md#several-processes).
     """
     if choice == "fp64":
         if device.type == "mps":

@@ -42,7 +42,7 @@
 # **Time** to run all cells, per section, on a 2-core CPU with nothing else running
 # (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
 # busy laptop expect up to a few times more; see
-# [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# [benchmarks-notebooks.md](../docs/benchmarks-notebooks.md#notebooks)). In a 90-minute
 # workshop plan about 25 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #

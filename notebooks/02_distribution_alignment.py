@@ -44,7 +44,7 @@
 # **Time** to run all cells, per section, on a 2-core CPU with nothing else running
 # (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
 # busy laptop expect up to a few times more; see
-# [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# [benchmarks-notebooks.md](../docs/benchmarks-notebooks.md#notebooks)). In a 90-minute
 # workshop plan about 25 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
@@ -351,7 +351,7 @@ explorer.show()
 # more training than a lesson has time for. The course pack holds such runs, trained once
 # (`coda-edu course pack`): by default the *synthetic minority regime*
 # (`configs/synthetic_minority.yaml`: a setting in which supervised and CPS networks
-# under-predict the RV, [benchmarks.md](../docs/benchmarks.md#the-synthetic-minority-regime-issue-9-point-4)),
+# under-predict the RV, [benchmarks-synthetic.md](../docs/benchmarks-synthetic.md#the-synthetic-minority-regime)),
 # 5 seeds each of supervised training, CPS, Co-DA with the default reading `predictions`
 # and with `argmax_share`, and Co-DA's two halves: the filter without alignment ("filter
 # only") and `argmax_share` without the filter ("alignment only").
@@ -448,7 +448,7 @@ if unaligned:  # what the default reading adds to the filter, paired by seed
 # %% [markdown]
 # Notebook 04 trains Co-DA as `coda-edu train` does, with the default reading (the line
 # above names it). On the real ACDC data (the CPU preset, 5 seeds,
-# [benchmarks.md](../docs/benchmarks.md#the-acdc-cpu-preset-over-5-seeds-issue-9-points-2-and-5b)),
+# [benchmarks-acdc.md](../docs/benchmarks-acdc.md#the-plain-acdc-cpu-preset-over-5-seeds)),
 # the gain that default Co-DA measured over CPS came from its filter, not from the
 # alignment: "filter only" gained as much on the MYO, and "alignment only" changed the mean
 # Dice by nothing measurable (`tests/test_course_pack.py` checks this against the runs'

@@ -40,7 +40,7 @@
 # **Time** to run all cells, per section, on a 2-core CPU with nothing else running
 # (papermill's cell timings, 2026-11-26, written by `benchmarks/notebook_sections.py`; on a
 # busy laptop expect up to a few times more; see
-# [benchmarks.md](../docs/benchmarks.md#notebooks)). In a 90-minute
+# [benchmarks-notebooks.md](../docs/benchmarks-notebooks.md#notebooks)). In a 90-minute
 # workshop plan about 15 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #
@@ -58,7 +58,7 @@
 # ([method.md](../docs/method.md#beyond-the-paper)), 2,500 steps: about 11 minutes on 2 cores
 # (measured 616–674 s per run), then section 5 trains supervised (about 5 minutes) and CPS with
 # the same options. Over 5 seeds the preset's Co-DA scores 0.785 ± 0.008 validation mean Dice
-# against supervised's 0.732 ± 0.007 ([benchmarks.md](../docs/benchmarks.md#acdc-beyond-the-paper));
+# against supervised's 0.732 ± 0.007 ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds));
 # notebook 05 with `-p pack_group acdc` compares those 10 runs without training anything.
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is

@@ -38,7 +38,7 @@
 # **Time** to run all cells, per section, on a 2-core CPU (papermill's cell timings, written
 # by `benchmarks/notebook_sections.py`): measured 2026-12-05 with other jobs on the CPU (load
 # average 2–5, one torch thread), so an upper bound; this notebook trains nothing, both sizes
-# read the same pre-run runs. See [benchmarks.md](../docs/benchmarks.md#notebooks). In a
+# read the same pre-run runs. See [benchmarks-notebooks.md](../docs/benchmarks-notebooks.md#notebooks). In a
 # 90-minute workshop plan about 10 minutes for reading, the controls and the
 # exercises ([instructor guide](../docs/teaching.md#schedule)).
 #

@@ -4,7 +4,7 @@ global batch; rank 0 alone writes the run folder; a killed 2-process run resumes
 The trajectory comparison runs at ``train.precision=fp64``: one and two processes compute the
 same maths in a different order of float sums, and in float32 that order's rounding flips a
 max-pool winner, a pseudo-label or a mask pixel within a few steps, after which the runs drift
-apart (docs/benchmarks.md); in float64 nothing flips and the two trajectories agree to the
+apart (docs/benchmarks-speed.md#several-processes); in float64 nothing flips and the two trajectories agree to the
 logged 6 digits over all 20 steps. The default float32 path is checked on its first steps.
 
 The 2-process runs go through ``tests/dist_entry.py`` (``coda-edu`` plus test hooks): on
@@ -138,7 +138,7 @@ def test_two_processes_in_fp32_agree_until_rounding_flips_something(runs):
     # Then the runs drift apart slowly: the order of float32 sums differs, and at step 3 a rounding-level
     # difference picks the other of two near-equal max-pool inputs (then pseudo-labels and mask pixels flip),
     # which the run amplifies. Measured on this config: up to 1.9e-2 at one step; one process with 2 threads
-    # instead of 1 drifts from itself the same way (docs/benchmarks.md). The fp64 test above holds every step.
+    # instead of 1 drifts from itself the same way (docs/benchmarks-speed.md#several-processes). The fp64 test above holds every step.
     assert max(relative) < 5e-2, relative
 
 

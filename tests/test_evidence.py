@@ -1,4 +1,4 @@
-"""The numbers in docs/benchmarks.md are the ones the committed run rows give.
+"""The numbers in docs/benchmarks*.md are the ones the committed run rows give.
 
 benchmarks/evidence/ keeps the per-run rows that ``benchmarks/quality.py --rows`` saved for
 the long sweeps (the ACDC preset on the GPU and on the CPU, the synthetic minority
@@ -35,11 +35,11 @@ def load_quality():
 
 quality = load_quality()
 EVIDENCE = REPO / "benchmarks" / "evidence"
-BENCHMARKS_MD = (REPO / "docs" / "benchmarks.md").read_text()
+BENCHMARKS_MD = "\n".join(p.read_text() for p in sorted((REPO / "docs").glob("benchmarks*.md")))  # summary + pages
 
 
 def section(anchor: str) -> str:
-    """The text of docs/benchmarks.md from ``<a id="anchor">`` to the next anchor."""
+    """The text of the benchmarks pages from ``<a id="anchor">`` to the next anchor."""
     start = BENCHMARKS_MD.index(f'<a id="{anchor}"></a>')
     end = BENCHMARKS_MD.find("<a id=", start + 1)
     return BENCHMARKS_MD[start : end if end > 0 else None]
