@@ -404,7 +404,12 @@ def test_the_site_has_no_dead_link_and_no_unresolved_reference(built_site):
     assert "[book] 0 unresolved links" in log, log[-2000:]
     dead = dead_links(html)
     assert not dead, f"{len(dead)} dead links:\n" + "\n".join(dead[:40])
-    for doc in ("docs/evaluation.html", "docs/benchmarks.html", "docs/benchmarks-acdc.html", "data_scripts/README.html"):
+    for doc in (
+        "docs/evaluation.html",
+        "docs/benchmarks.html",
+        "docs/benchmarks-acdc.html",
+        "data_scripts/README.html",
+    ):
         assert (html / doc).is_file(), doc
     page = (html / "notebooks" / "02_distribution_alignment.html").read_text()
     for target in ("../docs/benchmarks-acdc.html#", "../docs/evaluation.html#", "../docs/method.html#"):

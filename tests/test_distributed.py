@@ -138,7 +138,8 @@ def test_two_processes_in_fp32_agree_until_rounding_flips_something(runs):
     # Then the runs drift apart slowly: the order of float32 sums differs, and at step 3 a rounding-level
     # difference picks the other of two near-equal max-pool inputs (then pseudo-labels and mask pixels flip),
     # which the run amplifies. Measured on this config: up to 1.9e-2 at one step; one process with 2 threads
-    # instead of 1 drifts from itself the same way (docs/benchmarks-speed.md#several-processes). The fp64 test above holds every step.
+    # instead of 1 drifts from itself the same way (docs/benchmarks-speed.md#several-processes). The fp64 test
+    # above holds every step.
     assert max(relative) < 5e-2, relative
 
 
