@@ -44,7 +44,18 @@ from pathlib import Path
 
 import torch
 
-from _common import REPO, Stopwatch, has_acdc, machine, median, table, write_results
+if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root on the path, for the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    Stopwatch,
+    count_flops,
+    dense_peak,
+    has_acdc,
+    machine,
+    median,
+    table,
+    write_results,
+)
 
 PAPER_STEPS = 30_000
 
@@ -135,29 +146,6 @@ def make_trainer(cfg, data, tmp: Path, name: str, compile_mode: str | None = Non
         trainer.forward_a = torch.compile(trainer.model_a, mode=mode)
         trainer.forward_b = torch.compile(trainer.model_b, mode=mode)
     return trainer
-
-
-def count_flops(step) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return float(counter.get_total_flops())
-
-
-def dense_peak(device: str, dtype: torch.dtype, quick: bool) -> float:
-    """FLOP/s of a large dense matrix product: the device's practical peak for ``dtype``."""
-    n = 512 if quick else 8192
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else None
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(5 if quick else 20):
-        with Stopwatch(sync) as t:
-            a @ b
-        times.append(t.seconds)
-    return 2 * n**3 / median(times)
 
 
 def host_syncs(step, n: int = 3) -> int | None:
@@ -370,6 +358,4 @@ def measure(row: dict, trainer, s: dict, sync, cuda: bool) -> None:
 
 
 if __name__ == "__main__":
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     raise SystemExit(main())

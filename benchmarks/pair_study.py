@@ -19,8 +19,11 @@ import argparse
 import shutil
 import sys
 import time
+from pathlib import Path
 
-from _common import RESULTS, table, write_results
+if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root on the path, for the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, table, write_results  # noqa: E402
 
 DESIGNS = {
     "kaiming/xavier w8 (old default)": ["model.base_width=8", "model.init_a=kaiming", "model.init_b=xavier"],

@@ -27,9 +27,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from quality import run_folder
-
-from _common import RESULTS, table
+if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root on the path, for the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, table  # noqa: E402
+from benchmarks.quality import run_folder  # noqa: E402
 from coda_edu.analysis import pseudo_label_summary
 from coda_edu.io import atomic_write_json, read_json, read_jsonl
 

@@ -46,7 +46,9 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, has_acdc, table, write_results
+if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root on the path, for the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, has_acdc, table, write_results  # noqa: E402
 
 METHODS = {
     "supervised": ["method.name=supervised"],

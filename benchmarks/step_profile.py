@@ -22,13 +22,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _common import has_acdc, machine, table, write_results
+if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root on the path, for the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import has_acdc, machine, table, write_results  # noqa: E402
 
 KINDS = {
     "conv forward": ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution", "aten::conv2d"),

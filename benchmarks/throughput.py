@@ -34,10 +34,23 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import torch  # noqa: E402
 
-from _common import REPO, Stopwatch, has_acdc, machine, median, table, write_results
+if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root on the path, for the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    REPO,
+    Stopwatch,
+    count_flops,
+    dense_peak,
+    has_acdc,
+    machine,
+    median,
+    table,
+    write_results,
+)
 
 
 def settings(device: str, quick: bool) -> dict:
@@ -140,30 +153,6 @@ def make_reference(s, device, data_cfg, data=None):
         workers=2,
         device=device,
     )
-
-
-def count_flops(step_fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        step_fn()
-    return float(counter.get_total_flops())
-
-
-def dense_peak(device: str, dtype: torch.dtype, quick: bool) -> float:
-    """FLOP/s of a large dense matrix product (the device's practical peak for this dtype)."""
-    n = 2048 if device == "cpu" else 8192
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else None
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(3 if quick else 7):
-        with Stopwatch(sync) as t:
-            a @ b
-        times.append(t.seconds)
-    return 2 * n**3 / median(times)
 
 
 def memory_child(kind: str, device: str, quick: bool) -> dict:

@@ -63,16 +63,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def to_jsonable(obj: Any) -> Any:
-    """NaN/inf become ``None`` (JSON has no NaN); tensors and numpy values become lists/floats."""
+def to_jsonable(obj: Any, digits: int | None = None) -> Any:
+    """NaN/inf become ``None`` (JSON has no NaN); tensors and numpy values become lists/floats; with
+    ``digits``, floats are rounded to that many significant digits (smaller files for figures)."""
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
+        return [to_jsonable(v, digits) for v in obj]
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
-        return to_jsonable(obj.tolist())
+        return to_jsonable(obj.tolist(), digits)
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        if not math.isfinite(obj):
+            return None
+        return obj if digits is None else float(f"{obj:.{digits}g}")
     if isinstance(obj, Path):
         return str(obj)
     return obj

@@ -36,7 +36,7 @@ from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
-from .device import describe, resolve_device, resolve_precision
+from .device import Precision, describe, resolve_device, resolve_precision
 from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError, excerpt
 from .method.algorithms import Batch
 from .method.schedules import poly_lr
@@ -135,64 +135,98 @@ class Trainer:
         data: SegmentationData | None = None,
         log: Callable[[str], None] = print,
     ):
+        # where: the run folder, and this process's part in it
         self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-        self.run_dir = self.run.path
-        self.ckpt_dir = self.run.checkpoints_dir
+        self.run_dir, self.ckpt_dir = self.run.path, self.run.checkpoints_dir
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0  # rank 0 alone writes the run folder, logs, validates and evaluates
         self.progress = progress and self.is_main
         self.log = log if self.is_main else (lambda message: None)
+        # what: the config (a resumed run's own), its method and dataset
+        self.cfg = self._open_config(cfg, resume)
+        self.method, self.dataset = METHODS.get(self.cfg.method.name), DATASETS.get(self.cfg.data.name)
+        # on what: seeds, threads, device and precision, then the data on that device
+        self.device, self.precision = self._place()
+        self._load_data(data)
+        # the two networks, the method's own state and the optimiser
+        self.model_a, self.model_b, self.memory_format = self._build_networks()
+        self.algorithm = self.method.build(self.cfg, self.data.num_classes, self.data.ignore_index)
+        self.algorithm.prepare(self.model_a, self.model_b)
+        self.optimizer, self.scaler = self._build_optimizer()
+        # the batches: which items (two streams), the random generator of the augmentation, the augmentation
+        self.sampler, self.generator, self.augment = self._build_batches()
+        self.forward_a, self.forward_b = self._forwards()
+        self.state = TrainState()
+        if resume:
+            self._load_last()
+
+    # ------------------------------------------------------------------ building a run
+    def _open_config(self, cfg: Config | None, resume: bool) -> Config:
+        """A resumed run's own config.yaml (a different ``cfg`` is refused); a new run's folder is created."""
         if resume:
             cfg = self.run.config_for_resume(cfg)
         elif cfg is None:
             raise ConfigError("a new run needs a config (only resume=True reads the run's own config.yaml)")
         elif self.is_main:
-            self.run.create(log)
-        self.cfg = resolve(cfg)
+            self.run.create(self.log)
+        return resolve(cfg)
+
+    def _place(self) -> tuple[torch.device, Precision]:
+        """Seed every generator, set the CPU threads, pick this process's device and the precision."""
         c = self.cfg
-        self.method = METHODS.get(c.method.name)
-        self.dataset = DATASETS.get(c.data.name)
         seed_everything(distributed.rank_seed(c.seed))
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
-        self.device = distributed.rank_device(resolve_device(c.train.device))
-        self.precision = resolve_precision(self.device, c.train.precision)
-        self.data = data if data is not None else load_dataset(c)
+        device = distributed.rank_device(resolve_device(c.train.device))
+        return device, resolve_precision(device, c.train.precision)
+
+    def _load_data(self, data: SegmentationData | None) -> None:
+        """The dataset (loaded unless given), checked against the config, its training pools on the device."""
+        self.data = data if data is not None else load_dataset(self.cfg)
         self._check_data()
         self.data.labeled.to(self.device)
         self.data.unlabeled.to(self.device)
 
-        self.model_a, self.model_b = build_pair(c, self.data.in_channels, self.data.num_classes)
+    def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.memory_format]:
+        """Networks A and B: their heads' prior, batch norm over the global batch with several processes,
+        the device, dtype and memory format, and rank 0's weights on every rank."""
+        c = self.cfg
+        model_a, model_b = build_pair(c, self.data.in_channels, self.data.num_classes)
         if c.model.head_prior:
             from .method.alignment import label_marginal
             from .models.init import set_head_prior
 
             prior = label_marginal(self.data.labeled.labels, self.data.num_classes, self.data.ignore_index)
-            set_head_prior(self.model_a, prior)
-            set_head_prior(self.model_b, prior)
-        if self.world_size > 1:  # batch norm over the global batch; every rank starts from rank 0's weights
-            self.model_a = distributed.sync_batchnorm(self.model_a, self.device)
-            self.model_b = distributed.sync_batchnorm(self.model_b, self.device)
+            set_head_prior(model_a, prior)
+            set_head_prior(model_b, prior)
+        if self.world_size > 1:
+            model_a = distributed.sync_batchnorm(model_a, self.device)
+            model_b = distributed.sync_batchnorm(model_b, self.device)
         channels_last = c.train.channels_last if c.train.channels_last is not None else self.device.type == "cuda"
-        fmt = (
-            (torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d)
-            if channels_last
-            else torch.contiguous_format
-        )
+        fmt = torch.contiguous_format
+        if channels_last:
+            fmt = torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d
         # float32 weights (autocast adds bf16/fp16), float64 under the fp64 testing precision
-        self.model_a.to(self.device, dtype=self.precision.compute, memory_format=fmt)
-        self.model_b.to(self.device, dtype=self.precision.compute, memory_format=fmt)
-        distributed.broadcast_module(self.model_a)
-        distributed.broadcast_module(self.model_b)
-        self.memory_format = fmt
-        self.algorithm = self.method.build(c, self.data.num_classes, self.data.ignore_index)
-        self.algorithm.prepare(self.model_a, self.model_b)
-        params = list(self.model_a.parameters()) + (list(self.model_b.parameters()) if self.method.trains_b else [])
-        self.optimizer = build_optimizer(c, params, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+        for model in (model_a, model_b):
+            model.to(self.device, dtype=self.precision.compute, memory_format=fmt)
+            distributed.broadcast_module(model)
+        return model_a, model_b, fmt
+
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
+        """The optimiser over what the method trains (B only when it gets gradients) and the loss scaler."""
+        params = list(self.model_a.parameters())
+        if self.method.trains_b:
+            params += list(self.model_b.parameters())
+        optimizer = build_optimizer(self.cfg, params, self.device)
+        return optimizer, torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+
+    def _build_batches(self) -> tuple[TwoStreamSampler, torch.Generator, Augmenter]:
+        """The two-stream sampler (labeled and, for semi-supervised methods, unlabeled items), the
+        generator that draws the augmentation, and the augmentation."""
+        c = self.cfg
         unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
         self._check_shards(c.train.labeled_batch_size, unlabeled_batch)
-        self.sampler = TwoStreamSampler(
+        sampler = TwoStreamSampler(
             len(self.data.labeled),
             len(self.data.unlabeled),
             c.train.labeled_batch_size,
@@ -201,15 +235,15 @@ class Trainer:
             self.rank,
             self.world_size,
         )
-        self.generator = torch.Generator(device=self.device).manual_seed(c.seed)
+        generator = torch.Generator(device=self.device).manual_seed(c.seed)
         fill = self.data.ignore_index if self.data.ignore_index is not None else 0
-        self.augment = Augmenter(c.train.augment, self.data.spatial_dims, fill_label=fill)
-        self.forward_a, self.forward_b = self.model_a, self.model_b
-        if c.train.compile and self.device.type == "cuda":
-            self.forward_a, self.forward_b = torch.compile(self.model_a), torch.compile(self.model_b)
-        self.state = TrainState()
-        if resume:
-            self._load_last()
+        return sampler, generator, Augmenter(c.train.augment, self.data.spatial_dims, fill_label=fill)
+
+    def _forwards(self):
+        """The callables of the training step: the networks, compiled on CUDA with ``train.compile``."""
+        if self.cfg.train.compile and self.device.type == "cuda":
+            return torch.compile(self.model_a), torch.compile(self.model_b)
+        return self.model_a, self.model_b
 
     def _check_data(self) -> None:
         d, c = self.data, self.cfg

@@ -7,33 +7,15 @@ tables with quality.py's own functions and check each doc line carries the same 
 so an edited number, or a sweep rerun without updating the docs, fails here.
 """
 
-import importlib.util
 import re
 import subprocess
 import sys
 
 import pytest
 
+from benchmarks import quality
 from tests.conftest import REPO
 
-
-def load_quality():
-    """benchmarks/quality.py as a module, with its own ``_common`` (data_scripts/ has one too)."""
-    other = sys.modules.pop("_common", None)
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-        sys.modules.pop("_common", None)
-        if other is not None:
-            sys.modules["_common"] = other
-    return module
-
-
-quality = load_quality()
 EVIDENCE = REPO / "benchmarks" / "evidence"
 BENCHMARKS_MD = "\n".join(p.read_text() for p in sorted((REPO / "docs").glob("benchmarks*.md")))  # summary + pages
 
@@ -222,8 +204,6 @@ def test_acdc_pseudo_label_table_is_the_saved_summaries():
 
 
 def test_paired_bootstrap_resamples_patients_and_keeps_seeds_paired():
-    quality = load_quality()
-
     def row(method, seed, shift):
         cases = {}
         for p, base in (("patient001", 0.6), ("patient002", 0.7), ("patient003", 0.8)):

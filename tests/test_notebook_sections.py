@@ -1,16 +1,12 @@
 """benchmarks/notebook_sections.py: per-section times of executed notebooks from papermill's
 cell timings, and the header tables it rewrites."""
 
-import importlib.util
 import json
 
 import pytest
 
+from benchmarks import notebook_sections as sections
 from tests.conftest import REPO
-
-spec = importlib.util.spec_from_file_location("notebook_sections", REPO / "benchmarks" / "notebook_sections.py")
-sections = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sections)
 
 HEADER = """# | section | quick (`quick=True`) | workshop (defaults) | GPU |
 # |---|---|---|---|

@@ -158,6 +158,17 @@ def test_empty_predictions_give_counted_nans_not_zeros(tiny_config):
     assert to_jsonable(records)[0]["hd95"] is None  # NaN is written as null in eval.json
 
 
+def test_to_jsonable_rounds_to_significant_digits_only_when_asked():
+    import numpy as np
+
+    from coda_edu.io import to_jsonable
+    from coda_edu.viz.static import _clean
+
+    value = {"a": np.float32(0.123456789), "b": [float("inf"), 123456.789, 2], "c": np.array([1.0e-7 / 3])}
+    assert to_jsonable(value)["b"] == [None, 123456.789, 2]
+    assert to_jsonable(value, digits=5) == _clean(value) == {"a": 0.12346, "b": [None, 123460.0, 2], "c": [3.3333e-08]}
+
+
 def test_same_seed_same_run(tmp_path):
     cfg = load_config(None, tiny_overrides())
     a = train(cfg, tmp_path / "a", progress=False, evaluate=False, log=lambda s: None)

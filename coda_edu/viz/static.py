@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..io import to_jsonable
 
 MIME = "application/vnd.coda-edu.explorer+json"
 
@@ -60,17 +61,7 @@ def nearest(values: Sequence[float], value: float) -> int:
 
 def _clean(obj: Any) -> Any:
     """Plain JSON: floats rounded to 5 significant digits, NaN/inf as None, numpy values as Python ones."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
-        return _clean(obj.tolist())
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            return None
-        return float(f"{obj:.5g}")
-    return obj
+    return to_jsonable(obj, digits=5)
 
 
 def figure_json(fig) -> dict:

@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: machine description, results files, tables."""
+"""Shared helpers of the benchmark scripts: machine description, timing, the FLOP counter and the
+dense-matmul peak probe, results files, tables."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-if str(REPO) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO))
 
 
 def data_dir() -> Path | None:
@@ -121,3 +120,33 @@ class Stopwatch:
             self.sync()
         self.seconds = time.perf_counter() - self._start
         return False
+
+
+def count_flops(step) -> float:
+    """FLOPs of one call of ``step`` as torch's FLOP counter sees them (matrix products and
+    convolutions, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def dense_peak(device: str, dtype, quick: bool) -> float:
+    """FLOP/s of a large dense matrix product, the device's practical peak for ``dtype``: the median of
+    repeated n x n products, n = 2048 on the CPU and 8192 on a GPU (512 with ``quick``: a CPU without
+    bf16 units takes seconds per bf16 product of 2048)."""
+    import torch
+
+    n = 512 if quick else 2048 if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(5 if quick else 20):
+        with Stopwatch(sync) as t:
+            a @ b
+        times.append(t.seconds)
+    return 2 * n**3 / median(times)
