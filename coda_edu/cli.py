@@ -32,14 +32,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML config (defaults: the synthetic Co-DA experiment)")
-    p.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        dest="overrides",
-        help="override one config key, e.g. --set method.name=cps --set train.iterations=300 (repeatable)",
+    from .config import add_config_options
+
+    add_config_options(
+        p,
+        "YAML config (defaults: the synthetic Co-DA experiment)",
+        "override one config key, e.g. --set method.name=cps --set train.iterations=300 (repeatable)",
     )
 
 

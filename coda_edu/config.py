@@ -527,6 +527,13 @@ def from_dict(mapping: dict | None) -> Config:
     return cfg
 
 
+def add_config_options(parser, config_help: str, set_help: str = "override one config key (repeatable)") -> None:
+    """The command-line options every command with a config has: ``--config FILE`` and repeatable
+    ``--set KEY=VALUE`` (into ``args.overrides``, read by :func:`load_config`)."""
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides", help=set_help)
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults <- YAML file <- ``KEY=VALUE`` overrides, then validated."""
     cfg = Config()

@@ -15,13 +15,14 @@ from pathlib import Path
 
 
 def add_cli(sub) -> None:
+    from .config import add_config_options
+
     p = sub.add_parser("data", help="check a real dataset (download/preprocess: see data_scripts/)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
     check = data_sub.add_parser("check", help="open a dataset as training would, checking every file")
     check.add_argument("--dataset", required=True, metavar="NAME", help="the dataset to check (a data.name value)")
     check.add_argument("--root", help="dataset folder (default: $CODA_EDU_DATA_DIR/<the dataset's folder>)")
-    check.add_argument("--config", metavar="FILE", help="YAML config whose data section is used")
-    check.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides")
+    add_config_options(check, "YAML config whose data section is used")
     pack = data_sub.add_parser("pack", help="pack a dataset folder into one compact, verified file")
     pack.add_argument("dataset", metavar="DATASET", help="the dataset to pack (a data.name value, e.g. acdc)")
     pack.add_argument("--out", required=True, metavar="FILE", help="the pack to write (e.g. acdc.cepack)")

@@ -51,7 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from .config import Config, resolve, set_value
+from .config import Config, add_config_options, resolve, set_value
 from .errors import CodaEduError, ConfigError, RunFolderError, excerpt
 from .io import atomic_write_json, atomic_write_text, read_json
 
@@ -695,14 +695,10 @@ def run_protocol(
 def add_cli(sub) -> None:
     """``coda-edu protocol ...`` (wired by :mod:`coda_edu.cli`)."""
     p = sub.add_parser("protocol", help="train several methods at one setting and write one comparison table (GPU)")
-    p.add_argument("--config", metavar="FILE", help="YAML config shared by every method (e.g. configs/acdc_paper.yaml)")
-    p.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        dest="overrides",
-        help="override one config key for every method (repeatable)",
+    add_config_options(
+        p,
+        "YAML config shared by every method (e.g. configs/acdc_paper.yaml)",
+        "override one config key for every method (repeatable)",
     )
     p.add_argument("--methods", default="coda,cps,supervised", help="comma-separated methods (default: %(default)s)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the config's seed)")

@@ -87,6 +87,21 @@ def to_xy(probs: np.ndarray) -> np.ndarray:
     return np.asarray(probs) @ CORNERS
 
 
+def _ternary_trace(probs: np.ndarray, class_names: Sequence[str], name: str, marker: dict):
+    """One group of points of a ternary plot: corner a is class 2, b class 0, c class 1."""
+    import plotly.graph_objects as go
+
+    return go.Scatterternary(
+        a=probs[:, 2],
+        b=probs[:, 0],
+        c=probs[:, 1],
+        mode="markers",
+        marker=marker,
+        hovertemplate=_hover(class_names, name),
+        name=name,
+    )
+
+
 def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
     """Plotly ternary plot: predictions before (hollow) and after alignment (filled), coloured by pseudo-label."""
     import plotly.graph_objects as go
@@ -96,19 +111,9 @@ def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[
     for name, probs, symbol in (("before", before, "circle-open"), ("after", after, "circle")):
         labels = probs.argmax(1)
         for c in range(3):
-            sel = labels == c
-            fig.add_trace(
-                go.Scatterternary(
-                    a=probs[sel, 2],
-                    b=probs[sel, 0],
-                    c=probs[sel, 1],
-                    mode="markers",
-                    marker={"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8},
-                    hovertemplate=_hover(class_names, f"{name}: pseudo-label {class_names[c]}"),
-                    name=f"{name}: pseudo-label {class_names[c]}",
-                    legendgroup=name,
-                )
-            )
+            marker = {"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8}
+            trace = _ternary_trace(probs[labels == c], class_names, f"{name}: pseudo-label {class_names[c]}", marker)
+            fig.add_trace(trace.update(legendgroup=name))
     _argmax_borders(fig)
     fig.update_layout(
         title=title,
@@ -177,18 +182,8 @@ def ternary_points_figure(probs: np.ndarray, truth: np.ndarray, class_names: Seq
     colors = _colors(class_names)
     fig = go.Figure()
     for c in range(3):
-        sel = truth == c
-        fig.add_trace(
-            go.Scatterternary(
-                a=probs[sel, 2],
-                b=probs[sel, 0],
-                c=probs[sel, 1],
-                mode="markers",
-                marker={"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
-                hovertemplate=_hover(class_names, f"true class {class_names[c]}"),
-                name=f"true class {class_names[c]}",
-            )
-        )
+        marker = {"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}}
+        fig.add_trace(_ternary_trace(probs[truth == c], class_names, f"true class {class_names[c]}", marker))
     _argmax_borders(fig)
     fig.update_layout(
         title=title,
