@@ -119,9 +119,9 @@ def main(argv=None) -> int:
     seeds = list(range(2 if args.quick else args.seeds))
     extra = list(args.extra)
     if args.quick:
-        from coda_edu.config import SMALL_SYNTHETIC
+        from coda_edu.presets import dataset_quick
 
-        extra = SMALL_SYNTHETIC + ["train.iterations=12", "train.val_every=6"] + extra
+        extra = list(dataset_quick("synthetic")) + ["train.iterations=12", "train.val_every=6"] + extra
     print(f"{len(designs)} designs x {len(seeds)} seeds, method {args.method}", flush=True)
     rows = run(designs, seeds, args.method, extra, lambda m: print(m, flush=True))
     summary = summarise(rows)

@@ -65,12 +65,17 @@ METHODS = {
 
 
 def dataset_settings(name: str, quick: bool) -> dict:
-    from coda_edu.config import SMALL_SYNTHETIC, preset_path
+    from coda_edu.config import preset_path
+    from coda_edu.presets import dataset_quick
 
     if name in ("demo", "synthetic"):
         overrides = ["eval.distances=false"]
         if quick:
-            overrides += SMALL_SYNTHETIC + ["train.iterations=20", "train.val_every=10", "model.base_width=4"]
+            overrides += list(dataset_quick("synthetic")) + [
+                "train.iterations=20",
+                "train.val_every=10",
+                "model.base_width=4",
+            ]
         config = None if name == "demo" else preset_path("synthetic_minority.yaml")
         return {"config": config, "overrides": overrides, "split": "test", "reuse_data": False, "bias": True}
     if name == "acdc":

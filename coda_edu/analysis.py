@@ -133,6 +133,21 @@ def find_runs(runs_dir: str | Path) -> list[Path]:
     return [run.path for run in RunFolder.find(runs_dir, skip=SCRATCH)]
 
 
+def method_label(method: dict) -> str:
+    """A run's method as tables name it: ``method.name``, with ``[alignment,filter]`` when a method that
+    makes pseudo-labels runs another alignment reading or filter than its own defaults."""
+    from .registry import METHODS
+
+    name = method["name"]
+    if name not in METHODS.names():
+        return name
+    spec = METHODS.get(name)
+    chosen = (method.get("alignment") or spec.alignment, method.get("filter") or spec.filter)
+    if spec.pseudo_labels and chosen != (spec.alignment, spec.filter):
+        return f"{name}[{chosen[0]},{chosen[1]}]"
+    return name
+
+
 def collect_runs(runs_dir: str | Path) -> list[dict]:
     """One row per run x record, with the run's method, dataset, labeled amount and seed (a damaged
     config.yaml or eval.json is a one-line :class:`~coda_edu.errors.RunFolderError`)."""
@@ -144,12 +159,7 @@ def collect_runs(runs_dir: str | Path) -> list[dict]:
         data = cfg["data"]
         labeled = data["labeled_patients"] if data.get("labeled_fraction") is None else data["labeled_fraction"]
         ev = RunFolder(run).read_eval()
-        variant = cfg["method"]["name"]
-        if variant == "coda" and (cfg["method"]["alignment"], cfg["method"]["filter"]) != (
-            "predictions",
-            "over_expectation",
-        ):
-            variant = f"coda[{cfg['method']['alignment']},{cfg['method']['filter']}]"
+        variant = method_label(cfg["method"])
         for rec in (r for r in ev["records"] if isinstance(r, dict)):
             rows.append(
                 {

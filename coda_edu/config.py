@@ -27,13 +27,8 @@ import yaml
 
 from .errors import ConfigError, excerpt
 from .io import MB, YAMLRefused, load_yaml, read_small_text
-from .presets import dataset_quick
 from .registry import DATASETS, METHODS, Registry
 
-#: Overrides for a CI-size synthetic dataset (24 patients, 32x32 slices, a 4-level U-Net), what the
-#: benchmarks use with ``--quick``: a compatibility name for the ``datasets.synthetic`` entry of the
-#: quick preset (``coda_edu/presets/quick.yaml``), which also holds the notebooks' quick sizes.
-SMALL_SYNTHETIC = list(dataset_quick("synthetic"))
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
 MIXES = ("none", "copy_paste", "cutmix")

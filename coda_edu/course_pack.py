@@ -729,7 +729,7 @@ def default_coda_variant(runs: list[PackedRun]) -> Optional[str]:
     keys = ("alignment", "filter", "mix", "unsupervised_loss", "ema_teacher", "strong_intensity")
     for run in runs:
         m = run.config["method"]
-        if m["name"] == "coda" and all(m.get(k, getattr(default, k)) == getattr(default, k) for k in keys):
+        if m["name"] == default.name and all(m.get(k, getattr(default, k)) == getattr(default, k) for k in keys):
             return run.variant
     return None
 

@@ -48,6 +48,8 @@ class MethodSpec:
     filter: str = "none"  # method.filter when the config leaves it null
     trains_b: bool = True  # network B gets gradients (mean teacher: no, B is an EMA of A)
     config_keys: tuple[str, ...] = ()  # the method.* keys it reads (its config section)
+    color: str = "#666666"  # its colour in every figure of the series
+    variant_colors: tuple[str, ...] = ()  # shades for its variants ("coda, argmax share"): by the label's hash
     algorithm: Any = None  # the Algorithm subclass (set by METHODS.register used as a decorator)
 
     def build(self, cfg, num_classes: int, ignore_index: Optional[int]):

@@ -23,14 +23,15 @@ import sys
 import pytest
 import torch
 
-from coda_edu.config import SMALL_SYNTHETIC, load_config
+from coda_edu.config import load_config
 from coda_edu.io import read_jsonl
+from coda_edu.presets import dataset_quick
 from coda_edu.train import train
 from tests.conftest import REPO
 
 # Co-DA with alignment and the over-expectation filter; 7 labeled + 8 unlabeled images per step,
 # so the labeled shards are uneven (4 and 3): the reductions must sum, then divide.
-OVERRIDES = SMALL_SYNTHETIC + [
+OVERRIDES = list(dataset_quick("synthetic")) + [
     "model.base_width=4",
     "model.dropout=false",
     "method.name=coda",

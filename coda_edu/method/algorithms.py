@@ -164,6 +164,7 @@ _CPS_KEYS = _PAIR_KEYS + (
         uses_unlabeled=False,
         pseudo_labels=False,
         config_keys=("supervised_loss",),
+        color="#8c564b",
     )
 )
 class Supervised(Algorithm):
@@ -224,6 +225,7 @@ class MarginalTracker:
         alignment="none",
         filter="none",
         config_keys=_CPS_KEYS,
+        color="#ff7f0e",
     )
 )
 @METHODS.register(
@@ -233,6 +235,8 @@ class MarginalTracker:
         alignment="predictions",
         filter="over_expectation",
         config_keys=_CPS_KEYS,
+        color="#9467bd",
+        variant_colors=("#c5b0d5", "#54278f", "#a88fd0", "#3f007d"),  # shades of its purple
     )
 )
 class CrossPseudoSupervision(Algorithm):
@@ -507,6 +511,7 @@ class CrossPseudoSupervision(Algorithm):
         pseudo_labels=False,
         trains_b=False,
         config_keys=_PAIR_KEYS + ("teacher_momentum", "teacher_noise"),
+        color="#bcbd22",
     )
 )
 class MeanTeacher(Algorithm):

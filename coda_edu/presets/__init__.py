@@ -3,8 +3,8 @@
 ``quick.yaml`` (package data) is the one place that says what "quick" means:
 
 - ``datasets.<name>``: ``KEY=VALUE`` config overrides that shrink a run of that dataset
-  (:attr:`coda_edu.registry.DatasetSpec.quick`; :data:`coda_edu.config.SMALL_SYNTHETIC`
-  is the synthetic entry, which the benchmarks' ``--quick`` add);
+  (:attr:`coda_edu.registry.DatasetSpec.quick`; the benchmarks' ``--quick`` add the synthetic
+  entry);
 - ``notebooks.<notebook>``: the training ``steps`` that ``quick=True`` sets in that
   notebook and extra ``overrides`` (:func:`notebook_quick`).
 

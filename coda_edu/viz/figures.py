@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -30,16 +31,14 @@ CLASS_COLORS = {
     "lesion": (1.00, 0.75, 0.00),
     "organ": (0.09, 0.75, 0.81),
 }
-CARDIAC_COLORS = {k: v for k, v in CLASS_COLORS.items() if k != "background"}  # kept for older imports
-METHOD_COLORS = {"supervised": "#8c564b", "cps": "#ff7f0e", "mean_teacher": "#bcbd22", "coda": "#9467bd"}
+UNSUPERVISED_COLOR = "#9467bd"  # the unsupervised losses in the learning curves
 MODEL_STYLES = {
     "A": {"color": "0.45", "ls": "--"},
     "B": {"color": "0.45", "ls": ":"},
     "ensemble": {"color": "black", "ls": "-"},
 }
 SERIES_HATCHES = ("", "//", "..", "xx", "\\\\", "++")
-_CODA_VARIANT_COLORS = ("#c5b0d5", "#54278f", "#a88fd0", "#3f007d")  # Co-DA variants: shades of its purple
-_OTHER_METHOD_COLORS = ("#e7298a", "#666666")
+_OTHER_METHOD_COLORS = ("#e7298a", "#666666")  # labels that name no registered method
 
 
 def class_color(name: str, index: int) -> tuple:
@@ -52,10 +51,16 @@ def class_color(name: str, index: int) -> tuple:
 
 
 def method_color(name: str) -> str:
-    """The series-wide colour of a method; variants such as ``coda[labels,fixed]`` get their own."""
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
-    family = _CODA_VARIANT_COLORS if name.startswith("coda") else _OTHER_METHOD_COLORS
+    """The series-wide colour of a method, declared by its ``MethodSpec``; a variant labelled after a
+    method ("coda, argmax share", ``coda[labels,fixed]``) gets one of that method's shades."""
+    from ..registry import METHODS
+
+    registered = METHODS.names()
+    if name in registered:
+        return METHODS.get(name).color
+    base = re.match(r"[A-Za-z_]+", name)
+    spec = METHODS.get(base.group(0)) if base and base.group(0) in registered else None
+    family = spec.variant_colors if spec is not None and spec.variant_colors else _OTHER_METHOD_COLORS
     return family[sum(map(ord, name)) % len(family)]
 
 
@@ -158,8 +163,8 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
         "loss": ("black", "-"),
         "sup_A": ("0.35", "--"),
         "sup_B": ("0.35", ":"),
-        "unsup_A": (METHOD_COLORS["coda"], "--"),
-        "unsup_B": (METHOD_COLORS["coda"], ":"),
+        "unsup_A": (UNSUPERVISED_COLOR, "--"),
+        "unsup_B": (UNSUPERVISED_COLOR, ":"),
     }
     ax = axes[0]
     for key in ("loss", "sup_A", "sup_B", "unsup_A", "unsup_B"):
@@ -341,7 +346,7 @@ def plot_class_scores(
     ylabel: str = "Dice",
     errors: Optional[dict[str, Sequence[float]]] = None,
 ):
-    """Grouped bars of a score in [0, 1] (Dice) per class, one colour per method (``METHOD_COLORS``)."""
+    """Grouped bars of a score in [0, 1] (Dice) per class, one colour per method (:func:`method_color`)."""
     longest = max((len(str(k)) for k in series), default=0)
     fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
     _bar_groups(

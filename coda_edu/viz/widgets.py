@@ -381,7 +381,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
     import ipywidgets as widgets
     from matplotlib.ticker import MaxNLocator
 
-    from .figures import METHOD_COLORS, MODEL_STYLES, _legend_below, readable_log_axis
+    from .figures import MODEL_STYLES, UNSUPERVISED_COLOR, _legend_below, readable_log_axis
 
     train = [r for r in rows if r.get("kind") == "train"]
     val = [r for r in rows if r.get("kind") == "val"]
@@ -407,8 +407,8 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
             "loss": ("black", "-"),
             "sup_A": ("0.35", "--"),
             "sup_B": ("0.35", ":"),
-            "unsup_A": (METHOD_COLORS["coda"], "--"),
-            "unsup_B": (METHOD_COLORS["coda"], ":"),
+            "unsup_A": (UNSUPERVISED_COLOR, "--"),
+            "unsup_B": (UNSUPERVISED_COLOR, ":"),
         }
         for key, (color, ls) in loss_styles.items():
             values = series(key)
