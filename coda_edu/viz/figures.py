@@ -32,6 +32,15 @@ CLASS_COLORS = {
     "organ": (0.09, 0.75, 0.81),
 }
 UNSUPERVISED_COLOR = "#9467bd"  # the unsupervised losses in the learning curves
+#: The loss curves' (colour, line style): greys and line styles, A dashed, B dotted, totals solid
+#: (no class or method colour is reused).
+LOSS_STYLES = {
+    "loss": ("black", "-"),
+    "sup_A": ("0.35", "--"),
+    "sup_B": ("0.35", ":"),
+    "unsup_A": (UNSUPERVISED_COLOR, "--"),
+    "unsup_B": (UNSUPERVISED_COLOR, ":"),
+}
 MODEL_STYLES = {
     "A": {"color": "0.45", "ls": "--"},
     "B": {"color": "0.45", "ls": ":"},
@@ -158,19 +167,10 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     fig = Figure(figsize=(13, 4.2))
     axes = fig.subplots(1, 3)
     steps = [r["step"] for r in train]
-    # Greys and line styles: A dashed, B dotted, totals solid (no class or method colour is reused).
-    styles = {
-        "loss": ("black", "-"),
-        "sup_A": ("0.35", "--"),
-        "sup_B": ("0.35", ":"),
-        "unsup_A": (UNSUPERVISED_COLOR, "--"),
-        "unsup_B": (UNSUPERVISED_COLOR, ":"),
-    }
     ax = axes[0]
-    for key in ("loss", "sup_A", "sup_B", "unsup_A", "unsup_B"):
+    for key, (color, ls) in LOSS_STYLES.items():
         values = [r.get(key) for r in train]
         if any(v is not None for v in values):
-            color, ls = styles[key]
             ax.plot(steps, [np.nan if v is None else v for v in values], label=key, lw=1, color=color, ls=ls)
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (log scale)")

@@ -102,6 +102,22 @@ def _ternary_trace(probs: np.ndarray, class_names: Sequence[str], name: str, mar
     )
 
 
+def _ternary_layout(fig, title: str, axis_titles: list[str]):
+    """The argmax borders and the layout every ternary plot shares (corner a is class 2, b 0, c 1)."""
+    _argmax_borders(fig)
+    fig.update_layout(
+        title=title,
+        height=460,
+        margin={"l": 40, "r": 40, "t": 60, "b": 40},
+        ternary={
+            "aaxis": {"title": axis_titles[2]},
+            "baxis": {"title": axis_titles[0]},
+            "caxis": {"title": axis_titles[1]},
+        },
+    )
+    return fig
+
+
 def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
     """Plotly ternary plot: predictions before (hollow) and after alignment (filled), coloured by pseudo-label."""
     import plotly.graph_objects as go
@@ -114,18 +130,7 @@ def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[
             marker = {"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8}
             trace = _ternary_trace(probs[labels == c], class_names, f"{name}: pseudo-label {class_names[c]}", marker)
             fig.add_trace(trace.update(legendgroup=name))
-    _argmax_borders(fig)
-    fig.update_layout(
-        title=title,
-        height=460,
-        margin={"l": 40, "r": 40, "t": 60, "b": 40},
-        ternary={
-            "aaxis": {"title": class_names[2]},
-            "baxis": {"title": class_names[0]},
-            "caxis": {"title": class_names[1]},
-        },
-    )
-    return fig
+    return _ternary_layout(fig, title, list(class_names))
 
 
 def ternary_static(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
@@ -184,18 +189,7 @@ def ternary_points_figure(probs: np.ndarray, truth: np.ndarray, class_names: Seq
     for c in range(3):
         marker = {"color": colors[c], "size": 6, "opacity": 0.8, "line": {"width": 0.5, "color": "white"}}
         fig.add_trace(_ternary_trace(probs[truth == c], class_names, f"true class {class_names[c]}", marker))
-    _argmax_borders(fig)
-    fig.update_layout(
-        title=title,
-        height=460,
-        margin={"l": 40, "r": 40, "t": 60, "b": 40},
-        ternary={
-            "aaxis": {"title": f"p({class_names[2]})"},
-            "baxis": {"title": f"p({class_names[0]})"},
-            "caxis": {"title": f"p({class_names[1]})"},
-        },
-    )
-    return fig
+    return _ternary_layout(fig, title, [f"p({name})" for name in class_names])
 
 
 def ternary_points_static(probs: np.ndarray, truth: np.ndarray, class_names: Sequence[str], title: str = ""):

@@ -381,7 +381,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
     import ipywidgets as widgets
     from matplotlib.ticker import MaxNLocator
 
-    from .figures import MODEL_STYLES, UNSUPERVISED_COLOR, _legend_below, readable_log_axis
+    from .figures import LOSS_STYLES, MODEL_STYLES, _legend_below, readable_log_axis
 
     train = [r for r in rows if r.get("kind") == "train"]
     val = [r for r in rows if r.get("kind") == "val"]
@@ -403,14 +403,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         grid = fig.add_gridspec(2, 2, height_ratios=(1, 1))
         ax_l, ax_s = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
         ax_d = fig.add_subplot(grid[1, :])
-        loss_styles = {
-            "loss": ("black", "-"),
-            "sup_A": ("0.35", "--"),
-            "sup_B": ("0.35", ":"),
-            "unsup_A": (UNSUPERVISED_COLOR, "--"),
-            "unsup_B": (UNSUPERVISED_COLOR, ":"),
-        }
-        for key, (color, ls) in loss_styles.items():
+        for key, (color, ls) in LOSS_STYLES.items():
             values = series(key)
             if np.isfinite(values).any():
                 ax_l.plot(steps, values, color=color, ls=ls, lw=0.8, alpha=0.25)
