@@ -57,9 +57,10 @@
 # `configs/acdc_cpu.yaml` whole, Co-DA with the options beyond the paper
 # ([method.md](../docs/method.md#beyond-the-paper)), 2,500 steps: about 11 minutes on 2 cores
 # (measured 616–674 s per run), then section 5 trains supervised (about 5 minutes) and CPS with
-# the same options. Over 5 seeds the preset's Co-DA scores 0.785 ± 0.008 validation mean Dice
-# against supervised's 0.732 ± 0.007 ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds));
-# notebook 05 with `-p pack_group acdc` compares those 10 runs without training anything.
+# the same options (about 10). Over 5 seeds the preset's Co-DA scores 0.785 ± 0.008 validation
+# mean Dice, CPS with the same options 0.789 ± 0.007 and supervised 0.732 ± 0.007
+# ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds));
+# notebook 05 with `-p pack_group acdc` compares those 15 runs without training anything.
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in

@@ -111,6 +111,7 @@ def test_a_method_declares_its_colour_and_its_variants_take_its_shades():
     assert method_color("coda, argmax share") in coda.variant_colors
     assert method_color("coda[labels,fixed]") in coda.variant_colors
     assert method_color("alignment only") not in coda.variant_colors + (coda.color,)
+    assert method_color("cps + options") == METHODS.get("cps").color  # a method without shades: its colour
     assert len({METHODS.get(name).color for name in METHODS.names()}) == len(METHODS.names())  # all told apart
 
 

@@ -61,7 +61,8 @@ def class_color(name: str, index: int) -> tuple:
 
 def method_color(name: str) -> str:
     """The series-wide colour of a method, declared by its ``MethodSpec``; a variant labelled after a
-    method ("coda, argmax share", ``coda[labels,fixed]``) gets one of that method's shades."""
+    method ("coda, argmax share", ``coda[labels,fixed]``, "cps + options") gets one of that method's
+    shades, or its colour when it declares none."""
     from ..registry import METHODS
 
     registered = METHODS.names()
@@ -69,7 +70,9 @@ def method_color(name: str) -> str:
         return METHODS.get(name).color
     base = re.match(r"[A-Za-z_]+", name)
     spec = METHODS.get(base.group(0)) if base and base.group(0) in registered else None
-    family = spec.variant_colors if spec is not None and spec.variant_colors else _OTHER_METHOD_COLORS
+    if spec is not None and not spec.variant_colors:
+        return spec.color
+    family = spec.variant_colors if spec is not None else _OTHER_METHOD_COLORS
     return family[sum(map(ord, name)) % len(family)]
 
 
