@@ -31,9 +31,9 @@ CLASS_COLORS = {
     "lesion": (1.00, 0.75, 0.00),
     "organ": (0.09, 0.75, 0.81),
 }
-UNSUPERVISED_COLOR = "#9467bd"  # the unsupervised losses in the learning curves
-#: The loss curves' (colour, line style): greys and line styles, A dashed, B dotted, totals solid
-#: (no class or method colour is reused).
+UNSUPERVISED_COLOR = "#9467bd"  # the unsupervised losses in the learning curves (purple)
+#: The loss curves' (colour, line style): the total black, the supervised losses grey, the unsupervised
+#: ones purple; A dashed, B dotted, totals solid (no class colour is reused).
 LOSS_STYLES = {
     "loss": ("black", "-"),
     "sup_A": ("0.35", "--"),
