@@ -137,7 +137,7 @@ COMPILED = [
 
 
 def make_trainer(cfg, data, tmp: Path, name: str, compile_mode: str | None = None):
-    from coda_edu.train import Trainer
+    from coda_edu.trainer import Trainer
 
     trainer = Trainer(cfg, tmp / name.replace(" ", "_"), progress=False, data=data, log=lambda m: None)
     if compile_mode is not None:

@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 def build(config: str, overrides: list[str], method: str, folder: str, quick: bool = False):
     from coda_edu.config import load_config
     from coda_edu.presets import dataset_quick
-    from coda_edu.train import Trainer
+    from coda_edu.trainer import Trainer
 
     sets = ["train.device=cpu", f"method.name={method}"]
     if quick or not has_acdc():

@@ -100,7 +100,7 @@ def coda_config(s: dict, method: str, device: str, precision: str = "fp32", chan
 
 
 def make_trainer(s, method, device, data, tmp, **kw):
-    from coda_edu.train import Trainer
+    from coda_edu.trainer import Trainer
 
     return Trainer(
         coda_config(s, method, device, **kw),

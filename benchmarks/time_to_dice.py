@@ -79,7 +79,7 @@ def measured_step_seconds(cfg, data) -> float:
     import statistics
     import tempfile
 
-    from coda_edu.train import Trainer
+    from coda_edu.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, progress=False, data=data, log=lambda m: None)

@@ -625,7 +625,7 @@ def resolve(cfg: Config) -> Config:
     """Fill every 'auto'/None that has a method or dataset default (saved as config.yaml).
 
     The method defaults of ``method.alignment``/``method.filter`` are declared by each method's
-    :class:`~coda_edu.registry.MethodSpec` (see :mod:`coda_edu.method.algorithms`).
+    :class:`~coda_edu.registry.MethodSpec` (see :mod:`coda_edu.method.base`).
     """
     cfg = cfg.copy()
     method = METHODS.get(cfg.method.name)

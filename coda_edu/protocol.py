@@ -227,7 +227,7 @@ def measure_costs(
     one validation pass, and the final evaluation estimated from one case with distances
     (x 2 checkpoints x the validation and test cases)."""
     from .evaluate import evaluate_cases
-    from .train import Trainer
+    from .trainer import Trainer
 
     costs = {}
     for job in jobs:

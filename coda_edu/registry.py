@@ -6,7 +6,7 @@ outside that module compares ``method.name`` or ``data.name`` with a literal.
 
 - :data:`METHODS`: :class:`MethodSpec` (uses unlabeled data? makes pseudo-labels?
   default alignment and filter, does network B get gradients, the ``method.*`` keys it
-  reads) and the :class:`~coda_edu.method.algorithms.Algorithm` class that trains it.
+  reads) and the :class:`~coda_edu.method.base.Algorithm` class that trains it.
 - :data:`DATASETS`: :class:`DatasetSpec` (spatial dims, folder under
   ``$CODA_EDU_DATA_DIR``, evaluation mode, presets in ``configs/``, defaults for
   ``coda-edu data check``, a config check) and the function that loads it.
@@ -22,6 +22,16 @@ dataset outside the package registers itself when its module is imported::
     class Toy(Algorithm): ...
 
 after which ``method.name: toy`` is a valid config and ``coda_edu.train.train`` runs it.
+An installed package makes it available to every command (``coda-edu train --set
+method.name=toy``) without an import, by naming the module in an entry point of the group
+``coda_edu.methods`` (datasets: ``coda_edu.datasets``), the entry point's name being the
+registered name; in its ``pyproject.toml``::
+
+    [project.entry-points."coda_edu.methods"]
+    toy = "my_package.toy_method"
+
+The entry points are imported with the built-ins; one that fails to import, or registers
+no entry of its name, is skipped with a :class:`PluginWarning` naming it.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar
@@ -84,15 +95,20 @@ class DatasetSpec:
 S = TypeVar("S", MethodSpec, DatasetSpec)
 
 
+class PluginWarning(UserWarning):
+    """An installed method or dataset (an entry point) could not be loaded; the others still work."""
+
+
 class Registry(Generic[S]):
     """Name -> spec. ``register(spec)`` adds an entry; used as a decorator it also attaches
     the decorated class or function (``algorithm`` of a method, ``loader`` of a dataset)."""
 
-    def __init__(self, kind: str, config_key: str, attach: str, builtins: tuple[str, ...]):
+    def __init__(self, kind: str, config_key: str, attach: str, builtins: tuple[str, ...], entry_points: str):
         self.kind = kind  # "method" or "dataset", for messages
         self.config_key = config_key  # "method.name" or "data.name"
         self.attach = attach  # spec field that the decorator fills
         self.builtins = builtins  # modules that register the built-in entries
+        self.entry_points = entry_points  # the entry-point group of installed packages' entries
         self._entries: dict[str, S] = {}
         self._loaded = False
 
@@ -101,6 +117,23 @@ class Registry(Generic[S]):
             self._loaded = True
             for module in self.builtins:
                 importlib.import_module(module)
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        """Import every module named in the entry-point group; each must register the entry of its name."""
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group=self.entry_points):
+            where = f"{self.kind} '{point.name}' (entry point {point.value!r} of group {self.entry_points})"
+            try:
+                point.load()
+            except Exception as exc:  # a broken plugin must not break the built-ins
+                warnings.warn(
+                    f"{where} skipped: {type(exc).__name__}: {excerpt(str(exc))}", PluginWarning, stacklevel=3
+                )
+                continue
+            if point.name not in self._entries:
+                warnings.warn(f"{where} skipped: it registers no {self.kind} of that name", PluginWarning, stacklevel=3)
 
     def register(self, spec: S):
         """A decorator that registers ``spec`` with the decorated class or function attached."""
@@ -144,10 +177,22 @@ class Registry(Generic[S]):
             raise ConfigError(f"config key '{self.config_key}': {excerpt(name)} is not one of {shown}{hint}") from None
 
 
-METHODS: Registry[MethodSpec] = Registry("method", "method.name", "algorithm", builtins=("coda_edu.method.algorithms",))
+METHODS: Registry[MethodSpec] = Registry(
+    "method",
+    "method.name",
+    "algorithm",
+    builtins=(
+        "coda_edu.method.supervised",
+        "coda_edu.method.coda",
+        "coda_edu.method.cps",
+        "coda_edu.method.mean_teacher",
+    ),
+    entry_points="coda_edu.methods",
+)
 DATASETS: Registry[DatasetSpec] = Registry(
     "dataset",
     "data.name",
     "loader",
     builtins=("coda_edu.data.synthetic", "coda_edu.data.acdc", "coda_edu.data.la", "coda_edu.data.cadis"),
+    entry_points="coda_edu.datasets",
 )

@@ -1,27 +1,12 @@
-"""The one training loop for every registered method (supervised, CPS, mean teacher, Co-DA, ...).
-
-``train(cfg, out)`` runs a whole experiment into a run folder (see
-:mod:`coda_edu.run_folder` for its files) and returns the trained pair. The loop knows no
-method or dataset by name: it reads their :mod:`~coda_edu.registry` specs (does the
-method draw unlabeled images, does network B get gradients, ...).
-
-One step: draw labeled and unlabeled indices (two streams) -> gather the batch from
-the in-memory pools on the device -> batched augmentation -> the algorithm's
-``training_step`` under autocast -> backward, optimiser step -> the algorithm's
-``after_optimizer_step``. Every ``val_every`` steps the validation cases are scored
-and ``last.pt`` (and ``best.pt`` when the score improved) are written atomically.
-
-Under ``torchrun`` one run trains across several processes: each rank keeps its shard of
-the global batch, the losses and statistics are those of the global batch, the gradients
-are summed over the ranks, and rank 0 alone writes the run folder, validates and evaluates
-(:mod:`coda_edu.distributed`; every helper is a no-op in one process).
+"""A whole experiment: ``train(cfg, out)`` trains a run into a run folder (see
+:mod:`coda_edu.run_folder` for its files), scores it and draws its figures, and returns the
+trained pair. The loop itself is :class:`coda_edu.trainer.Trainer`; this module adds what comes
+around it: the run folder (made and locked once), the final evaluation of the ``last`` and
+``best`` checkpoints (:mod:`coda_edu.report`) and the figures.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,81 +16,18 @@ from typing import Optional
 import torch
 
 from . import distributed
-from .checkpoint import rng_state, seed_everything, set_rng_state
-from .config import Config, resolve
-from .data import SegmentationData, load_dataset
-from .data.augment import Augmenter
-from .data.sampling import TwoStreamSampler
-from .device import Precision, describe, resolve_device, resolve_precision
-from .errors import CodaEduError, ConfigError, DataError, DivergedError, RunFolderError, excerpt
-from .method.algorithms import Batch
-from .method.schedules import poly_lr
-from .models import build_pair
-from .progress import progress_bar
-from .registry import DATASETS, METHODS
+from .config import Config
+from .data import SegmentationData
+from .device import resolve_device
+from .errors import CodaEduError, ConfigError
+from .report import evaluate_run, summary_text, write_figures
 from .run_folder import RunFolder
+from .trainer import Trainer, TrainState
 
 
 def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(root) / f"{stamp}-{cfg.data.name}-{cfg.method.name}-seed{cfg.seed}"
-
-
-def build_optimizer(cfg: Config, params, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """``optim.name`` over ``params``; with ``optim.fused`` one multi-tensor step for all parameters
-    (torch's ``fused=True`` on CUDA, ``foreach=True`` elsewhere): the same update, fewer launches."""
-    o = cfg.optim
-    kw = {}
-    if o.fused:
-        kw = {"fused": True} if device is not None and device.type == "cuda" else {"foreach": True}
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kw)
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, **kw)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kw)
-
-
-def _numbers(logs: dict) -> dict:
-    """Tensors -> Python numbers/lists (only on logged steps: this syncs the device)."""
-    out = {}
-    for k, v in logs.items():
-        if isinstance(v, torch.Tensor):
-            v = v.detach().float().cpu()
-            out[k] = v.item() if v.ndim == 0 else [round(float(x), 6) for x in v.tolist()]
-        elif v is None:
-            continue
-        else:
-            out[k] = v
-        if isinstance(out[k], float):
-            out[k] = round(out[k], 6)
-    return out
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    best_score: float = -math.inf
-    best_step: int = -1
-    train_seconds: float = 0.0  # time spent in training steps (validation and checkpoints excluded)
-    val_seconds: float = 0.0  # time spent validating and writing checkpoints
-
-    @classmethod
-    def from_checkpoint(cls, values: dict) -> TrainState:
-        """The state stored in last.pt, checked (a TypeError names the first field that is wrong)."""
-        if not isinstance(values, dict):
-            raise TypeError(f"state is {type(values).__name__}, not a mapping")
-        state = cls()
-        for f in dataclasses.fields(cls):
-            value = values.get(f.name, getattr(state, f.name))
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if f.type in (int, "int") and not (number and isinstance(value, int) and value >= -1):
-                raise TypeError(f"state.{f.name} is {excerpt(value)}, not an integer")
-            if f.type in (float, "float") and not (number and not math.isnan(value)):
-                raise TypeError(f"state.{f.name} is {excerpt(value)}, not a number")
-            setattr(state, f.name, value)
-        if state.step < 0:
-            raise TypeError(f"state.step is {state.step}, not a step number")
-        return state
 
 
 @dataclass
@@ -122,467 +44,26 @@ class RunResult:
     model_b: Optional[torch.nn.Module] = field(default=None, repr=False)
 
 
-class Trainer:
-    """Holds the networks, optimiser and data of one run; :meth:`fit` trains, :meth:`evaluate` scores."""
-
-    def __init__(
-        self,
-        cfg: Config | None,
-        run_dir: str | Path | RunFolder,
-        *,
-        resume: bool = False,
-        progress: bool = True,
-        data: SegmentationData | None = None,
-        log: Callable[[str], None] = print,
-    ):
-        # where: the run folder, and this process's part in it
-        self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-        self.run_dir, self.ckpt_dir = self.run.path, self.run.checkpoints_dir
-        self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.is_main = self.rank == 0  # rank 0 alone writes the run folder, logs, validates and evaluates
-        self.progress = progress and self.is_main
-        self.log = log if self.is_main else (lambda message: None)
-        # what: the config (a resumed run's own), its method and dataset
-        self.cfg = self._open_config(cfg, resume)
-        self.method, self.dataset = METHODS.get(self.cfg.method.name), DATASETS.get(self.cfg.data.name)
-        # on what: seeds, threads, device and precision, then the data on that device
-        self.device, self.precision = self._place()
-        self._load_data(data)
-        # the two networks, the method's own state and the optimiser
-        self.model_a, self.model_b, self.memory_format = self._build_networks()
-        self.algorithm = self.method.build(self.cfg, self.data.num_classes, self.data.ignore_index)
-        self.algorithm.prepare(self.model_a, self.model_b)
-        self.optimizer, self.scaler = self._build_optimizer()
-        # the batches: which items (two streams), the random generator of the augmentation, the augmentation
-        self.sampler, self.generator, self.augment = self._build_batches()
-        self.forward_a, self.forward_b = self._forwards()
-        self.state = TrainState()
-        if resume:
-            self._load_last()
-
-    # ------------------------------------------------------------------ building a run
-    def _open_config(self, cfg: Config | None, resume: bool) -> Config:
-        """A resumed run's own config.yaml (a different ``cfg`` is refused); a new run's folder is created."""
-        if resume:
-            cfg = self.run.config_for_resume(cfg)
-        elif cfg is None:
-            raise ConfigError("a new run needs a config (only resume=True reads the run's own config.yaml)")
-        elif self.is_main:
-            self.run.create(self.log)
-        return resolve(cfg)
-
-    def _place(self) -> tuple[torch.device, Precision]:
-        """Seed every generator, set the CPU threads, pick this process's device and the precision."""
-        c = self.cfg
-        seed_everything(distributed.rank_seed(c.seed))
-        if c.train.threads:
-            torch.set_num_threads(c.train.threads)
-        device = distributed.rank_device(resolve_device(c.train.device))
-        return device, resolve_precision(device, c.train.precision)
-
-    def _load_data(self, data: SegmentationData | None) -> None:
-        """The dataset (loaded unless given), checked against the config, its training pools on the device."""
-        self.data = data if data is not None else load_dataset(self.cfg)
-        self._check_data()
-        self.data.labeled.to(self.device)
-        self.data.unlabeled.to(self.device)
-
-    def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.memory_format]:
-        """Networks A and B: their heads' prior, batch norm over the global batch with several processes,
-        the device, dtype and memory format, and rank 0's weights on every rank."""
-        c = self.cfg
-        model_a, model_b = build_pair(c, self.data.in_channels, self.data.num_classes)
-        if c.model.head_prior:
-            from .method.alignment import label_marginal
-            from .models.init import set_head_prior
-
-            prior = label_marginal(self.data.labeled.labels, self.data.num_classes, self.data.ignore_index)
-            set_head_prior(model_a, prior)
-            set_head_prior(model_b, prior)
-        if self.world_size > 1:
-            model_a = distributed.sync_batchnorm(model_a, self.device)
-            model_b = distributed.sync_batchnorm(model_b, self.device)
-        channels_last = c.train.channels_last if c.train.channels_last is not None else self.device.type == "cuda"
-        fmt = torch.contiguous_format
-        if channels_last:
-            fmt = torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d
-        # float32 weights (autocast adds bf16/fp16), float64 under the fp64 testing precision
-        for model in (model_a, model_b):
-            model.to(self.device, dtype=self.precision.compute, memory_format=fmt)
-            distributed.broadcast_module(model)
-        return model_a, model_b, fmt
-
-    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
-        """The optimiser over what the method trains (B only when it gets gradients) and the loss scaler."""
-        params = list(self.model_a.parameters())
-        if self.method.trains_b:
-            params += list(self.model_b.parameters())
-        optimizer = build_optimizer(self.cfg, params, self.device)
-        return optimizer, torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
-
-    def _build_batches(self) -> tuple[TwoStreamSampler, torch.Generator, Augmenter]:
-        """The two-stream sampler (labeled and, for semi-supervised methods, unlabeled items), the
-        generator that draws the augmentation, and the augmentation."""
-        c = self.cfg
-        unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
-        self._check_shards(c.train.labeled_batch_size, unlabeled_batch)
-        sampler = TwoStreamSampler(
-            len(self.data.labeled),
-            len(self.data.unlabeled),
-            c.train.labeled_batch_size,
-            unlabeled_batch,
-            c.seed,
-            self.rank,
-            self.world_size,
-        )
-        generator = torch.Generator(device=self.device).manual_seed(c.seed)
-        fill = self.data.ignore_index if self.data.ignore_index is not None else 0
-        return sampler, generator, Augmenter(c.train.augment, self.data.spatial_dims, fill_label=fill)
-
-    def _forwards(self):
-        """The callables of the training step: the networks, compiled on CUDA with ``train.compile``."""
-        if self.cfg.train.compile and self.device.type == "cuda":
-            return torch.compile(self.model_a), torch.compile(self.model_b)
-        return self.model_a, self.model_b
-
-    def _check_data(self) -> None:
-        d, c = self.data, self.cfg
-        if len(d.labeled) == 0:
-            raise DataError(f"dataset '{d.name}': the labeled training set is empty (check data.labeled_patients)")
-        if self.method.uses_unlabeled and len(d.unlabeled) == 0:
-            raise DataError(
-                f"dataset '{d.name}': method '{c.method.name}' needs unlabeled images but all training "
-                f"patients are labeled (lower data.labeled_patients)"
-            )
-        if not d.val:
-            raise DataError(
-                f"dataset '{d.name}': the validation split is empty, so no checkpoint can be selected"
-                + self.dataset.val_hint
-            )
-        divisor = 2 ** (c.model.levels - 1)
-        if any(s % divisor for s in d.train_size):
-            raise ConfigError(
-                f"config key 'data.image_size': {list(d.train_size)} must be divisible by {divisor} "
-                f"for a U-Net with {c.model.levels} levels"
-            )
-
-    def _check_shards(self, labeled: int, unlabeled: int) -> None:
-        """Every rank needs at least one labeled (and unlabeled) image of the global batch."""
-        n = self.world_size
-        if labeled < n:
-            raise ConfigError(
-                f"config key 'train.labeled_batch_size': {labeled} labeled images per step cannot be shared "
-                f"by {n} processes (each needs at least one)"
-            )
-        if 0 < unlabeled < n:
-            raise ConfigError(
-                f"config key 'train.batch_size': {unlabeled} unlabeled images per step cannot be shared "
-                f"by {n} processes (each needs at least one)"
-            )
-
-    # ------------------------------------------------------------------ checkpoints
-    def _load_last(self) -> None:
-        path = self.run.checkpoint_path("last")
-        ckpt = self.run.load_checkpoint("last", map_location=self.device)
-        try:
-            self.model_a.load_state_dict(ckpt["model_a"])
-            self.model_b.load_state_dict(ckpt["model_b"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scaler.load_state_dict(ckpt["scaler"])
-            self.algorithm.load_state_dict(ckpt["algorithm"])
-            self.sampler.load_state_dict(ckpt["sampler"])
-            set_rng_state(self._own_rng(ckpt), self.generator)
-            self.state = TrainState.from_checkpoint(ckpt["state"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise RunFolderError(
-                f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})"
-            ) from None
-        self._saved_step = self.state.step
-        if self.is_main:
-            self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
-        self.log(f"resuming {self.run_dir} at step {self.state.step}")
-
-    def _own_rng(self, ckpt: dict) -> dict:
-        """This rank's random state in ``last.pt`` (rank 0's is ``rng``; the others' are in ``rng_ranks``
-        when the run had as many processes, else they start from rank 0's, reseeded per rank)."""
-        ranks = ckpt.get("rng_ranks")
-        if self.world_size > 1 and ranks is not None and len(ranks) == self.world_size:
-            return ranks[self.rank]
-        if self.rank > 0:  # resumed on more processes than it had
-            seed_everything(distributed.rank_seed(self.cfg.seed) + int(ckpt["step"]))
-            return {**rng_state(), "generator": ckpt["rng"].get("generator")}
-        return ckpt["rng"]
-
-    def _nonfinite(self, with_optimizer: bool = False) -> list[str]:
-        """Which of network A, network B (and the optimiser state) hold NaN or inf values."""
-        groups = [
-            ("network A", list(self.model_a.state_dict().values())),
-            ("network B", list(self.model_b.state_dict().values())),
-        ]
-        if with_optimizer:
-            groups.append(
-                (
-                    "the optimiser state",
-                    [v for st in self.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)],
-                )
-            )
-        bad = []
-        for name, tensors in groups:
-            flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
-            if flags and not bool(torch.stack(flags).all()):
-                bad.append(name)
-        return bad
-
-    def _refuse_nonfinite(self, what: str, since: int) -> None:
-        kept = (
-            f"the checkpoints in '{self.ckpt_dir}' are from step {self._saved_step} and were kept"
-            if getattr(self, "_saved_step", None) is not None
-            else "no checkpoint was written"
-        )
-        raise DivergedError(
-            f"training diverged between steps {since + 1} and {self.state.step}: {what} became NaN or inf; "
-            f"lower optim.lr or method.lambda_max; {kept}"
-        )
-
-    def _shapes(self) -> dict:
-        """What rebuilding the networks needs besides the config (read by RunFolder.load_pair)."""
-        return {
-            "in_channels": self.data.in_channels,
-            "num_classes": self.data.num_classes,
-            "class_names": list(self.data.class_names),
-        }
-
-    def _save_last(self, rngs: list[dict]) -> None:
-        bad = self._nonfinite(with_optimizer=True)
-        if bad:  # never replace a good checkpoint with a broken one
-            self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        self.run.save_checkpoint(
-            "last",
-            {
-                "step": self.state.step,
-                "config": self.cfg.to_dict(),
-                "data": self._shapes(),
-                "model_a": self.model_a.state_dict(),
-                "model_b": self.model_b.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "algorithm": self.algorithm.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "rng": rngs[0],
-                **({"rng_ranks": rngs} if len(rngs) > 1 else {}),
-                "state": vars(self.state).copy(),
-            },
-        )
-        self._saved_step = self.state.step
-
-    def _save_best(self, scores: dict) -> None:
-        bad = self._nonfinite()
-        if bad:
-            self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        self.run.save_checkpoint(
-            "best",
-            {
-                "step": self.state.step,
-                "config": self.cfg.to_dict(),
-                "data": self._shapes(),
-                "scores": scores,
-                "model_a": self.model_a.state_dict(),
-                "model_b": self.model_b.state_dict(),
-            },
-        )
-
-    # ------------------------------------------------------------------ training
-    def next_batch(self) -> Batch:
-        """Draw, gather and augment one two-stream batch (all tensor ops on the device); with several
-        processes every rank prepares the same global batch and keeps its shard."""
-        batch = self._global_batch()
-        return batch.shard(*self.sampler.shard_slices()) if self.world_size > 1 else batch
-
-    def _global_batch(self) -> Batch:
-        idx_l, idx_u = self.sampler.next_indices()
-        x_l, y_l = self.data.labeled.batch(idx_l, self.generator)
-        if idx_u is None:
-            x, y = self.augment(x_l, y_l, self.generator)
-            return Batch(x.to(self.precision.compute).contiguous(memory_format=self.memory_format), y)
-        x_u, y_u = self.data.unlabeled.batch(idx_u, self.generator)
-        n_l = x_l.shape[0]
-        y_all = torch.cat(
-            [y_l, y_u if y_u is not None else torch.zeros_like(y_l[:1]).expand(x_u.shape[0], *y_l.shape[1:])]
-        )
-        x, y = self.augment(torch.cat([x_l, x_u]), y_all, self.generator)
-        x = x.to(self.precision.compute).contiguous(memory_format=self.memory_format)
-        return Batch(x[:n_l], y[:n_l], x[n_l:], y[n_l:] if y_u is not None else None)
-
-    def train_step(self, diagnostics: bool = False) -> dict:
-        """One optimisation step; returns the algorithm's logs (tensors)."""
-        c = self.cfg
-        lr = (
-            poly_lr(c.optim.lr, self.state.step, c.train.iterations, c.optim.poly_power)
-            if c.optim.schedule == "poly"
-            else c.optim.lr
-        )
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        batch = self.next_batch()
-        self.model_a.train()
-        self.model_b.train(self.method.trains_b)
-        with distributed.sharded_step(), self.precision.autocast():
-            loss, logs = self.algorithm.training_step(
-                self.forward_a, self.forward_b, batch, self.state.step, diagnostics
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        distributed.sum_gradients(p for group in self.optimizer.param_groups for p in group["params"])
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.algorithm.after_optimizer_step(self.model_a, self.model_b, self.state.step)
-        self.state.step += 1
-        logs["lr"] = lr
-        return logs
-
-    def validate(self) -> dict:
-        from .evaluate import validation_scores
-
-        e = self.cfg.eval
-        return validation_scores(
-            self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap, e.postprocess
-        )
-
-    def fit(self) -> TrainState:
-        """Train to ``train.iterations``: step, then log and validate on their steps."""
-        total = self.cfg.train.iterations
-        if self.state.step == 0 and self.is_main:
-            self._start_run()
-        bar = progress_bar(
-            total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress, unit="step"
-        )
-        self._start_checks()
-        try:
-            while self.state.step < total:
-                logged, validated = self._due(self.state.step + 1)
-                logs = self.train_step(diagnostics=logged)
-                self._check_loss(logs, read=logged or validated)
-                bar.update(1)
-                if logged:
-                    self._log_train(logs, bar)
-                if validated:
-                    self._validate_and_save(bar)
-        finally:
-            bar.close()
-        return self.state
-
-    def _start_run(self) -> None:
-        c = self.cfg
-        self.run.write_config(c)
-        self.log(f"run folder: {self.run_dir}")
-        self.log(f"data: {self.data.summary()}")
-        self.log(
-            f"method: {c.method.name} (alignment={c.method.alignment}, filter={c.method.filter}) "
-            f"on {describe(self.device)}, {self.precision.name}"
-        )
-
-    def _due(self, step: int) -> tuple[bool, bool]:
-        """(logged, validated): whether ``step`` writes a metrics line and whether it validates."""
-        t, last = self.cfg.train, step == self.cfg.train.iterations
-        return step % t.log_every == 0 or last, step % t.val_every == 0 or last
-
-    def _start_checks(self) -> None:
-        # Every step's loss is checked on the device (no host sync); the flag is read on logged steps
-        # and before every checkpoint, and the weights are checked before every checkpoint write.
-        self._loss_finite = torch.ones((), dtype=torch.bool, device=self.device)
-        self._loss_checked = self._weights_checked = self.state.step
-        self._segment_start = time.perf_counter()
-        self._postfix = {"loss": "-", "val": "-"}
-
-    def _check_loss(self, logs: dict, read: bool) -> None:
-        loss = logs.get("loss")
-        if isinstance(loss, torch.Tensor):
-            self._loss_finite = self._loss_finite & torch.isfinite(loss.detach()).all()
-        elif isinstance(loss, float) and not math.isfinite(loss):
-            self._loss_finite = self._loss_finite & False
-        if read:
-            if not bool(self._loss_finite):
-                self._refuse_nonfinite("the loss", self._loss_checked)
-            self._loss_checked = self.state.step
-
-    def _log_train(self, logs: dict, bar) -> None:
-        if not self.is_main:
-            return
-        row = {"kind": "train", "step": self.state.step, **_numbers(logs)}
-        self.run.append_metrics([row])
-        if isinstance(row.get("loss"), float):
-            self._postfix["loss"] = f"{row['loss']:.3f}"
-        bar.set_postfix(self._postfix, refresh=False)
-
-    def _validate_and_save(self, bar) -> None:
-        """Validate, update the best score, write best.pt when it improved and last.pt always
-        (rank 0; the other ranks hand it their random states and wait)."""
-        step = self.state.step
-        bad = self._nonfinite(with_optimizer=True)  # the same weights on every rank: all stop together
-        if bad:
-            self._refuse_nonfinite(" and ".join(bad), self._weights_checked)
-        self._weights_checked = step
-        rngs = distributed.gather_objects(rng_state(self.generator))
-        if self.is_main:
-            self._validate_and_save_main(bar, rngs)
-        distributed.barrier()
-        self._segment_start = time.perf_counter()
-
-    def _validate_and_save_main(self, bar, rngs: list[dict]) -> None:
-        step = self.state.step
-        val_start = time.perf_counter()
-        self.state.train_seconds += val_start - self._segment_start
-        scores = self.validate()
-        selected = scores[self.cfg.eval.select_model]["mean"]
-        improved = selected is not None and not math.isnan(selected) and selected > self.state.best_score
-        if improved:
-            self.state.best_score, self.state.best_step = selected, step
-        self.run.append_metrics(
-            [
-                {
-                    "kind": "val",
-                    "step": step,
-                    "seconds": round(self.state.train_seconds, 2),
-                    "val_seconds": round(self.state.val_seconds, 2),
-                    "dice": dict(scores),
-                    "selected": selected,
-                    "best_step": self.state.best_step,
-                }
-            ]
-        )
-        if improved or not self.run.checkpoint_path("best").exists():
-            self._save_best(scores)
-        self.state.val_seconds += time.perf_counter() - val_start
-        self._save_last(rngs)
-        self._postfix["val"] = f"{selected:.3f}"
-        bar.set_postfix(self._postfix, refresh=True)
-
-    # ------------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict:
-        """Score the last and best checkpoints, write eval.json, eval_cases.jsonl and the figures, print
-        the tables; the networks are left holding the best weights."""
-        from .report import evaluate_run, summary_text, write_figures
-
-        evaluation = evaluate_run(
-            self.run,
-            self.cfg,
-            self.data,
-            self.model_a,
-            self.model_b,
-            self.device,
-            self.precision,
-            progress=self.progress,
-            train_seconds=self.state.train_seconds,
-        )
-        self.run.write_results(evaluation)
-        write_figures(self.run_dir, self.cfg, self.data, self.model_a, self.model_b, self.device, self.precision)
-        self.log(summary_text(evaluation, self.cfg, self.data, self.run_dir))
-        return evaluation
-
-    def load_weights(self, checkpoint: str) -> None:
-        """Load the networks of the ``best`` or ``last`` checkpoint."""
-        self.run.load_networks(checkpoint, self.model_a, self.model_b, map_location=self.device)
+def final_evaluation(trainer: Trainer) -> dict:
+    """Score the last and best checkpoints of a trained run, write eval.json, eval_cases.jsonl and the
+    figures, print the tables; the networks are left holding the best weights."""
+    evaluation = evaluate_run(
+        trainer.run,
+        trainer.cfg,
+        trainer.data,
+        trainer.model_a,
+        trainer.model_b,
+        trainer.device,
+        trainer.precision,
+        progress=trainer.progress,
+        train_seconds=trainer.state.train_seconds,
+    )
+    trainer.run.write_results(evaluation)
+    write_figures(
+        trainer.run_dir, trainer.cfg, trainer.data, trainer.model_a, trainer.model_b, trainer.device, trainer.precision
+    )
+    trainer.log(summary_text(evaluation, trainer.cfg, trainer.data, trainer.run_dir))
+    return evaluation
 
 
 def train(
@@ -612,7 +93,7 @@ def train(
         evaluation = None
         if trainer.is_main:
             if evaluate:
-                evaluation = trainer.evaluate()
+                evaluation = final_evaluation(trainer)
             else:
                 trainer.load_weights("best")
         distributed.barrier()  # the other ranks wait for rank 0's evaluation, then read the best weights

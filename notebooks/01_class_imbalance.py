@@ -56,7 +56,7 @@
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # and to the function that computes it.
 # References are at the end of the notebook.
 
@@ -105,7 +105,7 @@ print(f"training steps: {steps}, real data folder: {data_root if data_root.is_di
 
 # %% [markdown]
 # *Formula.* Class share of class c = (pixels labeled c) / (all pixels): [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 2′, the labeled ground-truth frequencies);
 # [`coda_edu.method.alignment.class_shares`](../coda_edu/method/alignment.py).
 
@@ -190,7 +190,7 @@ else:
 # *Formulas.* Dice of class c = 2|P ∩ T| / (|P| + |T|), P the predicted and T the true pixels of
 # c: [evaluation.md, metrics](../docs/evaluation.md#metrics), `coda_edu.metrics.dice_iou`.
 # Predicted class marginal = mean softmax over the test pixels: [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 2); [`coda_edu.method.alignment.class_marginal`](../coda_edu/method/alignment.py).
 
 # %%
@@ -302,5 +302,5 @@ exercises.check("class_shares", my_class_shares)
 #   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
 #
 # Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision).
 # Teaching the series: [instructor guide](../docs/teaching.md).

@@ -65,13 +65,13 @@
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # and to the function that computes it.
 # References are at the end of the notebook.
 
 # %% [markdown]
 # *Formula of objective 2* (the alignment): [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 3); [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py).
 
 # %% tags=["parameters"]
@@ -182,7 +182,7 @@ labels_l = data.labeled.labels.long()
 
 # %% [markdown]
 # *Formulas.* π_l, π_u = mean softmax over the labeled, unlabeled pixels: [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 2); [`coda_edu.method.alignment.class_marginal`](../coda_edu/method/alignment.py). True
 # shares: [`coda_edu.method.alignment.class_shares`](../coda_edu/method/alignment.py).
 
@@ -218,7 +218,7 @@ display(plot_class_shares(names, {"target (labeled frequencies)": true_l, "pseud
 # %% [markdown]
 # *Formula.* w(c) = ((π_l(c) + ε) / (π_u(c) + ε))^α, then renormalise over the classes:
 # [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 3); [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py). The
 # argmax of the result is the pseudo-label (row 4):
 # [`coda_edu.method.alignment.pseudo_labels`](../coda_edu/method/alignment.py).
@@ -286,7 +286,7 @@ exercises.check_prediction("alpha_lesion", my_prediction, simplex)
 
 # %% [markdown]
 # *Formulas* ([method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)):
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)):
 # `predictions` and `labels`, rows 2, 2′ and 3,
 # [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py); `hard_counts`,
 # row 3′, [`coda_edu.method.alignment.hard_count_weights`](../coda_edu/method/alignment.py);
@@ -331,7 +331,7 @@ display(plot_share_ratios(names, {("before alignment" if r == "none" else f"afte
 
 # %% [markdown]
 # *Formula.* π_u ← m·π_u + (1 − m)·(batch marginal): [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 2, μ = `method.marginal_momentum`);
 # [`coda_edu.method.alignment.ema_update`](../coda_edu/method/alignment.py).
 
@@ -467,9 +467,9 @@ if unaligned:  # what the default reading adds to the filter, paired by seed
 # *Formulas.* Pseudo-labels (row 4):
 # [`coda_edu.method.alignment.pseudo_labels`](../coda_edu/method/alignment.py); cross supervision
 # loss (rows 6–7): [`coda_edu.method.losses.masked_cross_entropy`](../coda_edu/method/losses.py),
-# [`coda_edu.method.algorithms.CrossPseudoSupervision`](../coda_edu/method/algorithms.py); all in
+# [`coda_edu.method.cps.CrossPseudoSupervision`](../coda_edu/method/cps.py); all in
 # [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision).
 
 # %%
 probs_u_a = predict_pool(model_a, data.unlabeled)
@@ -507,7 +507,7 @@ display(fig)
 
 # %% [markdown]
 # *Formula:* [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 3). Once your check passes, compare with
 # [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py).
 
@@ -554,5 +554,5 @@ exercises.check("alignment", my_align)
 #   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
 #
 # Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision).
 # Teaching the series: [instructor guide](../docs/teaching.md).

@@ -58,7 +58,7 @@
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # and to the function that computes it.
 # References are at the end of the notebook.
 
@@ -139,7 +139,7 @@ confidence, labels = pseudo_labels(probs)
 # %% [markdown]
 # *Formulas.* Precision(k) = |labeled k ∩ truly k| / |labeled k|, recall(k) = |labeled k ∩ truly
 # k| / |truly k|:
-# [`coda_edu.method.algorithms.pseudo_label_precision_recall`](../coda_edu/method/algorithms.py)
+# [`coda_edu.method.base.pseudo_label_precision_recall`](../coda_edu/method/base.py)
 # (logged during training, [method.md, what is
 # logged](../docs/method.md#what-is-logged-to-follow-the-method)).
 
@@ -185,7 +185,7 @@ for c, name in enumerate(names):
 
 # %% [markdown]
 # *Formulas* ([method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)):
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)):
 # confidence q = max_c p(c), row 4,
 # [`coda_edu.method.alignment.pseudo_labels`](../coda_edu/method/alignment.py); fixed threshold q
 # ≥ τ, row 5′,
@@ -255,7 +255,7 @@ exercises.check_prediction("filter_foreground", my_prediction, explorer)
 
 # %% [markdown]
 # *Formula:* [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 5). Once your check passes, compare with
 # [`coda_edu.method.filtering.over_expectation_mask`](../coda_edu/method/filtering.py).
 
@@ -296,5 +296,5 @@ exercises.check("over_expectation_mask", my_mask)
 #   Supervision.* CVPR 2021. arXiv:2106.01226 — two networks teaching each other.
 #
 # Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision).
 # Teaching the series: [instructor guide](../docs/teaching.md).

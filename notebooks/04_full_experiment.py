@@ -64,7 +64,7 @@
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # and to the function that computes it.
 # References are at the end of the notebook.
 
@@ -72,7 +72,7 @@
 # *Formula of objective 2*: the ramp-up λ(t) = λ_max·exp(−5(1 − t/T)²) for t < T and λ_max
 # after, where **T is the ramp-up length**, `method.rampup` × `train.iterations` (40 % of the
 # training steps by default), not the number of training steps: [method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # (row 8); [`coda_edu.method.schedules.unsupervised_weight`](../coda_edu/method/schedules.py). The
 # other curves' formulas follow section 2.
 
@@ -158,9 +158,9 @@ report_split = "test" if any(r["split"] == "test" for r in records) else "val"
 
 # %% [markdown]
 # *Formulas* ([method.md, one training
-# step](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)):
+# step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)):
 # total loss L = L_sup^A + L_sup^B + λ(t)·[OECE(A ← B) + OECE(B ← A)], row 7,
-# [`coda_edu.method.algorithms.CrossPseudoSupervision`](../coda_edu/method/algorithms.py);
+# [`coda_edu.method.cps.CrossPseudoSupervision`](../coda_edu/method/cps.py);
 # supervised loss, row 1,
 # [`coda_edu.method.losses.supervised_loss`](../coda_edu/method/losses.py); OECE, row 6,
 # [`coda_edu.method.losses.masked_cross_entropy`](../coda_edu/method/losses.py); ramp-up λ(t) =
@@ -303,5 +303,5 @@ exercises.check("mean_dice", my_mean_dice)
 #   NeurIPS 2020. arXiv:2001.07685 — the fixed confidence threshold.
 #
 # Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision).
 # Teaching the series: [instructor guide](../docs/teaching.md).

@@ -51,7 +51,7 @@
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision)
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)
 # and to the function that computes it.
 # References are at the end of the notebook.
 
@@ -294,5 +294,5 @@ exercises.check("mean_std", my_mean_std)
 #   Mean Teacher baseline.
 #
 # Words: [glossary](../docs/glossary.md). Formulas, their functions and config keys:
-# [method.md](../docs/method.md#one-training-step-coda_edumethodalgorithmspy-crosspseudosupervision).
+# [method.md](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision).
 # Teaching the series: [instructor guide](../docs/teaching.md).

@@ -48,7 +48,7 @@ if RUN and WRITES and os.environ.get("RANK", "0") != "0":
 
 _stop = int(os.environ.get("CODA_EDU_TEST_STOP_AFTER", "0"))
 if _stop:
-    from coda_edu.train import Trainer
+    from coda_edu.trainer import Trainer
 
     _step = Trainer.train_step
 

@@ -340,7 +340,7 @@ def test_the_first_steps_of_a_packed_run_are_trained_again(tmp_path):
     one to 1e-4 (the same data, initialisation, batches and arithmetic up to rounding; exact on the
     machine that built the pack)."""
     from coda_edu.run_folder import RunFolder
-    from coda_edu.train import Trainer, _numbers
+    from coda_edu.trainer import Trainer, _numbers
 
     pack = CoursePack()
     spec = next(s for s in course_pack.read_recipe()["minority"].runs() if s.run_id == "coda_argmax_share-seed0")

@@ -8,7 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from coda_edu.config import load_config
-from coda_edu.train import Trainer
+from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
 
 BASE = {"model.dropout": "false", "train.iterations": 20}

@@ -98,7 +98,7 @@ def test_supervised_loss_kinds():
 
 def test_the_supervised_loss_is_chosen_by_the_config():
     from coda_edu.config import load_config
-    from coda_edu.method.algorithms import build_algorithm
+    from coda_edu.method.base import build_algorithm
 
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 8, 8)

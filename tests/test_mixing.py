@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from coda_edu.config import load_config, resolve
-from coda_edu.method.algorithms import Batch, CrossPseudoSupervision
+from coda_edu.method.base import Batch
+from coda_edu.method.cps import CrossPseudoSupervision
 from coda_edu.method.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
-from coda_edu.train import Trainer
+from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
 
 

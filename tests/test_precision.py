@@ -20,7 +20,7 @@ from coda_edu.method import (
     supervised_loss,
 )
 from coda_edu.method.dtypes import widen
-from coda_edu.train import Trainer
+from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
 
 

@@ -10,7 +10,7 @@ from coda_edu.cli import main
 from coda_edu.config import load_config, preset_path
 from coda_edu.data.pack import pack_folder, unpack
 from coda_edu.io import read_jsonl
-from coda_edu.train import Trainer
+from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
 from tests.test_bad_input import make_acdc
 

@@ -19,7 +19,8 @@ from coda_edu.config import load_config
 from coda_edu.errors import DivergedError, RunFolderError
 from coda_edu.io import RunLock, read_jsonl
 from coda_edu.run_folder import RunFolder
-from coda_edu.train import Trainer, train
+from coda_edu.train import train
+from coda_edu.trainer import Trainer
 from tests.conftest import REPO, cli_command, tiny_overrides
 
 FAST = {

@@ -8,7 +8,7 @@ the unlabeled images. Nothing else in the package is edited to add it
 import torch
 import torch.nn.functional as F
 
-from coda_edu.method.algorithms import Algorithm
+from coda_edu.method.base import Algorithm
 from coda_edu.method.losses import supervised_loss
 from coda_edu.registry import METHODS, MethodSpec
 

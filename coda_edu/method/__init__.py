@@ -4,7 +4,10 @@
 - :mod:`.alignment`   class marginals, EMA, distribution alignment, pseudo-labels
 - :mod:`.filtering`   over-expectation mask and fixed-threshold mask
 - :mod:`.schedules`   sigmoid ramp-up and poly learning rate
-- :mod:`.algorithms`  supervised, CPS, mean teacher and Co-DA training steps
+- :mod:`.mixing`      copy-paste / CutMix boxes and strong intensity changes (beyond the paper)
+- :mod:`.base`        what every method shares: the batch, the hooks, two helpers
+- one module per method, each registering itself: :mod:`.supervised`, :mod:`.cps`,
+  :mod:`.coda`, :mod:`.mean_teacher`
 """
 
 from .alignment import (

@@ -1,36 +1,16 @@
-"""Training algorithms composed from the pure functions of this package.
+"""Cross pseudo supervision (Chen et al., 2021) and the hooks Co-DA adds to it.
 
-Each algorithm turns one two-stream batch into a loss for the networks A and B.
-The trainer (:mod:`coda_edu.train`) owns everything else: sampling, augmentation,
-mixed precision, the optimiser, logging and checkpoints. Hooks, in call order:
-
-``prepare(model_a, model_b)``            once, before the first step
-``training_step(..., diagnostics)``      every step, inside autocast; returns ``(loss, logs)``
-``after_optimizer_step(...)``            every step, after ``optimizer.step()``
-``state_dict()`` / ``load_state_dict()`` checkpointing of the algorithm's own state
-
-Each method registers a :class:`~coda_edu.registry.MethodSpec` with its class
-(``@METHODS.register(...)``): the one place that declares whether it uses unlabeled
-data, makes pseudo-labels, trains network B, and its default ``method.alignment`` and
-``method.filter``. A new method is one module doing the same (see ``tests/toy_method.py``).
-
-``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
-shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
-``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
-extra work on the other steps).
-
-With several processes (``torchrun``), each rank's ``Batch`` is its shard of the global
-batch and the trainer runs ``training_step`` inside
-:func:`coda_edu.distributed.sharded_step`: the losses, marginals, expectations and
-diagnostics sum their numerators and denominators over the ranks, so every statistic and
-loss is that of the global batch (:mod:`coda_edu.distributed`).
+:class:`CrossPseudoSupervision` is the training step of both CPS and Co-DA: A learns from
+B's pseudo-labels and B from A's. Its hooks make the difference: ``align`` (the reading
+``method.alignment``), the filter (``method.filter``), the unsupervised loss, and the options
+beyond the paper (EMA teachers, mixed images, strong intensity changes). With the hooks off
+it is CPS, registered here; :mod:`.coda` registers Co-DA on the same step with its own
+defaults.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -50,90 +30,14 @@ from .alignment import (
     match_argmax_shares,
     pseudo_labels,
 )
+from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, ema_weights, pseudo_label_precision_recall
 from .dtypes import widen
 from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
 from .losses import masked_cross_entropy, soft_dice_loss, supervised_loss
 from .mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from .schedules import unsupervised_weight
 
-UNUSED = -1  # the target of a pixel that a loss leaves out (its ignore index)
-
-
-@dataclass
-class Batch:
-    """One step's data, already augmented and on the training device."""
-
-    x_l: torch.Tensor  # (Bl, C, *S) labeled images
-    y_l: torch.Tensor  # (Bl, *S) integer labels
-    x_u: Optional[torch.Tensor] = None  # (Bu, C, *S) unlabeled images
-    y_u: Optional[torch.Tensor] = None  # hidden truth of x_u: diagnostics only, never in a loss
-
-    def shard(self, labeled: slice, unlabeled: Optional[slice]) -> Batch:
-        """The items of one rank: ``labeled`` of the labeled part, ``unlabeled`` of the unlabeled part."""
-        if self.x_u is None or unlabeled is None:
-            return Batch(self.x_l[labeled], self.y_l[labeled])
-        y_u = self.y_u[unlabeled] if self.y_u is not None else None
-        return Batch(self.x_l[labeled], self.y_l[labeled], self.x_u[unlabeled], y_u)
-
-
-@torch.no_grad()
-def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num_classes: int):
-    r"""Per class, precision :math:`|\hat Y_c \cap Y_c| / |\hat Y_c|` and recall :math:`|\hat Y_c \cap Y_c| / |Y_c|`
-    of pseudo-labels against the hidden truth (a diagnostic: the truth never enters a loss).
-    NaN where the denominator is 0."""
-    labels, truth = labels.reshape(-1).long(), truth.reshape(-1).long()
-    hits = global_sum(torch.bincount(labels[labels == truth], minlength=num_classes)[:num_classes].float())
-    predicted = global_sum(torch.bincount(labels, minlength=num_classes)[:num_classes].float())
-    present = global_sum(torch.bincount(truth, minlength=num_classes)[:num_classes].float())
-    return hits / predicted, hits / present
-
-
-@torch.no_grad()
-def ema_weights(teacher: nn.Module, student: nn.Module, momentum: float, step: int) -> None:
-    r"""Teacher weights as an EMA of the student's, :math:`\theta_T \leftarrow \mu_t\theta_T + (1-\mu_t)\theta_S`
-    with the warm-up :math:`\mu_t = \min(1 - 1/(t+2), \mu)`; buffers (batch-norm statistics) are copied."""
-    mu = min(1.0 - 1.0 / (step + 2), momentum)
-    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
-        p_t.mul_(mu).add_(p_s.detach(), alpha=1.0 - mu)
-    for b_t, b_s in zip(teacher.buffers(), student.buffers()):
-        b_t.copy_(b_s)
-
-
-class Algorithm:
-    """Base class; see the module docstring for the hooks. The method's properties are in its
-    :class:`~coda_edu.registry.MethodSpec`, not on the class."""
-
-    def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.rampup_steps = int(round(cfg.method.rampup * cfg.train.iterations))
-
-    def prepare(self, model_a: nn.Module, model_b: nn.Module) -> None:
-        pass
-
-    def lambda_at(self, step: int) -> float:
-        return unsupervised_weight(step, self.cfg.method.lambda_max, self.rampup_steps)
-
-    def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The supervised loss ``method.supervised_loss`` of one network on labeled images."""
-        return supervised_loss(logits, target, self.ignore_index, self.cfg.method.supervised_loss)
-
-    def training_step(self, model_a: nn.Module, model_b: nn.Module, batch: Batch, step: int, diagnostics: bool = False):
-        raise NotImplementedError
-
-    def after_optimizer_step(self, model_a: nn.Module, model_b: nn.Module, step: int) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-_PAIR_KEYS = ("supervised_loss", "lambda_max", "rampup")
-_CPS_KEYS = _PAIR_KEYS + (
+CPS_KEYS = COMMON_KEYS + (
     "alignment",
     "filter",
     "alpha",
@@ -155,28 +59,6 @@ _CPS_KEYS = _PAIR_KEYS + (
     "mix_per_network",
     "strong_intensity",
 )
-
-
-@METHODS.register(
-    MethodSpec(
-        "supervised",
-        "both networks learn from the labeled images only (the lower bound)",
-        uses_unlabeled=False,
-        pseudo_labels=False,
-        config_keys=("supervised_loss",),
-        color="#8c564b",
-    )
-)
-class Supervised(Algorithm):
-    """Both networks learn from the labeled images only:
-    :math:`\\mathcal{L} = \\mathcal{L}^A_{sup} + \\mathcal{L}^B_{sup}`."""
-
-    def training_step(self, model_a, model_b, batch, step, diagnostics=False):
-        logits_a, logits_b = model_a(batch.x_l), model_b(batch.x_l)
-        sup_a = self.supervised(logits_a, batch.y_l)
-        sup_b = self.supervised(logits_b, batch.y_l)
-        loss = sup_a + sup_b
-        return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "sup_B": sup_b.detach()}
 
 
 class MarginalTracker:
@@ -224,19 +106,8 @@ class MarginalTracker:
         "cross pseudo supervision: A learns from B's pseudo-labels and B from A's (Chen et al., 2021)",
         alignment="none",
         filter="none",
-        config_keys=_CPS_KEYS,
+        config_keys=CPS_KEYS,
         color="#ff7f0e",
-    )
-)
-@METHODS.register(
-    MethodSpec(
-        "coda",
-        "Co-DA: CPS with distribution-aligned pseudo-labels and the over-expectation filter",
-        alignment="predictions",
-        filter="over_expectation",
-        config_keys=_CPS_KEYS,
-        color="#9467bd",
-        variant_colors=("#c5b0d5", "#54278f", "#a88fd0", "#3f007d"),  # shades of its purple
     )
 )
 class CrossPseudoSupervision(Algorithm):
@@ -502,53 +373,3 @@ class CrossPseudoSupervision(Algorithm):
         self.offsets = dict(state.get("offsets", {"A": None, "B": None}))
         for key, teacher in self.teachers.items():
             teacher.load_state_dict(state["teachers"][key])
-
-
-@METHODS.register(
-    MethodSpec(
-        "mean_teacher",
-        "A is the student, B its EMA teacher; a consistency loss on noisy unlabeled images",
-        pseudo_labels=False,
-        trains_b=False,
-        config_keys=_PAIR_KEYS + ("teacher_momentum", "teacher_noise"),
-        color="#bcbd22",
-    )
-)
-class MeanTeacher(Algorithm):
-    r"""Mean teacher (Tarvainen & Valpola, 2017): A is the student, B its EMA teacher.
-
-    .. math:: \mathcal{L} = \mathcal{L}^A_{sup}
-              + \lambda(t)\,\frac{1}{|\Omega_u|}\sum_i \lVert p^A_i(x_u) - p^B_i(x_u + \xi) \rVert^2,
-              \qquad \theta_B \leftarrow \mu\,\theta_B + (1-\mu)\,\theta_A
-
-    with Gaussian input noise :math:`\xi` (clipped to ±2σ) and :math:`\mu` warmed up as
-    :math:`\min(1 - 1/(t+1), \mu)`.
-    """
-
-    def prepare(self, model_a, model_b):
-        model_b.load_state_dict(model_a.state_dict())
-        for p in model_b.parameters():
-            p.requires_grad_(False)
-
-    def training_step(self, model_a, model_b, batch, step, diagnostics=False):
-        n_l = batch.x_l.shape[0]
-        logits_a = model_a(torch.cat([batch.x_l, batch.x_u]))
-        sup_a = self.supervised(logits_a[:n_l], batch.y_l)
-        sigma = self.cfg.method.teacher_noise
-        with torch.no_grad():
-            noise = (torch.randn_like(batch.x_u) * sigma).clamp(-2 * sigma, 2 * sigma)
-            teacher = torch.softmax(widen(model_b(batch.x_u + noise)), dim=1)
-        student = torch.softmax(widen(logits_a[n_l:]), dim=1)
-        consistency = global_mean(((student - teacher) ** 2).sum(1))
-        lam = self.lambda_at(step)
-        loss = sup_a + lam * consistency
-        return loss, {"loss": loss.detach(), "sup_A": sup_a.detach(), "unsup_A": consistency.detach(), "lambda": lam}
-
-    @torch.no_grad()
-    def after_optimizer_step(self, model_a, model_b, step):
-        ema_weights(model_b, model_a, self.cfg.method.teacher_momentum, step)
-
-
-def build_algorithm(cfg: Config, num_classes: int, ignore_index: int | None) -> Algorithm:
-    """The algorithm registered as ``cfg.method.name`` (config must be resolved)."""
-    return METHODS.get(cfg.method.name).build(cfg, num_classes, ignore_index)

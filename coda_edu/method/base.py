@@ -1,0 +1,126 @@
+"""What every training algorithm shares: the batch it gets, the hooks it may fill, two helpers.
+
+Each algorithm turns one two-stream batch into a loss for the networks A and B; each
+method is one module of this package (:mod:`.supervised`, :mod:`.cps`, :mod:`.coda`,
+:mod:`.mean_teacher`) built from the pure functions of the others. The trainer
+(:mod:`coda_edu.trainer`) owns everything else: sampling, augmentation,
+mixed precision, the optimiser, logging and checkpoints. Hooks, in call order:
+
+``prepare(model_a, model_b)``            once, before the first step
+``training_step(..., diagnostics)``      every step, inside autocast; returns ``(loss, logs)``
+``after_optimizer_step(...)``            every step, after ``optimizer.step()``
+``state_dict()`` / ``load_state_dict()`` checkpointing of the algorithm's own state
+
+Each method registers a :class:`~coda_edu.registry.MethodSpec` with its class
+(``@METHODS.register(...)``): the one place that declares whether it uses unlabeled
+data, makes pseudo-labels, trains network B, and its default ``method.alignment`` and
+``method.filter``. A new method is one module doing the same (see ``tests/toy_method.py``).
+
+``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
+shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
+``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
+extra work on the other steps).
+
+With several processes (``torchrun``), each rank's ``Batch`` is its shard of the global
+batch and the trainer runs ``training_step`` inside
+:func:`coda_edu.distributed.sharded_step`: the losses, marginals, expectations and
+diagnostics sum their numerators and denominators over the ranks, so every statistic and
+loss is that of the global batch (:mod:`coda_edu.distributed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..config import Config
+from ..distributed import global_sum
+from ..registry import METHODS
+from .losses import supervised_loss
+from .schedules import unsupervised_weight
+
+UNUSED = -1  # the target of a pixel that a loss leaves out (its ignore index)
+
+
+@dataclass
+class Batch:
+    """One step's data, already augmented and on the training device."""
+
+    x_l: torch.Tensor  # (Bl, C, *S) labeled images
+    y_l: torch.Tensor  # (Bl, *S) integer labels
+    x_u: Optional[torch.Tensor] = None  # (Bu, C, *S) unlabeled images
+    y_u: Optional[torch.Tensor] = None  # hidden truth of x_u: diagnostics only, never in a loss
+
+    def shard(self, labeled: slice, unlabeled: Optional[slice]) -> Batch:
+        """The items of one rank: ``labeled`` of the labeled part, ``unlabeled`` of the unlabeled part."""
+        if self.x_u is None or unlabeled is None:
+            return Batch(self.x_l[labeled], self.y_l[labeled])
+        y_u = self.y_u[unlabeled] if self.y_u is not None else None
+        return Batch(self.x_l[labeled], self.y_l[labeled], self.x_u[unlabeled], y_u)
+
+
+@torch.no_grad()
+def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num_classes: int):
+    r"""Per class, precision :math:`|\hat Y_c \cap Y_c| / |\hat Y_c|` and recall :math:`|\hat Y_c \cap Y_c| / |Y_c|`
+    of pseudo-labels against the hidden truth (a diagnostic: the truth never enters a loss).
+    NaN where the denominator is 0."""
+    labels, truth = labels.reshape(-1).long(), truth.reshape(-1).long()
+    hits = global_sum(torch.bincount(labels[labels == truth], minlength=num_classes)[:num_classes].float())
+    predicted = global_sum(torch.bincount(labels, minlength=num_classes)[:num_classes].float())
+    present = global_sum(torch.bincount(truth, minlength=num_classes)[:num_classes].float())
+    return hits / predicted, hits / present
+
+
+@torch.no_grad()
+def ema_weights(teacher: nn.Module, student: nn.Module, momentum: float, step: int) -> None:
+    r"""Teacher weights as an EMA of the student's, :math:`\theta_T \leftarrow \mu_t\theta_T + (1-\mu_t)\theta_S`
+    with the warm-up :math:`\mu_t = \min(1 - 1/(t+2), \mu)`; buffers (batch-norm statistics) are copied."""
+    mu = min(1.0 - 1.0 / (step + 2), momentum)
+    for p_t, p_s in zip(teacher.parameters(), student.parameters()):
+        p_t.mul_(mu).add_(p_s.detach(), alpha=1.0 - mu)
+    for b_t, b_s in zip(teacher.buffers(), student.buffers()):
+        b_t.copy_(b_s)
+
+
+class Algorithm:
+    """Base class; see the module docstring for the hooks. The method's properties are in its
+    :class:`~coda_edu.registry.MethodSpec`, not on the class."""
+
+    def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.rampup_steps = int(round(cfg.method.rampup * cfg.train.iterations))
+
+    def prepare(self, model_a: nn.Module, model_b: nn.Module) -> None:
+        pass
+
+    def lambda_at(self, step: int) -> float:
+        return unsupervised_weight(step, self.cfg.method.lambda_max, self.rampup_steps)
+
+    def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The supervised loss ``method.supervised_loss`` of one network on labeled images."""
+        return supervised_loss(logits, target, self.ignore_index, self.cfg.method.supervised_loss)
+
+    def training_step(self, model_a: nn.Module, model_b: nn.Module, batch: Batch, step: int, diagnostics: bool = False):
+        raise NotImplementedError
+
+    def after_optimizer_step(self, model_a: nn.Module, model_b: nn.Module, step: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+COMMON_KEYS = ("supervised_loss", "lambda_max", "rampup")  # the method.* keys every method of two networks reads
+
+
+def build_algorithm(cfg: Config, num_classes: int, ignore_index: int | None) -> Algorithm:
+    """The algorithm registered as ``cfg.method.name`` (config must be resolved)."""
+    return METHODS.get(cfg.method.name).build(cfg, num_classes, ignore_index)
