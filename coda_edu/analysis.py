@@ -11,7 +11,7 @@ import math
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -318,3 +318,44 @@ def pseudo_label_summary(metrics: Iterable[dict], network: str, last_fraction: f
                 warnings.simplefilter("ignore", RuntimeWarning)
                 out[field] = [float(v) for v in np.nanmean(np.asarray(values, dtype=float), axis=0)]
     return out
+
+
+def late_mean(steps: list[int], values: list[float], last_fraction: float = 0.2) -> float:
+    """The mean of a logged curve over its last ``last_fraction`` of steps (NaN ignored)."""
+    last = max(steps)
+    late = [v for s, v in zip(steps, values) if s > (1 - last_fraction) * last] or values[-1:]
+    return float(np.nanmean(np.asarray(late, dtype=float)))
+
+
+def paired(
+    rows: list[dict],
+    method: str,
+    baseline: str,
+    cls: str,
+    split: str,
+    checkpoint: str = "best",
+    model: str = "ensemble",
+) -> dict[str, Any]:
+    """Per seed ``method`` − ``baseline`` of ``cls``'s Dice, over the seeds both have: the
+    differences, their mean, their sample std (None for fewer than two seeds) and how many are > 0."""
+
+    def by_seed(m):
+        return {
+            r["seed"]: r["dice"]
+            for r in rows
+            if r["method"] == m
+            and r["split"] == split
+            and r["checkpoint"] == checkpoint
+            and r["model"] == model
+            and r["class"] == cls
+            and r.get("dice") is not None
+            and not math.isnan(r["dice"])
+        }
+
+    a, b = by_seed(method), by_seed(baseline)
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else None
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else None
+    return {"seeds": seeds, "diffs": diffs, "mean": mean, "std": std, "n": n, "positive": sum(d > 0 for d in diffs)}

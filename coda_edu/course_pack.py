@@ -30,7 +30,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import math
 import os
 import re
 import struct
@@ -711,15 +710,6 @@ def check(root: str | os.PathLike | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- summaries the notebooks use
-def late_mean(steps: list[int], values: list[float], last_fraction: float = 0.2) -> float:
-    """The mean of a logged curve over its last ``last_fraction`` of steps (NaN ignored)."""
-    import numpy as np
-
-    last = max(steps)
-    late = [v for s, v in zip(steps, values) if s > (1 - last_fraction) * last] or values[-1:]
-    return float(np.nanmean(np.asarray(late, dtype=float)))
-
-
 def default_coda_variant(runs: list[PackedRun]) -> Optional[str]:
     """The variant that trains Co-DA as ``coda-edu train`` does: the default reading and filter, and none
     of the options beyond the paper (a key a packed config lacks counts at its default)."""
@@ -732,40 +722,6 @@ def default_coda_variant(runs: list[PackedRun]) -> Optional[str]:
         if m["name"] == default.name and all(m.get(k, getattr(default, k)) == getattr(default, k) for k in keys):
             return run.variant
     return None
-
-
-def paired(
-    rows: list[dict],
-    method: str,
-    baseline: str,
-    cls: str,
-    split: str,
-    checkpoint: str = "best",
-    model: str = "ensemble",
-) -> dict[str, Any]:
-    """Per seed ``method`` − ``baseline`` of ``cls``'s Dice, over the seeds both have: the
-    differences, their mean, their sample std (None for fewer than two seeds) and how many are > 0."""
-
-    def by_seed(m):
-        return {
-            r["seed"]: r["dice"]
-            for r in rows
-            if r["method"] == m
-            and r["split"] == split
-            and r["checkpoint"] == checkpoint
-            and r["model"] == model
-            and r["class"] == cls
-            and r.get("dice") is not None
-            and not math.isnan(r["dice"])
-        }
-
-    a, b = by_seed(method), by_seed(baseline)
-    seeds = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in seeds]
-    n = len(diffs)
-    mean = sum(diffs) / n if n else None
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else None
-    return {"seeds": seeds, "diffs": diffs, "mean": mean, "std": std, "n": n, "positive": sum(d > 0 for d in diffs)}
 
 
 # --------------------------------------------------------------------------- command line

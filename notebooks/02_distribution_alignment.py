@@ -102,10 +102,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from coda_edu import exercises
-from coda_edu.analysis import over_under, predict_pool, reading_shares, scratch_run_dir, share_gap, std_text
+from coda_edu.analysis import (
+    over_under,
+    paired,
+    predict_pool,
+    reading_shares,
+    scratch_run_dir,
+    share_gap,
+    std_text,
+)
 from coda_edu.bias import READINGS
 from coda_edu.config import load_config, preset_path
-from coda_edu.course_pack import CoursePack, default_coda_variant, load_group, paired
+from coda_edu.course_pack import CoursePack, default_coda_variant, load_group
 from coda_edu.method import class_marginal, class_shares, pseudo_labels
 from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.run_folder import load_run_pair
@@ -381,7 +389,7 @@ training.show()
 # every 10 steps ([method.md, what is logged](../docs/method.md#what-is-logged-to-follow-the-method));
 # `coda_edu.course_pack.PackedRun.share_ratio`. Paired difference d_s = Dice_s(method) −
 # Dice_s(CPS) per seed, then mean ± sample std ([evaluation.md,
-# aggregation](../docs/evaluation.md#aggregation)): `coda_edu.course_pack.paired`.
+# aggregation](../docs/evaluation.md#aggregation)): `coda_edu.analysis.paired`.
 
 # %%
 method_of = {run.variant: run.config["method"] for run in pack_runs}

@@ -73,8 +73,8 @@ from pathlib import Path
 from IPython.display import display
 
 from coda_edu import exercises
-from coda_edu.analysis import collect_runs, std_text, summarize
-from coda_edu.course_pack import CoursePack, default_coda_variant, paired
+from coda_edu.analysis import collect_runs, paired, std_text, summarize
+from coda_edu.course_pack import CoursePack, default_coda_variant
 from coda_edu.viz.figures import plot_class_scores, plot_comparison
 from coda_edu.viz.widgets import comparison_explorer
 
@@ -170,7 +170,7 @@ for labeled, rows in mine.items():
 
 # %% [markdown]
 # *Formula.* d_s = x_s(method) − x_s(baseline) per seed s, then the mean and the sample
-# standard deviation of the d_s as above: `coda_edu.course_pack.paired`;
+# standard deviation of the d_s as above: `coda_edu.analysis.paired`;
 # [evaluation.md, aggregation](../docs/evaluation.md#aggregation).
 
 # %%

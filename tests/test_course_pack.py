@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import torch
 
-from coda_edu import course_pack
+from coda_edu import analysis, course_pack
 from coda_edu.course_pack import CoursePack, PackError
 from tests.conftest import REPO, cli_command
 
@@ -213,14 +213,14 @@ def test_the_pack_shows_the_minority_lesson():
     more than one paired std over 5 seeds; the default reading's RV pseudo-labels stay under-counted."""
     runs = CoursePack().runs("minority")
     rows = [row for run in runs for row in run.rows()]
-    p = course_pack.paired(rows, "coda, argmax share", "cps", "RV", "test")
+    p = analysis.paired(rows, "coda, argmax share", "cps", "RV", "test")
     assert p["n"] == 5 and p["mean"] > p["std"] > 0, p
     default = course_pack.default_coda_variant(runs)
     assert default == "coda, predictions"
     late = {}
     for variant in ("cps", default, "coda, argmax share"):
         mine = [r for r in runs if r.variant == variant]
-        late[variant] = sum(course_pack.late_mean(*r.share_ratio("RV")) for r in mine) / len(mine)
+        late[variant] = sum(analysis.late_mean(*r.share_ratio("RV")) for r in mine) / len(mine)
     assert late["cps"] < late[default] < 1 and abs(1 - late["coda, argmax share"]) < abs(1 - late[default]), late
 
 
@@ -241,10 +241,10 @@ def test_the_acdc_group_shows_the_unlabeled_patients_pay():
     assert {r["split"] for r in rows} == {"val"}
     for method in ("coda + options", "cps + options"):
         for cls in ("mean", "RV"):
-            p = course_pack.paired(rows, method, "supervised", cls, "val")
+            p = analysis.paired(rows, method, "supervised", cls, "val")
             assert p["n"] == 5 and p["positive"] == 5 and p["mean"] > p["std"] > 0, (method, cls, p)
-    mean = course_pack.paired(rows, "coda + options", "cps + options", "mean", "val")
-    rv = course_pack.paired(rows, "coda + options", "cps + options", "RV", "val")
+    mean = analysis.paired(rows, "coda + options", "cps + options", "mean", "val")
+    rv = analysis.paired(rows, "coda + options", "cps + options", "RV", "val")
     assert mean["n"] == 5 and mean["mean"] < 0 and mean["positive"] <= 1 and rv["mean"] < 0, (mean, rv)
     assert course_pack.default_coda_variant(runs) is None
     assert course_pack.default_coda_variant(CoursePack().runs("minority")) == "coda, predictions"
@@ -301,7 +301,7 @@ def test_the_pack_agrees_with_the_evidence_rows_of_the_regime():
             assert len(ours) == len(theirs) == 5
             assert abs(np.mean(ours) - np.mean(theirs)) < 0.5 * np.std(theirs, ddof=1), (variant, cls, ours, theirs)
         if variant != "cps":
-            p, q = (course_pack.paired(x, variant, "cps", "RV", "test") for x in (rows, evidence))
+            p, q = (analysis.paired(x, variant, "cps", "RV", "test") for x in (rows, evidence))
             assert np.sign(p["mean"]) == np.sign(q["mean"]) and min(p["positive"], q["positive"]) >= 4, (p, q)
 
 
@@ -323,9 +323,9 @@ def test_the_acdc_claim_of_notebook_02_holds_in_the_evidence_rows():
                     "dice": dice,
                 }
             )
-    coda = course_pack.paired(rows, "coda", "cps", "MYO", "val")
-    filt = course_pack.paired(rows, "filter only", "cps", "MYO", "val")
-    align = course_pack.paired(rows, "alignment only", "cps", "mean", "val")
+    coda = analysis.paired(rows, "coda", "cps", "MYO", "val")
+    filt = analysis.paired(rows, "filter only", "cps", "MYO", "val")
+    align = analysis.paired(rows, "alignment only", "cps", "mean", "val")
     assert coda["mean"] > coda["std"] and filt["mean"] >= 0.9 * coda["mean"], (coda, filt)
     assert abs(align["mean"]) < align["std"], align
 

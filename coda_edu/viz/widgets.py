@@ -493,10 +493,10 @@ def comparison_explorer(
     coda_edu.analysis.collect_runs gives them, "split": ..., "checkpoint": ..., "model": ...}``.
     A std is drawn only where it exists (two seeds or more). ``data``: ``methods`` (method ->
     mean, std or None, n, values) and ``paired`` (method -> the dict of
-    :func:`coda_edu.course_pack.paired`); ``question`` is kept in ``data`` for the prediction
+    :func:`coda_edu.analysis.paired`); ``question`` is kept in ``data`` for the prediction
     exercise (which source, class, method and baseline it asks about).
     """
-    from ..course_pack import paired
+    from ..analysis import paired
     from .plotly_figures import points_figure
 
     if not sources:
@@ -585,7 +585,7 @@ def training_explorer(runs: list, methods: list[str] | None = None, cls: str | N
     last 20 % of steps, mean over seeds, or None without pseudo-labels) and ``dice`` (values,
     mean, std).
     """
-    from ..course_pack import late_mean
+    from ..analysis import late_mean
     from .plotly_figures import curves_figure
 
     methods = methods or list(dict.fromkeys(r.variant for r in runs))
