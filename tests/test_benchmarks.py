@@ -142,3 +142,46 @@ def test_step_profile_quick(tmp_path, monkeypatch):
     assert result["validation_s"] > 0 and result["evaluation_s"] > 0
     assert "one validation (Dice" in stdout
     assert list(scratch.glob("step_profile-*")) == [], "the trainers' run folders are removed"
+
+
+def test_postprocess_ablation_scores_finished_runs_again_without_the_rule(tmp_path):
+    from coda_edu.config import load_config
+    from coda_edu.io import read_jsonl
+    from coda_edu.train import train
+    from tests.conftest import tiny_overrides
+
+    for label, method in (("a", "coda"), ("b", "supervised")):
+        for seed in (0, 1):
+            rule = {"eval.postprocess": "largest_component", "eval.distances": False}
+            overrides = tiny_overrides(**{"method.name": method, "seed": seed, **rule})
+            train(load_config(None, overrides), tmp_path / f"{label}_s{seed}", progress=False, log=lambda s: None)
+    plain = tiny_overrides(**{"eval.distances": False})
+    train(load_config(None, plain), tmp_path / "plain", progress=False, log=lambda s: None)
+
+    out = tmp_path / "ablation.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "postprocess_ablation.py"), "--out", str(out)]
+    done = subprocess.run(
+        [*command, "--runs", f"A={tmp_path}/a_s*", "--runs", f"B={tmp_path}/b_s*"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in ("| A, without the rule |", "| A, with − without |", "| A − B, without the rule, paired by seed |"):
+        assert line in done.stdout
+    rows = {r["label"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["A"]["seeds"] == [0, 1] and rows["A - B"]["seeds"] == [0, 1]
+    # "with" is each run's own record (its eval_cases.jsonl), "without" a new pass with the rule off
+    cases = [r for r in read_jsonl(tmp_path / "a_s1" / "eval_cases.jsonl") if r["split"] == "val"]
+    rv = [r["dice"] for r in cases if r["checkpoint"] == "best" and r["model"] == "ensemble" and r["class"] == "RV"]
+    assert rows["A"]["with"]["1"]["RV"] == pytest.approx(sum(rv) / len(rv))
+    assert all(0.0 <= v <= 1.0 for seed in rows["B"]["without"].values() for v in seed.values())
+    assert sorted(p.name for p in (tmp_path / "a_s0").iterdir()) == sorted(
+        ["checkpoints", "config.yaml", "eval.json", "eval_cases.jsonl", "figures", "metrics.jsonl"]
+    )  # nothing written into the run folders
+
+    refused = subprocess.run(
+        [*command, "--runs", f"P={tmp_path}/plain"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert refused.returncode != 0 and "eval.postprocess is 'none', not largest_component" in refused.stderr
