@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -37,10 +38,9 @@ def ensemble_cases(rows: list[dict]) -> dict[str, dict[str, float]]:
     return {case: {**v, "mean": statistics.fmean(v.values())} for case, v in cases.items()}
 
 
-def without_rule(folder: Path) -> tuple[int, dict, dict]:
-    """(seed, cases with the run's rule, cases with the rule off) of one run folder."""
-    import torch
-
+def without_rule(folder: Path, datasets: dict) -> tuple[int, dict, dict]:
+    """(seed, cases with the run's rule, cases with the rule off) of one run folder. ``datasets``
+    keeps each dataset loaded once, by its ``data`` config (the runs of a comparison share it)."""
     from coda_edu.config import resolve
     from coda_edu.data import load_dataset
     from coda_edu.device import resolve_device, resolve_precision
@@ -55,12 +55,13 @@ def without_rule(folder: Path) -> tuple[int, dict, dict]:
     with_rule = ensemble_cases(read_jsonl(run.eval_cases_path))
     cfg.eval.postprocess, cfg.eval.distances, cfg.eval.splits = "none", False, ["val"]
     cfg = resolve(cfg)
+    key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
+    if key not in datasets:
+        datasets[key] = load_dataset(cfg)
     device = resolve_device("cpu")
     model_a, model_b = run.load_pair("best")
-    with torch.no_grad():
-        evaluation = evaluate_run(
-            run, cfg, load_dataset(cfg), model_a, model_b, device, resolve_precision(device, "fp32"), progress=False
-        )
+    precision = resolve_precision(device, "fp32")
+    evaluation = evaluate_run(run, cfg, datasets[key], model_a, model_b, device, precision, progress=False)
     return cfg.seed, with_rule, ensemble_cases(evaluation["cases"])
 
 
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    groups = {}
+    groups, datasets = {}, {}
     for spec in args.runs:
         label, _, pattern = spec.partition("=")
         folders = sorted(Path(p) for p in glob.glob(pattern) if Path(p, "eval_cases.jsonl").is_file())
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
         groups[label] = {}
         for folder in folders:
             try:
-                seed, with_rule, without = without_rule(folder)
+                seed, with_rule, without = without_rule(folder, datasets)
             except CodaEduError as exc:
                 parser.error(str(exc))
             groups[label][seed] = {"with": with_rule, "without": without}
