@@ -31,7 +31,6 @@ from .registry import DATASETS, METHODS, Registry
 
 ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 FILTERS = ("none", "fixed", "over_expectation")
-MIXES = ("none", "copy_paste", "cutmix")
 #: Settings are checked against the types the code gives them: integers go into int64 (numpy, torch),
 #: floats into float32 tensors, so a value float32 cannot hold (or rounds to 0) is refused here.
 INT64 = (-(2**63), 2**63 - 1)
@@ -40,7 +39,7 @@ FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 CONFIG_LIMIT = MB  # a config file is a few kB; a larger file is refused before it is parsed
 
 
-def _f(
+def option(
     default: Any = None,
     *,
     help: str,
@@ -50,88 +49,73 @@ def _f(
     min_exclusive: bool = False,
     factory: Any = None,
 ):
-    """A dataclass field carrying its help text and validation limits (``choices``: a tuple, or a
-    :class:`~coda_edu.registry.Registry` whose names are the choices)."""
+    """A config key: a dataclass field carrying its help text and validation limits (``choices``: a
+    tuple, or a :class:`~coda_edu.registry.Registry` whose names are the choices). A method or dataset
+    module declares its own keys with it (see :func:`section`)."""
     meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
-@dataclass
-class SyntheticConfig:
-    """The embedded cardiac-like phantoms (``data.name: synthetic | synthetic3d``)."""
+class _Section:
+    """Base of a section that registered modules extend with their own keys (see :func:`section`)."""
 
-    n_patients: int = _f(60, help="number of synthetic patients", min=8)
-    slices_per_patient: int = _f(8, help="short-axis slices per patient (2D) or depth of the volume (3D)", min=1)
-    imbalance: float = _f(
-        0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0
-    )
-    rare_class: bool = _f(False, help="add a small fifth class (a 'lesion' inside the myocardium)")
-    faint_rv: float = _f(
-        0.0,
-        help="the labeled patients are the clear cases: every other patient's RV contrast is lowered by this "
-        "fraction (0 = off, 1 = as dark as the tissue)",
-        min=0.0,
-        max=1.0,
-    )
-    noise: float = _f(0.08, help="standard deviation of additive Gaussian noise", min=0.0)
-    bias_field: float = _f(0.3, help="strength of the smooth multiplicative bias field", min=0.0, max=0.9)
-    resolution: int = _f(64, help="in-plane size of the generated slices (pixels)", min=16)
-    val_patients: int = _f(10, help="patients held out for validation", min=1)
-    test_patients: int = _f(10, help="patients held out for testing", min=1)
+    def __reduce__(self):  # pickled (a run in a spawned process) by base and values, not by the built class
+        return (_rebuilt_section, (type(self).__mro__[-3], dict(self.__dict__)))
 
 
 @dataclass
-class DataConfig:
-    name: str = _f("synthetic", help="dataset (registered in coda_edu.registry.DATASETS)", choices=DATASETS)
-    root: Optional[str] = _f(None, help="dataset folder; default $CODA_EDU_DATA_DIR/<dataset folder>")
-    image_size: list[int] = _f(
+class DataConfig(_Section):
+    """The ``data.*`` keys every dataset reads; a dataset module adds its own (``DatasetSpec.options``)."""
+
+    name: str = option("synthetic", help="dataset (registered in coda_edu.registry.DATASETS)", choices=DATASETS)
+    root: Optional[str] = option(None, help="dataset folder; default $CODA_EDU_DATA_DIR/<dataset folder>")
+    image_size: list[int] = option(
         help="training size: [H, W] for 2D, [D, H, W] patch for 3D (empty = dataset default)", factory=list
     )
-    labeled_patients: Optional[int] = _f(4, help="labeled training patients (cases for LA, videos for CaDIS)", min=1)
-    labeled_fraction: Optional[float] = _f(
+    labeled_patients: Optional[int] = option(
+        4, help="labeled training patients (cases for LA, videos for CaDIS)", min=1
+    )
+    labeled_fraction: Optional[float] = option(
         None,
         help="alternative to labeled_patients: fraction of training patients",
         min=0.0,
         max=1.0,
         min_exclusive=True,
     )
-    labeled_selection: str = _f(
+    labeled_selection: str = option(
         "first", help="'first' N patients in list order, or a seeded 'random' choice", choices=("first", "random")
     )
-    val_patients: Optional[int] = _f(None, help="LA only: carve this many training cases out as validation", min=1)
-    cadis_task: int = _f(2, help="CaDIS class grouping (task I, II or III of the CaDIS paper)", choices=(1, 2, 3))
-    crop: Optional[float] = _f(
+    crop: Optional[float] = option(
         None,
         help="2D real data: keep this central fraction of each slice before resizing (e.g. 0.6 around the heart)",
         min=0.1,
         max=1.0,
     )
-    synthetic: SyntheticConfig = _f(help="options of the synthetic phantoms", factory=SyntheticConfig)
 
 
 @dataclass
 class ModelConfig:
-    name: str = _f(
+    name: str = option(
         "auto", help="network; 'auto' = unet2d for 2D data, unet3d for 3D", choices=("auto", "unet2d", "unet3d")
     )
-    base_width: int = _f(
+    base_width: int = option(
         16,
         help="channels of the first level; level k has base_width * 2**k (16: the literature layout "
         "16-32-64-128-256; at 8 finding a small class is a lottery of the initial draw, see docs/method.md)",
         min=1,
     )
-    levels: int = _f(0, help="resolution levels (0 = 5 for unet2d, 4 for unet3d)", min=0, max=7)
-    dropout: bool = _f(True, help="encoder dropout (0.05, 0.1, 0.2, 0.3, 0.5 from top to bottom)")
-    upsampling: str = _f("bilinear", help="decoder upsampling", choices=("bilinear", "transposed"))
-    init_a: str = _f("kaiming", help="weight initialisation of network A", choices=("kaiming", "xavier"))
-    init_b: str = _f("xavier", help="weight initialisation of network B", choices=("kaiming", "xavier"))
-    head_prior: bool = _f(
+    levels: int = option(0, help="resolution levels (0 = 5 for unet2d, 4 for unet3d)", min=0, max=7)
+    dropout: bool = option(True, help="encoder dropout (0.05, 0.1, 0.2, 0.3, 0.5 from top to bottom)")
+    upsampling: str = option("bilinear", help="decoder upsampling", choices=("bilinear", "transposed"))
+    init_a: str = option("kaiming", help="weight initialisation of network A", choices=("kaiming", "xavier"))
+    init_b: str = option("xavier", help="weight initialisation of network B", choices=("kaiming", "xavier"))
+    head_prior: bool = option(
         True,
         help="start the output bias of both networks at the log of the labeled class frequencies (false = zero bias)",
     )
-    init_scale: str = _f(
+    init_scale: str = option(
         "matched",
         help="'matched': convolutions that feed a batch norm get the Xavier scale in both networks (equal "
         "learning speed); 'scheme': each scheme's own scale",
@@ -140,167 +124,108 @@ class ModelConfig:
 
 
 @dataclass
-class MethodConfig:
-    name: str = _f("coda", help="training method (registered in coda_edu.registry.METHODS)", choices=METHODS)
-    alignment: Optional[str] = _f(
+class MethodConfig(_Section):
+    """The ``method.*`` keys every method reads; a method module adds its own (``MethodSpec.options``)."""
+
+    name: str = option("coda", help="training method (registered in coda_edu.registry.METHODS)", choices=METHODS)
+    alignment: Optional[str] = option(
         None,
         help="distribution alignment target (None = method default: coda 'predictions', others 'none')",
         choices=ALIGNMENTS + (None,),
     )
-    filter: Optional[str] = _f(
+    filter: Optional[str] = option(
         None,
         help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')",
         choices=FILTERS + (None,),
     )
-    alpha: float = _f(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
-    alignment_rampup: bool = _f(
-        True, help="hard_counts/argmax_share: ramp the strength with the unsupervised ramp-up, alpha(t) = alpha r(t)"
-    )
-    max_weight: float = _f(10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0)
-    share_iterations: int = _f(
-        10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1
-    )
-    share_step: float = _f(0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True)
-    share_momentum: float = _f(
-        0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0
-    )
-    marginal_momentum: float = _f(0.99, help="EMA momentum of the class marginals pi_l, pi_u", min=0.0, max=1.0)
-    expectation: str = _f(
-        "batch",
-        help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps",
-        choices=("batch", "ema"),
-    )
-    expectation_momentum: float = _f(
-        0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
-    )
-    threshold: float = _f(0.95, help="confidence threshold of the fixed filter", min=0.0, max=1.0)
-    loss_normalization: str = _f(
-        "all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept")
-    )
-    eps: float = _f(1e-6, help="added to marginals before dividing", min=0.0, min_exclusive=True)
-    supervised_loss: str = _f(
+    supervised_loss: str = option(
         "ce_dice",
         help="supervised loss of each network: 'ce_dice' = (CE + soft Dice) / 2, 'ce' = cross-entropy alone "
         "(small classes end up under-counted by the argmax: configs/synthetic_minority.yaml)",
         choices=("ce_dice", "ce"),
     )
-    unsupervised_loss: str = _f(
-        "oece",
-        help="loss of a network on the other's pseudo-labels: 'oece' (the paper's over-expectation CE) or "
-        "'oece_dice' = (OECE + soft Dice over the kept pixels) / 2 (beyond the paper)",
-        choices=("oece", "oece_dice"),
-    )
-    ema_teacher: float = _f(
-        0.0,
-        help="beyond the paper: > 0 makes the pseudo-labels with EMA copies of A and B of this momentum "
-        "(A still learns from B's, B from A's); 0 = from the networks themselves (the paper)",
-        min=0.0,
-        max=1.0,
-    )
-    mix: str = _f(
-        "none",
-        help="beyond the paper: train on mixed images, the pseudo-labels made on the clean ones: 'copy_paste' "
-        "= a labeled box pasted into an unlabeled image and back (BCP-like; ground truth on the labeled pixels), "
-        "'cutmix' = a box of another unlabeled image (docs/method.md#beyond-the-paper)",
-        choices=MIXES,
-    )
-    mix_fraction: float = _f(
-        0.667, help="side of the pasted box as a fraction of the image side", min=0.0, max=1.0, min_exclusive=True
-    )
-    mix_per_network: bool = _f(
-        True, help="each network gets its own boxes (more diverse pair, same cost); false = both the same"
-    )
-    strong_intensity: float = _f(
-        0.0,
-        help="beyond the paper: strength of a random gamma/contrast/brightness/noise change of the images a "
-        "network learns its pseudo-labels on (0 = off; the pseudo-labels come from the unchanged images)",
-        min=0.0,
-        max=1.0,
-    )
-    lambda_max: float = _f(1.0, help="maximum weight of the unsupervised loss", min=0.0)
-    rampup: float = _f(0.4, help="sigmoid ramp-up length as a fraction of train.iterations", min=0.0, max=1.0)
-    teacher_momentum: float = _f(0.99, help="mean teacher: EMA decay of the teacher weights", min=0.0, max=1.0)
-    teacher_noise: float = _f(0.1, help="mean teacher: std of the Gaussian noise on the teacher input", min=0.0)
+    lambda_max: float = option(1.0, help="maximum weight of the unsupervised loss", min=0.0)
+    rampup: float = option(0.4, help="sigmoid ramp-up length as a fraction of train.iterations", min=0.0, max=1.0)
 
 
 @dataclass
 class OptimConfig:
-    name: str = _f("sgd", help="optimiser", choices=("sgd", "adam", "adamw"))
-    lr: float = _f(0.03, help="base learning rate", min=0.0, min_exclusive=True)
-    momentum: float = _f(0.9, help="SGD momentum", min=0.0, max=1.0)
-    weight_decay: float = _f(1e-4, help="weight decay", min=0.0)
-    schedule: str = _f("poly", help="learning-rate schedule", choices=("poly", "constant"))
-    poly_power: float = _f(0.9, help="power of the poly schedule lr * (1 - t/T)**power", min=0.0)
-    fused: bool = _f(
+    name: str = option("sgd", help="optimiser", choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.03, help="base learning rate", min=0.0, min_exclusive=True)
+    momentum: float = option(0.9, help="SGD momentum", min=0.0, max=1.0)
+    weight_decay: float = option(1e-4, help="weight decay", min=0.0)
+    schedule: str = option("poly", help="learning-rate schedule", choices=("poly", "constant"))
+    poly_power: float = option(0.9, help="power of the poly schedule lr * (1 - t/T)**power", min=0.0)
+    fused: bool = option(
         False, help="one multi-tensor optimiser step: torch's fused=True on CUDA, foreach=True elsewhere (same update)"
     )
 
 
 @dataclass
 class AugmentConfig:
-    flip: bool = _f(True, help="random flips of the in-plane axes")
-    rot90: bool = _f(True, help="random in-plane rotations by multiples of 90 degrees")
-    rotate_degrees: float = _f(15.0, help="random in-plane rotation in [-r, r] degrees", min=0.0, max=180.0)
-    scale: float = _f(0.1, help="random zoom in [1 - s, 1 + s]", min=0.0, max=0.9)
-    intensity: float = _f(0.1, help="random brightness/contrast jitter strength", min=0.0, max=1.0)
-    gamma: float = _f(
+    flip: bool = option(True, help="random flips of the in-plane axes")
+    rot90: bool = option(True, help="random in-plane rotations by multiples of 90 degrees")
+    rotate_degrees: float = option(15.0, help="random in-plane rotation in [-r, r] degrees", min=0.0, max=180.0)
+    scale: float = option(0.1, help="random zoom in [1 - s, 1 + s]", min=0.0, max=0.9)
+    intensity: float = option(0.1, help="random brightness/contrast jitter strength", min=0.0, max=1.0)
+    gamma: float = option(
         0.0, help="random gamma change of each image's intensities, log(gamma) in [-g, g] (0 = off)", min=0.0, max=1.0
     )
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = _f(300, help="optimisation steps", min=1)
-    batch_size: int = _f(16, help="images per step, labeled + unlabeled", min=2)
-    labeled_batch_size: int = _f(8, help="labeled images per step", min=1)
-    val_every: int = _f(100, help="validate and refresh the 'last' checkpoint every N steps", min=1)
-    log_every: int = _f(10, help="write a metrics.jsonl line every N steps", min=1)
-    device: str = _f("auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
-    precision: str = _f(
+    iterations: int = option(300, help="optimisation steps", min=1)
+    batch_size: int = option(16, help="images per step, labeled + unlabeled", min=2)
+    labeled_batch_size: int = option(8, help="labeled images per step", min=1)
+    val_every: int = option(100, help="validate and refresh the 'last' checkpoint every N steps", min=1)
+    log_every: int = option(10, help="write a metrics.jsonl line every N steps", min=1)
+    device: str = option("auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    precision: str = option(
         "auto",
         help="'auto' = bf16/fp16 mixed precision on CUDA, fp32 elsewhere; 'fp64' = float64 networks and "
         "losses, for testing and debugging (exact comparisons, e.g. one process against several), not speed",
         choices=("auto", "fp32", "bf16", "fp16", "fp64"),
     )
-    channels_last: Optional[bool] = _f(None, help="channels-last memory format (None = on for CUDA)")
-    compile: bool = _f(False, help="torch.compile the networks (CUDA only, slow start)")
-    fused_pair: bool = _f(
+    channels_last: Optional[bool] = option(None, help="channels-last memory format (None = on for CUDA)")
+    compile: bool = option(False, help="torch.compile the networks (CUDA only, slow start)")
+    fused_pair: bool = option(
         False,
         help="removed: A and B as one grouped network was measured slower than two (0.71x on an H200); "
         "only false is accepted, so run folders that name it still load",
     )
-    threads: int = _f(0, help="CPU threads for torch (0 = torch default)", min=0)
-    augment: AugmentConfig = _f(help="batched on-device augmentation", factory=AugmentConfig)
+    threads: int = option(0, help="CPU threads for torch (0 = torch default)", min=0)
+    augment: AugmentConfig = option(help="batched on-device augmentation", factory=AugmentConfig)
 
 
 @dataclass
 class EvalConfig:
-    splits: list[str] = _f(help="splits evaluated at the end", factory=lambda: ["val", "test"])
-    select_model: str = _f(
+    splits: list[str] = option(help="splits evaluated at the end", factory=lambda: ["val", "test"])
+    select_model: str = option(
         "ensemble", help="model whose validation Dice picks the 'best' checkpoint", choices=("A", "B", "ensemble")
     )
-    distances: bool = _f(True, help="compute HD95 and ASD (MONAI); off for very large splits")
-    postprocess: str = _f(
+    distances: bool = option(True, help="compute HD95 and ASD (MONAI); off for very large splits")
+    postprocess: str = option(
         "none",
         help="'largest_component': keep the largest connected foreground component of each case and, inside it, "
         "of each class (validation and evaluation; for one organ such as the heart)",
         choices=("none", "largest_component"),
     )
-    batch_size: int = _f(32, help="slices (2D) or windows (3D) per inference batch", min=1)
-    overlap: float = _f(0.5, help="3D sliding-window overlap", min=0.0, max=0.95)
+    batch_size: int = option(32, help="slices (2D) or windows (3D) per inference batch", min=1)
+    overlap: float = option(0.5, help="3D sliding-window overlap", min=0.0, max=0.95)
 
 
 @dataclass
 class Config:
-    seed: int = _f(
+    seed: int = option(
         0, help="seed of data sampling, augmentation and initialisation (0 .. 2**32 - 1)", min=0, max=2**32 - 1
     )
-    data: DataConfig = _f(help="dataset", factory=DataConfig)
-    model: ModelConfig = _f(help="network", factory=ModelConfig)
-    method: MethodConfig = _f(help="semi-supervised method", factory=MethodConfig)
-    optim: OptimConfig = _f(help="optimiser and schedule", factory=OptimConfig)
-    train: TrainConfig = _f(help="training loop", factory=TrainConfig)
-    eval: EvalConfig = _f(help="evaluation", factory=EvalConfig)
+    data: DataConfig = option(help="dataset", factory=lambda: section(DataConfig)())
+    model: ModelConfig = option(help="network", factory=ModelConfig)
+    method: MethodConfig = option(help="semi-supervised method", factory=lambda: section(MethodConfig)())
+    optim: OptimConfig = option(help="optimiser and schedule", factory=OptimConfig)
+    train: TrainConfig = option(help="training loop", factory=TrainConfig)
+    eval: EvalConfig = option(help="evaluation", factory=EvalConfig)
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
@@ -308,6 +233,59 @@ class Config:
 
     def copy(self) -> Config:
         return copy.deepcopy(self)
+
+
+# --------------------------------------------------------------------------- sections from the registries
+_REGISTRY_OF = {DataConfig: DATASETS, MethodConfig: METHODS}
+_BUILT: dict[tuple, type] = {}
+
+
+def section(base: type) -> type:
+    """``base`` (:class:`DataConfig` or :class:`MethodConfig`) plus the keys every registered
+    dataset or method declares in its module, as one flat section (``data.<key>``,
+    ``method.<key>``: the keys of existing configs and run folders stay where they were).
+
+    A module declares its keys as a dataclass of :func:`option` fields given as its spec's
+    ``options``; several entries may share one such class (CPS and Co-DA do). Two classes may
+    not declare the same key. The class is built once per set of registered entries.
+    """
+    registry = _REGISTRY_OF[base]
+    declared: list[type] = []
+    for name in registry.names():
+        options = registry.get(name).options
+        if options is not None and options not in declared:
+            declared.append(options)
+    key = (base, tuple(declared))
+    if key not in _BUILT:
+        owner = {f.name: base.__name__ for f in dataclasses.fields(base)}
+        fields = []
+        for options in declared:
+            hints = typing.get_type_hints(options)
+            where = f"{options.__module__}.{options.__qualname__}"
+            for f in dataclasses.fields(options):
+                if f.name in owner:
+                    raise ConfigError(
+                        f"config key '{registry.config_key.split('.')[0]}.{f.name}' is declared twice: "
+                        f"by {owner[f.name]} and by {where}"
+                    )
+                owner[f.name] = where
+                fields.append(
+                    (
+                        f.name,
+                        hints[f.name],
+                        field(default=f.default, default_factory=f.default_factory, metadata=f.metadata),
+                    )
+                )
+        _BUILT[key] = dataclasses.make_dataclass(
+            base.__name__, fields, bases=(base,), namespace={"__module__": base.__module__, "__doc__": base.__doc__}
+        )
+    return _BUILT[key]
+
+
+def _rebuilt_section(base: type, values: dict) -> Any:
+    obj = section(base)()
+    obj.__dict__.update(values)
+    return obj
 
 
 # --------------------------------------------------------------------------- typing
@@ -429,19 +407,18 @@ def _check_limits(value: Any, f: dataclasses.Field, key: str) -> None:
             raise ConfigError(f"config key '{key}': {excerpt(v)} is out of range (must be <= {hi})")
 
 
-def _known_keys(cls: type, prefix: str = "") -> list[str]:
+def _known_keys(obj: Any, prefix: str = "") -> list[str]:
     keys = []
-    for f in dataclasses.fields(cls):
-        tp = _hints(cls)[f.name]
-        name = prefix + f.name
-        keys.append(name)
-        if dataclasses.is_dataclass(tp):
-            keys.extend(_known_keys(tp, name + "."))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        keys.append(prefix + f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(_known_keys(value, prefix + f.name + "."))
     return keys
 
 
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, _known_keys(Config), n=1, cutoff=0.6) if len(key) <= 100 else []
+    close = difflib.get_close_matches(key, _known_keys(Config()), n=1, cutoff=0.6) if len(key) <= 100 else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return ConfigError(f"unknown config key {excerpt(key)}{hint}")
 
@@ -663,14 +640,13 @@ def describe_keys() -> list[tuple[str, str, Any]]:
     """(key, help, default) for every leaf key: used by ``coda-edu config --help-keys`` and the docs."""
     rows = []
 
-    def walk(cls: type, obj: Any, prefix: str) -> None:
-        for f in dataclasses.fields(cls):
-            tp = _hints(cls)[f.name]
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(tp):
-                walk(tp, value, prefix + f.name + ".")
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + f.name + ".")
             else:
                 rows.append((prefix + f.name, f.metadata.get("help", ""), value))
 
-    walk(Config, Config(), "")
+    walk(Config(), "")
     return rows

@@ -6,10 +6,10 @@ outside that module compares ``method.name`` or ``data.name`` with a literal.
 
 - :data:`METHODS`: :class:`MethodSpec` (uses unlabeled data? makes pseudo-labels?
   default alignment and filter, does network B get gradients, the ``method.*`` keys it
-  reads) and the :class:`~coda_edu.method.base.Algorithm` class that trains it.
+  reads and the ones it declares itself) and the :class:`~coda_edu.method.base.Algorithm` class that trains it.
 - :data:`DATASETS`: :class:`DatasetSpec` (spatial dims, folder under
   ``$CODA_EDU_DATA_DIR``, evaluation mode, presets in ``configs/``, defaults for
-  ``coda-edu data check``, a config check) and the function that loads it.
+  ``coda-edu data check``, a config check, the ``data.*`` keys it declares) and the function that loads it.
 
 The built-in entries are registered by the modules listed in each registry's
 ``builtins``, imported the first time a name is looked up (this module itself imports
@@ -22,6 +22,10 @@ dataset outside the package registers itself when its module is imported::
     class Toy(Algorithm): ...
 
 after which ``method.name: toy`` is a valid config and ``coda_edu.train.train`` runs it.
+A spec's ``options`` (a dataclass of :func:`coda_edu.config.option` fields) adds the
+entry's own keys, with defaults, limits and help, to the flat ``method.*`` / ``data.*``
+section (:func:`coda_edu.config.section`): ``coda-edu config --keys`` lists them and
+validation checks them like any other key.
 An installed package makes it available to every command (``coda-edu train --set
 method.name=toy``) without an import, by naming the module in an entry point of the group
 ``coda_edu.methods`` (datasets: ``coda_edu.datasets``), the entry point's name being the
@@ -58,7 +62,8 @@ class MethodSpec:
     alignment: str = "none"  # method.alignment when the config leaves it null
     filter: str = "none"  # method.filter when the config leaves it null
     trains_b: bool = True  # network B gets gradients (mean teacher: no, B is an EMA of A)
-    config_keys: tuple[str, ...] = ()  # the method.* keys it reads (its config section)
+    config_keys: tuple[str, ...] = ()  # the method.* keys it reads (the shared ones and its own)
+    options: Any = None  # a dataclass of config.option() fields: its own method.* keys, defaults, limits, help
     color: str = "#666666"  # its colour in every figure of the series
     variant_colors: tuple[str, ...] = ()  # shades for its variants ("coda, argmax share"): by the label's hash
     algorithm: Any = None  # the Algorithm subclass (set by METHODS.register used as a decorator)
@@ -84,6 +89,7 @@ class DatasetSpec:
     check_defaults: tuple[str, ...] = ()  # KEY=VALUE added by `coda-edu data check` unless the key is set
     val_hint: str = ""  # appended to the "validation split is empty" error
     check_config: Optional[Callable[[Any], None]] = None  # extra config rules (raise ConfigError)
+    options: Any = None  # a dataclass of config.option() fields: its own data.* keys, defaults, limits, help
     loader: Optional[Callable[[Any], Any]] = None  # cfg -> SegmentationData (set by register)
 
     def load(self, cfg):

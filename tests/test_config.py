@@ -1,17 +1,24 @@
+import dataclasses
+
 import pytest
 import yaml
 
 from coda_edu.config import (
     Config,
+    DataConfig,
+    MethodConfig,
     describe_keys,
     from_dict,
     load_config,
+    option,
     parse_override,
     resolve,
     save_config,
+    section,
     set_value,
 )
 from coda_edu.errors import ConfigError
+from coda_edu.registry import METHODS, MethodSpec
 
 
 def test_defaults_are_valid_and_resolve_to_coda():
@@ -116,6 +123,28 @@ def test_set_value_and_from_dict():
     assert cfg.method.threshold == 0.9
     assert from_dict({"method": {"name": "cps"}}).method.name == "cps"
     assert parse_override("data.image_size=[16, 16]") == ("data.image_size", [16, 16])
+
+
+def test_a_module_declares_its_own_keys_and_two_modules_may_not_declare_one_key(monkeypatch):
+    shared = {f.name for f in dataclasses.fields(MethodConfig)}
+    built = {f.name for f in dataclasses.fields(section(MethodConfig))}
+    # mean_teacher.py and cps.py declare their keys; config.py holds only what every method reads
+    assert {"teacher_noise", "teacher_momentum", "mix", "strong_intensity"} <= built - shared
+    assert {"synthetic", "cadis_task", "val_patients"} <= {f.name for f in dataclasses.fields(Config().data)}
+    assert "cadis_task" not in {f.name for f in dataclasses.fields(DataConfig)}
+    refused = r"^config key 'method.teacher_noise': -1.0 is out of range \(must be >= 0.0\)$"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(None, ["method.teacher_noise=-1"])
+    assert load_config(None, ["data.name=cadis", "data.cadis_task=3"]).data.cadis_task == 3
+
+    @dataclasses.dataclass
+    class Clash:
+        teacher_noise: float = option(0.5, help="a second owner of a key")
+
+    spec = MethodSpec("clash", "declares a key mean teacher already declares", options=Clash, algorithm=object)
+    monkeypatch.setitem(METHODS._entries, "clash", spec)
+    with pytest.raises(ConfigError, match=r"'method.teacher_noise' is declared twice: by .*mean_teacher.*Clash"):
+        Config()
 
 
 def test_every_key_is_documented():

@@ -44,6 +44,8 @@ def test_the_toy_method_and_dataset_train_through_the_command_from_entry_points(
         "train.val_every": 2,
         "train.log_every": 2,
         "train.threads": 1,
+        "method.copy_weight": 0.5,  # the plugins' own keys, declared in their modules
+        "data.toy_noise": 0.05,
     }
     args = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
     out = tmp_path / "run"
@@ -53,15 +55,35 @@ def test_the_toy_method_and_dataset_train_through_the_command_from_entry_points(
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train_rows] == [2, 4] and all("copy_B" in r for r in train_rows)
+    saved = (out / "config.yaml").read_text()
+    assert "copy_weight: 0.5" in saved and "toy_noise: 0.05" in saved
     evaluation = json.loads((out / "eval.json").read_text())
     scored = {(r["checkpoint"], r["split"], r["model"], r["class"]) for r in evaluation["records"]}
     assert {
         (c, s, "ensemble", k) for c in ("best", "last") for s in ("val", "test") for k in ("disc", "square")
     } <= scored
 
-    # without the package on the path, the same names are refused in one line
+    # the plugins' keys are listed with their help, and checked against their limits in one line
+    keys = [sys.executable, "-m", "coda_edu.cli", "config", "--keys"]
+    listed = subprocess.run(keys, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert "toy: weight of B's copy loss" in lines["method.copy_weight"]
+    assert "toy_discs: standard deviation" in lines["data.toy_noise"]
+    bad = subprocess.run(
+        command + ["--set", "method.copy_weight=-1"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert bad.returncode != 0
+    assert bad.stderr == "coda-edu: error: config key 'method.copy_weight': -1.0 is out of range (must be >= 0.0)\n"
+
+    # without the package on the path, its keys and names are refused in one line
     env["PYTHONPATH"] = str(REPO)
-    refused = subprocess.run(command[: -len(args)] + args, env=env, capture_output=True, text=True, cwd=tmp_path)
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert refused.stderr.startswith("coda-edu: error: unknown config key 'method.copy_weight'")
+    own = ("method.copy_weight", "data.toy_noise")
+    plain = [a for key, value in sets.items() if key not in own for a in ("--set", f"{key}={value}")]
+    refused = subprocess.run(command[: -len(args)] + plain, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode != 0
     assert refused.stderr.startswith("coda-edu: error: config key 'data.name': 'toy_discs' is not one of")
     assert refused.stderr.count("\n") == 1  # one line, no traceback

@@ -1,15 +1,18 @@
 """A new dataset in one file: importing this module registers ``data.name: toy_discs``.
 
 Small noisy 2D frames holding a bright disc (class 1) and a darker square (class 2), drawn
-from the config's seed: enough for the trainer, validation and the final evaluation to run
-on it. Nothing in the package is edited to add it (tests/test_plugins.py installs it, with
-tests/toy_method.py, as entry points of a package outside coda_edu and trains both through
-the ``coda-edu`` command).
+from the config's seed with the noise of its own key ``data.toy_noise``: enough for the
+trainer, validation and the final evaluation to run on it. Nothing in the package is
+edited to add it (tests/test_plugins.py installs it, with tests/toy_method.py, as entry
+points of a package outside coda_edu and trains both through the ``coda-edu`` command).
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from coda_edu.config import option
 from coda_edu.data.base import Case, SegmentationData, TrainPool
 from coda_edu.registry import DATASETS, DatasetSpec
 
@@ -17,7 +20,12 @@ SIZE = 32
 CLASS_NAMES = ["background", "disc", "square"]
 
 
-def _frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class ToyDiscsOptions:
+    toy_noise: float = option(0.1, help="toy_discs: standard deviation of the frames' Gaussian noise", min=0.0)
+
+
+def _frame(rng: np.random.Generator, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """One ``(1, SIZE, SIZE)`` image and its ``(SIZE, SIZE)`` label."""
     yy, xx = np.mgrid[:SIZE, :SIZE]
     label = np.zeros((SIZE, SIZE), dtype=np.uint8)
@@ -27,18 +35,22 @@ def _frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     square = np.zeros_like(label, dtype=bool)
     square[top : top + 7, left : left + 7] = True
     label[square & (label == 0)] = 2
-    image = np.choose(label, [0.1, 0.9, 0.5]) + rng.normal(0.0, 0.1, size=label.shape)
+    image = np.choose(label, [0.1, 0.9, 0.5]) + rng.normal(0.0, noise, size=label.shape)
     return image[None].astype(np.float32), label
 
 
 @DATASETS.register(
     DatasetSpec(
-        "toy_discs", "a disc and a square in noisy 32x32 frames (a test dataset)", spatial_dims=2, eval_mode="frames"
+        "toy_discs",
+        "a disc and a square in noisy 32x32 frames (a test dataset)",
+        spatial_dims=2,
+        eval_mode="frames",
+        options=ToyDiscsOptions,
     )
 )
 def load_toy_discs(cfg) -> SegmentationData:
     rng = np.random.default_rng(cfg.seed)
-    frames = [_frame(rng) for _ in range(32)]
+    frames = [_frame(rng, cfg.data.toy_noise) for _ in range(32)]
     labeled = frames[: cfg.data.labeled_patients or 4]
     unlabeled, val, test = frames[len(labeled) : 24], frames[24:28], frames[28:]
 

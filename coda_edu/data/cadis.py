@@ -21,11 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import option
 from ..errors import DataError, clip
 from ..io import MB, read_small_text
 from ..registry import DATASETS, DatasetSpec
@@ -195,6 +197,13 @@ def discover_frames(root: Path, skip_blacklisted: bool) -> tuple[dict[int, list[
     return frames, skipped
 
 
+@dataclass
+class CadisOptions:
+    """CaDIS's own ``data.*`` key."""
+
+    cadis_task: int = option(2, help="CaDIS class grouping (task I, II or III of the CaDIS paper)", choices=(1, 2, 3))
+
+
 @DATASETS.register(
     DatasetSpec(
         "cadis",
@@ -203,6 +212,7 @@ def discover_frames(root: Path, skip_blacklisted: bool) -> tuple[dict[int, list[
         eval_mode="frames",
         folder="CaDIS",
         presets={"cpu": "cadis_cpu.yaml", "paper": "cadis_paper.yaml"},
+        options=CadisOptions,
     )
 )
 def load_cadis(cfg) -> SegmentationData:

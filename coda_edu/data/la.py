@@ -19,10 +19,13 @@ evaluation uses MONAI's sliding-window inference over whole volumes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from ..config import option
 from ..errors import DataError
 from ..registry import DATASETS, DatasetSpec
 from .acdc import split_record
@@ -45,6 +48,13 @@ def read_case(root: Path, case: str, list_name: str) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(image.transpose(2, 1, 0))[None], np.ascontiguousarray(label.transpose(2, 1, 0))
 
 
+@dataclass
+class LAOptions:
+    """LA's own ``data.*`` key."""
+
+    val_patients: Optional[int] = option(None, help="LA only: carve this many training cases out as validation", min=1)
+
+
 @DATASETS.register(
     DatasetSpec(
         "la",
@@ -55,6 +65,7 @@ def read_case(root: Path, case: str, list_name: str) -> tuple[np.ndarray, np.nda
         presets={"cpu": "la_cpu.yaml", "paper": "la_paper.yaml"},
         check_defaults=("data.val_patients=2",),
         val_hint=" (LA has no validation list: set data.val_patients)",
+        options=LAOptions,
     )
 )
 def load_la(cfg) -> SegmentationData:

@@ -25,11 +25,13 @@ evaluation exactly like ACDC) and 3D volumes (``synthetic3d``, a 3D network).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import option
 from ..errors import ConfigError
 from ..presets import dataset_quick
 from ..registry import DATASETS, DatasetSpec
@@ -193,6 +195,37 @@ def pixel_class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return counts / counts.sum()
 
 
+@dataclass
+class SyntheticConfig:
+    """The embedded cardiac-like phantoms (``data.name: synthetic | synthetic3d``)."""
+
+    n_patients: int = option(60, help="number of synthetic patients", min=8)
+    slices_per_patient: int = option(8, help="short-axis slices per patient (2D) or depth of the volume (3D)", min=1)
+    imbalance: float = option(
+        0.5, help="0 = large heart (mild imbalance) ... 1 = small heart, thin RV (strong imbalance)", min=0.0, max=1.0
+    )
+    rare_class: bool = option(False, help="add a small fifth class (a 'lesion' inside the myocardium)")
+    faint_rv: float = option(
+        0.0,
+        help="the labeled patients are the clear cases: every other patient's RV contrast is lowered by this "
+        "fraction (0 = off, 1 = as dark as the tissue)",
+        min=0.0,
+        max=1.0,
+    )
+    noise: float = option(0.08, help="standard deviation of additive Gaussian noise", min=0.0)
+    bias_field: float = option(0.3, help="strength of the smooth multiplicative bias field", min=0.0, max=0.9)
+    resolution: int = option(64, help="in-plane size of the generated slices (pixels)", min=16)
+    val_patients: int = option(10, help="patients held out for validation", min=1)
+    test_patients: int = option(10, help="patients held out for testing", min=1)
+
+
+@dataclass
+class SyntheticOptions:
+    """The ``data.*`` keys of the two synthetic datasets: one sub-section, ``data.synthetic.*``."""
+
+    synthetic: SyntheticConfig = option(help="options of the synthetic phantoms", factory=SyntheticConfig)
+
+
 def _split(cfg) -> dict[str, list[int]]:
     s = cfg.data.synthetic
     n = s.n_patients
@@ -218,6 +251,7 @@ def check_patients(cfg) -> None:
         spatial_dims=2,
         eval_mode="slices",
         check_config=check_patients,
+        options=SyntheticOptions,
         quick=dataset_quick("synthetic"),
     )
 )
@@ -232,6 +266,7 @@ def load_synthetic_2d(cfg) -> SegmentationData:
         spatial_dims=3,
         eval_mode="volume",
         check_config=check_patients,
+        options=SyntheticOptions,
     )
 )
 def load_synthetic_3d(cfg) -> SegmentationData:

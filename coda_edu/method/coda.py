@@ -17,7 +17,7 @@ Every other reading of the paper's formulas is a ``method.*`` key (docs/method.m
 from __future__ import annotations
 
 from ..registry import METHODS, MethodSpec
-from .cps import CPS_KEYS, CrossPseudoSupervision
+from .cps import CPS_KEYS, CPSOptions, CrossPseudoSupervision
 
 
 @METHODS.register(
@@ -27,6 +27,7 @@ from .cps import CPS_KEYS, CrossPseudoSupervision
         alignment="predictions",
         filter="over_expectation",
         config_keys=CPS_KEYS,
+        options=CPSOptions,  # the same keys as CPS: one step, other defaults
         color="#9467bd",
         variant_colors=("#c5b0d5", "#54278f", "#a88fd0", "#3f007d"),  # shades of its purple
     )

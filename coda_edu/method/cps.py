@@ -11,11 +11,12 @@ defaults.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
 
-from ..config import Config
+from ..config import Config, option
 from ..distributed import global_mean, global_sum
 from ..registry import METHODS, MethodSpec
 from .alignment import (
@@ -37,28 +38,79 @@ from .losses import masked_cross_entropy, soft_dice_loss, supervised_loss
 from .mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from .schedules import unsupervised_weight
 
-CPS_KEYS = COMMON_KEYS + (
-    "alignment",
-    "filter",
-    "alpha",
-    "alignment_rampup",
-    "max_weight",
-    "share_iterations",
-    "share_step",
-    "share_momentum",
-    "marginal_momentum",
-    "expectation",
-    "expectation_momentum",
-    "threshold",
-    "loss_normalization",
-    "eps",
-    "unsupervised_loss",
-    "ema_teacher",
-    "mix",
-    "mix_fraction",
-    "mix_per_network",
-    "strong_intensity",
-)
+MIXES = ("none", "copy_paste", "cutmix")
+
+
+@dataclass
+class CPSOptions:
+    """The ``method.*`` keys of CPS and Co-DA (their config section; ``coda-edu config --keys``)."""
+
+    alpha: float = option(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
+    alignment_rampup: bool = option(
+        True, help="hard_counts/argmax_share: ramp the strength with the unsupervised ramp-up, alpha(t) = alpha r(t)"
+    )
+    max_weight: float = option(
+        10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0
+    )
+    share_iterations: int = option(
+        10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1
+    )
+    share_step: float = option(
+        0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True
+    )
+    share_momentum: float = option(
+        0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0
+    )
+    marginal_momentum: float = option(0.99, help="EMA momentum of the class marginals pi_l, pi_u", min=0.0, max=1.0)
+    expectation: str = option(
+        "batch",
+        help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps",
+        choices=("batch", "ema"),
+    )
+    expectation_momentum: float = option(
+        0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
+    )
+    threshold: float = option(0.95, help="confidence threshold of the fixed filter", min=0.0, max=1.0)
+    loss_normalization: str = option(
+        "all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept")
+    )
+    eps: float = option(1e-6, help="added to marginals before dividing", min=0.0, min_exclusive=True)
+    unsupervised_loss: str = option(
+        "oece",
+        help="loss of a network on the other's pseudo-labels: 'oece' (the paper's over-expectation CE) or "
+        "'oece_dice' = (OECE + soft Dice over the kept pixels) / 2 (beyond the paper)",
+        choices=("oece", "oece_dice"),
+    )
+    ema_teacher: float = option(
+        0.0,
+        help="beyond the paper: > 0 makes the pseudo-labels with EMA copies of A and B of this momentum "
+        "(A still learns from B's, B from A's); 0 = from the networks themselves (the paper)",
+        min=0.0,
+        max=1.0,
+    )
+    mix: str = option(
+        "none",
+        help="beyond the paper: train on mixed images, the pseudo-labels made on the clean ones: 'copy_paste' "
+        "= a labeled box pasted into an unlabeled image and back (BCP-like; ground truth on the labeled pixels), "
+        "'cutmix' = a box of another unlabeled image (docs/method.md#beyond-the-paper)",
+        choices=MIXES,
+    )
+    mix_fraction: float = option(
+        0.667, help="side of the pasted box as a fraction of the image side", min=0.0, max=1.0, min_exclusive=True
+    )
+    mix_per_network: bool = option(
+        True, help="each network gets its own boxes (more diverse pair, same cost); false = both the same"
+    )
+    strong_intensity: float = option(
+        0.0,
+        help="beyond the paper: strength of a random gamma/contrast/brightness/noise change of the images a "
+        "network learns its pseudo-labels on (0 = off; the pseudo-labels come from the unchanged images)",
+        min=0.0,
+        max=1.0,
+    )
+
+
+CPS_KEYS = COMMON_KEYS + ("alignment", "filter") + tuple(f.name for f in fields(CPSOptions))
 
 
 class MarginalTracker:
@@ -107,6 +159,7 @@ class MarginalTracker:
         alignment="none",
         filter="none",
         config_keys=CPS_KEYS,
+        options=CPSOptions,
         color="#ff7f0e",
     )
 )

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from ..config import option
 from ..distributed import global_mean
 from ..registry import METHODS, MethodSpec
 from .base import COMMON_KEYS, Algorithm, ema_weights
 from .dtypes import widen
+
+
+@dataclass
+class MeanTeacherOptions:
+    """Mean teacher's own ``method.*`` keys."""
+
+    teacher_momentum: float = option(0.99, help="mean teacher: EMA decay of the teacher weights", min=0.0, max=1.0)
+    teacher_noise: float = option(0.1, help="mean teacher: std of the Gaussian noise on the teacher input", min=0.0)
 
 
 @METHODS.register(
@@ -17,6 +28,7 @@ from .dtypes import widen
         pseudo_labels=False,
         trains_b=False,
         config_keys=COMMON_KEYS + ("teacher_momentum", "teacher_noise"),
+        options=MeanTeacherOptions,
         color="#bcbd22",
     )
 )
