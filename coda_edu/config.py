@@ -27,10 +27,8 @@ import yaml
 
 from .errors import ConfigError, excerpt
 from .io import MB, YAMLRefused, load_yaml, read_small_text
-from .registry import DATASETS, METHODS, Registry
+from .registry import ALIGNMENTS, DATASETS, FILTERS, METHODS, Registry
 
-ALIGNMENTS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
-FILTERS = ("none", "fixed", "over_expectation")
 #: Settings are checked against the types the code gives them: integers go into int64 (numpy, torch),
 #: floats into float32 tensors, so a value float32 cannot hold (or rounds to 0) is refused here.
 INT64 = (-(2**63), 2**63 - 1)
@@ -130,13 +128,15 @@ class MethodConfig(_Section):
     name: str = option("coda", help="training method (registered in coda_edu.registry.METHODS)", choices=METHODS)
     alignment: Optional[str] = option(
         None,
-        help="distribution alignment target (None = method default: coda 'predictions', others 'none')",
-        choices=ALIGNMENTS + (None,),
+        help="distribution alignment reading, registered in coda_edu.method.readings (None = method default: "
+        "coda 'predictions', others 'none')",
+        choices=ALIGNMENTS,
     )
     filter: Optional[str] = option(
         None,
-        help="pseudo-label filter (None = method default: coda 'over_expectation', others 'none')",
-        choices=FILTERS + (None,),
+        help="pseudo-label filter, registered in coda_edu.method.readings (None = method default: coda "
+        "'over_expectation', others 'none')",
+        choices=FILTERS,
     )
     supervised_loss: str = option(
         "ce_dice",
@@ -236,27 +236,28 @@ class Config:
 
 
 # --------------------------------------------------------------------------- sections from the registries
-_REGISTRY_OF = {DataConfig: DATASETS, MethodConfig: METHODS}
+_REGISTRIES_OF = {DataConfig: (DATASETS,), MethodConfig: (METHODS, ALIGNMENTS, FILTERS)}
 _BUILT: dict[tuple, type] = {}
 
 
 def section(base: type) -> type:
-    """``base`` (:class:`DataConfig` or :class:`MethodConfig`) plus the keys every registered
-    dataset or method declares in its module, as one flat section (``data.<key>``,
-    ``method.<key>``: the keys of existing configs and run folders stay where they were).
+    """``base`` (:class:`DataConfig` or :class:`MethodConfig`) plus the keys that every registered
+    dataset, or method, alignment reading and filter, declares in its module, as one flat section
+    (``data.<key>``, ``method.<key>``: the keys of existing configs and run folders stay where they were).
 
     A module declares its keys as a dataclass of :func:`option` fields given as its spec's
     ``options``; several entries may share one such class (CPS and Co-DA do). Two classes may
     not declare the same key. The class is built once per set of registered entries.
     """
-    registry = _REGISTRY_OF[base]
     declared: list[type] = []
-    for name in registry.names():
-        options = registry.get(name).options
-        if options is not None and options not in declared:
-            declared.append(options)
+    for registry in _REGISTRIES_OF[base]:
+        for name in registry.names():
+            options = registry.get(name).options
+            if options is not None and options not in declared:
+                declared.append(options)
     key = (base, tuple(declared))
     if key not in _BUILT:
+        prefix = _REGISTRIES_OF[base][0].config_key.split(".")[0]  # "method" or "data"
         owner = {f.name: base.__name__ for f in dataclasses.fields(base)}
         fields = []
         for options in declared:
@@ -265,8 +266,7 @@ def section(base: type) -> type:
             for f in dataclasses.fields(options):
                 if f.name in owner:
                     raise ConfigError(
-                        f"config key '{registry.config_key.split('.')[0]}.{f.name}' is declared twice: "
-                        f"by {owner[f.name]} and by {where}"
+                        f"config key '{prefix}.{f.name}' is declared twice: by {owner[f.name]} and by {where}"
                     )
                 owner[f.name] = where
                 fields.append(
@@ -385,7 +385,7 @@ def _check_limits(value: Any, f: dataclasses.Field, key: str) -> None:
     meta = f.metadata
     choices = meta.get("choices")
     if isinstance(choices, Registry):
-        if value not in choices:
+        if value is not None and value not in choices:  # None: the key's type allows null (the method default)
             choices.get(value)  # the one-line error naming the registered choices
         return
     if choices is not None and value not in choices:

@@ -7,6 +7,8 @@ outside that module compares ``method.name`` or ``data.name`` with a literal.
 - :data:`METHODS`: :class:`MethodSpec` (uses unlabeled data? makes pseudo-labels?
   default alignment and filter, does network B get gradients, the ``method.*`` keys it
   reads and the ones it declares itself) and the :class:`~coda_edu.method.base.Algorithm` class that trains it.
+- :data:`ALIGNMENTS`, :data:`FILTERS`: :class:`ReadingSpec` and the function of each
+  alignment reading and pseudo-label filter (:mod:`coda_edu.method.readings`).
 - :data:`DATASETS`: :class:`DatasetSpec` (spatial dims, folder under
   ``$CODA_EDU_DATA_DIR``, evaluation mode, presets in ``configs/``, defaults for
   ``coda-edu data check``, a config check, the ``data.*`` keys it declares) and the function that loads it.
@@ -98,7 +100,21 @@ class DatasetSpec:
         return self.loader(cfg)
 
 
-S = TypeVar("S", MethodSpec, DatasetSpec)
+@dataclass(frozen=True)
+class ReadingSpec:
+    """An alignment reading (``method.alignment``) or a pseudo-label filter (``method.filter``);
+    see :mod:`coda_edu.method.readings` for the function each attaches."""
+
+    name: str
+    summary: str
+    ramped: bool = False  # alignment: alpha follows the unsupervised ramp-up (method.alignment_rampup)
+    labeled_target: str = "predictions"  # alignment: pi_l tracks the labeled "predictions" or the "labels"
+    hard_shares: bool = False  # alignment: reads the EMA argmax shares s_u of the unlabeled predictions
+    options: Any = None  # a dataclass of config.option() fields: its own method.* keys
+    function: Any = None  # set by register used as a decorator
+
+
+S = TypeVar("S", MethodSpec, DatasetSpec, ReadingSpec)
 
 
 class PluginWarning(UserWarning):
@@ -194,6 +210,20 @@ METHODS: Registry[MethodSpec] = Registry(
         "coda_edu.method.mean_teacher",
     ),
     entry_points="coda_edu.methods",
+)
+ALIGNMENTS: Registry[ReadingSpec] = Registry(
+    "alignment reading",
+    "method.alignment",
+    "function",
+    builtins=("coda_edu.method.readings",),
+    entry_points="coda_edu.alignments",
+)
+FILTERS: Registry[ReadingSpec] = Registry(
+    "pseudo-label filter",
+    "method.filter",
+    "function",
+    builtins=("coda_edu.method.readings",),
+    entry_points="coda_edu.filters",
 )
 DATASETS: Registry[DatasetSpec] = Registry(
     "dataset",

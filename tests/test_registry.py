@@ -6,10 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-from coda_edu.config import MethodConfig, load_config, preset_path, resolve, section
+from coda_edu.config import MethodConfig, load_config, option, preset_path, resolve, section
 from coda_edu.errors import ConfigError
 from coda_edu.io import read_jsonl
-from coda_edu.registry import DATASETS, METHODS
+from coda_edu.method.base import build_algorithm
+from coda_edu.registry import ALIGNMENTS, DATASETS, FILTERS, METHODS, ReadingSpec
 from coda_edu.run_folder import RunFolder
 from coda_edu.train import train
 from tests.conftest import REPO, tiny_overrides
@@ -60,12 +61,12 @@ def test_unknown_names_are_one_line_errors():
 
 def name_literals(source: str, names: set[str], allowed_defaults: bool = False) -> list[tuple[int, str]]:
     """(line, name) of every string constant in ``source`` that spells one of ``names``; with
-    ``allowed_defaults``, not those that are the default of a config field (the first argument of ``_f``)."""
+    ``allowed_defaults``, not those that are the default of a config field (the first argument of ``option``)."""
     tree = ast.parse(source)
     defaults = set()
     if allowed_defaults:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_f" and node.args:
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "option" and node.args:
                 defaults.add(id(node.args[0]))
     return [
         (node.lineno, node.value)
@@ -95,7 +96,7 @@ def test_no_method_or_dataset_name_is_spelled_outside_its_module():
 
 def test_the_guard_reads_comparisons_keys_and_calls_but_not_field_defaults():
     source = (
-        'x = _f("coda", help="")\nif m == "coda": pass\ncolors = {"cps": 1}\nname.startswith("coda")\n'
+        'x = option("coda", help="")\nif m == "coda": pass\ncolors = {"cps": 1}\nname.startswith("coda")\n'
         '"""the coda method"""\n'
     )
     assert name_literals(source, {"coda", "cps"}, allowed_defaults=True) == [(2, "coda"), (3, "cps"), (4, "coda")]
@@ -127,3 +128,40 @@ def test_a_run_is_labelled_by_its_method_and_by_a_reading_or_filter_other_than_t
         "supervised"
     )
     assert method_label({"name": "gone"}) == "gone"  # a run of a method no longer registered keeps its name
+
+
+def test_an_alignment_reading_and_a_filter_register_like_a_method(monkeypatch):
+    """A reading or a filter is a function registered by name with its own keys; CPS and Co-DA call it."""
+
+    seen = []
+
+    @dataclasses.dataclass
+    class HalfOptions:
+        half_weight: float = option(0.5, help="test reading: weight of the uniform distribution", min=0.0, max=1.0)
+
+    def towards_uniform(probs_u, tracker, state, m, alpha):
+        seen.append((m.half_weight, state))
+        return (1 - m.half_weight) * probs_u + m.half_weight / probs_u.shape[1], (state or 0) + 1
+
+    def top_half(confidence, labels, num_classes, state, m):
+        return confidence >= confidence.median(), state
+
+    ALIGNMENTS.names()  # the built-ins first, so that teardown leaves them
+    FILTERS.names()
+    monkeypatch.setitem(
+        ALIGNMENTS._entries, "half", ReadingSpec("half", "test", options=HalfOptions, function=towards_uniform)
+    )
+    monkeypatch.setitem(FILTERS._entries, "top_half", ReadingSpec("top_half", "test", function=top_half))
+    sets = {"method.alignment": "half", "method.filter": "top_half", "method.half_weight": 0.25}
+    cfg = resolve(load_config(None, tiny_overrides(**sets)))
+    algorithm = build_algorithm(cfg, 3, None)
+    probs = torch.softmax(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    for _ in range(2):
+        labels, mask, _ = algorithm._pseudo("A", probs, diagnostics=False)
+    assert seen == [(0.25, None), (0.25, 1)]  # its key, and its state carried from step to step
+    aligned = 0.75 * probs + 0.25 / 3
+    assert torch.equal(labels, aligned.argmax(1))
+    confidence = aligned.max(1).values
+    assert torch.equal(mask, confidence >= confidence.median())
+    with pytest.raises(ConfigError, match="config key 'method.half_weight': 2.0 is out of range"):
+        load_config(None, tiny_overrides(**{**sets, "method.half_weight": 2}))

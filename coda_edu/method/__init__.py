@@ -3,6 +3,7 @@
 - :mod:`.losses`      supervised loss (CE + soft Dice) and masked cross-entropy (OECE)
 - :mod:`.alignment`   class marginals, EMA, distribution alignment, pseudo-labels
 - :mod:`.filtering`   over-expectation mask and fixed-threshold mask
+- :mod:`.readings`    the alignment readings and filters, registered by name (``method.alignment``/``filter``)
 - :mod:`.schedules`   sigmoid ramp-up and poly learning rate
 - :mod:`.mixing`      copy-paste / CutMix boxes and strong intensity changes (beyond the paper)
 - :mod:`.base`        what every method shares: the batch, the hooks, two helpers

@@ -2,7 +2,8 @@
 
 :class:`CrossPseudoSupervision` is the training step of both CPS and Co-DA: A learns from
 B's pseudo-labels and B from A's. Its hooks make the difference: ``align`` (the reading
-``method.alignment``), the filter (``method.filter``), the unsupervised loss, and the options
+``method.alignment``), the filter (``method.filter``; both registered by name in
+:mod:`.readings`), the unsupervised loss, and the options
 beyond the paper (EMA teachers, mixed images, strong intensity changes). With the hooks off
 it is CPS, registered here; :mod:`.coda` registers Co-DA on the same step with its own
 defaults.
@@ -18,22 +19,11 @@ import torch.nn as nn
 
 from ..config import Config, option
 from ..distributed import global_mean, global_sum
-from ..registry import METHODS, MethodSpec
-from .alignment import (
-    align_distribution,
-    apply_class_weights,
-    apply_log_offsets,
-    class_marginal,
-    class_shares,
-    ema_update,
-    hard_count_weights,
-    label_marginal,
-    match_argmax_shares,
-    pseudo_labels,
-)
+from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
+from .alignment import class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
 from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, ema_weights, pseudo_label_precision_recall
 from .dtypes import widen
-from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, mask_coverage, over_expectation_mask
+from .filtering import mask_coverage
 from .losses import masked_cross_entropy, soft_dice_loss, supervised_loss
 from .mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from .schedules import unsupervised_weight
@@ -43,34 +33,16 @@ MIXES = ("none", "copy_paste", "cutmix")
 
 @dataclass
 class CPSOptions:
-    """The ``method.*`` keys of CPS and Co-DA (their config section; ``coda-edu config --keys``)."""
+    """The ``method.*`` keys of CPS and Co-DA (their config section; ``coda-edu config --keys``). Each
+    alignment reading and filter declares its own (:mod:`coda_edu.method.readings`)."""
 
     alpha: float = option(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
     alignment_rampup: bool = option(
-        True, help="hard_counts/argmax_share: ramp the strength with the unsupervised ramp-up, alpha(t) = alpha r(t)"
-    )
-    max_weight: float = option(
-        10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0
-    )
-    share_iterations: int = option(
-        10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1
-    )
-    share_step: float = option(
-        0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True
-    )
-    share_momentum: float = option(
-        0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0
+        True,
+        help="ramped readings (hard_counts, argmax_share): the strength follows the unsupervised ramp-up, "
+        "alpha(t) = alpha r(t)",
     )
     marginal_momentum: float = option(0.99, help="EMA momentum of the class marginals pi_l, pi_u", min=0.0, max=1.0)
-    expectation: str = option(
-        "batch",
-        help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps",
-        choices=("batch", "ema"),
-    )
-    expectation_momentum: float = option(
-        0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
-    )
-    threshold: float = option(0.95, help="confidence threshold of the fixed filter", min=0.0, max=1.0)
     loss_normalization: str = option(
         "all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept")
     )
@@ -121,13 +93,14 @@ class MarginalTracker:
     - :math:`\pi_u`: mean softmax on unlabeled pixels;
     - :math:`\pi_{gt}`: labeled ground-truth class frequencies (always tracked: the
       target of the hard-count and argmax-share readings and of the logged share gap);
-    - :math:`s_u`: argmax class shares of the (unaligned) unlabeled predictions (tracked for
-      ``target="hard_counts"`` only, the one reading that uses them).
+    - :math:`s_u`: argmax class shares of the (unaligned) unlabeled predictions (tracked only for
+      a reading that reads them, ``hard_shares=True``: hard_counts).
     """
 
-    def __init__(self, momentum: float, target: str):
+    def __init__(self, momentum: float, labeled_target: str = "predictions", hard_shares: bool = False):
         self.momentum = momentum
-        self.target = target
+        self.labeled_target = labeled_target
+        self.hard_shares = hard_shares
         self.pi_l: torch.Tensor | None = None
         self.pi_u: torch.Tensor | None = None
         self.pi_gt: torch.Tensor | None = None
@@ -137,11 +110,11 @@ class MarginalTracker:
     def update(self, probs_l, y_l, probs_u, num_classes, ignore_index) -> None:
         valid = None if ignore_index is None else (y_l != ignore_index)
         frequencies = label_marginal(y_l, num_classes, ignore_index)
-        labeled = frequencies if self.target == "labels" else class_marginal(probs_l, valid)
+        labeled = frequencies if self.labeled_target == "labels" else class_marginal(probs_l, valid)
         self.pi_l = ema_update(self.pi_l, labeled, self.momentum)
         self.pi_u = ema_update(self.pi_u, class_marginal(probs_u), self.momentum)
         self.pi_gt = ema_update(self.pi_gt, frequencies, self.momentum)
-        if self.target == "hard_counts":  # only that reading uses the argmax shares
+        if self.hard_shares:  # only a reading that reads them (hard_counts)
             self.hard_u = ema_update(self.hard_u, class_shares(probs_u.argmax(1), num_classes), self.momentum)
 
     def state_dict(self) -> dict:
@@ -183,11 +156,15 @@ class CrossPseudoSupervision(Algorithm):
     def __init__(self, cfg: Config, num_classes: int, ignore_index: int | None):
         super().__init__(cfg, num_classes, ignore_index)
         m = cfg.method
-        self.alignment = m.alignment
-        self.filter = m.filter
-        self.trackers = {k: MarginalTracker(m.marginal_momentum, m.alignment) for k in ("A", "B")}
+        self.reading = ALIGNMENTS.get(m.alignment)  # method.alignment (coda_edu.method.readings)
+        self.pseudo_filter = FILTERS.get(m.filter)  # method.filter
+        self.trackers = {
+            k: MarginalTracker(m.marginal_momentum, self.reading.labeled_target, self.reading.hard_shares)
+            for k in ("A", "B")
+        }
+        # the running states of the filter (EMA expectations) and of the reading (argmax_share's log-offsets)
         self.expectations: dict[str, torch.Tensor | None] = {"A": None, "B": None}
-        self.offsets: dict[str, torch.Tensor | None] = {"A": None, "B": None}  # argmax_share log-offsets (EMA)
+        self.offsets: dict[str, torch.Tensor | None] = {"A": None, "B": None}
         self.teachers: dict[str, nn.Module] = {}  # EMA copies of A and B (method.ema_teacher > 0)
 
     def prepare(self, model_a, model_b):
@@ -204,47 +181,29 @@ class CrossPseudoSupervision(Algorithm):
             ema_weights(self.teachers["B"], model_b, self.cfg.method.ema_teacher, step)
 
     def alignment_strength(self, step: int) -> float:
-        """alpha, ramped like the unsupervised weight for the hard_counts/argmax_share readings."""
+        """alpha, ramped like the unsupervised weight for a ramped reading (hard_counts, argmax_share)."""
         m = self.cfg.method
-        if m.alignment in ("hard_counts", "argmax_share") and m.alignment_rampup:
+        if self.reading.ramped and m.alignment_rampup:
             return m.alpha * unsupervised_weight(step, 1.0, self.rampup_steps)
         return m.alpha
 
     def align(self, key: str, probs_u: torch.Tensor, step: int) -> torch.Tensor:
         """Network ``key``'s unlabeled probabilities after the reading ``method.alignment``."""
-        m = self.cfg.method
-        t = self.trackers[key]
-        alpha = self.alignment_strength(step)
-        if self.alignment in ("predictions", "labels"):
-            return align_distribution(probs_u, t.pi_l, t.pi_u, alpha, m.eps)
-        if self.alignment == "hard_counts":
-            return apply_class_weights(probs_u, hard_count_weights(t.pi_gt, t.hard_u, alpha, m.max_weight))
-        if self.alignment == "argmax_share":
-            solved = match_argmax_shares(probs_u, t.pi_gt, self.offsets[key], m.share_iterations, m.share_step)
-            self.offsets[key] = ema_update(self.offsets[key], solved, m.share_momentum)
-            return apply_log_offsets(probs_u, alpha * self.offsets[key])
-        return probs_u
+        state = self.offsets[key]
+        aligned, self.offsets[key] = self.reading.function(
+            probs_u, self.trackers[key], state, self.cfg.method, self.alignment_strength(step)
+        )
+        return aligned
 
     def _pseudo(self, key: str, probs_u: torch.Tensor, diagnostics: bool, step: int = 0):
         """Aligned probabilities -> (pseudo-labels, mask, logs) of network ``key``."""
-        m = self.cfg.method
         tracker = self.trackers[key]
         raw_conf, raw_labels = pseudo_labels(probs_u)
-        if self.alignment != "none":
-            probs_u = self.align(key, probs_u, step)
-            confidence, labels = pseudo_labels(probs_u)
-        else:
-            confidence, labels = raw_conf, raw_labels
-        if self.filter == "over_expectation":
-            expected = class_expectations(confidence, labels, self.num_classes)
-            if m.expectation == "ema":
-                self.expectations[key] = ema_expectations(self.expectations[key], expected, m.expectation_momentum)
-                expected = self.expectations[key]
-            mask = over_expectation_mask(confidence, labels, expected)
-        elif self.filter == "fixed":
-            mask = fixed_threshold_mask(confidence, m.threshold)
-        else:
-            mask = torch.ones_like(labels, dtype=torch.bool)
+        aligned = self.align(key, probs_u, step)
+        confidence, labels = (raw_conf, raw_labels) if aligned is probs_u else pseudo_labels(aligned)
+        mask, self.expectations[key] = self.pseudo_filter.function(
+            confidence, labels, self.num_classes, self.expectations[key], self.cfg.method
+        )
         logs = {}
         if diagnostics:
             after = class_shares(labels, self.num_classes)

@@ -1,0 +1,159 @@
+r"""The alignment readings (``method.alignment``) and pseudo-label filters (``method.filter``).
+
+Each is registered by name with a :class:`~coda_edu.registry.ReadingSpec`, the function
+that applies it and the ``method.*`` keys it declares, the same way a method registers
+itself; CPS and Co-DA call whichever the config names. A new reading or filter is one
+function registered here, or in a module of another package named in an entry point of
+the group ``coda_edu.alignments`` / ``coda_edu.filters``.
+
+An alignment gets one network's unlabeled probabilities :math:`p` ``(N, C, *S)``, its
+:class:`~coda_edu.method.cps.MarginalTracker` (:math:`\pi_l, \pi_u, \pi_{gt}, s_u`), its
+own running state (None at the first step), the ``method`` config section and the
+strength :math:`\alpha(t)`; it returns the aligned probabilities and its new state.
+A filter gets the confidence :math:`q` and pseudo-labels :math:`\hat y` ``(N, *S)``, the
+number of classes, its state and the config section; it returns the mask of kept pixels
+and its new state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import option
+from ..registry import ALIGNMENTS, FILTERS, ReadingSpec
+from .alignment import (
+    align_distribution,
+    apply_class_weights,
+    apply_log_offsets,
+    ema_update,
+    hard_count_weights,
+    match_argmax_shares,
+)
+from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, over_expectation_mask
+
+
+# --------------------------------------------------------------------------- alignment readings
+@ALIGNMENTS.register(ReadingSpec("none", "no alignment: the pseudo-labels are the networks' own argmax"))
+def no_alignment(probs_u, tracker, state, m, alpha):
+    return probs_u, state
+
+
+@ALIGNMENTS.register(
+    ReadingSpec("predictions", "the paper's reading: p(c) (pi_l(c) / pi_u(c))^alpha, pi_l from labeled predictions")
+)
+def align_to_labeled_predictions(probs_u, tracker, state, m, alpha):
+    r""":math:`\tilde p(c) \propto p(c)\,((\pi_l(c) + \epsilon) / (\pi_u(c) + \epsilon))^{\alpha}`
+    (:func:`~coda_edu.method.alignment.align_distribution`)."""
+    return align_distribution(probs_u, tracker.pi_l, tracker.pi_u, alpha, m.eps), state
+
+
+@ALIGNMENTS.register(
+    ReadingSpec(
+        "labels",
+        "as 'predictions', with pi_l the labeled ground-truth class frequencies",
+        labeled_target="labels",
+    )
+)
+def align_to_label_frequencies(probs_u, tracker, state, m, alpha):
+    r"""The same formula with :math:`\pi_l` the labels' class frequencies (the tracker tracks those)."""
+    return align_distribution(probs_u, tracker.pi_l, tracker.pi_u, alpha, m.eps), state
+
+
+@dataclass
+class HardCountOptions:
+    max_weight: float = option(
+        10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0
+    )
+
+
+@ALIGNMENTS.register(
+    ReadingSpec(
+        "hard_counts",
+        "weights (pi_gt / s_u)^alpha(t), clipped: the argmax shares move towards the labeled frequencies",
+        ramped=True,
+        hard_shares=True,
+        options=HardCountOptions,
+    )
+)
+def align_hard_counts(probs_u, tracker, state, m, alpha):
+    r""":math:`\tilde p(c) \propto p(c)\,w(c)` with :math:`w` of
+    :func:`~coda_edu.method.alignment.hard_count_weights`."""
+    return apply_class_weights(probs_u, hard_count_weights(tracker.pi_gt, tracker.hard_u, alpha, m.max_weight)), state
+
+
+@dataclass
+class ArgmaxShareOptions:
+    share_iterations: int = option(
+        10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1
+    )
+    share_step: float = option(
+        0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True
+    )
+    share_momentum: float = option(
+        0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0
+    )
+
+
+@ALIGNMENTS.register(
+    ReadingSpec(
+        "argmax_share",
+        "log-offsets b solved so that the argmax shares match pi_gt: softmax(log p + alpha(t) b)",
+        ramped=True,
+        options=ArgmaxShareOptions,
+    )
+)
+def align_argmax_shares(probs_u, tracker, offsets, m, alpha):
+    r"""Offsets :math:`b` of :func:`~coda_edu.method.alignment.match_argmax_shares` (warm-started), kept
+    as an EMA across steps (the state); :math:`\tilde p = \mathrm{softmax}(\log p + \alpha b)`."""
+    solved = match_argmax_shares(probs_u, tracker.pi_gt, offsets, m.share_iterations, m.share_step)
+    offsets = ema_update(offsets, solved, m.share_momentum)
+    return apply_log_offsets(probs_u, alpha * offsets), offsets
+
+
+# --------------------------------------------------------------------------- pseudo-label filters
+@FILTERS.register(ReadingSpec("none", "every pseudo-label is kept"))
+def keep_all(confidence, labels, num_classes, state, m):
+    return torch.ones_like(labels, dtype=torch.bool), state
+
+
+@dataclass
+class FixedThresholdOptions:
+    threshold: float = option(0.95, help="confidence threshold of the fixed filter", min=0.0, max=1.0)
+
+
+@FILTERS.register(ReadingSpec("fixed", "keep q >= threshold (FixMatch-like)", options=FixedThresholdOptions))
+def keep_above_threshold(confidence, labels, num_classes, state, m):
+    r""":math:`M_i = [q_i \ge \tau]` (:func:`~coda_edu.method.filtering.fixed_threshold_mask`)."""
+    return fixed_threshold_mask(confidence, m.threshold), state
+
+
+@dataclass
+class OverExpectationOptions:
+    expectation: str = option(
+        "batch",
+        help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps",
+        choices=("batch", "ema"),
+    )
+    expectation_momentum: float = option(
+        0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
+    )
+
+
+@FILTERS.register(
+    ReadingSpec(
+        "over_expectation",
+        "Co-DA's filter: keep q >= the mean confidence of the pixel's class",
+        options=OverExpectationOptions,
+    )
+)
+def keep_over_expectation(confidence, labels, num_classes, expectations, m):
+    r""":math:`M_i = [q_i \ge e_{\hat y_i}]`, :math:`e_c` the mean confidence of class c in the batch
+    (:func:`~coda_edu.method.filtering.class_expectations`) or, with ``method.expectation: ema``, its EMA
+    over steps (the state)."""
+    expected = class_expectations(confidence, labels, num_classes)
+    if m.expectation == "ema":
+        expectations = ema_expectations(expectations, expected, m.expectation_momentum)
+        expected = expectations
+    return over_expectation_mask(confidence, labels, expected), expectations
