@@ -229,7 +229,15 @@ class Config:
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The tree as plain data (config.yaml, checkpoints, comparisons). A key declared by a module
+        outside coda_edu is left out unless that module is this run's own method, reading, filter or
+        dataset: a method registered in a notebook does not leave, in every other run's config.yaml,
+        keys that another process (``coda-edu eval``, a resume) does not know."""
+        mapping = dataclasses.asdict(self)
+        for name in ("data", "method"):
+            for key in _foreign_keys(getattr(self, name)):
+                del mapping[name][key]
+        return mapping
 
     def copy(self) -> Config:
         return copy.deepcopy(self)
@@ -238,6 +246,7 @@ class Config:
 # --------------------------------------------------------------------------- sections from the registries
 _REGISTRIES_OF = {DataConfig: (DATASETS,), MethodConfig: (METHODS, ALIGNMENTS, FILTERS)}
 _BUILT: dict[tuple, type] = {}
+_DECLARED_BY: dict[type, dict[str, type]] = {}  # built section -> {key: the options class that declares it}
 
 
 def section(base: type) -> type:
@@ -259,6 +268,7 @@ def section(base: type) -> type:
     if key not in _BUILT:
         prefix = _REGISTRIES_OF[base][0].config_key.split(".")[0]  # "method" or "data"
         owner = {f.name: base.__name__ for f in dataclasses.fields(base)}
+        declared_by: dict[str, type] = {}
         fields = []
         for options in declared:
             hints = typing.get_type_hints(options)
@@ -269,6 +279,7 @@ def section(base: type) -> type:
                         f"config key '{prefix}.{f.name}' is declared twice: by {owner[f.name]} and by {where}"
                     )
                 owner[f.name] = where
+                declared_by[f.name] = options
                 fields.append(
                     (
                         f.name,
@@ -279,7 +290,31 @@ def section(base: type) -> type:
         _BUILT[key] = dataclasses.make_dataclass(
             base.__name__, fields, bases=(base,), namespace={"__module__": base.__module__, "__doc__": base.__doc__}
         )
+        _DECLARED_BY[_BUILT[key]] = declared_by
     return _BUILT[key]
+
+
+def _own_options(obj: Any) -> set:
+    """The options classes of the entries a section selects (its method, reading and filter, or its dataset)."""
+    try:
+        if isinstance(obj, MethodConfig):
+            spec = METHODS.get(obj.name)
+            reading = ALIGNMENTS.get(obj.alignment or spec.alignment)
+            keep = FILTERS.get(obj.filter or spec.filter)
+            return {spec.options, reading.options, keep.options}
+        return {DATASETS.get(obj.name).options}
+    except ConfigError:  # an unknown name: keep every key, validation will name the problem
+        return set(_DECLARED_BY.get(type(obj), {}).values())
+
+
+def _foreign_keys(obj: Any) -> list[str]:
+    """Keys of ``obj``'s section declared outside coda_edu by an entry the section does not select."""
+    declared = _DECLARED_BY.get(type(obj), {})
+    foreign = {k: c for k, c in declared.items() if not c.__module__.startswith("coda_edu.")}
+    if not foreign:
+        return []
+    own = _own_options(obj)
+    return [key for key, options in foreign.items() if options not in own]
 
 
 def _rebuilt_section(base: type, values: dict) -> Any:

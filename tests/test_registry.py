@@ -165,3 +165,24 @@ def test_an_alignment_reading_and_a_filter_register_like_a_method(monkeypatch):
     assert torch.equal(mask, confidence >= confidence.median())
     with pytest.raises(ConfigError, match="config key 'method.half_weight': 2.0 is out of range"):
         load_config(None, tiny_overrides(**{**sets, "method.half_weight": 2}))
+
+
+def test_keys_of_an_outside_module_stay_out_of_other_runs_config_files(tmp_path):
+    """A method registered in this process (a notebook's) declares method.copy_weight; a coda run's
+    config.yaml must not carry it, or `coda-edu eval` in another process could not read it."""
+    import subprocess
+    import sys
+
+    import tests.toy_method  # noqa: F401  (registers "toy" and its key method.copy_weight)
+    from coda_edu.config import save_config
+
+    coda = load_config(None, ["method.name=coda"])
+    assert coda.method.copy_weight == 1.0  # the key exists here, so it can be set ...
+    assert "copy_weight" not in coda.to_dict()["method"]  # ... but a coda run does not write it
+    assert {"teacher_noise", "max_weight", "mix"} <= set(coda.to_dict()["method"])  # built-in keys: all, as before
+    toy = load_config(None, ["method.name=toy", "method.copy_weight=0.5"])
+    assert toy.to_dict()["method"]["copy_weight"] == 0.5  # the toy run's own key is written
+    save_config(coda, tmp_path / "config.yaml")
+    command = [sys.executable, "-m", "coda_edu.cli", "config", "--config", str(tmp_path / "config.yaml")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr  # another process, without the toy method, reads it
