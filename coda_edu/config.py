@@ -60,7 +60,8 @@ class _Section:
     """Base of a section that registered modules extend with their own keys (see :func:`section`)."""
 
     def __reduce__(self):  # pickled (a run in a spawned process) by base and values, not by the built class
-        return (_rebuilt_section, (type(self).__mro__[-3], dict(self.__dict__)))
+        base = next(c for c in type(self).__mro__ if c in _REGISTRIES_OF)  # DataConfig or MethodConfig
+        return (_rebuilt_section, (base, dict(self.__dict__)))
 
 
 @dataclass
