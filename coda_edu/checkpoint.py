@@ -13,16 +13,19 @@ lists and tensors for that reason.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 import pickle
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import RunFolderError, clip
+from .errors import RunFolderError, clip, excerpt
 from .io import atomic_write
 
 
@@ -93,3 +96,59 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: the step, the best validation score so far and the time spent."""
+
+    step: int = 0
+    best_score: float = -math.inf
+    best_step: int = -1
+    train_seconds: float = 0.0  # time spent in training steps (validation and checkpoints excluded)
+    val_seconds: float = 0.0  # time spent validating and writing checkpoints
+
+    @classmethod
+    def from_checkpoint(cls, values: dict) -> TrainState:
+        """The state stored in last.pt, checked (a TypeError names the first field that is wrong)."""
+        if not isinstance(values, dict):
+            raise TypeError(f"state is {type(values).__name__}, not a mapping")
+        state = cls()
+        for f in dataclasses.fields(cls):
+            value = values.get(f.name, getattr(state, f.name))
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if f.type in (int, "int") and not (number and isinstance(value, int) and value >= -1):
+                raise TypeError(f"state.{f.name} is {excerpt(value)}, not an integer")
+            if f.type in (float, "float") and not (number and not math.isnan(value)):
+                raise TypeError(f"state.{f.name} is {excerpt(value)}, not a number")
+            setattr(state, f.name, value)
+        if state.step < 0:
+            raise TypeError(f"state.step is {state.step}, not a step number")
+        return state
+
+
+def nonfinite_parts(model_a: torch.nn.Module, model_b: torch.nn.Module, optimizer=None) -> list[str]:
+    """Which of network A, network B (and the optimiser state, when given) hold NaN or inf values."""
+    groups = [("network A", model_a.state_dict().values()), ("network B", model_b.state_dict().values())]
+    if optimizer is not None:
+        moments = [v for st in optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+        groups.append(("the optimiser state", moments))
+    bad = []
+    for name, tensors in groups:
+        flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+        if flags and not bool(torch.stack(flags).all()):
+            bad.append(name)
+    return bad
+
+
+def own_rng_state(ckpt: dict, rank: int, world_size: int, rank_seed: int) -> dict:
+    """This rank's random state in ``last.pt``: rank 0's is ``rng``; the others' are in ``rng_ranks``
+    when the run had as many processes, else they start from rank 0's generator, every other
+    generator reseeded with ``rank_seed + step``."""
+    ranks = ckpt.get("rng_ranks")
+    if world_size > 1 and ranks is not None and len(ranks) == world_size:
+        return ranks[rank]
+    if rank > 0:  # resumed on more processes than it had
+        seed_everything(rank_seed + int(ckpt["step"]))
+        return {**rng_state(), "generator": ckpt["rng"].get("generator")}
+    return ckpt["rng"]

@@ -16,13 +16,14 @@ from typing import Optional
 import torch
 
 from . import distributed
+from .checkpoint import TrainState
 from .config import Config
 from .data import SegmentationData
 from .device import resolve_device
 from .errors import CodaEduError, ConfigError
 from .report import evaluate_run, summary_text, write_figures
 from .run_folder import RunFolder
-from .trainer import Trainer, TrainState
+from .trainer import Trainer
 
 
 def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:

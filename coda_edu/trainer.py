@@ -20,23 +20,21 @@ are summed over the ranks, and rank 0 alone writes the run folder, validates and
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import distributed
-from .checkpoint import rng_state, seed_everything, set_rng_state
+from .checkpoint import TrainState, nonfinite_parts, own_rng_state, rng_state, seed_everything, set_rng_state
 from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import Precision, describe, resolve_device, resolve_precision
-from .errors import ConfigError, DataError, DivergedError, RunFolderError, excerpt
+from .errors import ConfigError, DivergedError, RunFolderError
 from .method.base import Batch
 from .method.schedules import poly_lr
 from .models import build_pair
@@ -73,33 +71,6 @@ def _numbers(logs: dict) -> dict:
         if isinstance(out[k], float):
             out[k] = round(out[k], 6)
     return out
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    best_score: float = -math.inf
-    best_step: int = -1
-    train_seconds: float = 0.0  # time spent in training steps (validation and checkpoints excluded)
-    val_seconds: float = 0.0  # time spent validating and writing checkpoints
-
-    @classmethod
-    def from_checkpoint(cls, values: dict) -> TrainState:
-        """The state stored in last.pt, checked (a TypeError names the first field that is wrong)."""
-        if not isinstance(values, dict):
-            raise TypeError(f"state is {type(values).__name__}, not a mapping")
-        state = cls()
-        for f in dataclasses.fields(cls):
-            value = values.get(f.name, getattr(state, f.name))
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if f.type in (int, "int") and not (number and isinstance(value, int) and value >= -1):
-                raise TypeError(f"state.{f.name} is {excerpt(value)}, not an integer")
-            if f.type in (float, "float") and not (number and not math.isnan(value)):
-                raise TypeError(f"state.{f.name} is {excerpt(value)}, not a number")
-            setattr(state, f.name, value)
-        if state.step < 0:
-            raise TypeError(f"state.step is {state.step}, not a step number")
-        return state
 
 
 class Trainer:
@@ -164,7 +135,9 @@ class Trainer:
     def _load_data(self, data: SegmentationData | None) -> None:
         """The dataset (loaded unless given), checked against the config, its training pools on the device."""
         self.data = data if data is not None else load_dataset(self.cfg)
-        self._check_data()
+        self.data.check_trainable(
+            self.cfg.method.name, self.method.uses_unlabeled, self.cfg.model.levels, self.dataset.val_hint
+        )
         self.data.labeled.to(self.device)
         self.data.unlabeled.to(self.device)
 
@@ -206,7 +179,6 @@ class Trainer:
         generator that draws the augmentation, and the augmentation."""
         c = self.cfg
         unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
-        self._check_shards(c.train.labeled_batch_size, unlabeled_batch)
         sampler = TwoStreamSampler(
             len(self.data.labeled),
             len(self.data.unlabeled),
@@ -226,44 +198,10 @@ class Trainer:
             return torch.compile(self.model_a), torch.compile(self.model_b)
         return self.model_a, self.model_b
 
-    def _check_data(self) -> None:
-        d, c = self.data, self.cfg
-        if len(d.labeled) == 0:
-            raise DataError(f"dataset '{d.name}': the labeled training set is empty (check data.labeled_patients)")
-        if self.method.uses_unlabeled and len(d.unlabeled) == 0:
-            raise DataError(
-                f"dataset '{d.name}': method '{c.method.name}' needs unlabeled images but all training "
-                f"patients are labeled (lower data.labeled_patients)"
-            )
-        if not d.val:
-            raise DataError(
-                f"dataset '{d.name}': the validation split is empty, so no checkpoint can be selected"
-                + self.dataset.val_hint
-            )
-        divisor = 2 ** (c.model.levels - 1)
-        if any(s % divisor for s in d.train_size):
-            raise ConfigError(
-                f"config key 'data.image_size': {list(d.train_size)} must be divisible by {divisor} "
-                f"for a U-Net with {c.model.levels} levels"
-            )
-
-    def _check_shards(self, labeled: int, unlabeled: int) -> None:
-        """Every rank needs at least one labeled (and unlabeled) image of the global batch."""
-        n = self.world_size
-        if labeled < n:
-            raise ConfigError(
-                f"config key 'train.labeled_batch_size': {labeled} labeled images per step cannot be shared "
-                f"by {n} processes (each needs at least one)"
-            )
-        if 0 < unlabeled < n:
-            raise ConfigError(
-                f"config key 'train.batch_size': {unlabeled} unlabeled images per step cannot be shared "
-                f"by {n} processes (each needs at least one)"
-            )
-
     # ------------------------------------------------------------------ checkpoints
     def _load_last(self) -> None:
-        path = self.run.checkpoint_path("last")
+        """Continue from ``last.pt``: networks, optimiser, scaler, the method's state, the sampler's
+        position, the random states and the step (a checkpoint of another run is refused in one line)."""
         ckpt = self.run.load_checkpoint("last", map_location=self.device)
         try:
             self.model_a.load_state_dict(ckpt["model_a"])
@@ -272,48 +210,17 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
             self.algorithm.load_state_dict(ckpt["algorithm"])
             self.sampler.load_state_dict(ckpt["sampler"])
-            set_rng_state(self._own_rng(ckpt), self.generator)
+            rank_seed = distributed.rank_seed(self.cfg.seed)
+            set_rng_state(own_rng_state(ckpt, self.rank, self.world_size, rank_seed), self.generator)
             self.state = TrainState.from_checkpoint(ckpt["state"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise RunFolderError(
-                f"checkpoint '{path}' does not fit this run ({type(exc).__name__}: {detail})"
-            ) from None
+            path, detail = self.run.checkpoint_path("last"), " ".join(str(exc).split())[:200]
+            why = f"{type(exc).__name__}: {detail}"
+            raise RunFolderError(f"checkpoint '{path}' does not fit this run ({why})") from None
         self._saved_step = self.state.step
         if self.is_main:
             self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
         self.log(f"resuming {self.run_dir} at step {self.state.step}")
-
-    def _own_rng(self, ckpt: dict) -> dict:
-        """This rank's random state in ``last.pt`` (rank 0's is ``rng``; the others' are in ``rng_ranks``
-        when the run had as many processes, else they start from rank 0's, reseeded per rank)."""
-        ranks = ckpt.get("rng_ranks")
-        if self.world_size > 1 and ranks is not None and len(ranks) == self.world_size:
-            return ranks[self.rank]
-        if self.rank > 0:  # resumed on more processes than it had
-            seed_everything(distributed.rank_seed(self.cfg.seed) + int(ckpt["step"]))
-            return {**rng_state(), "generator": ckpt["rng"].get("generator")}
-        return ckpt["rng"]
-
-    def _nonfinite(self, with_optimizer: bool = False) -> list[str]:
-        """Which of network A, network B (and the optimiser state) hold NaN or inf values."""
-        groups = [
-            ("network A", list(self.model_a.state_dict().values())),
-            ("network B", list(self.model_b.state_dict().values())),
-        ]
-        if with_optimizer:
-            groups.append(
-                (
-                    "the optimiser state",
-                    [v for st in self.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)],
-                )
-            )
-        bad = []
-        for name, tensors in groups:
-            flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
-            if flags and not bool(torch.stack(flags).all()):
-                bad.append(name)
-        return bad
 
     def _refuse_nonfinite(self, what: str, since: int) -> None:
         kept = (
@@ -326,52 +233,39 @@ class Trainer:
             f"lower optim.lr or method.lambda_max; {kept}"
         )
 
-    def _shapes(self) -> dict:
-        """What rebuilding the networks needs besides the config (read by RunFolder.load_pair)."""
-        return {
-            "in_channels": self.data.in_channels,
-            "num_classes": self.data.num_classes,
-            "class_names": list(self.data.class_names),
-        }
+    def _save(self, name: str, **extra) -> None:
+        """Write ``best.pt`` (the networks, ``extra``: the scores) or ``last.pt`` (``extra``: everything
+        else a resume needs). The caller has checked that the weights are finite."""
+        data = self.data
+        self.run.save_checkpoint(
+            name,
+            {
+                "step": self.state.step,
+                "config": self.cfg.to_dict(),
+                # what rebuilding the networks needs besides the config (read by RunFolder.load_pair)
+                "data": {
+                    "in_channels": data.in_channels,
+                    "num_classes": data.num_classes,
+                    "class_names": list(data.class_names),
+                },
+                "model_a": self.model_a.state_dict(),
+                "model_b": self.model_b.state_dict(),
+                **extra,
+            },
+        )
 
     def _save_last(self, rngs: list[dict]) -> None:
-        bad = self._nonfinite(with_optimizer=True)
-        if bad:  # never replace a good checkpoint with a broken one
-            self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        self.run.save_checkpoint(
+        self._save(
             "last",
-            {
-                "step": self.state.step,
-                "config": self.cfg.to_dict(),
-                "data": self._shapes(),
-                "model_a": self.model_a.state_dict(),
-                "model_b": self.model_b.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "algorithm": self.algorithm.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "rng": rngs[0],
-                **({"rng_ranks": rngs} if len(rngs) > 1 else {}),
-                "state": vars(self.state).copy(),
-            },
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            algorithm=self.algorithm.state_dict(),
+            sampler=self.sampler.state_dict(),
+            rng=rngs[0],
+            **({"rng_ranks": rngs} if len(rngs) > 1 else {}),
+            state=vars(self.state).copy(),
         )
         self._saved_step = self.state.step
-
-    def _save_best(self, scores: dict) -> None:
-        bad = self._nonfinite()
-        if bad:
-            self._refuse_nonfinite(" and ".join(bad), getattr(self, "_saved_step", None) or 0)
-        self.run.save_checkpoint(
-            "best",
-            {
-                "step": self.state.step,
-                "config": self.cfg.to_dict(),
-                "data": self._shapes(),
-                "scores": scores,
-                "model_a": self.model_a.state_dict(),
-                "model_b": self.model_b.state_dict(),
-            },
-        )
 
     # ------------------------------------------------------------------ training
     def next_batch(self) -> Batch:
@@ -500,7 +394,9 @@ class Trainer:
         """Validate, update the best score, write best.pt when it improved and last.pt always
         (rank 0; the other ranks hand it their random states and wait)."""
         step = self.state.step
-        bad = self._nonfinite(with_optimizer=True)  # the same weights on every rank: all stop together
+        # the one finiteness check of the weights per validation, before any checkpoint is written
+        # (the same weights on every rank: all stop together); a broken state never replaces a good one
+        bad = nonfinite_parts(self.model_a, self.model_b, self.optimizer)
         if bad:
             self._refuse_nonfinite(" and ".join(bad), self._weights_checked)
         self._weights_checked = step
@@ -533,7 +429,7 @@ class Trainer:
             ]
         )
         if improved or not self.run.checkpoint_path("best").exists():
-            self._save_best(scores)
+            self._save("best", scores=scores)
         self.state.val_seconds += time.perf_counter() - val_start
         self._save_last(rngs)
         self._postfix["val"] = f"{selected:.3f}"

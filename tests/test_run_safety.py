@@ -275,6 +275,26 @@ def test_nonfinite_step_never_reaches_a_checkpoint(tmp_path, monkeypatch, when):
         assert state["step"] == 4 and all_finite(tmp_path / "r" / "checkpoints" / f"{name}.pt")
 
 
+def test_each_validation_checks_the_weights_once(tmp_path, monkeypatch):
+    """One finiteness scan of the weights (and optimiser state) per validation, improving or not, and
+    none when a checkpoint is written: best.pt and last.pt are written after that one check."""
+    import coda_edu.trainer as trainer_module
+
+    calls = []
+    real = trainer_module.nonfinite_parts
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "nonfinite_parts", counting)
+    cfg = load_config(None, tiny_overrides(**{**FAST, "train.iterations": 12, "train.val_every": 4}))
+    train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
+    assert len(calls) == 3  # validations at steps 4, 8 and 12
+    assert all(len(args) == 3 and args[2] is not None for args in calls)  # with the optimiser state
+    assert torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)["step"] == 12
+
+
 # --------------------------------------------------------------------------- 4. resume = the same run
 
 

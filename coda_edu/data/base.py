@@ -19,6 +19,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..errors import ConfigError, DataError
+
 
 @dataclass
 class Case:
@@ -224,3 +226,24 @@ class SegmentationData:
             f"at {'x'.join(map(str, self.train_size))}, {len(self.val)} validation and {len(self.test)} test cases, "
             f"classes {', '.join(self.class_names)}"
         )
+
+    def check_trainable(self, method: str, needs_unlabeled: bool, levels: int, val_hint: str = "") -> None:
+        """Refuse, in one line, data that ``method`` cannot train on: an empty labeled set, no unlabeled
+        images for a semi-supervised method, no validation case, or a size a U-Net of ``levels`` cannot halve."""
+        if len(self.labeled) == 0:
+            raise DataError(f"dataset '{self.name}': the labeled training set is empty (check data.labeled_patients)")
+        if needs_unlabeled and len(self.unlabeled) == 0:
+            raise DataError(
+                f"dataset '{self.name}': method '{method}' needs unlabeled images but all training "
+                f"patients are labeled (lower data.labeled_patients)"
+            )
+        if not self.val:
+            raise DataError(
+                f"dataset '{self.name}': the validation split is empty, so no checkpoint can be selected" + val_hint
+            )
+        divisor = 2 ** (levels - 1)
+        if any(s % divisor for s in self.train_size):
+            raise ConfigError(
+                f"config key 'data.image_size': {list(self.train_size)} must be divisible by {divisor} "
+                f"for a U-Net with {levels} levels"
+            )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
+
 
 class IndexStream:
     """An endless sequence of indices into a pool of size ``n``, reshuffled every epoch."""
@@ -80,6 +82,14 @@ class TwoStreamSampler:
         rank: int = 0,
         world_size: int = 1,
     ):
+        # every rank needs at least one labeled (and, when drawn, unlabeled) image of the global batch
+        streams = (("labeled", labeled_batch, "labeled_batch_size"), ("unlabeled", unlabeled_batch, "batch_size"))
+        for what, count, key in streams:
+            if count < world_size and (count > 0 or what == "labeled"):
+                raise ConfigError(
+                    f"config key 'train.{key}': {count} {what} images per step cannot be shared "
+                    f"by {world_size} processes (each needs at least one)"
+                )
         self.labeled = IndexStream(n_labeled, seed, stream=1)
         self.unlabeled = IndexStream(n_unlabeled, seed, stream=2) if unlabeled_batch > 0 and n_unlabeled > 0 else None
         self.labeled_batch = labeled_batch
