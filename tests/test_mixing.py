@@ -1,4 +1,4 @@
-"""Copy-paste, cutmix and the strong intensity change of the unlabeled stream (coda_edu/method/mixing.py)."""
+"""Copy-paste, cutmix and the strong intensity change of the unlabeled stream (coda_edu/data/mixing.py)."""
 
 import math
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from coda_edu.config import load_config, resolve
+from coda_edu.data.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from coda_edu.method.base import Batch
 from coda_edu.method.cps import CrossPseudoSupervision
-from coda_edu.method.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
 

@@ -5,7 +5,6 @@
 - :mod:`.filtering`   over-expectation mask and fixed-threshold mask
 - :mod:`.readings`    the alignment readings and filters, registered by name (``method.alignment``/``filter``)
 - :mod:`.schedules`   sigmoid ramp-up and poly learning rate
-- :mod:`.mixing`      copy-paste / CutMix boxes and strong intensity changes (beyond the paper)
 - :mod:`.base`        what every method shares: the batch, the hooks, two helpers
 - one module per method, each registering itself: :mod:`.supervised`, :mod:`.cps`,
   :mod:`.coda`, :mod:`.mean_teacher`

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config, option
+from ..data.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from ..distributed import global_mean, global_sum
 from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
 from .alignment import class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
@@ -25,7 +26,6 @@ from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, ema_weights, pseudo_lab
 from .dtypes import widen
 from .filtering import mask_coverage
 from .losses import masked_cross_entropy, soft_dice_loss, supervised_loss
-from .mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from .schedules import unsupervised_weight
 
 MIXES = ("none", "copy_paste", "cutmix")
@@ -301,7 +301,7 @@ class CrossPseudoSupervision(Algorithm):
     def _two_view_step(self, model_a, model_b, batch, step, diagnostics):
         r"""Pseudo-labels from the clean unlabeled images, learned on perturbed ones (``method.mix``,
         ``method.strong_intensity``, ``method.ema_teacher``; beyond the paper, see
-        :mod:`coda_edu.method.mixing`).
+        :mod:`coda_edu.data.mixing`).
 
         1. no gradient: both networks (or their EMA copies) on the clean :math:`x_u` -> statistics,
            aligned pseudo-labels :math:`\hat y^m` and masks :math:`M^m` (as in the plain step);

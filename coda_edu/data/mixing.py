@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from ..data.augment import intensity_jitter, random_gamma
+from .augment import intensity_jitter, random_gamma
 
 
 @torch.no_grad()
