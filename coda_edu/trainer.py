@@ -87,13 +87,7 @@ class Trainer:
         data: SegmentationData | None = None,
         log: Callable[[str], None] = print,
     ):
-        # where: the run folder, and this process's part in it
-        self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-        self.run_dir, self.ckpt_dir = self.run.path, self.run.checkpoints_dir
-        self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.is_main = self.rank == 0  # rank 0 alone writes the run folder, logs, validates and evaluates
-        self.progress = progress and self.is_main
-        self.log = log if self.is_main else (lambda message: None)
+        self._join(run_dir, progress, log)  # where: the run folder, and this process's part in it
         # what: the config (a resumed run's own), its method and dataset
         self.cfg = self._open_config(cfg, resume)
         self.method, self.dataset = METHODS.get(self.cfg.method.name), DATASETS.get(self.cfg.data.name)
@@ -113,6 +107,16 @@ class Trainer:
             self._load_last()
 
     # ------------------------------------------------------------------ building a run
+    def _join(self, run_dir: str | Path | RunFolder, progress: bool, log: Callable[[str], None]) -> None:
+        """The run folder and this process's rank in it: rank 0 alone writes the folder, logs, shows
+        progress, validates and evaluates."""
+        self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.run_dir, self.ckpt_dir = self.run.path, self.run.checkpoints_dir
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        self.progress = progress and self.is_main
+        self.log = log if self.is_main else (lambda message: None)
+
     def _open_config(self, cfg: Config | None, resume: bool) -> Config:
         """A resumed run's own config.yaml (a different ``cfg`` is refused); a new run's folder is created."""
         if resume:
