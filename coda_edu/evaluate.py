@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from .data.base import Case, SegmentationData, center_crop_box
 from .device import Precision
 from .metrics import case_metrics, confusion_matrix, nan_summary, scores_from_confusion
+from .postprocess import keep_largest_components
 
 MODELS = ("A", "B", "ensemble")
 METRICS = ("dice", "iou", "hd95", "asd", "hd95_pen", "asd_pen")
@@ -35,35 +36,6 @@ def class_argmax(probs: torch.Tensor) -> torch.Tensor:
     """The predicted class of every voxel of class probabilities ``(K, *spatial)``: ``probs.argmax(0)``,
     computed over contiguous memory (the class axis last), several times faster on a CPU."""
     return probs.movedim(0, -1).contiguous().argmax(-1)
-
-
-def keep_largest_components(pred: torch.Tensor, num_classes: int, background: int | None = 0) -> torch.Tensor:
-    r"""Post-processing ``eval.postprocess: largest_component`` of one case's class map ``(*spatial)``:
-    keep the largest connected component (face-connected, over the whole case) of the foreground, then of
-    each class inside it; every other foreground voxel becomes ``background``. The heart is one connected
-    organ, so a blob away from it (the liver, the stomach) is a false positive this removes.
-    """
-    from scipy import ndimage
-
-    if background is None:
-        return pred
-    labels = pred.numpy()
-
-    def largest(mask: np.ndarray) -> np.ndarray:
-        parts, count = ndimage.label(mask)
-        if count <= 1:
-            return mask
-        sizes = np.bincount(parts.ravel(), minlength=count + 1)
-        sizes[0] = 0
-        return parts == sizes.argmax()
-
-    heart = largest(labels != background)
-    out = np.full_like(labels, background)
-    for k in range(num_classes):
-        if k != background:
-            kept = largest(heart & (labels == k))
-            out[kept] = k
-    return torch.from_numpy(out)
 
 
 def _as_float(image: np.ndarray) -> torch.Tensor:

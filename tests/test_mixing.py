@@ -106,6 +106,7 @@ def test_cutmix_targets_mix_the_pseudo_labels_of_two_unlabeled_images():
         {"method.mix": "cutmix", "method.mix_per_network": "false"},
         {"method.strong_intensity": 0.5},
         {"method.mix": "copy_paste", "method.name": "cps"},
+        {"method.mix": "copy_paste", "method.pseudo_postprocess": "largest_component"},
     ],
 )
 def test_a_perturbed_step_trains_both_networks(tmp_path, extra):
@@ -173,3 +174,39 @@ def test_ema_teachers_follow_their_networks_and_resume_exactly(tmp_path, monkeyp
         return [(r["step"], r["loss"]) for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "train"]
 
     assert losses(tmp_path / "part") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 8
+
+
+def test_pseudo_postprocess_turns_far_fragments_of_each_image_into_background():
+    """``method.pseudo_postprocess: largest_component``: per unlabeled image, the pseudo-labels keep the
+    largest foreground component (and each class's largest part inside it); the mask is unchanged."""
+    from coda_edu.postprocess import keep_largest_components_batch
+
+    labels = torch.zeros(2, 10, 10, dtype=torch.long)
+    labels[0, 2:6, 2:6] = 2  # image 0: the organ ...
+    labels[0, 8:10, 8:10] = 1  # ... and a fragment away from it
+    labels[1, 0:2, 0:2] = 1  # image 1: a small blob ...
+    labels[1, 4:9, 4:9] = 3  # ... and the organ, elsewhere: each image is its own
+    out = keep_largest_components_batch(labels, 4)
+    assert out.dtype == labels.dtype and out.shape == labels.shape
+    assert int((out[0] == 1).sum()) == 0 and torch.equal(out[0, 2:6, 2:6], labels[0, 2:6, 2:6])
+    assert int((out[1] == 1).sum()) == 0 and int((out[1] == 3).sum()) == 25
+
+    def pseudo(rule):
+        cfg = resolve(load_config(None, tiny_overrides(**{"method.pseudo_postprocess": rule})))
+        algo = CrossPseudoSupervision(cfg, num_classes=4, ignore_index=None)
+        algo.trackers["A"].update(
+            torch.full((1, 4, 2, 2), 0.25),
+            torch.zeros(1, 2, 2, dtype=torch.long),
+            torch.full((1, 4, 2, 2), 0.25),
+            4,
+            None,
+        )
+        probs = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).float() * 0.9 + 0.025
+        return algo._pseudo("A", probs, diagnostics=False)
+
+    raw_labels, raw_mask, _ = pseudo("none")
+    kept_labels, kept_mask, _ = pseudo("largest_component")
+    assert torch.equal(raw_labels, labels) and torch.equal(kept_labels, out)
+    assert torch.equal(raw_mask, kept_mask)
+    with pytest.raises(Exception, match="pseudo_postprocess"):
+        load_config(None, tiny_overrides(**{"method.pseudo_postprocess": "biggest"}))

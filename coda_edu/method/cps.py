@@ -20,6 +20,7 @@ import torch.nn as nn
 from ..config import Config, option
 from ..data.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
 from ..distributed import global_mean, global_sum
+from ..postprocess import keep_largest_components_batch
 from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
 from .alignment import class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
 from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, ema_weights, pseudo_label_precision_recall
@@ -72,6 +73,14 @@ class CPSOptions:
     )
     mix_per_network: bool = option(
         True, help="each network gets its own boxes (more diverse pair, same cost); false = both the same"
+    )
+    pseudo_postprocess: str = option(
+        "none",
+        help="beyond the paper: 'largest_component' applies the rule of eval.postprocess to each unlabeled "
+        "image's pseudo-labels (the largest foreground component, then each class's inside it; other "
+        "foreground pixels become class 0), so a network is not taught fragments away from the organ; for "
+        "data whose class 0 is background",
+        choices=("none", "largest_component"),
     )
     strong_intensity: float = option(
         0.0,
@@ -204,6 +213,8 @@ class CrossPseudoSupervision(Algorithm):
         mask, self.expectations[key] = self.pseudo_filter.function(
             confidence, labels, self.num_classes, self.expectations[key], self.cfg.method
         )
+        if self.cfg.method.pseudo_postprocess == "largest_component":  # fragments -> class 0 (a CPU pass)
+            labels = keep_largest_components_batch(labels, self.num_classes)
         logs = {}
         if diagnostics:
             after = class_shares(labels, self.num_classes)
