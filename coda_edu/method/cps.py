@@ -157,6 +157,8 @@ class CrossPseudoSupervision(Algorithm):
        (:meth:`align`; see :mod:`coda_edu.method.alignment`).
     4. pseudo-labels :math:`\hat y^m = \arg\max_c \tilde p^m(c)`, confidence :math:`q^m = \max_c \tilde p^m(c)`.
     5. mask :math:`M^m` (over-expectation :math:`q^m_i \ge e^m_{\hat y_i}`, fixed :math:`q^m_i \ge \tau`, or all ones).
+       With ``method.pseudo_postprocess`` (beyond the paper) :math:`\hat y^m` then keeps only each image's
+       largest foreground component (:mod:`coda_edu.postprocess`).
     6. A learns from B and B from A:
        :math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup}
        + \lambda(t)\,[\mathrm{OECE}(z^A_u, \hat y^B, M^B) + \mathrm{OECE}(z^B_u, \hat y^A, M^A)]`.
