@@ -6,6 +6,7 @@ from coda_edu.method.filtering import (
     class_expectations,
     ema_expectations,
     fixed_threshold_mask,
+    image_class_expectations,
     mask_coverage,
     over_expectation_mask,
 )
@@ -66,3 +67,18 @@ def test_nan_expectation_keeps_pixel_and_ema_handles_absent_classes():
     batch = torch.tensor([0.9, 0.6, float("nan")])
     out = ema_expectations(running, batch, 0.5)
     assert torch.allclose(out, torch.tensor([0.7, 0.6, 0.7]))
+
+
+def test_image_expectations_keep_the_better_half_of_a_faint_image():
+    # Image 0 has a confident class 1 (0.9, 1.0), image 1 a faint one (0.4, 0.6): against the batch's
+    # class-1 mean (0.725) the faint image loses both pixels; against its own mean (0.5) it keeps 0.6.
+    confidence = torch.tensor([[[0.9, 1.0, 0.8]], [[0.4, 0.6, 0.7]]])
+    labels = torch.tensor([[[1, 1, 0]], [[1, 1, 0]]])
+    e = image_class_expectations(confidence, labels, 3)
+    assert e.shape == (2, 3)
+    assert torch.allclose(e[:, :2], torch.tensor([[0.8, 0.95], [0.7, 0.5]]))
+    assert math.isnan(e[0, 2]) and math.isnan(e[1, 2])
+    batch = over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 3))
+    assert not batch[1][labels[1] == 1].any()
+    per_image = over_expectation_mask(confidence, labels, e)
+    assert torch.equal(per_image, torch.tensor([[[False, True, True]], [[False, True, True]]]))

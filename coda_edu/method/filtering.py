@@ -33,6 +33,26 @@ def class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_class
 
 
 @torch.no_grad()
+def image_class_expectations(confidence: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    r"""Per image n, the mean confidence of its pixels assigned to each class, ``(N, K)``:
+
+    .. math:: e_{n,k} = \frac{\sum_{i \in n} q_i\,[\hat y_i = k]}{\sum_{i \in n} [\hat y_i = k]}
+
+    (``NaN`` where image n has no pixel of class k). A reading beyond the paper: an image
+    whose class k is faint (low confidence everywhere) keeps its better half of that class
+    instead of losing all of it to the batch's mean.
+    """
+    n = labels.shape[0]
+    flat_labels = labels.reshape(n, -1).long()
+    flat_conf = confidence.reshape(n, -1).double()
+    sums = torch.zeros(n, num_classes, dtype=torch.float64, device=confidence.device)
+    counts = torch.zeros(n, num_classes, dtype=torch.float64, device=confidence.device)
+    sums.scatter_add_(1, flat_labels, flat_conf)
+    counts.scatter_add_(1, flat_labels, torch.ones_like(flat_conf))
+    return (sums / counts).to(widen(confidence).dtype)
+
+
+@torch.no_grad()
 def over_expectation_mask(
     confidence: torch.Tensor, labels: torch.Tensor, expectations: torch.Tensor, tolerance: float = 1e-6
 ) -> torch.Tensor:
@@ -40,11 +60,17 @@ def over_expectation_mask(
 
     .. math:: m_i = \left[\, q_i \ge e_{\hat y_i} \,\right]
 
-    A pixel whose class has no expectation (``NaN``, e.g. an EMA not yet started) is
-    kept. ``tolerance`` absorbs float rounding of the mean, so a class whose pixels all
+    ``expectations`` is ``(K,)`` (one value per class) or ``(N, K)`` (one row per image,
+    :func:`image_class_expectations`). A pixel whose class has no expectation (``NaN``,
+    e.g. an EMA not yet started) is kept. ``tolerance`` absorbs float rounding of the mean, so a class whose pixels all
     have the same confidence keeps all of them. Returns a boolean ``(N, *spatial)`` mask.
     """
-    expected = expectations.to(confidence.device)[labels.long()]
+    expectations = expectations.to(confidence.device)
+    if expectations.dim() == 2:  # one row per image (image_class_expectations)
+        index = labels.long().reshape(labels.shape[0], -1)
+        expected = expectations.gather(1, index).reshape(labels.shape)
+    else:
+        expected = expectations[labels.long()]
     keep = confidence >= expected - tolerance
     return keep | torch.isnan(expected)
 

@@ -31,7 +31,13 @@ from .alignment import (
     hard_count_weights,
     match_argmax_shares,
 )
-from .filtering import class_expectations, ema_expectations, fixed_threshold_mask, over_expectation_mask
+from .filtering import (
+    class_expectations,
+    ema_expectations,
+    fixed_threshold_mask,
+    image_class_expectations,
+    over_expectation_mask,
+)
 
 
 # --------------------------------------------------------------------------- alignment readings
@@ -133,8 +139,9 @@ def keep_above_threshold(confidence, labels, num_classes, state, m):
 class OverExpectationOptions:
     expectation: str = option(
         "batch",
-        help="class expectations of the over-expectation filter: per 'batch' or an 'ema' over steps",
-        choices=("batch", "ema"),
+        help="class expectations of the over-expectation filter: per 'batch', an 'ema' over steps, or per "
+        "'image' (beyond the paper: each image keeps its better half of each class)",
+        choices=("batch", "ema", "image"),
     )
     expectation_momentum: float = option(
         0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
@@ -151,7 +158,12 @@ class OverExpectationOptions:
 def keep_over_expectation(confidence, labels, num_classes, expectations, m):
     r""":math:`M_i = [q_i \ge e_{\hat y_i}]`, :math:`e_c` the mean confidence of class c in the batch
     (:func:`~coda_edu.method.filtering.class_expectations`) or, with ``method.expectation: ema``, its EMA
-    over steps (the state)."""
+    over steps (the state); with ``image``, :math:`e_{n,c}` the mean over image n's pixels of class c
+    (:func:`~coda_edu.method.filtering.image_class_expectations`)."""
+    if m.expectation == "image":
+        return over_expectation_mask(confidence, labels, image_class_expectations(confidence, labels, num_classes)), (
+            expectations
+        )
     expected = class_expectations(confidence, labels, num_classes)
     if m.expectation == "ema":
         expectations = ema_expectations(expectations, expected, m.expectation_momentum)
