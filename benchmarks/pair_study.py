@@ -41,7 +41,7 @@ def parse_design(text: str) -> tuple[str, list[str]]:
 
 def run(designs: dict, seeds: list[int], method: str, extra: list[str], log) -> list[dict]:
     from coda_edu.config import load_config
-    from coda_edu.io import read_jsonl
+    from coda_edu.run_folder import RunFolder
     from coda_edu.train import train
 
     rows = []
@@ -53,7 +53,7 @@ def run(designs: dict, seeds: list[int], method: str, extra: list[str], log) -> 
             cfg = load_config(None, [f"method.name={method}", f"seed={seed}", *extra, *overrides])
             start = time.perf_counter()
             train(cfg, out, progress=False, evaluate=False, log=lambda m: None)
-            vals = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("kind") == "val"]
+            vals = [r for r in RunFolder(out).read_metrics() if r.get("kind") == "val"]
             last = vals[-1]["dice"]
             rows.append(
                 {

@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root 
 from benchmarks.common import machine, write_results  # noqa: E402
 from benchmarks.quality import paired_bootstrap  # noqa: E402
 from coda_edu.errors import CodaEduError, ConfigError  # noqa: E402
+from coda_edu.run_folder import RunFolder  # noqa: E402
 
 
 def ensemble_cases(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     groups, datasets = {}, {}
     for spec in args.runs:
         label, _, pattern = spec.partition("=")
-        folders = sorted(Path(p) for p in glob.glob(pattern) if Path(p, "eval_cases.jsonl").is_file())
+        folders = sorted(Path(p) for p in glob.glob(pattern) if RunFolder(p).eval_cases_path.is_file())
         if not label or not folders:
             parser.error(f"--runs {spec!r}: no finished run folder matches")
         groups[label] = {}

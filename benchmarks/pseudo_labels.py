@@ -32,15 +32,17 @@ if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root 
 from benchmarks.common import RESULTS, table  # noqa: E402
 from benchmarks.quality import run_folder  # noqa: E402
 from coda_edu.analysis import pseudo_label_summary
-from coda_edu.io import atomic_write_json, read_json, read_jsonl
+from coda_edu.io import atomic_write_json, read_json
+from coda_edu.run_folder import RunFolder
 
 
 def run_summary(folder, last_fraction: float) -> tuple[list[str], dict[str, list[float]]] | None:
     """(class names, per-class diagnostics averaged over networks A and B) of one run folder."""
-    if not (folder / "metrics.jsonl").is_file() or not (folder / "eval.json").is_file():
+    run = RunFolder(folder)
+    if not run.metrics_path.is_file() or not run.eval_path.is_file():
         return None
-    classes = read_json(folder / "eval.json")["protocol"]["classes"]
-    metrics = read_jsonl(folder / "metrics.jsonl")
+    classes = run.read_eval()["protocol"]["classes"]
+    metrics = run.read_metrics()
     per_net = [pseudo_label_summary(metrics, net, last_fraction) for net in ("A", "B")]
     per_net = [s for s in per_net if s]
     if not per_net:

@@ -58,11 +58,11 @@ def base_config(quick: bool, val_every: int):
 
 def curve(run_dir) -> list[tuple[float, float, int]]:
     """(training minutes, validation mean Dice of the ensemble, step) at every validation."""
-    from coda_edu.io import read_jsonl
+    from coda_edu.run_folder import RunFolder
 
     return [
         (r["seconds"] / 60, r["dice"]["ensemble"]["mean"], r["step"])
-        for r in read_jsonl(run_dir / "metrics.jsonl")
+        for r in RunFolder(run_dir).read_metrics()
         if r["kind"] == "val"
     ]
 

@@ -259,12 +259,11 @@ def decode_weights(data: bytes) -> dict[str, dict]:
 def pack_run(spec: RunSpec, group: GroupSpec, run_dir: Path, root: Path) -> dict[str, str]:
     """Write the pack files of a finished run folder; returns {kind: path relative to the pack}."""
     from .config import resolve
-    from .io import read_json
     from .run_folder import RunFolder
 
     run = RunFolder(run_dir)
     cfg = resolve(run.read_config())
-    evaluation = read_json(run_dir / "eval.json")
+    evaluation = run.read_eval()
     record = {
         "format": FORMAT,
         "group": group.name,
@@ -522,10 +521,9 @@ def same_run(a: dict, b: dict) -> list[str]:
 
 
 def _finished(run_dir: Path, weights: Optional[str]) -> bool:
-    needed = [run_dir / "eval.json", run_dir / "config.yaml", run_dir / "metrics.jsonl"]
-    if weights:
-        needed.append(run_dir / "checkpoints" / f"{weights}.pt")
-    return all(p.is_file() for p in needed)
+    from .run_folder import RunFolder
+
+    return RunFolder(run_dir).is_finished(weights, metrics=True)
 
 
 def _folders_by_config(runs_from: Optional[Path]) -> list[tuple[Path, dict]]:
@@ -612,7 +610,7 @@ def build(
             folder = Path(work) / name / spec.run_id
             match = next((p for p, c in found if not same_run(c, wanted) and _finished(p, group.weights)), None)
             trained_here = match is None  # the work folder's runs are trained by this command, on this machine
-            if match is None and (folder / "config.yaml").is_file():
+            if match is None and RunFolder(folder).config_path.is_file():
                 differ = same_run(resolve(RunFolder(folder).read_config()).to_dict(), wanted)
                 if differ:
                     raise PackError(

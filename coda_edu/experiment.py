@@ -58,8 +58,7 @@ class Experiment:
 
 
 def finished(run_dir: str | Path) -> bool:
-    run = RunFolder(run_dir)
-    return (run.path / "eval.json").is_file() and run.checkpoint_path("best").is_file() and run.config_path.is_file()
+    return RunFolder(run_dir).is_finished("best")
 
 
 def train_or_read(
@@ -74,7 +73,6 @@ def train_or_read(
     differences are returned), resumed when it stopped after a checkpoint, else trained with
     ``cfg``. ``data`` is reused only for a run whose config equals ``cfg``."""
     from .data import load_dataset
-    from .io import read_json
     from .run_folder import load_run_pair
     from .train import train
 
@@ -82,7 +80,7 @@ def train_or_read(
     if finished(out):
         own = resolve(run.read_config())
         differs = config_differences(comparable(own), comparable(cfg))
-        evaluation = read_json(run.path / "eval.json")
+        evaluation = run.read_eval()
         if data is None or differs:
             data = load_dataset(own)
         model_a, model_b = load_run_pair(run.path, "best")

@@ -413,6 +413,16 @@ class RunFolder:
             "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in evaluation.get("cases", [])),
         )
 
+    def is_finished(self, checkpoint: Optional[str] = "best", metrics: bool = False) -> bool:
+        """Whether the run was trained and scored: ``config.yaml`` and ``eval.json`` exist, and so do
+        checkpoint ``checkpoint`` (None: not needed) and, with ``metrics``, ``metrics.jsonl``."""
+        needed = [self.config_path, self.eval_path]
+        if checkpoint:
+            needed.append(self.checkpoint_path(checkpoint))
+        if metrics:
+            needed.append(self.metrics_path)
+        return all(path.is_file() for path in needed)
+
     def read_eval(self) -> Optional[dict]:
         """``eval.json`` as written by :meth:`write_results`, or None when the run has none; a damaged file
         (not JSON, no list of records) is a one-line error."""

@@ -99,9 +99,9 @@ from coda_edu import exercises
 from coda_edu.config import load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.experiment import describe, run_name, train_or_read, with_method
-from coda_edu.io import read_jsonl
 from coda_edu.presets import notebook_quick
 from coda_edu.registry import DATASETS
+from coda_edu.run_folder import RunFolder
 from coda_edu.viz.figures import plot_class_scores
 from coda_edu.viz.widgets import curve_explorer
 
@@ -171,7 +171,7 @@ report_split = "test" if any(r["split"] == "test" for r in records) else "val"
 # [`coda_edu.method.filtering.mask_coverage`](../coda_edu/method/filtering.py).
 
 # %%
-curves = curve_explorer(read_jsonl(out / "metrics.jsonl"), title=f"{method} on {dataset}")
+curves = curve_explorer(RunFolder(out).read_metrics(), title=f"{method} on {dataset}")
 curves.show()
 
 # %% [markdown]

@@ -592,3 +592,35 @@ def test_disk_full_suggests_resume_only_where_it_helps(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "--resume" not in err
     assert "run the command again" in err
+
+
+LAYOUT_NAMES = {"config.yaml", "eval.json", "eval_cases.jsonl", "metrics.jsonl", "last.pt", "best.pt"}
+
+
+def test_only_run_folder_spells_the_run_folder_layout():
+    """The file names of a run folder are written only in coda_edu/run_folder.py: the library, the
+    benchmarks and the notebooks reach them through RunFolder (read from the syntax tree: a string
+    constant equal to a layout name; docstrings and comments are not code)."""
+    import ast
+
+    sources = [*(REPO / "coda_edu").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py"), *REPO.glob("notebooks/*.py")]
+    offenders = []
+    for path in sorted(sources):
+        if path == REPO / "coda_edu" / "run_folder.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in LAYOUT_NAMES:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert offenders == []
+
+
+def test_is_finished_names_what_a_scored_run_holds(run_copy):
+    run = RunFolder(run_copy)
+    assert not run.is_finished(None)  # trained, not scored: no eval.json
+    run.write_results({"records": [], "cases": []})
+    assert run.is_finished() and run.is_finished("last", metrics=True) and run.is_finished(None)
+    assert not run.is_finished("missing")
+    run.metrics_path.unlink()
+    assert run.is_finished() and not run.is_finished(metrics=True)
+    run.config_path.unlink()
+    assert not run.is_finished(None)
