@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root 
 from benchmarks.common import RESULTS, table  # noqa: E402
 from benchmarks.quality import run_folder  # noqa: E402
 from coda_edu.analysis import pseudo_label_summary
+from coda_edu.errors import CodaEduError
 from coda_edu.io import atomic_write_json, read_json
 from coda_edu.run_folder import RunFolder
 
@@ -131,7 +132,11 @@ def main(argv=None) -> int:
         methods = list(found)
     else:
         methods = args.methods or ["coda"]
-        found, missing = collect(args.dataset, methods, args.seeds, args.last, args.root)
+        try:
+            found, missing = collect(args.dataset, methods, args.seeds, args.last, args.root)
+        except CodaEduError as exc:  # a damaged eval.json of a run folder
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         for path in missing:
             print(f"skipped (no finished run): {path}", file=sys.stderr)
         last = args.last

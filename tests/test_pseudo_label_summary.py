@@ -101,3 +101,11 @@ def test_pseudo_labels_script_tabulates_seeds_and_names_missing_runs(tmp_path):
     assert done.returncode == 1 and "error: no finished run of coda on other" in done.stderr
     done = run_script("--root", str(tmp_path), "--last", "2")
     assert done.returncode == 2 and "--last must be in (0, 1]" in done.stderr
+
+
+def test_pseudo_labels_script_names_a_damaged_eval_json_in_one_line(tmp_path):
+    write_run(tmp_path / "toy" / "coda-seed0", 0.4)
+    (tmp_path / "toy" / "coda-seed0" / "eval.json").write_text("{not json")
+    done = run_script("--root", str(tmp_path), "--dataset", "toy", "--seeds", "1")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: ") and "eval.json" in done.stderr and "damaged" in done.stderr

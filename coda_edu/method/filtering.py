@@ -62,8 +62,9 @@ def over_expectation_mask(
 
     ``expectations`` is ``(K,)`` (one value per class) or ``(N, K)`` (one row per image,
     :func:`image_class_expectations`). A pixel whose class has no expectation (``NaN``,
-    e.g. an EMA not yet started) is kept. ``tolerance`` absorbs float rounding of the mean, so a class whose pixels all
-    have the same confidence keeps all of them. Returns a boolean ``(N, *spatial)`` mask.
+    e.g. an EMA not yet started) is kept. ``tolerance`` absorbs float rounding of the
+    mean, so a class whose pixels all have the same confidence keeps all of them.
+    Returns a boolean ``(N, *spatial)`` mask.
     """
     expectations = expectations.to(confidence.device)
     if expectations.dim() == 2:  # one row per image (image_class_expectations)

@@ -161,10 +161,9 @@ def keep_over_expectation(confidence, labels, num_classes, expectations, m):
     over steps (the state); with ``image``, :math:`e_{n,c}` the mean over image n's pixels of class c
     (:func:`~coda_edu.method.filtering.image_class_expectations`)."""
     if m.expectation == "image":
-        return over_expectation_mask(confidence, labels, image_class_expectations(confidence, labels, num_classes)), (
-            expectations
-        )
-    expected = class_expectations(confidence, labels, num_classes)
+        expected = image_class_expectations(confidence, labels, num_classes)
+    else:
+        expected = class_expectations(confidence, labels, num_classes)
     if m.expectation == "ema":
         expectations = ema_expectations(expectations, expected, m.expectation_momentum)
         expected = expectations
