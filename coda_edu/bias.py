@@ -9,8 +9,8 @@ pseudo-labels under-count the class even when its soft mass is about right:
 
 :func:`share_bias` measures that on a pool whose hidden truth is known (the synthetic
 unlabeled pool), and :func:`align_pool` applies every alignment reading of
-:mod:`coda_edu.method.alignment` to the pool's predictions with statistics taken from
-the pool itself (labeled predictions and labels, unlabeled predictions), so the
+:mod:`coda_edu.method.alignment` and :mod:`coda_edu.beyond.argmax_readings` to the pool's
+predictions with statistics taken from the pool itself (labeled predictions and labels, unlabeled predictions), so the
 readings can be compared on one set of predictions. Used by ``benchmarks/bias.py``,
 the notebooks and the tests.
 """
@@ -20,16 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .method.alignment import (
-    align_distribution,
-    apply_class_weights,
-    apply_log_offsets,
-    class_marginal,
-    class_shares,
-    hard_count_weights,
-    label_marginal,
-    match_argmax_shares,
-)
+from .beyond.argmax_readings import apply_class_weights, apply_log_offsets, hard_count_weights, match_argmax_shares
+from .method.alignment import align_distribution, class_marginal, class_shares, label_marginal
 
 READINGS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 

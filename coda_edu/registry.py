@@ -215,7 +215,7 @@ ALIGNMENTS: Registry[ReadingSpec] = Registry(
     "alignment reading",
     "method.alignment",
     "function",
-    builtins=("coda_edu.method.readings",),
+    builtins=("coda_edu.method.readings", "coda_edu.beyond.argmax_readings"),
     entry_points="coda_edu.alignments",
 )
 FILTERS: Registry[ReadingSpec] = Registry(

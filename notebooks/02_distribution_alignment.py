@@ -297,9 +297,9 @@ exercises.check_prediction("alpha_lesion", my_prediction, simplex)
 # step](../docs/method.md#one-training-step-coda_edumethodcpspy-crosspseudosupervision)):
 # `predictions` and `labels`, rows 2, 2′ and 3,
 # [`coda_edu.method.alignment.align_distribution`](../coda_edu/method/alignment.py); `hard_counts`,
-# row 3′, [`coda_edu.method.alignment.hard_count_weights`](../coda_edu/method/alignment.py);
+# row 3′, [`coda_edu.beyond.argmax_readings.hard_count_weights`](../coda_edu/beyond/argmax_readings.py);
 # `argmax_share`, row 3″,
-# [`coda_edu.method.alignment.match_argmax_shares`](../coda_edu/method/alignment.py); all four on
+# [`coda_edu.beyond.argmax_readings.match_argmax_shares`](../coda_edu/beyond/argmax_readings.py); all four on
 # one pool: [`coda_edu.bias.align_pool`](../coda_edu/bias.py). Gap = ½ Σ_c |share(c) −
 # target(c)|, the smallest share of pixels whose pseudo-label would have to change:
 # [`coda_edu.analysis.share_gap`](../coda_edu/analysis.py).

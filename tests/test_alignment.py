@@ -100,7 +100,7 @@ def test_marginals_and_label_frequencies():
 
 
 def test_hard_count_weights_formula_clip_and_identity():
-    from coda_edu.method.alignment import apply_class_weights, hard_count_weights
+    from coda_edu.beyond.argmax_readings import apply_class_weights, hard_count_weights
 
     target = torch.tensor([0.9, 0.05, 0.05])
     assert torch.allclose(hard_count_weights(target, target.clone(), alpha=1.0), torch.ones(3), atol=1e-6)
@@ -118,7 +118,7 @@ def test_hard_count_weights_formula_clip_and_identity():
 
 
 def test_argmax_share_matching_reaches_the_target_shares():
-    from coda_edu.method.alignment import apply_log_offsets, match_argmax_shares
+    from coda_edu.beyond.argmax_readings import apply_log_offsets, match_argmax_shares
 
     g = torch.Generator().manual_seed(0)
     # a biased predictor: class 1 truly covers ~20 % of pixels but wins the argmax far less often

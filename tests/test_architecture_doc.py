@@ -40,3 +40,37 @@ def test_the_rule_reads_full_paths_and_bare_names_of_the_same_folder():
         "| `coda_edu/presets/` | `quick.yaml` |\n"
     )
     assert documented_modules(text) == {"coda_edu/data/acdc.py", "coda_edu/data/la.py", "coda_edu/cli.py"}
+
+
+def imported_modules(path) -> set[str]:
+    """Absolute names of the modules a file of coda_edu/ imports (relative imports resolved)."""
+    import ast
+
+    package = path.relative_to(REPO).with_suffix("").parts[:-1]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_papers_method_never_imports_the_options_beyond_it():
+    """coda_edu/method/ is what a student reads for Co-DA; coda_edu/beyond/ builds on it, never the reverse."""
+    offenders = {
+        p.relative_to(REPO).as_posix(): sorted(n for n in imported_modules(p) if n.startswith("coda_edu.beyond"))
+        for p in (REPO / "coda_edu" / "method").glob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    beyond = set().union(*(imported_modules(p) for p in (REPO / "coda_edu" / "beyond").glob("*.py")))
+    assert "coda_edu.method.alignment" in beyond  # the rule reads relative imports (..method.alignment)
+
+
+def test_the_import_reader_resolves_relative_imports():
+    source = REPO / "coda_edu" / "method" / "coda.py"
+    names = imported_modules(source)
+    assert "coda_edu.registry.METHODS" in names and "coda_edu.method.cps.CrossPseudoSupervision" in names

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from coda_edu.config import load_config, resolve
-from coda_edu.data.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
+from coda_edu.data.mixing import (
+    copy_paste_regions,
+    mix_plan,
+    mixed_images,
+    mixed_targets,
+    paste,
+    random_boxes,
+    strong_intensity,
+)
 from coda_edu.method.base import Batch
 from coda_edu.method.cps import CrossPseudoSupervision
 from coda_edu.trainer import Trainer
@@ -59,41 +67,34 @@ def test_strong_intensity_is_off_at_zero_seeded_and_keeps_the_ordering_of_a_nois
     assert not torch.allclose(a[0], a[1])
 
 
-def _algorithm(mix: str, ignore_index=None):
-    cfg = resolve(load_config(None, tiny_overrides(**{"method.mix": mix})))
-    return CrossPseudoSupervision(cfg, num_classes=4, ignore_index=ignore_index)
-
-
 def test_copy_paste_targets_are_the_truth_on_labeled_pixels_and_pseudo_labels_elsewhere():
-    algo = _algorithm("copy_paste", ignore_index=255)
     n_l, n_u = 2, 4
     y_l = torch.randint(0, 4, (n_l, 8, 8))
     y_l[0, 0, 0] = 255  # an ignored labeled pixel is no target
     batch = Batch(torch.randn(n_l, 1, 8, 8), y_l, torch.randn(n_u, 1, 8, 8))
     torch.manual_seed(0)
-    plan = algo._mix_plan(n_l, n_u, batch.x_u)
+    plan = mix_plan("copy_paste", 0.667, n_l, batch.x_u)
     pseudo = torch.randint(0, 4, (n_u, 8, 8))
     kept = torch.rand(n_u, 8, 8) > 0.5
-    target, keep, labeled = algo._mixed_targets(batch, plan, pseudo, kept)
-    region, partner = plan["region"], plan["partner"]
+    target, keep, labeled = mixed_targets(plan, pseudo, kept, batch.y_l, ignore_index=255)
+    region, partner = plan.region, plan.partner
     assert torch.equal(partner, torch.tensor([0, 1, 0, 1]))
     truth = y_l[partner]
     assert torch.equal(target[region & (truth != 255)], truth[region & (truth != 255)])
     assert torch.equal(target[~region], pseudo[~region])
     assert not (keep & region).any() and torch.equal(keep, kept & ~region)
     assert torch.equal(labeled, region & (truth != 255))
-    mixed = algo._mixed_images(batch, plan)
+    mixed = mixed_images(plan, batch.x_l, batch.x_u)
     assert torch.equal(mixed[region.unsqueeze(1)], batch.x_l[partner][region.unsqueeze(1)])
     assert torch.equal(mixed[~region.unsqueeze(1)], batch.x_u[~region.unsqueeze(1)])
 
 
 def test_cutmix_targets_mix_the_pseudo_labels_of_two_unlabeled_images():
-    algo = _algorithm("cutmix")
     batch = Batch(torch.randn(2, 1, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long), torch.randn(3, 1, 8, 8))
-    plan = algo._mix_plan(2, 3, batch.x_u)
+    plan = mix_plan("cutmix", 0.667, 2, batch.x_u)
     pseudo, kept = torch.randint(0, 4, (3, 8, 8)), torch.rand(3, 8, 8) > 0.3
-    target, keep, labeled = algo._mixed_targets(batch, plan, pseudo, kept)
-    region = plan["region"]
+    target, keep, labeled = mixed_targets(plan, pseudo, kept, batch.y_l, ignore_index=None)
+    region = plan.region
     assert labeled is None
     assert torch.equal(target[region], pseudo[[2, 0, 1]][region]) and torch.equal(target[~region], pseudo[~region])
     assert torch.equal(keep[region], kept[[2, 0, 1]][region])

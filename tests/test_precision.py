@@ -4,18 +4,16 @@ and losses (no float32 cast on the way), the same maths as fp32, and the run fol
 import pytest
 import torch
 
+from coda_edu.beyond import apply_log_offsets, hard_count_weights, match_argmax_shares
 from coda_edu.config import load_config
 from coda_edu.device import resolve_precision
 from coda_edu.errors import ConfigError
 from coda_edu.method import (
     align_distribution,
-    apply_log_offsets,
     class_expectations,
     class_marginal,
     ema_update,
-    hard_count_weights,
     masked_cross_entropy,
-    match_argmax_shares,
     pseudo_labels,
     supervised_loss,
 )

@@ -19,6 +19,7 @@ mixed image what the other network saw on the clean one.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -85,3 +86,54 @@ def strong_intensity(x: torch.Tensor, strength: float, generator: torch.Generato
     sigma = (strength / 10) * torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return x + sigma.view((n,) + (1,) * (x.ndim - 1)) * noise
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """The random choices of one mixed batch: which pixels of each unlabeled item are replaced
+    (``region``, ``(n_u, *spatial)``) and by which image (``partner``: a labeled item for
+    ``copy_paste``, another unlabeled item for ``cutmix``)."""
+
+    kind: str  # "copy_paste" or "cutmix"
+    region: torch.Tensor
+    partner: torch.Tensor
+
+
+@torch.no_grad()
+def mix_plan(kind: str, fraction: float, n_l: int, x_u: torch.Tensor) -> MixPlan | None:
+    """Draw the boxes of one mixed batch (``kind`` ``"none"``: no plan). Copy-paste pairs unlabeled
+    item i with labeled item i mod n_l; cutmix with the previous unlabeled item."""
+    if kind == "none":
+        return None
+    n_u = x_u.shape[0]
+    boxes = random_boxes(n_u, tuple(x_u.shape[2:]), fraction, device=x_u.device)
+    if kind == "copy_paste":
+        return MixPlan(kind, copy_paste_regions(boxes), torch.arange(n_u, device=x_u.device) % n_l)
+    return MixPlan(kind, boxes, torch.roll(torch.arange(n_u, device=x_u.device), 1))
+
+
+def mixed_images(plan: MixPlan | None, x_l: torch.Tensor, x_u: torch.Tensor) -> torch.Tensor:
+    """The unlabeled images with the plan's boxes pasted in (``x_u`` itself without a plan)."""
+    if plan is None:
+        return x_u
+    source = x_l if plan.kind == "copy_paste" else x_u
+    return paste(x_u, source[plan.partner], plan.region)
+
+
+@torch.no_grad()
+def mixed_targets(plan: MixPlan | None, labels: torch.Tensor, mask: torch.Tensor, y_l: torch.Tensor, ignore_index):
+    r"""(target, kept pseudo-labelled pixels, labeled pixels or None) of the mixed images.
+
+    ``labels``/``mask``: the other network's pseudo-labels and filter mask of the clean unlabeled
+    images. Copy-paste: the target is the ground truth :math:`y_l` on the pasted labeled pixels
+    (those are learned with the supervised loss, so they leave the mask) and the pseudo-label
+    elsewhere; cutmix: the pseudo-labels and masks mixed like the images.
+    """
+    if plan is None:
+        return labels, mask, None
+    if plan.kind == "cutmix":
+        return paste(labels, labels[plan.partner], plan.region), paste(mask, mask[plan.partner], plan.region), None
+    truth = y_l[plan.partner]
+    valid = torch.ones_like(plan.region) if ignore_index is None else truth != ignore_index
+    truth = torch.where(valid, truth, torch.zeros_like(truth)).to(labels.dtype)
+    return paste(labels, truth, plan.region), mask & ~plan.region, plan.region & valid

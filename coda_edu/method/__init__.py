@@ -3,7 +3,8 @@
 - :mod:`.losses`      supervised loss (CE + soft Dice) and masked cross-entropy (OECE)
 - :mod:`.alignment`   class marginals, EMA, distribution alignment, pseudo-labels
 - :mod:`.filtering`   over-expectation mask and fixed-threshold mask
-- :mod:`.readings`    the alignment readings and filters, registered by name (``method.alignment``/``filter``)
+- :mod:`.readings`    the alignment readings and filters, registered by name (``method.alignment``/``filter``;
+  two more readings, beyond the paper, in :mod:`coda_edu.beyond`)
 - :mod:`.schedules`   sigmoid ramp-up and poly learning rate
 - :mod:`.base`        what every method shares: the batch, the hooks, two helpers
 - one module per method, each registering itself: :mod:`.supervised`, :mod:`.cps`,
@@ -12,14 +13,10 @@
 
 from .alignment import (
     align_distribution,
-    apply_class_weights,
-    apply_log_offsets,
     class_marginal,
     class_shares,
     ema_update,
-    hard_count_weights,
     label_marginal,
-    match_argmax_shares,
     pseudo_labels,
 )
 from .filtering import (
@@ -34,10 +31,6 @@ from .schedules import poly_lr, sigmoid_rampup, unsupervised_weight
 
 __all__ = [
     "align_distribution",
-    "apply_class_weights",
-    "apply_log_offsets",
-    "hard_count_weights",
-    "match_argmax_shares",
     "class_marginal",
     "class_shares",
     "ema_update",

@@ -4,17 +4,14 @@ Notation: :math:`p_i \in \Delta^{C-1}` is the softmax prediction of pixel i;
 :math:`\pi_l` and :math:`\pi_u` are a network's class marginals (mean prediction)
 on labeled and unlabeled pixels, tracked as exponential moving averages (EMA).
 
-Four readings of "align the unlabeled marginal to the labeled one" (``method.alignment``):
+Two readings of "align the unlabeled marginal to the labeled one" (``method.alignment``):
 
 - ``predictions``: soft marginals, :math:`w(c) = \pi_l(c) / \pi_u(c)` with both
   the mean softmax of the same network (:func:`align_distribution`);
-- ``labels``: the same with :math:`\pi_l` = labeled ground-truth class frequencies;
-- ``hard_counts``: :math:`w(c) = (\pi_{gt}(c) / s_u(c))^{\alpha(t)}`, clipped, where
-  :math:`s_u` is the EMA of the *argmax* shares of the unlabeled pseudo-labels
-  (:func:`hard_count_weights`) -- the minority bias lives in the argmax, not in the
-  mean softmax;
-- ``argmax_share``: per-class log-offsets :math:`b` solved so that the argmax shares of
-  :math:`\log p + b` match :math:`\pi_{gt}` (:func:`match_argmax_shares`, DARS-like).
+- ``labels``: the same with :math:`\pi_l` = labeled ground-truth class frequencies.
+
+Two more, which read the *argmax* shares instead of the mean softmax (``hard_counts``,
+``argmax_share``), are beyond the paper: :mod:`coda_edu.beyond.argmax_readings`.
 
 Marginals and shares are sums divided by counts; when several processes each hold a shard
 of the batch, both go through :func:`coda_edu.distributed.global_sum` (a no-op in one
@@ -128,79 +125,3 @@ def pseudo_labels(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def class_shares(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     r"""Fraction of pixels assigned to each class: :math:`s(c) = \frac{1}{|\Omega|}\sum_i [\hat y_i = c]`."""
     return label_marginal(labels, num_classes)
-
-
-def hard_count_weights(
-    target: torch.Tensor, hard_shares: torch.Tensor, alpha: float = 1.0, max_weight: float = 10.0, eps: float = 1e-4
-) -> torch.Tensor:
-    r"""Class weights of the hard-count reading.
-
-    .. math:: w(c) = \operatorname{clip}\left(\left(\frac{\pi_{gt}(c) + \epsilon}{s_u(c) + \epsilon}\right)^{\alpha},
-              \; \tfrac{1}{w_{max}},\; w_{max}\right)
-
-    ``target``: labeled ground-truth class frequencies :math:`\pi_{gt}` ``(C,)``;
-    ``hard_shares``: EMA of the argmax class shares :math:`s_u` of the unlabeled
-    predictions ``(C,)``. A class whose pseudo-labels are rarer than its labeled
-    frequency gets a weight above 1. The exponent :math:`\alpha` (the trainer ramps it
-    with the unsupervised weight, :math:`\alpha(t) = \alpha\,r(t)`) and the clip at
-    :math:`w_{max}` damp the correction: argmax shares react steeply to a weight, so the
-    full ratio overshoots. Use with :func:`apply_class_weights`.
-    """
-    ratio = (widen(target.detach()) + eps) / (widen(hard_shares.detach()) + eps)
-    return (ratio**alpha).clamp(1.0 / max_weight, max_weight)
-
-
-def apply_class_weights(probs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    r"""Reweight and renormalise: :math:`\tilde p_i(c) = p_i(c)\,w(c) / \sum_{c'} p_i(c')\,w(c')`.
-
-    ``probs``: ``(N, C, *spatial)``; ``weight``: ``(C,)`` positive.
-    """
-    shape = [1, -1] + [1] * (probs.ndim - 2)
-    scaled = widen(probs) * widen(weight.detach()).view(shape)
-    return scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-@torch.no_grad()
-def match_argmax_shares(
-    probs: torch.Tensor,
-    target: torch.Tensor,
-    offsets: torch.Tensor | None = None,
-    iterations: int = 10,
-    step_size: float = 0.5,
-    eps: float = 1e-4,
-    max_offset: float = 5.0,
-) -> torch.Tensor:
-    r"""Per-class log-offsets that make the argmax shares match a target distribution (DARS-like).
-
-    Starting from ``offsets`` (zeros if None: warm-start with the previous step's), repeat
-    ``iterations`` times:
-
-    .. math:: s(c) = \frac{1}{|\Omega|}\sum_i \left[\arg\max_{c'} (\log p_i(c') + b_{c'}) = c\right],\qquad
-              b_c \leftarrow b_c + \eta\,\big(\log(\pi_{gt}(c) + \epsilon) - \log(s(c) + \epsilon)\big)
-
-    then centre :math:`b` (only differences matter) and clip it to :math:`\pm b_{max}`.
-    A class whose pseudo-labels are too rare gets a positive offset, i.e. a lower bar
-    to win the argmax. ``probs``: ``(N, C, *spatial)``; ``target``: ``(C,)``. Returns
-    ``(C,)``; the aligned probabilities are ``softmax(log p + b)``
-    (:func:`apply_log_offsets`).
-    """
-    c = probs.shape[1]
-    log_p = widen(probs.detach()).clamp_min(1e-12).log().movedim(1, -1).reshape(-1, c)
-    b = torch.zeros(c, dtype=log_p.dtype, device=probs.device)
-    if offsets is not None:
-        b = offsets.detach().to(probs.device, log_p.dtype).clone()
-    goal = (target.detach().to(probs.device, log_p.dtype) + eps).log()
-    for _ in range(iterations):
-        labels = (log_p + b).argmax(1)
-        shares = global_sum(class_counts(labels, c).float()) / global_count(labels.numel(), labels)
-        b = b + step_size * (goal - (shares + eps).log())
-        b = (b - b.mean()).clamp(-max_offset, max_offset)
-    return b
-
-
-def apply_log_offsets(probs: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    r"""Shift log-probabilities by per-class offsets: :math:`\tilde p_i = \mathrm{softmax}(\log p_i + b)`.
-
-    The same as :func:`apply_class_weights` with :math:`w = e^{b}`.
-    """
-    return apply_class_weights(probs, widen(offsets.detach()).exp())

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config, option
-from ..data.mixing import copy_paste_regions, paste, random_boxes, strong_intensity
+from ..data.mixing import mix_plan, mixed_images, mixed_targets, strong_intensity
 from ..distributed import global_mean, global_sum
 from ..postprocess import keep_largest_components_batch
 from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
@@ -326,13 +326,13 @@ class CrossPseudoSupervision(Algorithm):
            pseudo-labels on its other pixels (weight :math:`\lambda(t)`); B the same with A's.
         """
         m = self.cfg.method
-        n_l, n_u = batch.x_l.shape[0], batch.x_u.shape[0]
+        n_l = batch.x_l.shape[0]
         clean_a, clean_b = self._teacher_logits(model_a, model_b, batch.x_u)
         inputs, plans = {}, {}
-        shared = None if m.mix_per_network else self._mix_plan(n_l, n_u, batch.x_u)
+        shared = None if m.mix_per_network else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
         for key in ("A", "B"):
-            plans[key] = shared if shared is not None else self._mix_plan(n_l, n_u, batch.x_u)
-            x_mix = self._mixed_images(batch, plans[key])
+            plans[key] = shared if shared is not None else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
+            x_mix = mixed_images(plans[key], batch.x_l, batch.x_u)
             inputs[key] = torch.cat([batch.x_l, strong_intensity(x_mix, m.strong_intensity)])
         logits_a, logits_b = model_a(inputs["A"]), model_b(inputs["B"])
         sup_a = self.supervised(logits_a[:n_l], batch.y_l)
@@ -342,46 +342,13 @@ class CrossPseudoSupervision(Algorithm):
         )
         losses, mixed_sup = {}, None
         for key, logits, teacher in (("A", logits_a, "B"), ("B", logits_b, "A")):
-            target, kept, labeled = self._mixed_targets(batch, plans[key], *targets[teacher])
+            target, kept, labeled = mixed_targets(plans[key], *targets[teacher], batch.y_l, self.ignore_index)
             losses[key] = self.unsupervised(logits[n_l:], target, kept)
             if labeled is not None:  # the ground truth of the pasted labeled pixels: a supervised loss
                 truth = torch.where(labeled, target, torch.full_like(target, UNUSED))
                 part = supervised_loss(logits[n_l:], truth, UNUSED, m.supervised_loss)
                 mixed_sup = part if mixed_sup is None else mixed_sup + part
         return self._total(sup_a, sup_b, losses["A"], losses["B"], step, logs, mixed_sup)
-
-    @torch.no_grad()
-    def _mix_plan(self, n_l: int, n_u: int, x_u: torch.Tensor) -> dict | None:
-        """The random choices of one mixed batch: boxes and which image each item takes its box from."""
-        m = self.cfg.method
-        if m.mix == "none":
-            return None
-        boxes = random_boxes(n_u, tuple(x_u.shape[2:]), m.mix_fraction, device=x_u.device)
-        if m.mix == "copy_paste":
-            partner = torch.arange(n_u, device=x_u.device) % n_l  # the labeled image of each item
-            return {"region": copy_paste_regions(boxes), "partner": partner}
-        partner = torch.roll(torch.arange(n_u, device=x_u.device), 1)  # cutmix: the previous unlabeled image
-        return {"region": boxes, "partner": partner}
-
-    def _mixed_images(self, batch: Batch, plan: dict | None) -> torch.Tensor:
-        if plan is None:
-            return batch.x_u
-        source = batch.x_l if self.cfg.method.mix == "copy_paste" else batch.x_u
-        return paste(batch.x_u, source[plan["partner"]], plan["region"])
-
-    @torch.no_grad()
-    def _mixed_targets(self, batch: Batch, plan: dict | None, labels: torch.Tensor, mask: torch.Tensor):
-        """(target, kept pseudo-labelled pixels, labeled pixels or None) of the mixed images."""
-        if plan is None:
-            return labels, mask, None
-        region, partner = plan["region"], plan["partner"]
-        if self.cfg.method.mix == "cutmix":
-            return paste(labels, labels[partner], region), paste(mask, mask[partner], region), None
-        truth = batch.y_l[partner]
-        valid = torch.ones_like(region) if self.ignore_index is None else truth != self.ignore_index
-        truth = torch.where(valid, truth, torch.zeros_like(truth)).to(labels.dtype)
-        target = paste(labels, truth, region)
-        return target, mask & ~region, region & valid
 
     def state_dict(self) -> dict:
         return {

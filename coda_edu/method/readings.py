@@ -23,14 +23,7 @@ import torch
 
 from ..config import option
 from ..registry import ALIGNMENTS, FILTERS, ReadingSpec
-from .alignment import (
-    align_distribution,
-    apply_class_weights,
-    apply_log_offsets,
-    ema_update,
-    hard_count_weights,
-    match_argmax_shares,
-)
+from .alignment import align_distribution
 from .filtering import (
     class_expectations,
     ema_expectations,
@@ -65,57 +58,6 @@ def align_to_labeled_predictions(probs_u, tracker, state, m, alpha):
 def align_to_label_frequencies(probs_u, tracker, state, m, alpha):
     r"""The same formula with :math:`\pi_l` the labels' class frequencies (the tracker tracks those)."""
     return align_distribution(probs_u, tracker.pi_l, tracker.pi_u, alpha, m.eps), state
-
-
-@dataclass
-class HardCountOptions:
-    max_weight: float = option(
-        10.0, help="hard_counts: class weights are clipped to [1/max_weight, max_weight]", min=1.0
-    )
-
-
-@ALIGNMENTS.register(
-    ReadingSpec(
-        "hard_counts",
-        "weights (pi_gt / s_u)^alpha(t), clipped: the argmax shares move towards the labeled frequencies",
-        ramped=True,
-        hard_shares=True,
-        options=HardCountOptions,
-    )
-)
-def align_hard_counts(probs_u, tracker, state, m, alpha):
-    r""":math:`\tilde p(c) \propto p(c)\,w(c)` with :math:`w` of
-    :func:`~coda_edu.method.alignment.hard_count_weights`."""
-    return apply_class_weights(probs_u, hard_count_weights(tracker.pi_gt, tracker.hard_u, alpha, m.max_weight)), state
-
-
-@dataclass
-class ArgmaxShareOptions:
-    share_iterations: int = option(
-        10, help="argmax_share: offset updates per step (warm-started from the running offsets)", min=1
-    )
-    share_step: float = option(
-        0.5, help="argmax_share: step size of the log-offset update", min=0.0, min_exclusive=True
-    )
-    share_momentum: float = option(
-        0.9, help="argmax_share: EMA momentum of the per-class log-offsets across steps", min=0.0, max=1.0
-    )
-
-
-@ALIGNMENTS.register(
-    ReadingSpec(
-        "argmax_share",
-        "log-offsets b solved so that the argmax shares match pi_gt: softmax(log p + alpha(t) b)",
-        ramped=True,
-        options=ArgmaxShareOptions,
-    )
-)
-def align_argmax_shares(probs_u, tracker, offsets, m, alpha):
-    r"""Offsets :math:`b` of :func:`~coda_edu.method.alignment.match_argmax_shares` (warm-started), kept
-    as an EMA across steps (the state); :math:`\tilde p = \mathrm{softmax}(\log p + \alpha b)`."""
-    solved = match_argmax_shares(probs_u, tracker.pi_gt, offsets, m.share_iterations, m.share_step)
-    offsets = ema_update(offsets, solved, m.share_momentum)
-    return apply_log_offsets(probs_u, alpha * offsets), offsets
 
 
 # --------------------------------------------------------------------------- pseudo-label filters
