@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import warnings
 from collections.abc import Callable
@@ -71,10 +72,11 @@ class MethodSpec:
     algorithm: Any = None  # the Algorithm subclass (set by METHODS.register used as a decorator)
 
     def build(self, cfg, num_classes: int, ignore_index: Optional[int]):
-        """The algorithm object of a run (``cfg`` resolved)."""
+        """The algorithm object of a run (``cfg`` resolved): the registered class, with the mixins
+        that :meth:`Registry.refine` registered for it and that ``cfg`` turns on in front."""
         if self.algorithm is None:
             raise TypeError(f"method '{self.name}' was registered without an algorithm class")
-        return self.algorithm(cfg, num_classes, ignore_index)
+        return METHODS.refined(self.algorithm, cfg)(cfg, num_classes, ignore_index)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class Registry(Generic[S]):
         self.builtins = builtins  # modules that register the built-in entries
         self.entry_points = entry_points  # the entry-point group of installed packages' entries
         self._entries: dict[str, S] = {}
+        self._refinements: dict[str, tuple[type, Callable[[Any], bool], type]] = {}
         self._loaded = False
 
     def _load_builtins(self) -> None:
@@ -175,6 +178,25 @@ class Registry(Generic[S]):
                 raise ValueError(f"{self.kind} '{spec.name}' is already registered by {owner}")
         self._entries[spec.name] = spec
 
+    def refine(self, base: type, when: Callable[[Any], bool]):
+        """A decorator for a mixin class that :meth:`refined` puts in front of every registered class
+        derived from ``base`` whenever ``when(cfg)`` holds: options beyond a method that change its
+        step live in their own module (:mod:`coda_edu.beyond.two_view`), not in the method's."""
+
+        def attach(mixin: type) -> type:
+            self._refinements[f"{mixin.__module__}.{mixin.__qualname__}"] = (base, when, mixin)
+            return mixin
+
+        return attach
+
+    def refined(self, cls: type, cfg) -> type:
+        """``cls`` with the registered mixins that apply to it under ``cfg`` (``cls`` itself if none does)."""
+        self._load_builtins()
+        for base, when, mixin in self._refinements.values():
+            if issubclass(cls, base) and not issubclass(cls, mixin) and when(cfg):
+                cls = _with_mixin(mixin, cls)
+        return cls
+
     def names(self) -> tuple[str, ...]:
         self._load_builtins()
         return tuple(self._entries)
@@ -199,6 +221,12 @@ class Registry(Generic[S]):
             raise ConfigError(f"config key '{self.config_key}': {excerpt(name)} is not one of {shown}{hint}") from None
 
 
+@functools.cache
+def _with_mixin(mixin: type, cls: type) -> type:
+    """The class ``mixin`` + ``cls`` (one per pair, so its objects share one type)."""
+    return type(f"{mixin.__name__}{cls.__name__}", (mixin, cls), {"__module__": mixin.__module__})
+
+
 METHODS: Registry[MethodSpec] = Registry(
     "method",
     "method.name",
@@ -208,6 +236,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "coda_edu.method.coda",
         "coda_edu.method.cps",
         "coda_edu.method.mean_teacher",
+        "coda_edu.beyond.two_view",
     ),
     entry_points="coda_edu.methods",
 )

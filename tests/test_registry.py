@@ -186,3 +186,50 @@ def test_keys_of_an_outside_module_stay_out_of_other_runs_config_files(tmp_path)
     command = [sys.executable, "-m", "coda_edu.cli", "config", "--config", str(tmp_path / "config.yaml")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr  # another process, without the toy method, reads it
+
+
+def test_the_two_view_step_is_a_mixin_put_in_front_of_cps_derived_methods_only_when_asked():
+    from coda_edu.beyond.two_view import TwoViewSteps
+    from coda_edu.method.coda import CoDA
+    from coda_edu.method.cps import CrossPseudoSupervision
+
+    def built(**overrides):
+        return build_algorithm(resolve(load_config(None, tiny_overrides(**overrides))), 4, None)
+
+    plain = built(**{"method.name": "coda"})
+    assert type(plain) is CoDA and not isinstance(plain, TwoViewSteps)
+    for switch in ({"method.mix": "copy_paste"}, {"method.strong_intensity": 0.3}, {"method.ema_teacher": 0.99}):
+        algo = built(**{"method.name": "coda", **switch})
+        assert isinstance(algo, TwoViewSteps) and isinstance(algo, CoDA), switch
+        assert type(algo) is type(built(**{"method.name": "coda", **switch}))  # one combined class per pair
+    cps = built(**{"method.name": "cps", "method.mix": "cutmix"})
+    assert isinstance(cps, TwoViewSteps) and type(cps).__mro__[1:3] == (TwoViewSteps, CrossPseudoSupervision)
+    # a method that is not derived from CPS never gets it
+    assert not isinstance(built(**{"method.name": "supervised"}), TwoViewSteps)
+
+
+def test_a_refinement_reaches_a_subclass_registered_outside_the_package(monkeypatch):
+    from coda_edu.method.base import Algorithm
+    from coda_edu.registry import MethodSpec
+
+    class Base(Algorithm):
+        pass
+
+    class Extra:
+        marker = "refined"
+
+    METHODS.names()  # the built-ins first, so the entries below are the only additions
+    monkeypatch.setattr(METHODS, "_refinements", dict(METHODS._refinements))
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    METHODS.refine(Base, when=lambda cfg: cfg.seed == 7)(Extra)
+
+    @METHODS.register(MethodSpec("refine_probe", "probe", uses_unlabeled=False, pseudo_labels=False))
+    class Probe(Base):
+        pass
+
+    spec = METHODS.get("refine_probe")
+    cfg = resolve(load_config(None, tiny_overrides()))
+    assert type(spec.build(cfg, 4, None)) is Probe
+    cfg.seed = 7
+    refined = spec.build(cfg, 4, None)
+    assert isinstance(refined, Probe) and refined.marker == "refined"

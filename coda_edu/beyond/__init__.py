@@ -1,5 +1,8 @@
 """Options beyond the paper that are more than a switch inside the method's step.
 
+- :mod:`.two_view`         the step with EMA teachers, mixed images and strong intensity changes
+  (``method.ema_teacher``, ``method.mix``, ``method.strong_intensity``): pseudo-labels from the
+  clean unlabeled images, learned on perturbed ones
 - :mod:`.argmax_readings`  the ``hard_counts`` and ``argmax_share`` alignment readings
   (``method.alignment``), which read the argmax shares instead of the mean softmax
 
@@ -7,5 +10,13 @@ The paper's Co-DA lives in :mod:`coda_edu.method`; nothing there imports this pa
 """
 
 from .argmax_readings import apply_class_weights, apply_log_offsets, hard_count_weights, match_argmax_shares
+from .two_view import TwoViewSteps, uses_two_views
 
-__all__ = ["apply_class_weights", "apply_log_offsets", "hard_count_weights", "match_argmax_shares"]
+__all__ = [
+    "apply_class_weights",
+    "apply_log_offsets",
+    "hard_count_weights",
+    "match_argmax_shares",
+    "TwoViewSteps",
+    "uses_two_views",
+]

@@ -3,30 +3,27 @@
 :class:`CrossPseudoSupervision` is the training step of both CPS and Co-DA: A learns from
 B's pseudo-labels and B from A's. Its hooks make the difference: ``align`` (the reading
 ``method.alignment``), the filter (``method.filter``; both registered by name in
-:mod:`.readings`), the unsupervised loss, and the options
-beyond the paper (EMA teachers, mixed images, strong intensity changes). With the hooks off
-it is CPS, registered here; :mod:`.coda` registers Co-DA on the same step with its own
-defaults.
+:mod:`.readings`) and the unsupervised loss. With the hooks off it is CPS, registered here;
+:mod:`.coda` registers Co-DA on the same step with its own defaults. The options beyond the
+paper that change the step itself (EMA teachers, mixed images, strong intensity changes) are
+declared here with the other keys and live in :mod:`coda_edu.beyond.two_view`.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, fields
 
 import torch
-import torch.nn as nn
 
 from ..config import Config, option
-from ..data.mixing import mix_plan, mixed_images, mixed_targets, strong_intensity
 from ..distributed import global_mean, global_sum
 from ..postprocess import keep_largest_components_batch
 from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
 from .alignment import class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
-from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, ema_weights, pseudo_label_precision_recall
+from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, pseudo_label_precision_recall
 from .dtypes import widen
 from .filtering import mask_coverage
-from .losses import masked_cross_entropy, soft_dice_loss, supervised_loss
+from .losses import masked_cross_entropy, soft_dice_loss
 from .schedules import unsupervised_weight
 
 MIXES = ("none", "copy_paste", "cutmix")
@@ -176,20 +173,6 @@ class CrossPseudoSupervision(Algorithm):
         # the running states of the filter (EMA expectations) and of the reading (argmax_share's log-offsets)
         self.expectations: dict[str, torch.Tensor | None] = {"A": None, "B": None}
         self.offsets: dict[str, torch.Tensor | None] = {"A": None, "B": None}
-        self.teachers: dict[str, nn.Module] = {}  # EMA copies of A and B (method.ema_teacher > 0)
-
-    def prepare(self, model_a, model_b):
-        if self.cfg.method.ema_teacher > 0:
-            self.teachers = {"A": copy.deepcopy(model_a), "B": copy.deepcopy(model_b)}
-            for teacher in self.teachers.values():
-                teacher.requires_grad_(False)
-
-    @torch.no_grad()
-    def after_optimizer_step(self, model_a, model_b, step):
-        """With ``method.ema_teacher`` > 0 each teacher follows its network by :func:`ema_weights`."""
-        if self.teachers:
-            ema_weights(self.teachers["A"], model_a, self.cfg.method.ema_teacher, step)
-            ema_weights(self.teachers["B"], model_b, self.cfg.method.ema_teacher, step)
 
     def alignment_strength(self, step: int) -> float:
         """alpha, ramped like the unsupervised weight for a ramped reading (hard_counts, argmax_share)."""
@@ -234,9 +217,6 @@ class CrossPseudoSupervision(Algorithm):
         return labels, mask, logs
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
-        m = self.cfg.method
-        if m.mix != "none" or m.strong_intensity > 0 or self.teachers:
-            return self._two_view_step(model_a, model_b, batch, step, diagnostics)
         n_l = batch.x_l.shape[0]
         x = torch.cat([batch.x_l, batch.x_u])
         logits_a, logits_b = model_a(x), model_b(x)
@@ -272,14 +252,12 @@ class CrossPseudoSupervision(Algorithm):
                     logs[f"pl_precision_{key}"], logs[f"pl_recall_{key}"] = precision, recall
         return targets, logs
 
-    def _total(self, sup_a, sup_b, unsup_a, unsup_b, step: int, logs: dict, extra=None):
-        r""":math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup} + [\text{mixed labeled pixels}]
-        + \lambda(t)(\mathcal{L}^A_{u} + \mathcal{L}^B_{u})`, and its logs."""
+    def _total(self, sup_a, sup_b, unsup_a, unsup_b, step: int, logs: dict):
+        r"""The total loss and its logs,
+        :math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup}
+        + \lambda(t)(\mathcal{L}^A_{u} + \mathcal{L}^B_{u})`."""
         lam = self.lambda_at(step)
         loss = sup_a + sup_b + lam * (unsup_a + unsup_b)
-        if extra is not None:
-            loss = loss + extra
-            logs["mixed_sup"] = extra.detach()
         logs.update(
             {
                 "loss": loss.detach(),
@@ -303,59 +281,11 @@ class CrossPseudoSupervision(Algorithm):
             return oece
         return 0.5 * (oece + soft_dice_loss(logits, torch.where(mask, labels, torch.full_like(labels, UNUSED)), UNUSED))
 
-    def _teacher_logits(self, model_a, model_b, x_u: torch.Tensor):
-        """No gradient: the logits the pseudo-labels are made from (the networks themselves, or their EMA
-        copies with ``method.ema_teacher`` > 0)."""
-        with torch.no_grad():
-            if self.teachers:
-                return self.teachers["A"](x_u), self.teachers["B"](x_u)
-            return model_a(x_u), model_b(x_u)
-
-    def _two_view_step(self, model_a, model_b, batch, step, diagnostics):
-        r"""Pseudo-labels from the clean unlabeled images, learned on perturbed ones (``method.mix``,
-        ``method.strong_intensity``, ``method.ema_teacher``; beyond the paper, see
-        :mod:`coda_edu.data.mixing`).
-
-        1. no gradient: both networks (or their EMA copies) on the clean :math:`x_u` -> statistics,
-           aligned pseudo-labels :math:`\hat y^m` and masks :math:`M^m` (as in the plain step);
-        2. per network, mixed images :math:`\tilde x = R \odot x_{src} + (1-R) \odot x_u` (copy-paste:
-           the source is a labeled image and R marks its pixels; cutmix: another unlabeled image) and a
-           strong intensity change;
-        3. network A on :math:`[x_l, \tilde x^A]`: the supervised loss on :math:`x_l` and on the labeled
-           pixels of :math:`\tilde x^A` (their ground truth), and the unsupervised loss with B's mixed
-           pseudo-labels on its other pixels (weight :math:`\lambda(t)`); B the same with A's.
-        """
-        m = self.cfg.method
-        n_l = batch.x_l.shape[0]
-        clean_a, clean_b = self._teacher_logits(model_a, model_b, batch.x_u)
-        inputs, plans = {}, {}
-        shared = None if m.mix_per_network else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
-        for key in ("A", "B"):
-            plans[key] = shared if shared is not None else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
-            x_mix = mixed_images(plans[key], batch.x_l, batch.x_u)
-            inputs[key] = torch.cat([batch.x_l, strong_intensity(x_mix, m.strong_intensity)])
-        logits_a, logits_b = model_a(inputs["A"]), model_b(inputs["B"])
-        sup_a = self.supervised(logits_a[:n_l], batch.y_l)
-        sup_b = self.supervised(logits_b[:n_l], batch.y_l)
-        targets, logs = self._targets(
-            {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": clean_a, "B": clean_b}, batch, step, diagnostics
-        )
-        losses, mixed_sup = {}, None
-        for key, logits, teacher in (("A", logits_a, "B"), ("B", logits_b, "A")):
-            target, kept, labeled = mixed_targets(plans[key], *targets[teacher], batch.y_l, self.ignore_index)
-            losses[key] = self.unsupervised(logits[n_l:], target, kept)
-            if labeled is not None:  # the ground truth of the pasted labeled pixels: a supervised loss
-                truth = torch.where(labeled, target, torch.full_like(target, UNUSED))
-                part = supervised_loss(logits[n_l:], truth, UNUSED, m.supervised_loss)
-                mixed_sup = part if mixed_sup is None else mixed_sup + part
-        return self._total(sup_a, sup_b, losses["A"], losses["B"], step, logs, mixed_sup)
-
     def state_dict(self) -> dict:
         return {
             "trackers": {k: t.state_dict() for k, t in self.trackers.items()},
             "expectations": dict(self.expectations),
             "offsets": dict(self.offsets),
-            **({"teachers": {k: t.state_dict() for k, t in self.teachers.items()}} if self.teachers else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -363,5 +293,3 @@ class CrossPseudoSupervision(Algorithm):
             t.load_state_dict(state["trackers"][k])
         self.expectations = dict(state["expectations"])
         self.offsets = dict(state.get("offsets", {"A": None, "B": None}))
-        for key, teacher in self.teachers.items():
-            teacher.load_state_dict(state["teachers"][key])

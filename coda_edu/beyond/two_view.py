@@ -1,0 +1,123 @@
+r"""The two-view step beyond the paper: pseudo-labels from clean images, learned on perturbed ones.
+
+Three ``method.*`` options of CPS and Co-DA (declared with their other keys in
+:class:`~coda_edu.method.cps.CPSOptions`) change the paper's step; they are what makes the
+unlabeled patients pay on ACDC in a CPU slot (``configs/acdc_cpu.yaml``, docs/method.md):
+
+- ``method.ema_teacher`` > 0: the pseudo-labels come from EMA copies of A and B (the
+  *teachers*, :func:`~coda_edu.method.base.ema_weights`); A still learns from B's, B from A's;
+- ``method.mix``: each network learns on mixed images, a box pasted between a labeled and an
+  unlabeled image (``copy_paste``) or between two unlabeled ones (``cutmix``)
+  (:mod:`coda_edu.data.mixing`);
+- ``method.strong_intensity`` > 0: a strong gamma/contrast/noise change of those images.
+
+When any of them is on, :class:`TwoViewSteps` is put in front of the method's class
+(:meth:`coda_edu.registry.Registry.refine`): every CPS-derived method gets it, and
+:mod:`coda_edu.method` itself stays the paper's step and never imports this module.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from ..data.mixing import mix_plan, mixed_images, mixed_targets, strong_intensity
+from ..method.base import UNUSED, ema_weights
+from ..method.cps import CrossPseudoSupervision
+from ..method.losses import supervised_loss
+from ..registry import METHODS
+
+
+def uses_two_views(cfg) -> bool:
+    """Whether a CPS-derived method's config turns on an option of the two-view step."""
+    m = cfg.method
+    return m.mix != "none" or m.strong_intensity > 0 or m.ema_teacher > 0
+
+
+@METHODS.refine(CrossPseudoSupervision, when=uses_two_views)
+class TwoViewSteps:
+    r"""The step of :class:`~coda_edu.method.cps.CrossPseudoSupervision` with two views of the unlabeled images.
+
+    1. no gradient: both networks (or their EMA teachers) on the clean :math:`x_u` -> statistics,
+       aligned pseudo-labels :math:`\hat y^m` and masks :math:`M^m` (as in the paper's step);
+    2. per network, mixed images :math:`\tilde x = R \odot x_{src} + (1-R) \odot x_u` (copy-paste:
+       the source is a labeled image and R marks its pixels; cutmix: another unlabeled image) and a
+       strong intensity change;
+    3. network A on :math:`[x_l, \tilde x^A]`: the supervised loss on :math:`x_l` and on the labeled
+       pixels of :math:`\tilde x^A` (their ground truth), and the unsupervised loss with B's mixed
+       pseudo-labels on its other pixels (weight :math:`\lambda(t)`); B the same with A's:
+
+    .. math:: \mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup}
+              + \lambda(t)(\mathcal{L}^A_{u} + \mathcal{L}^B_{u})
+              + \textstyle\sum_m \mathcal{L}_{sup}(z^m_{\tilde x}, y_l \text{ on the pasted labeled pixels})
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teachers: dict[str, nn.Module] = {}  # EMA copies of A and B (method.ema_teacher > 0)
+
+    def prepare(self, model_a, model_b):
+        super().prepare(model_a, model_b)
+        if self.cfg.method.ema_teacher > 0:
+            self.teachers = {"A": copy.deepcopy(model_a), "B": copy.deepcopy(model_b)}
+            for teacher in self.teachers.values():
+                teacher.requires_grad_(False)
+
+    @torch.no_grad()
+    def after_optimizer_step(self, model_a, model_b, step):
+        """Each teacher follows its network by :func:`~coda_edu.method.base.ema_weights`."""
+        super().after_optimizer_step(model_a, model_b, step)
+        if self.teachers:
+            ema_weights(self.teachers["A"], model_a, self.cfg.method.ema_teacher, step)
+            ema_weights(self.teachers["B"], model_b, self.cfg.method.ema_teacher, step)
+
+    def training_step(self, model_a, model_b, batch, step, diagnostics=False):
+        m = self.cfg.method
+        n_l = batch.x_l.shape[0]
+        # 1. the pseudo-labels' logits, from the clean unlabeled images (no gradient)
+        with torch.no_grad():
+            if self.teachers:
+                clean_a, clean_b = self.teachers["A"](batch.x_u), self.teachers["B"](batch.x_u)
+            else:
+                clean_a, clean_b = model_a(batch.x_u), model_b(batch.x_u)
+        # 2. each network's perturbed view: its own boxes (or one shared plan), then the intensity change
+        inputs, plans = {}, {}
+        shared = None if m.mix_per_network else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
+        for key in ("A", "B"):
+            plans[key] = shared if shared is not None else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
+            x_mix = mixed_images(plans[key], batch.x_l, batch.x_u)
+            inputs[key] = torch.cat([batch.x_l, strong_intensity(x_mix, m.strong_intensity)])
+        logits_a, logits_b = model_a(inputs["A"]), model_b(inputs["B"])
+        sup_a = self.supervised(logits_a[:n_l], batch.y_l)
+        sup_b = self.supervised(logits_b[:n_l], batch.y_l)
+        # 3. the paper's statistics, alignment and filter on the clean logits
+        targets, logs = self._targets(
+            {"A": logits_a[:n_l], "B": logits_b[:n_l]}, {"A": clean_a, "B": clean_b}, batch, step, diagnostics
+        )
+        # 4. A learns from B's mixed pseudo-labels and B from A's; pasted labeled pixels from their truth
+        losses, mixed_sup = {}, None
+        for key, logits, teacher in (("A", logits_a, "B"), ("B", logits_b, "A")):
+            target, kept, labeled = mixed_targets(plans[key], *targets[teacher], batch.y_l, self.ignore_index)
+            losses[key] = self.unsupervised(logits[n_l:], target, kept)
+            if labeled is not None:
+                truth = torch.where(labeled, target, torch.full_like(target, UNUSED))
+                part = supervised_loss(logits[n_l:], truth, UNUSED, m.supervised_loss)
+                mixed_sup = part if mixed_sup is None else mixed_sup + part
+        loss, logs = self._total(sup_a, sup_b, losses["A"], losses["B"], step, logs)
+        if mixed_sup is not None:
+            loss = loss + mixed_sup
+            logs["mixed_sup"], logs["loss"] = mixed_sup.detach(), loss.detach()
+        return loss, logs
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.teachers:
+            state["teachers"] = {k: t.state_dict() for k, t in self.teachers.items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for key, teacher in self.teachers.items():
+            teacher.load_state_dict(state["teachers"][key])
