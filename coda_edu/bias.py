@@ -10,9 +10,9 @@ pseudo-labels under-count the class even when its soft mass is about right:
 :func:`share_bias` measures that on a pool whose hidden truth is known (the synthetic
 unlabeled pool), and :func:`align_pool` applies every alignment reading of
 :mod:`coda_edu.method.alignment` and :mod:`coda_edu.beyond.argmax_readings` to the pool's
-predictions with statistics taken from the pool itself (labeled predictions and labels, unlabeled predictions), so the
-readings can be compared on one set of predictions. Used by ``benchmarks/bias.py``,
-the notebooks and the tests.
+predictions with statistics taken from the pool itself (labeled predictions and labels,
+unlabeled predictions), so the readings can be compared on one set of predictions. Used
+by ``benchmarks/bias.py``, the notebooks and the tests.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ r"""Perturbations of the unlabeled stream: copy-paste between images and strong 
 
 Beyond the Co-DA paper (which describes neither): the strongest semi-supervised methods on
 ACDC train the networks on *mixed* images. This module holds the pure functions; the
-algorithm (:class:`~coda_edu.method.cps.CrossPseudoSupervision`, ``method.mix``)
+two-view step (:class:`~coda_edu.beyond.two_view.TwoViewSteps`, ``method.mix``)
 composes them:
 
 - ``copy_paste`` (after BCP, Bai et al. 2023): a box of a labeled image is pasted into an
