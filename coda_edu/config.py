@@ -262,9 +262,11 @@ def section(base: type) -> type:
     declared: list[type] = []
     for registry in _REGISTRIES_OF[base]:
         for name in registry.names():
-            options = registry.get(name).options
-            if options is not None and options not in declared:
-                declared.append(options)
+            spec = registry.get(name)
+            # its own options, then those of the mixins refining its class (a method's options beyond the paper)
+            for options in (spec.options, *registry.refinement_options(getattr(spec, "algorithm", None))):
+                if options is not None and options not in declared:
+                    declared.append(options)
     key = (base, tuple(declared))
     if key not in _BUILT:
         prefix = _REGISTRIES_OF[base][0].config_key.split(".")[0]  # "method" or "data"
@@ -302,7 +304,7 @@ def _own_options(obj: Any) -> set:
             spec = METHODS.get(obj.name)
             reading = ALIGNMENTS.get(obj.alignment or spec.alignment)
             keep = FILTERS.get(obj.filter or spec.filter)
-            return {spec.options, reading.options, keep.options}
+            return {spec.options, *METHODS.refinement_options(spec.algorithm), reading.options, keep.options}
         return {DATASETS.get(obj.name).options}
     except ConfigError:  # an unknown name: keep every key, validation will name the problem
         return set(_DECLARED_BY.get(type(obj), {}).values())

@@ -516,7 +516,7 @@ def same_run(a: dict, b: dict) -> list[str]:
     name = a["method"]["name"]
     if name != b["method"]["name"] or name not in METHODS.names():
         return differ
-    read = {"name", *METHODS.get(name).config_keys}
+    read = {"name", *METHODS.get(name).keys()}
     return [key for key in differ if not key.startswith("method.") or key.split(".", 1)[1] in read]
 
 

@@ -65,11 +65,17 @@ class MethodSpec:
     alignment: str = "none"  # method.alignment when the config leaves it null
     filter: str = "none"  # method.filter when the config leaves it null
     trains_b: bool = True  # network B gets gradients (mean teacher: no, B is an EMA of A)
-    config_keys: tuple[str, ...] = ()  # the method.* keys it reads (the shared ones and its own)
+    config_keys: tuple[str, ...] = ()  # the method.* keys it reads (the shared ones and its own; all: keys())
     options: Any = None  # a dataclass of config.option() fields: its own method.* keys, defaults, limits, help
     color: str = "#666666"  # its colour in every figure of the series
     variant_colors: tuple[str, ...] = ()  # shades for its variants ("coda, argmax share"): by the label's hash
     algorithm: Any = None  # the Algorithm subclass (set by METHODS.register used as a decorator)
+
+    def keys(self) -> tuple[str, ...]:
+        """The ``method.*`` keys it reads: ``config_keys`` and the keys of the mixins that
+        :meth:`Registry.refine` registered for its class (:mod:`coda_edu.beyond`)."""
+        extra = [f.name for options in METHODS.refinement_options(self.algorithm) for f in dataclasses.fields(options)]
+        return self.config_keys + tuple(extra)
 
     def build(self, cfg, num_classes: int, ignore_index: Optional[int]):
         """The algorithm object of a run (``cfg`` resolved): the registered class, with the mixins
@@ -134,7 +140,7 @@ class Registry(Generic[S]):
         self.builtins = builtins  # modules that register the built-in entries
         self.entry_points = entry_points  # the entry-point group of installed packages' entries
         self._entries: dict[str, S] = {}
-        self._refinements: dict[str, tuple[type, Callable[[Any], bool], type]] = {}
+        self._refinements: dict[str, tuple[type, Callable[[Any], bool], type, Any]] = {}
         self._loaded = False
 
     def _load_builtins(self) -> None:
@@ -178,13 +184,15 @@ class Registry(Generic[S]):
                 raise ValueError(f"{self.kind} '{spec.name}' is already registered by {owner}")
         self._entries[spec.name] = spec
 
-    def refine(self, base: type, when: Callable[[Any], bool]):
+    def refine(self, base: type, when: Callable[[Any], bool], options: Any = None):
         """A decorator for a mixin class that :meth:`refined` puts in front of every registered class
         derived from ``base`` whenever ``when(cfg)`` holds: options beyond a method that change its
-        step live in their own module (:mod:`coda_edu.beyond.two_view`), not in the method's."""
+        step live in their own module (:mod:`coda_edu.beyond`), not in the method's. ``options``
+        (a dataclass of :func:`coda_edu.config.option` fields) declares the mixin's own keys, which
+        then belong to every method it refines (:meth:`MethodSpec.keys`)."""
 
         def attach(mixin: type) -> type:
-            self._refinements[f"{mixin.__module__}.{mixin.__qualname__}"] = (base, when, mixin)
+            self._refinements[f"{mixin.__module__}.{mixin.__qualname__}"] = (base, when, mixin, options)
             return mixin
 
         return attach
@@ -192,10 +200,19 @@ class Registry(Generic[S]):
     def refined(self, cls: type, cfg) -> type:
         """``cls`` with the registered mixins that apply to it under ``cfg`` (``cls`` itself if none does)."""
         self._load_builtins()
-        for base, when, mixin in self._refinements.values():
+        for base, when, mixin, _ in self._refinements.values():
             if issubclass(cls, base) and not issubclass(cls, mixin) and when(cfg):
                 cls = _with_mixin(mixin, cls)
         return cls
+
+    def refinement_options(self, cls: Any) -> list:
+        """The options classes of the mixins registered for ``cls`` and its bases (none for ``None``)."""
+        self._load_builtins()
+        return [
+            options
+            for base, _, _, options in self._refinements.values()
+            if options is not None and isinstance(cls, type) and issubclass(cls, base)
+        ]
 
     def names(self) -> tuple[str, ...]:
         self._load_builtins()
@@ -237,6 +254,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "coda_edu.method.cps",
         "coda_edu.method.mean_teacher",
         "coda_edu.beyond.two_view",
+        "coda_edu.beyond.pseudo_postprocess",
     ),
     entry_points="coda_edu.methods",
 )

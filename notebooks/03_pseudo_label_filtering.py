@@ -139,7 +139,7 @@ confidence, labels = pseudo_labels(probs)
 # %% [markdown]
 # *Formulas.* Precision(k) = |labeled k ∩ truly k| / |labeled k|, recall(k) = |labeled k ∩ truly
 # k| / |truly k|:
-# [`coda_edu.method.base.pseudo_label_precision_recall`](../coda_edu/method/base.py)
+# [`coda_edu.diagnostics.pseudo_label_precision_recall`](../coda_edu/diagnostics.py)
 # (logged during training, [method.md, what is
 # logged](../docs/method.md#what-is-logged-to-follow-the-method)).
 
@@ -194,7 +194,7 @@ for c, name in enumerate(names):
 # [`coda_edu.method.filtering.class_expectations`](../coda_edu/method/filtering.py),
 # [`coda_edu.method.filtering.over_expectation_mask`](../coda_edu/method/filtering.py); coverage
 # of class k = kept / all pseudo-labels k,
-# [`coda_edu.method.filtering.mask_coverage`](../coda_edu/method/filtering.py).
+# [`coda_edu.diagnostics.mask_coverage`](../coda_edu/diagnostics.py).
 
 # %%
 rows = compare_filters(probs, truth, names, threshold)

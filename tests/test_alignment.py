@@ -140,7 +140,7 @@ def test_argmax_share_matching_reaches_the_target_shares():
 
 
 def test_pseudo_label_precision_recall():
-    from coda_edu.method.base import pseudo_label_precision_recall
+    from coda_edu.diagnostics import pseudo_label_precision_recall
 
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     truth = torch.tensor([0, 1, 1, 1, 2, 2])

@@ -2,12 +2,12 @@ import math
 
 import torch
 
+from coda_edu.diagnostics import mask_coverage
 from coda_edu.method.filtering import (
     class_expectations,
     ema_expectations,
     fixed_threshold_mask,
     image_class_expectations,
-    mask_coverage,
     over_expectation_mask,
 )
 

@@ -15,7 +15,7 @@ from coda_edu.data.mixing import (
     random_boxes,
     strong_intensity,
 )
-from coda_edu.method.base import Batch
+from coda_edu.method.base import Batch, build_algorithm
 from coda_edu.method.cps import CrossPseudoSupervision
 from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
@@ -194,7 +194,7 @@ def test_pseudo_postprocess_turns_far_fragments_of_each_image_into_background():
 
     def pseudo(rule):
         cfg = resolve(load_config(None, tiny_overrides(**{"method.pseudo_postprocess": rule})))
-        algo = CrossPseudoSupervision(cfg, num_classes=4, ignore_index=None)
+        algo = build_algorithm(cfg, num_classes=4, ignore_index=None)  # with the refinement it turns on
         algo.trackers["A"].update(
             torch.full((1, 4, 2, 2), 0.25),
             torch.zeros(1, 2, 2, dtype=torch.long),
@@ -203,10 +203,10 @@ def test_pseudo_postprocess_turns_far_fragments_of_each_image_into_background():
             None,
         )
         probs = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).float() * 0.9 + 0.025
-        return algo._pseudo("A", probs, diagnostics=False)
+        return algo._pseudo("A", probs)
 
-    raw_labels, raw_mask, _ = pseudo("none")
-    kept_labels, kept_mask, _ = pseudo("largest_component")
+    raw_labels, raw_mask = pseudo("none")
+    kept_labels, kept_mask = pseudo("largest_component")
     assert torch.equal(raw_labels, labels) and torch.equal(kept_labels, out)
     assert torch.equal(raw_mask, kept_mask)
     with pytest.raises(Exception, match="pseudo_postprocess"):

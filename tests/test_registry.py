@@ -157,7 +157,7 @@ def test_an_alignment_reading_and_a_filter_register_like_a_method(monkeypatch):
     algorithm = build_algorithm(cfg, 3, None)
     probs = torch.softmax(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), dim=1)
     for _ in range(2):
-        labels, mask, _ = algorithm._pseudo("A", probs, diagnostics=False)
+        labels, mask = algorithm._pseudo("A", probs)
     assert seen == [(0.25, None), (0.25, 1)]  # its key, and its state carried from step to step
     aligned = 0.75 * probs + 0.25 / 3
     assert torch.equal(labels, aligned.argmax(1))
@@ -233,3 +233,48 @@ def test_a_refinement_reaches_a_subclass_registered_outside_the_package(monkeypa
     cfg.seed = 7
     refined = spec.build(cfg, 4, None)
     assert isinstance(refined, Probe) and refined.marker == "refined"
+
+
+def test_a_refinement_declares_its_own_keys_for_the_methods_it_refines(monkeypatch):
+    from dataclasses import dataclass
+
+    from coda_edu.config import option
+    from coda_edu.method.base import Algorithm
+    from coda_edu.registry import MethodSpec
+
+    # the built-in refinements: the two-view and pseudo-label keys belong to CPS and Co-DA only
+    for name in ("cps", "coda"):
+        keys = METHODS.get(name).keys()
+        assert {"mix", "ema_teacher", "strong_intensity", "pseudo_postprocess", "alpha"} <= set(keys), name
+    assert "mix" not in METHODS.get("mean_teacher").keys() and "mix" not in METHODS.get("supervised").keys()
+
+    class Base(Algorithm):
+        pass
+
+    @dataclass
+    class ExtraOptions:
+        extra_gain: float = option(0.5, help="a refinement's own key", min=0.0, max=1.0)
+
+    class Extra:
+        pass
+
+    METHODS.names()
+    monkeypatch.setattr(METHODS, "_refinements", dict(METHODS._refinements))
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    METHODS.refine(Base, when=lambda cfg: cfg.method.extra_gain > 0.5, options=ExtraOptions)(Extra)
+
+    @METHODS.register(MethodSpec("refine_keys_probe", "probe", uses_unlabeled=False, pseudo_labels=False))
+    class Probe(Base):
+        pass
+
+    assert METHODS.get("refine_keys_probe").keys()[-1] == "extra_gain"
+    cfg = resolve(load_config(None, tiny_overrides(**{"method.name": "refine_keys_probe"})))
+    assert cfg.method.extra_gain == 0.5 and type(METHODS.get("refine_keys_probe").build(cfg, 4, None)) is Probe
+    cfg = resolve(load_config(None, tiny_overrides(**{"method.name": "refine_keys_probe", "method.extra_gain": 0.75})))
+    assert isinstance(METHODS.get("refine_keys_probe").build(cfg, 4, None), Extra)
+    with pytest.raises(ConfigError, match="config key 'method.extra_gain': 2.0 is out of range"):
+        load_config(None, tiny_overrides(**{"method.name": "refine_keys_probe", "method.extra_gain": 2}))
+    # declared outside the package: a run of another method does not carry the key in its config file
+    assert "extra_gain" in cfg.to_dict()["method"]
+    other = resolve(load_config(None, tiny_overrides(**{"method.name": "coda"})))
+    assert "extra_gain" not in other.to_dict()["method"] and "mix" in other.to_dict()["method"]

@@ -3,6 +3,8 @@
 - :mod:`.two_view`         the step with EMA teachers, mixed images and strong intensity changes
   (``method.ema_teacher``, ``method.mix``, ``method.strong_intensity``): pseudo-labels from the
   clean unlabeled images, learned on perturbed ones
+- :mod:`.pseudo_postprocess` each unlabeled image's pseudo-labels reduced to its largest organ
+  (``method.pseudo_postprocess``)
 - :mod:`.argmax_readings`  the ``hard_counts`` and ``argmax_share`` alignment readings
   (``method.alignment``), which read the argmax shares instead of the mean softmax
 

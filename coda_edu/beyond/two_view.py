@@ -1,7 +1,7 @@
 r"""The two-view step beyond the paper: pseudo-labels from clean images, learned on perturbed ones.
 
-Three ``method.*`` options of CPS and Co-DA (declared with their other keys in
-:class:`~coda_edu.method.cps.CPSOptions`) change the paper's step; they are what makes the
+Three ``method.*`` options of CPS and Co-DA (declared here, :class:`TwoViewOptions`; they are
+keys of every method derived from CPS) change the paper's step; they are what makes the
 unlabeled patients pay on ACDC in a CPU slot (``configs/acdc_cpu.yaml``, docs/method.md):
 
 - ``method.ema_teacher`` > 0: the pseudo-labels come from EMA copies of A and B (the
@@ -19,15 +19,50 @@ When any of them is on, :class:`TwoViewSteps` is put in front of the method's cl
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from ..config import option
 from ..data.mixing import mix_plan, mixed_images, mixed_targets, strong_intensity
 from ..method.base import UNUSED, ema_weights
 from ..method.cps import CrossPseudoSupervision
 from ..method.losses import supervised_loss
 from ..registry import METHODS
+
+
+@dataclass
+class TwoViewOptions:
+    """The ``method.*`` keys of the two-view step (keys of CPS, Co-DA and every method derived from them)."""
+
+    ema_teacher: float = option(
+        0.0,
+        help="beyond the paper: > 0 makes the pseudo-labels with EMA copies of A and B of this momentum "
+        "(A still learns from B's, B from A's); 0 = from the networks themselves (the paper)",
+        min=0.0,
+        max=1.0,
+    )
+    mix: str = option(
+        "none",
+        help="beyond the paper: train on mixed images, the pseudo-labels made on the clean ones: 'copy_paste' "
+        "= a labeled box pasted into an unlabeled image and back (BCP-like; ground truth on the labeled pixels), "
+        "'cutmix' = a box of another unlabeled image (docs/method.md#beyond-the-paper)",
+        choices=("none", "copy_paste", "cutmix"),
+    )
+    mix_fraction: float = option(
+        0.667, help="side of the pasted box as a fraction of the image side", min=0.0, max=1.0, min_exclusive=True
+    )
+    mix_per_network: bool = option(
+        True, help="each network gets its own boxes (more diverse pair, same cost); false = both the same"
+    )
+    strong_intensity: float = option(
+        0.0,
+        help="beyond the paper: strength of a random gamma/contrast/brightness/noise change of the images a "
+        "network learns its pseudo-labels on (0 = off; the pseudo-labels come from the unchanged images)",
+        min=0.0,
+        max=1.0,
+    )
 
 
 def uses_two_views(cfg) -> bool:
@@ -36,7 +71,7 @@ def uses_two_views(cfg) -> bool:
     return m.mix != "none" or m.strong_intensity > 0 or m.ema_teacher > 0
 
 
-@METHODS.refine(CrossPseudoSupervision, when=uses_two_views)
+@METHODS.refine(CrossPseudoSupervision, when=uses_two_views, options=TwoViewOptions)
 class TwoViewSteps:
     r"""The step of :class:`~coda_edu.method.cps.CrossPseudoSupervision` with two views of the unlabeled images.
 

@@ -6,11 +6,12 @@
 - :mod:`.readings`    the alignment readings and filters, registered by name (``method.alignment``/``filter``;
   two more readings, beyond the paper, in :mod:`coda_edu.beyond`)
 - :mod:`.schedules`   sigmoid ramp-up and poly learning rate
-- :mod:`.base`        what every method shares: the batch, the hooks, two helpers
+- :mod:`.base`        what every method shares: the batch, the hooks, the EMA of weights
 - one module per method, each registering itself: :mod:`.supervised`, :mod:`.cps`,
   :mod:`.coda`, :mod:`.mean_teacher`
 """
 
+from ..diagnostics import mask_coverage
 from .alignment import (
     align_distribution,
     class_marginal,
@@ -23,7 +24,6 @@ from .filtering import (
     class_expectations,
     ema_expectations,
     fixed_threshold_mask,
-    mask_coverage,
     over_expectation_mask,
 )
 from .losses import cross_entropy, masked_cross_entropy, soft_dice_loss, supervised_loss

@@ -1,4 +1,4 @@
-"""What every training algorithm shares: the batch it gets, the hooks it may fill, two helpers.
+"""What every training algorithm shares: the batch it gets, the hooks it may fill, a helper.
 
 Each algorithm turns one two-stream batch into a loss for the networks A and B; each
 method is one module of this package (:mod:`.supervised`, :mod:`.cps`, :mod:`.coda`,
@@ -17,7 +17,7 @@ data, makes pseudo-labels, trains network B, and its default ``method.alignment`
 ``method.filter``. A new method is one module doing the same (see ``tests/toy_method.py``).
 
 ``logs`` maps names to tensors; the trainer asks for the diagnostic entries (class
-shares, mask coverage, pseudo-label accuracy) only on the steps it writes to
+shares, mask coverage, pseudo-label accuracy: :mod:`coda_edu.diagnostics`) only on the steps it writes to
 ``metrics.jsonl``, and converts tensors to numbers only then (no host sync and no
 extra work on the other steps).
 
@@ -37,7 +37,6 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
-from ..distributed import global_sum
 from ..registry import METHODS
 from .losses import supervised_loss
 from .schedules import unsupervised_weight
@@ -60,18 +59,6 @@ class Batch:
             return Batch(self.x_l[labeled], self.y_l[labeled])
         y_u = self.y_u[unlabeled] if self.y_u is not None else None
         return Batch(self.x_l[labeled], self.y_l[labeled], self.x_u[unlabeled], y_u)
-
-
-@torch.no_grad()
-def pseudo_label_precision_recall(labels: torch.Tensor, truth: torch.Tensor, num_classes: int):
-    r"""Per class, precision :math:`|\hat Y_c \cap Y_c| / |\hat Y_c|` and recall :math:`|\hat Y_c \cap Y_c| / |Y_c|`
-    of pseudo-labels against the hidden truth (a diagnostic: the truth never enters a loss).
-    NaN where the denominator is 0."""
-    labels, truth = labels.reshape(-1).long(), truth.reshape(-1).long()
-    hits = global_sum(torch.bincount(labels[labels == truth], minlength=num_classes)[:num_classes].float())
-    predicted = global_sum(torch.bincount(labels, minlength=num_classes)[:num_classes].float())
-    present = global_sum(torch.bincount(truth, minlength=num_classes)[:num_classes].float())
-    return hits / predicted, hits / present
 
 
 @torch.no_grad()

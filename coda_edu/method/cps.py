@@ -5,8 +5,8 @@ B's pseudo-labels and B from A's. Its hooks make the difference: ``align`` (the 
 ``method.alignment``), the filter (``method.filter``; both registered by name in
 :mod:`.readings`) and the unsupervised loss. With the hooks off it is CPS, registered here;
 :mod:`.coda` registers Co-DA on the same step with its own defaults. The options beyond the
-paper that change the step itself (EMA teachers, mixed images, strong intensity changes) are
-declared here with the other keys and live in :mod:`coda_edu.beyond.two_view`.
+paper that change the step itself (EMA teachers, mixed images, strong intensity changes,
+post-processed pseudo-labels) declare their own keys and live in :mod:`coda_edu.beyond`.
 """
 
 from __future__ import annotations
@@ -16,23 +16,20 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..config import Config, option
-from ..distributed import global_mean, global_sum
-from ..postprocess import keep_largest_components_batch
+from ..diagnostics import pseudo_label_logs
 from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
 from .alignment import class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
-from .base import COMMON_KEYS, UNUSED, Algorithm, Batch, pseudo_label_precision_recall
+from .base import COMMON_KEYS, UNUSED, Algorithm, Batch
 from .dtypes import widen
-from .filtering import mask_coverage
 from .losses import masked_cross_entropy, soft_dice_loss
 from .schedules import unsupervised_weight
-
-MIXES = ("none", "copy_paste", "cutmix")
 
 
 @dataclass
 class CPSOptions:
     """The ``method.*`` keys of CPS and Co-DA (their config section; ``coda-edu config --keys``). Each
-    alignment reading and filter declares its own (:mod:`coda_edu.method.readings`)."""
+    alignment reading and filter declares its own (:mod:`coda_edu.method.readings`), and so does each
+    option beyond the paper that changes the step (:mod:`coda_edu.beyond`)."""
 
     alpha: float = option(1.0, help="alignment strength: 0 = off, 1 = full", min=0.0, max=1.0)
     alignment_rampup: bool = option(
@@ -50,41 +47,6 @@ class CPSOptions:
         help="loss of a network on the other's pseudo-labels: 'oece' (the paper's over-expectation CE) or "
         "'oece_dice' = (OECE + soft Dice over the kept pixels) / 2 (beyond the paper)",
         choices=("oece", "oece_dice"),
-    )
-    ema_teacher: float = option(
-        0.0,
-        help="beyond the paper: > 0 makes the pseudo-labels with EMA copies of A and B of this momentum "
-        "(A still learns from B's, B from A's); 0 = from the networks themselves (the paper)",
-        min=0.0,
-        max=1.0,
-    )
-    mix: str = option(
-        "none",
-        help="beyond the paper: train on mixed images, the pseudo-labels made on the clean ones: 'copy_paste' "
-        "= a labeled box pasted into an unlabeled image and back (BCP-like; ground truth on the labeled pixels), "
-        "'cutmix' = a box of another unlabeled image (docs/method.md#beyond-the-paper)",
-        choices=MIXES,
-    )
-    mix_fraction: float = option(
-        0.667, help="side of the pasted box as a fraction of the image side", min=0.0, max=1.0, min_exclusive=True
-    )
-    mix_per_network: bool = option(
-        True, help="each network gets its own boxes (more diverse pair, same cost); false = both the same"
-    )
-    pseudo_postprocess: str = option(
-        "none",
-        help="beyond the paper: 'largest_component' applies the rule of eval.postprocess to each unlabeled "
-        "image's pseudo-labels (the largest foreground component, then each class's inside it; other "
-        "foreground pixels become class 0), so a network is not taught fragments away from the organ; for "
-        "data whose class 0 is background",
-        choices=("none", "largest_component"),
-    )
-    strong_intensity: float = option(
-        0.0,
-        help="beyond the paper: strength of a random gamma/contrast/brightness/noise change of the images a "
-        "network learns its pseudo-labels on (0 = off; the pseudo-labels come from the unchanged images)",
-        min=0.0,
-        max=1.0,
     )
 
 
@@ -154,8 +116,6 @@ class CrossPseudoSupervision(Algorithm):
        (:meth:`align`; see :mod:`coda_edu.method.alignment`).
     4. pseudo-labels :math:`\hat y^m = \arg\max_c \tilde p^m(c)`, confidence :math:`q^m = \max_c \tilde p^m(c)`.
     5. mask :math:`M^m` (over-expectation :math:`q^m_i \ge e^m_{\hat y_i}`, fixed :math:`q^m_i \ge \tau`, or all ones).
-       With ``method.pseudo_postprocess`` (beyond the paper) :math:`\hat y^m` then keeps only each image's
-       largest foreground component (:mod:`coda_edu.postprocess`).
     6. A learns from B and B from A:
        :math:`\mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup}
        + \lambda(t)\,[\mathrm{OECE}(z^A_u, \hat y^B, M^B) + \mathrm{OECE}(z^B_u, \hat y^A, M^A)]`.
@@ -189,32 +149,13 @@ class CrossPseudoSupervision(Algorithm):
         )
         return aligned
 
-    def _pseudo(self, key: str, probs_u: torch.Tensor, diagnostics: bool, step: int = 0):
-        """Aligned probabilities -> (pseudo-labels, mask, logs) of network ``key``."""
-        tracker = self.trackers[key]
-        raw_conf, raw_labels = pseudo_labels(probs_u)
-        aligned = self.align(key, probs_u, step)
-        confidence, labels = (raw_conf, raw_labels) if aligned is probs_u else pseudo_labels(aligned)
+    def _pseudo(self, key: str, probs_u: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network ``key``'s pseudo-labels of its aligned probabilities and the filter's mask of kept pixels."""
+        confidence, labels = pseudo_labels(self.align(key, probs_u, step))
         mask, self.expectations[key] = self.pseudo_filter.function(
             confidence, labels, self.num_classes, self.expectations[key], self.cfg.method
         )
-        if self.cfg.method.pseudo_postprocess == "largest_component":  # fragments -> class 0 (a CPU pass)
-            labels = keep_largest_components_batch(labels, self.num_classes)
-        logs = {}
-        if diagnostics:
-            after = class_shares(labels, self.num_classes)
-            logs = {
-                f"pi_l_{key}": tracker.pi_l,
-                f"pi_u_{key}": tracker.pi_u,
-                f"pi_gt_{key}": tracker.pi_gt,
-                f"shares_before_{key}": class_shares(raw_labels, self.num_classes),
-                f"shares_after_{key}": after,
-                # signed gap between the pseudo-label shares and the labeled class frequencies
-                f"share_gap_{key}": after - tracker.pi_gt,
-                f"coverage_{key}": mask_coverage(mask, labels, self.num_classes),
-                f"kept_{key}": global_mean(mask.float()),
-            }
-        return labels, mask, logs
+        return labels, mask
 
     def training_step(self, model_a, model_b, batch, step, diagnostics=False):
         n_l = batch.x_l.shape[0]
@@ -238,18 +179,10 @@ class CrossPseudoSupervision(Algorithm):
                 probs_l = torch.softmax(widen(logits_l[key].detach()), dim=1)
                 probs_u = torch.softmax(widen(logits_u[key].detach()), dim=1)
                 self.trackers[key].update(probs_l, batch.y_l, probs_u, self.num_classes, self.ignore_index)
-                labels, mask, key_logs = self._pseudo(key, probs_u, diagnostics, step)
-                targets[key] = (labels, mask)
-                logs.update(key_logs)
-                if diagnostics and batch.y_u is not None:
-                    valid = torch.ones_like(mask) if self.ignore_index is None else batch.y_u != self.ignore_index
-                    correct = labels == batch.y_u
-                    logs[f"pl_acc_{key}"] = global_mean(correct[valid].float())
-                    kept = mask & valid  # accuracy of the kept pixels (NaN when none is kept: 0 / 0)
-                    hits = global_sum((correct & kept).sum().float())
-                    logs[f"pl_acc_kept_{key}"] = hits / global_sum(kept.sum().float())
-                    precision, recall = pseudo_label_precision_recall(labels[valid], batch.y_u[valid], self.num_classes)
-                    logs[f"pl_precision_{key}"], logs[f"pl_recall_{key}"] = precision, recall
+                targets[key] = self._pseudo(key, probs_u, step)
+                if diagnostics:  # shares, coverage, accuracy against the hidden truth (coda_edu.diagnostics)
+                    tracker, truth = self.trackers[key], batch.y_u
+                    logs.update(pseudo_label_logs(key, tracker, probs_u, *targets[key], truth, self.ignore_index))
         return targets, logs
 
     def _total(self, sup_a, sup_b, unsup_a, unsup_b, step: int, logs: dict):

@@ -1,6 +1,6 @@
 """Pseudo-label filters: the over-expectation mask and a fixed threshold for comparison.
 
-Per-class expectations and coverages are sums divided by counts; when several processes
+Per-class expectations are sums divided by counts; when several processes
 each hold a shard of the batch, both go through :func:`coda_edu.distributed.global_sum` (a
 no-op in one process), so they are those of the whole batch.
 """
@@ -80,16 +80,6 @@ def over_expectation_mask(
 def fixed_threshold_mask(confidence: torch.Tensor, threshold: float = 0.95) -> torch.Tensor:
     r"""The usual confidence filter, for comparison: :math:`m_i = [\, q_i \ge \tau \,]`."""
     return confidence >= threshold
-
-
-@torch.no_grad()
-def mask_coverage(mask: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    r"""Per class, the fraction of pixels of pseudo-class k that the mask keeps:
-    :math:`\frac{\sum_i m_i [\hat y_i = k]}{\sum_i [\hat y_i = k]}` (``NaN`` for classes with no pixel)."""
-    flat_labels = labels.reshape(-1).long()
-    kept = torch.bincount(flat_labels[mask.reshape(-1)], minlength=num_classes)[:num_classes].float()
-    total = torch.bincount(flat_labels, minlength=num_classes)[:num_classes].float()
-    return global_sum(kept) / global_sum(total)
 
 
 @torch.no_grad()
