@@ -19,13 +19,14 @@ import math
 import pickle
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import RunFolderError, clip, excerpt
+from .errors import DivergedError, RunFolderError, clip, excerpt
 from .io import atomic_write
 
 
@@ -152,3 +153,81 @@ def own_rng_state(ckpt: dict, rank: int, world_size: int, rank_seed: int) -> dic
         seed_everything(rank_seed + int(ckpt["step"]))
         return {**rng_state(), "generator": ckpt["rng"].get("generator")}
     return ckpt["rng"]
+
+
+def run_checkpoint(step: int, cfg, data, model_a: torch.nn.Module, model_b: torch.nn.Module, **extra) -> dict:
+    """What ``best.pt`` and ``last.pt`` hold: the step, the config, what rebuilding the networks needs
+    besides the config (``data``'s channels, classes and class names; read by ``RunFolder.load_pair``),
+    both networks' weights, and ``extra`` (best: the scores; last: everything else a resume needs)."""
+    shapes = {"in_channels": data.in_channels, "num_classes": data.num_classes, "class_names": list(data.class_names)}
+    return {
+        "step": step,
+        "config": cfg.to_dict(),
+        "data": shapes,
+        "model_a": model_a.state_dict(),
+        "model_b": model_b.state_dict(),
+        **extra,
+    }
+
+
+def restore_training(ckpt: dict, path: Path, parts: dict, restore_rng: Callable[[], None]) -> TrainState:
+    """Load every part of a run (``parts``: its key in ``ckpt`` -> an object with ``load_state_dict``),
+    then its random states (``restore_rng``); returns the stored :class:`TrainState`. A checkpoint of
+    another run (missing keys, other shapes) is a one-line :class:`RunFolderError` naming ``path``."""
+    try:
+        for key, part in parts.items():
+            part.load_state_dict(ckpt[key])
+        restore_rng()
+        return TrainState.from_checkpoint(ckpt["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        raise RunFolderError(f"checkpoint '{path}' does not fit this run ({why})") from None
+
+
+class DivergenceGuard:
+    """Stops a run whose loss or weights became NaN or inf with a :class:`DivergedError` that names
+    the steps between which it happened and the checkpoints that were kept.
+
+    Every step's loss joins a flag on the device (no host sync); the flag is read on logged steps
+    and before every checkpoint (:meth:`add_loss`). The weights and the optimiser state are checked
+    once per validation, before any checkpoint is written (:meth:`check_weights`), so a broken
+    state never replaces a good one."""
+
+    def __init__(self, checkpoints_dir: Path):
+        self.checkpoints_dir = checkpoints_dir
+        self.saved_step: int | None = None  # the step of the last.pt on disk (None: none written yet)
+        self.start(0, "cpu")
+
+    def start(self, step: int, device) -> None:
+        """Begin checking at ``step`` (a new or resumed loop)."""
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        self.loss_checked = self.weights_checked = step
+
+    def add_loss(self, loss, step: int, read: bool) -> None:
+        """Add step ``step``'s loss to the flag; with ``read``, stop if any loss since the last read was not finite."""
+        if isinstance(loss, torch.Tensor):
+            self.finite = self.finite & torch.isfinite(loss.detach()).all()
+        elif isinstance(loss, float) and not math.isfinite(loss):
+            self.finite = self.finite & False
+        if read:
+            if not bool(self.finite):
+                self._stop("the loss", self.loss_checked, step)
+            self.loss_checked = step
+
+    def check_weights(self, model_a: torch.nn.Module, model_b: torch.nn.Module, optimizer, step: int) -> None:
+        """Stop if network A, B or the optimiser state holds NaN or inf (the same weights on every rank: all stop)."""
+        bad = nonfinite_parts(model_a, model_b, optimizer)
+        if bad:
+            self._stop(" and ".join(bad), self.weights_checked, step)
+        self.weights_checked = step
+
+    def _stop(self, what: str, since: int, step: int) -> None:
+        kept = (
+            f"the checkpoints in '{self.checkpoints_dir}' are from step {self.saved_step} and were kept"
+            if self.saved_step is not None
+            else "no checkpoint was written"
+        )
+        raise DivergedError(
+            f"training diverged between steps {since + 1} and {step}: {what} became NaN or inf; "
+            f"lower optim.lr or method.lambda_max; {kept}"
+        )

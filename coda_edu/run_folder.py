@@ -389,6 +389,20 @@ class RunFolder:
     def append_metrics(self, rows: list[dict]) -> None:
         append_jsonl(self.metrics_path, rows)
 
+    def append_train_logs(self, step: int, logs: dict) -> dict:
+        """Write one training step's ``logs`` as a ``"kind": "train"`` line of metrics.jsonl and return
+        the row: tensors are read (a device sync: only on logged steps) and every float is rounded to
+        6 decimals; ``None`` values are left out."""
+        row = {"kind": "train", "step": step}
+        for key, value in logs.items():
+            if hasattr(value, "detach"):  # a tensor
+                value = value.detach().float().cpu()
+                value = value.item() if value.ndim == 0 else [round(float(x), 6) for x in value.tolist()]
+            if value is not None:
+                row[key] = round(value, 6) if isinstance(value, float) else value
+        self.append_metrics([row])
+        return row
+
     def read_metrics(self, warn: Optional[Callable[[str], None]] = None) -> list[dict]:
         """The rows of metrics.jsonl that have an integer ``step`` (damaged lines are reported through ``warn``)."""
         return [row for row in read_jsonl(self.metrics_path, warn=warn) if _is_step(row.get("step"))]

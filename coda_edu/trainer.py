@@ -28,13 +28,22 @@ from pathlib import Path
 import torch
 
 from . import distributed
-from .checkpoint import TrainState, nonfinite_parts, own_rng_state, rng_state, seed_everything, set_rng_state
+from .checkpoint import (
+    DivergenceGuard,
+    TrainState,
+    own_rng_state,
+    restore_training,
+    rng_state,
+    run_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.augment import Augmenter
 from .data.sampling import TwoStreamSampler
 from .device import Precision, describe, resolve_device, resolve_precision
-from .errors import ConfigError, DivergedError, RunFolderError
+from .errors import ConfigError
 from .method.base import Batch
 from .method.schedules import poly_lr
 from .models import build_pair
@@ -55,22 +64,6 @@ def build_optimizer(cfg: Config, params, device: torch.device | None = None) -> 
     if o.name == "adam":
         return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, **kw)
     return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kw)
-
-
-def _numbers(logs: dict) -> dict:
-    """Tensors -> Python numbers/lists (only on logged steps: this syncs the device)."""
-    out = {}
-    for k, v in logs.items():
-        if isinstance(v, torch.Tensor):
-            v = v.detach().float().cpu()
-            out[k] = v.item() if v.ndim == 0 else [round(float(x), 6) for x in v.tolist()]
-        elif v is None:
-            continue
-        else:
-            out[k] = v
-        if isinstance(out[k], float):
-            out[k] = round(out[k], 6)
-    return out
 
 
 class Trainer:
@@ -102,7 +95,7 @@ class Trainer:
         # the batches: which items (two streams), the random generator of the augmentation, the augmentation
         self.sampler, self.generator, self.augment = self._build_batches()
         self.forward_a, self.forward_b = self._forwards()
-        self.state = TrainState()
+        self.state, self.guard = TrainState(), DivergenceGuard(self.ckpt_dir)
         if resume:
             self._load_last()
 
@@ -207,69 +200,33 @@ class Trainer:
         """Continue from ``last.pt``: networks, optimiser, scaler, the method's state, the sampler's
         position, the random states and the step (a checkpoint of another run is refused in one line)."""
         ckpt = self.run.load_checkpoint("last", map_location=self.device)
-        try:
-            self.model_a.load_state_dict(ckpt["model_a"])
-            self.model_b.load_state_dict(ckpt["model_b"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scaler.load_state_dict(ckpt["scaler"])
-            self.algorithm.load_state_dict(ckpt["algorithm"])
-            self.sampler.load_state_dict(ckpt["sampler"])
-            rank_seed = distributed.rank_seed(self.cfg.seed)
+        parts = {"model_a": self.model_a, "model_b": self.model_b, **self._resumable()}
+        rank_seed = distributed.rank_seed(self.cfg.seed)
+
+        def restore_rng() -> None:
             set_rng_state(own_rng_state(ckpt, self.rank, self.world_size, rank_seed), self.generator)
-            self.state = TrainState.from_checkpoint(ckpt["state"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            path, detail = self.run.checkpoint_path("last"), " ".join(str(exc).split())[:200]
-            why = f"{type(exc).__name__}: {detail}"
-            raise RunFolderError(f"checkpoint '{path}' does not fit this run ({why})") from None
-        self._saved_step = self.state.step
+
+        self.state = restore_training(ckpt, self.run.checkpoint_path("last"), parts, restore_rng)
+        self.guard.saved_step = self.state.step
         if self.is_main:
             self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
         self.log(f"resuming {self.run_dir} at step {self.state.step}")
 
-    def _refuse_nonfinite(self, what: str, since: int) -> None:
-        kept = (
-            f"the checkpoints in '{self.ckpt_dir}' are from step {self._saved_step} and were kept"
-            if getattr(self, "_saved_step", None) is not None
-            else "no checkpoint was written"
-        )
-        raise DivergedError(
-            f"training diverged between steps {since + 1} and {self.state.step}: {what} became NaN or inf; "
-            f"lower optim.lr or method.lambda_max; {kept}"
-        )
+    def _resumable(self) -> dict:
+        """What ``last.pt`` holds besides the networks, by its key there."""
+        return dict(optimizer=self.optimizer, scaler=self.scaler, algorithm=self.algorithm, sampler=self.sampler)
 
     def _save(self, name: str, **extra) -> None:
-        """Write ``best.pt`` (the networks, ``extra``: the scores) or ``last.pt`` (``extra``: everything
-        else a resume needs). The caller has checked that the weights are finite."""
-        data = self.data
-        self.run.save_checkpoint(
-            name,
-            {
-                "step": self.state.step,
-                "config": self.cfg.to_dict(),
-                # what rebuilding the networks needs besides the config (read by RunFolder.load_pair)
-                "data": {
-                    "in_channels": data.in_channels,
-                    "num_classes": data.num_classes,
-                    "class_names": list(data.class_names),
-                },
-                "model_a": self.model_a.state_dict(),
-                "model_b": self.model_b.state_dict(),
-                **extra,
-            },
-        )
+        """Write ``best.pt`` or ``last.pt`` (:func:`~coda_edu.checkpoint.run_checkpoint`); the caller has
+        checked that the weights are finite."""
+        checkpoint = run_checkpoint(self.state.step, self.cfg, self.data, self.model_a, self.model_b, **extra)
+        self.run.save_checkpoint(name, checkpoint)
 
     def _save_last(self, rngs: list[dict]) -> None:
-        self._save(
-            "last",
-            optimizer=self.optimizer.state_dict(),
-            scaler=self.scaler.state_dict(),
-            algorithm=self.algorithm.state_dict(),
-            sampler=self.sampler.state_dict(),
-            rng=rngs[0],
-            **({"rng_ranks": rngs} if len(rngs) > 1 else {}),
-            state=vars(self.state).copy(),
-        )
-        self._saved_step = self.state.step
+        parts = {key: part.state_dict() for key, part in self._resumable().items()}
+        ranks = {"rng_ranks": rngs} if len(rngs) > 1 else {}
+        self._save("last", **parts, rng=rngs[0], **ranks, state=vars(self.state).copy())
+        self.guard.saved_step = self.state.step
 
     # ------------------------------------------------------------------ training
     def next_batch(self) -> Batch:
@@ -336,12 +293,13 @@ class Trainer:
         bar = progress_bar(
             total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress, unit="step"
         )
-        self._start_checks()
+        self.guard.start(self.state.step, self.device)  # NaN/inf: the loss every step, the weights per validation
+        self._segment_start, self._postfix = time.perf_counter(), {"loss": "-", "val": "-"}
         try:
             while self.state.step < total:
                 logged, validated = self._due(self.state.step + 1)
                 logs = self.train_step(diagnostics=logged)
-                self._check_loss(logs, read=logged or validated)
+                self.guard.add_loss(logs.get("loss"), self.state.step, read=logged or validated)
                 bar.update(1)
                 if logged:
                     self._log_train(logs, bar)
@@ -366,30 +324,10 @@ class Trainer:
         t, last = self.cfg.train, step == self.cfg.train.iterations
         return step % t.log_every == 0 or last, step % t.val_every == 0 or last
 
-    def _start_checks(self) -> None:
-        # Every step's loss is checked on the device (no host sync); the flag is read on logged steps
-        # and before every checkpoint, and the weights are checked before every checkpoint write.
-        self._loss_finite = torch.ones((), dtype=torch.bool, device=self.device)
-        self._loss_checked = self._weights_checked = self.state.step
-        self._segment_start = time.perf_counter()
-        self._postfix = {"loss": "-", "val": "-"}
-
-    def _check_loss(self, logs: dict, read: bool) -> None:
-        loss = logs.get("loss")
-        if isinstance(loss, torch.Tensor):
-            self._loss_finite = self._loss_finite & torch.isfinite(loss.detach()).all()
-        elif isinstance(loss, float) and not math.isfinite(loss):
-            self._loss_finite = self._loss_finite & False
-        if read:
-            if not bool(self._loss_finite):
-                self._refuse_nonfinite("the loss", self._loss_checked)
-            self._loss_checked = self.state.step
-
     def _log_train(self, logs: dict, bar) -> None:
         if not self.is_main:
             return
-        row = {"kind": "train", "step": self.state.step, **_numbers(logs)}
-        self.run.append_metrics([row])
+        row = self.run.append_train_logs(self.state.step, logs)
         if isinstance(row.get("loss"), float):
             self._postfix["loss"] = f"{row['loss']:.3f}"
         bar.set_postfix(self._postfix, refresh=False)
@@ -397,13 +335,8 @@ class Trainer:
     def _validate_and_save(self, bar) -> None:
         """Validate, update the best score, write best.pt when it improved and last.pt always
         (rank 0; the other ranks hand it their random states and wait)."""
-        step = self.state.step
         # the one finiteness check of the weights per validation, before any checkpoint is written
-        # (the same weights on every rank: all stop together); a broken state never replaces a good one
-        bad = nonfinite_parts(self.model_a, self.model_b, self.optimizer)
-        if bad:
-            self._refuse_nonfinite(" and ".join(bad), self._weights_checked)
-        self._weights_checked = step
+        self.guard.check_weights(self.model_a, self.model_b, self.optimizer, self.state.step)
         rngs = distributed.gather_objects(rng_state(self.generator))
         if self.is_main:
             self._validate_and_save_main(bar, rngs)

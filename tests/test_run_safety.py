@@ -278,16 +278,16 @@ def test_nonfinite_step_never_reaches_a_checkpoint(tmp_path, monkeypatch, when):
 def test_each_validation_checks_the_weights_once(tmp_path, monkeypatch):
     """One finiteness scan of the weights (and optimiser state) per validation, improving or not, and
     none when a checkpoint is written: best.pt and last.pt are written after that one check."""
-    import coda_edu.trainer as trainer_module
+    import coda_edu.checkpoint as checkpoint_module  # the trainer's DivergenceGuard calls it
 
     calls = []
-    real = trainer_module.nonfinite_parts
+    real = checkpoint_module.nonfinite_parts
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "nonfinite_parts", counting)
+    monkeypatch.setattr(checkpoint_module, "nonfinite_parts", counting)
     cfg = load_config(None, tiny_overrides(**{**FAST, "train.iterations": 12, "train.val_every": 4}))
     train(cfg, tmp_path / "r", progress=False, evaluate=False, log=lambda s: None)
     assert len(calls) == 3  # validations at steps 4, 8 and 12
