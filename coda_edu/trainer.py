@@ -45,25 +45,11 @@ from .data.sampling import TwoStreamSampler
 from .device import Precision, describe, resolve_device, resolve_precision
 from .errors import ConfigError
 from .method.base import Batch
-from .method.schedules import poly_lr
 from .models import build_pair
+from .optim import build_optimizer, learning_rate
 from .progress import progress_bar
 from .registry import DATASETS, METHODS
 from .run_folder import RunFolder
-
-
-def build_optimizer(cfg: Config, params, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """``optim.name`` over ``params``; with ``optim.fused`` one multi-tensor step for all parameters
-    (torch's ``fused=True`` on CUDA, ``foreach=True`` elsewhere): the same update, fewer launches."""
-    o = cfg.optim
-    kw = {}
-    if o.fused:
-        kw = {"fused": True} if device is not None and device.type == "cuda" else {"foreach": True}
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kw)
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, **kw)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **kw)
 
 
 class Trainer:
@@ -252,12 +238,7 @@ class Trainer:
 
     def train_step(self, diagnostics: bool = False) -> dict:
         """One optimisation step; returns the algorithm's logs (tensors)."""
-        c = self.cfg
-        lr = (
-            poly_lr(c.optim.lr, self.state.step, c.train.iterations, c.optim.poly_power)
-            if c.optim.schedule == "poly"
-            else c.optim.lr
-        )
+        lr = learning_rate(self.cfg, self.state.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.next_batch()

@@ -167,7 +167,7 @@ report_split = "test" if any(r["split"] == "test" for r in records) else "val"
 # λ_max·exp(−5(1 − t/T)²), row 8,
 # [`coda_edu.method.schedules.unsupervised_weight`](../coda_edu/method/schedules.py); learning
 # rate η(t) = η₀(1 − t/T)^0.9, row 9,
-# [`coda_edu.method.schedules.poly_lr`](../coda_edu/method/schedules.py); kept share, row 5,
+# [`coda_edu.optim.poly_lr`](../coda_edu/optim.py); kept share, row 5,
 # [`coda_edu.diagnostics.mask_coverage`](../coda_edu/diagnostics.py).
 
 # %%

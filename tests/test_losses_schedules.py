@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from coda_edu.method.losses import cross_entropy, masked_cross_entropy, soft_dice_loss, supervised_loss
-from coda_edu.method.schedules import poly_lr, sigmoid_rampup, unsupervised_weight
+from coda_edu.method.schedules import sigmoid_rampup, unsupervised_weight
+from coda_edu.optim import poly_lr
 
 
 def test_soft_dice_is_zero_for_a_confident_correct_prediction_and_high_when_wrong():

@@ -5,13 +5,14 @@
 - :mod:`.filtering`   over-expectation mask and fixed-threshold mask
 - :mod:`.readings`    the alignment readings and filters, registered by name (``method.alignment``/``filter``;
   two more readings, beyond the paper, in :mod:`coda_edu.beyond`)
-- :mod:`.schedules`   sigmoid ramp-up and poly learning rate
+- :mod:`.schedules`   sigmoid ramp-up of the unsupervised weight (the poly learning rate: :mod:`coda_edu.optim`)
 - :mod:`.base`        what every method shares: the batch, the hooks, the EMA of weights
 - one module per method, each registering itself: :mod:`.supervised`, :mod:`.cps`,
   :mod:`.coda`, :mod:`.mean_teacher`
 """
 
 from ..diagnostics import mask_coverage
+from ..optim import poly_lr
 from .alignment import (
     align_distribution,
     class_marginal,
@@ -27,7 +28,7 @@ from .filtering import (
     over_expectation_mask,
 )
 from .losses import cross_entropy, masked_cross_entropy, soft_dice_loss, supervised_loss
-from .schedules import poly_lr, sigmoid_rampup, unsupervised_weight
+from .schedules import sigmoid_rampup, unsupervised_weight
 
 __all__ = [
     "align_distribution",

@@ -1,4 +1,4 @@
-"""Schedules: the unsupervised-loss ramp-up and the learning rate."""
+"""The schedule of the unsupervised loss's weight, its ramp-up (the learning rate's: :mod:`coda_edu.optim`)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,3 @@ def sigmoid_rampup(step: int, length: int) -> float:
 def unsupervised_weight(step: int, lambda_max: float, rampup_steps: int) -> float:
     r"""Weight of the unsupervised loss: :math:`\lambda(t) = \lambda_{max}\, r(t)`."""
     return lambda_max * sigmoid_rampup(step, rampup_steps)
-
-
-def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> float:
-    r"""Poly decay: :math:`\eta(t) = \eta_0\,(1 - t/T)^{p}`, with p = 0.9 by default."""
-    if total_steps <= 0:
-        return base_lr
-    frac = min(max(step, 0), total_steps) / total_steps
-    return base_lr * (1.0 - frac) ** power
