@@ -40,11 +40,9 @@ from .checkpoint import (
 )
 from .config import Config, resolve
 from .data import SegmentationData, load_dataset
-from .data.augment import Augmenter
-from .data.sampling import TwoStreamSampler
+from .data.batches import TwoStreamBatches
 from .device import Precision, describe, resolve_device, resolve_precision
 from .errors import ConfigError
-from .method.base import Batch
 from .models import build_pair
 from .optim import build_optimizer, learning_rate
 from .progress import progress_bar
@@ -78,8 +76,8 @@ class Trainer:
         self.algorithm = self.method.build(self.cfg, self.data.num_classes, self.data.ignore_index)
         self.algorithm.prepare(self.model_a, self.model_b)
         self.optimizer, self.scaler = self._build_optimizer()
-        # the batches: which items (two streams), the random generator of the augmentation, the augmentation
-        self.sampler, self.generator, self.augment = self._build_batches()
+        # the batches: two streams of items, gathered on the device and augmented (coda_edu.data.batches)
+        self.batches = self._build_batches()
         self.forward_a, self.forward_b = self._forwards()
         self.state, self.guard = TrainState(), DivergenceGuard(self.ckpt_dir)
         if resume:
@@ -157,23 +155,10 @@ class Trainer:
         optimizer = build_optimizer(self.cfg, params, self.device)
         return optimizer, torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
 
-    def _build_batches(self) -> tuple[TwoStreamSampler, torch.Generator, Augmenter]:
-        """The two-stream sampler (labeled and, for semi-supervised methods, unlabeled items), the
-        generator that draws the augmentation, and the augmentation."""
-        c = self.cfg
-        unlabeled_batch = c.train.batch_size - c.train.labeled_batch_size if self.method.uses_unlabeled else 0
-        sampler = TwoStreamSampler(
-            len(self.data.labeled),
-            len(self.data.unlabeled),
-            c.train.labeled_batch_size,
-            unlabeled_batch,
-            c.seed,
-            self.rank,
-            self.world_size,
-        )
-        generator = torch.Generator(device=self.device).manual_seed(c.seed)
-        fill = self.data.ignore_index if self.data.ignore_index is not None else 0
-        return sampler, generator, Augmenter(c.train.augment, self.data.spatial_dims, fill_label=fill)
+    def _build_batches(self) -> TwoStreamBatches:
+        """The two-stream batches (labeled and, for a semi-supervised method, unlabeled items) on the device."""
+        where = (self.device, self.precision.compute, self.memory_format, self.rank, self.world_size)
+        return TwoStreamBatches(self.data, self.cfg, self.method.uses_unlabeled, *where)
 
     def _forwards(self):
         """The callables of the training step: the networks, compiled on CUDA with ``train.compile``."""
@@ -190,7 +175,7 @@ class Trainer:
         rank_seed = distributed.rank_seed(self.cfg.seed)
 
         def restore_rng() -> None:
-            set_rng_state(own_rng_state(ckpt, self.rank, self.world_size, rank_seed), self.generator)
+            set_rng_state(own_rng_state(ckpt, self.rank, self.world_size, rank_seed), self.batches.generator)
 
         self.state = restore_training(ckpt, self.run.checkpoint_path("last"), parts, restore_rng)
         self.guard.saved_step = self.state.step
@@ -200,7 +185,9 @@ class Trainer:
 
     def _resumable(self) -> dict:
         """What ``last.pt`` holds besides the networks, by its key there."""
-        return dict(optimizer=self.optimizer, scaler=self.scaler, algorithm=self.algorithm, sampler=self.sampler)
+        return dict(
+            optimizer=self.optimizer, scaler=self.scaler, algorithm=self.algorithm, sampler=self.batches.sampler
+        )
 
     def _save(self, name: str, **extra) -> None:
         """Write ``best.pt`` or ``last.pt`` (:func:`~coda_edu.checkpoint.run_checkpoint`); the caller has
@@ -215,33 +202,12 @@ class Trainer:
         self.guard.saved_step = self.state.step
 
     # ------------------------------------------------------------------ training
-    def next_batch(self) -> Batch:
-        """Draw, gather and augment one two-stream batch (all tensor ops on the device); with several
-        processes every rank prepares the same global batch and keeps its shard."""
-        batch = self._global_batch()
-        return batch.shard(*self.sampler.shard_slices()) if self.world_size > 1 else batch
-
-    def _global_batch(self) -> Batch:
-        idx_l, idx_u = self.sampler.next_indices()
-        x_l, y_l = self.data.labeled.batch(idx_l, self.generator)
-        if idx_u is None:
-            x, y = self.augment(x_l, y_l, self.generator)
-            return Batch(x.to(self.precision.compute).contiguous(memory_format=self.memory_format), y)
-        x_u, y_u = self.data.unlabeled.batch(idx_u, self.generator)
-        n_l = x_l.shape[0]
-        y_all = torch.cat(
-            [y_l, y_u if y_u is not None else torch.zeros_like(y_l[:1]).expand(x_u.shape[0], *y_l.shape[1:])]
-        )
-        x, y = self.augment(torch.cat([x_l, x_u]), y_all, self.generator)
-        x = x.to(self.precision.compute).contiguous(memory_format=self.memory_format)
-        return Batch(x[:n_l], y[:n_l], x[n_l:], y[n_l:] if y_u is not None else None)
-
     def train_step(self, diagnostics: bool = False) -> dict:
         """One optimisation step; returns the algorithm's logs (tensors)."""
         lr = learning_rate(self.cfg, self.state.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.next_batch()
+        batch = self.batches.next()
         self.model_a.train()
         self.model_b.train(self.method.trains_b)
         with distributed.sharded_step(), self.precision.autocast():
@@ -318,7 +284,7 @@ class Trainer:
         (rank 0; the other ranks hand it their random states and wait)."""
         # the one finiteness check of the weights per validation, before any checkpoint is written
         self.guard.check_weights(self.model_a, self.model_b, self.optimizer, self.state.step)
-        rngs = distributed.gather_objects(rng_state(self.generator))
+        rngs = distributed.gather_objects(rng_state(self.batches.generator))
         if self.is_main:
             self._validate_and_save_main(bar, rngs)
         distributed.barrier()

@@ -66,7 +66,7 @@ def test_an_fp64_trainer_runs_the_fp32_maths_in_float64_and_validates(tmp_path):
         trainer = Trainer(cfg, tmp_path / precision, progress=False, log=lambda m: None)
         steps[precision] = [trainer.train_step() for _ in range(2)]
     assert {p.dtype for p in trainer.model_a.parameters()} == {torch.float64}
-    assert trainer.next_batch().x_u.dtype == torch.float64
+    assert trainer.batches.next().x_u.dtype == torch.float64
     assert trainer.algorithm.trackers["A"].pi_u.dtype == torch.float64
     assert all(v.dtype == torch.float64 for k, v in steps["fp64"][1].items() if k in ("loss", "sup_A", "unsup_B"))
     for fp32, fp64 in zip(steps["fp32"], steps["fp64"]):  # the same maths, rounded less

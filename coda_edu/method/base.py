@@ -31,7 +31,6 @@ loss is that of the global batch (:mod:`coda_edu.distributed`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -50,15 +49,8 @@ class Batch:
 
     x_l: torch.Tensor  # (Bl, C, *S) labeled images
     y_l: torch.Tensor  # (Bl, *S) integer labels
-    x_u: Optional[torch.Tensor] = None  # (Bu, C, *S) unlabeled images
-    y_u: Optional[torch.Tensor] = None  # hidden truth of x_u: diagnostics only, never in a loss
-
-    def shard(self, labeled: slice, unlabeled: Optional[slice]) -> Batch:
-        """The items of one rank: ``labeled`` of the labeled part, ``unlabeled`` of the unlabeled part."""
-        if self.x_u is None or unlabeled is None:
-            return Batch(self.x_l[labeled], self.y_l[labeled])
-        y_u = self.y_u[unlabeled] if self.y_u is not None else None
-        return Batch(self.x_l[labeled], self.y_l[labeled], self.x_u[unlabeled], y_u)
+    x_u: torch.Tensor | None = None  # (Bu, C, *S) unlabeled images
+    y_u: torch.Tensor | None = None  # hidden truth of x_u: diagnostics only, never in a loss
 
 
 @torch.no_grad()
