@@ -255,6 +255,7 @@ METHODS: Registry[MethodSpec] = Registry(
         "coda_edu.method.mean_teacher",
         "coda_edu.beyond.two_view",
         "coda_edu.beyond.pseudo_postprocess",
+        "coda_edu.beyond.oece_dice",
     ),
     entry_points="coda_edu.methods",
 )

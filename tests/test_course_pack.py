@@ -342,7 +342,7 @@ def test_the_first_steps_of_a_packed_run_are_trained_again(tmp_path):
     argmax shares (which rounding can flip pixel by pixel, and which argmax_share feeds back) are not
     compared."""
     from coda_edu.run_folder import RunFolder
-    from coda_edu.trainer import Trainer, _numbers
+    from coda_edu.trainer import Trainer
 
     pack = CoursePack()
     spec = next(s for s in course_pack.read_recipe()["minority"].runs() if s.run_id == "coda_argmax_share-seed0")
@@ -351,7 +351,7 @@ def test_the_first_steps_of_a_packed_run_are_trained_again(tmp_path):
     every = trainer.cfg.train.log_every
     for step in range(every):
         logs = trainer.train_step(diagnostics=step == every - 1)
-    row = _numbers(logs)
+    row = trainer.run.append_train_logs(trainer.state.step, logs)  # the numbers metrics.jsonl gets
     train = run.curves["train"]
     assert train["step"][0] == every
     same_machine = pack.manifest["groups"]["minority"]["runs"][spec.run_id].get("trained_on") == (

@@ -5,6 +5,8 @@
   clean unlabeled images, learned on perturbed ones
 - :mod:`.pseudo_postprocess` each unlabeled image's pseudo-labels reduced to its largest organ
   (``method.pseudo_postprocess``)
+- :mod:`.oece_dice`        a soft Dice over the kept pixels added to the unsupervised loss
+  (``method.unsupervised_loss: oece_dice``)
 - :mod:`.argmax_readings`  the ``hard_counts`` and ``argmax_share`` alignment readings
   (``method.alignment``), which read the argmax shares instead of the mean softmax
 

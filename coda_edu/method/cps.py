@@ -6,7 +6,7 @@ B's pseudo-labels and B from A's. Its hooks make the difference: ``align`` (the 
 :mod:`.readings`) and the unsupervised loss. With the hooks off it is CPS, registered here;
 :mod:`.coda` registers Co-DA on the same step with its own defaults. The options beyond the
 paper that change the step itself (EMA teachers, mixed images, strong intensity changes,
-post-processed pseudo-labels) declare their own keys and live in :mod:`coda_edu.beyond`.
+post-processed pseudo-labels, a Dice term on them) declare their own keys and live in :mod:`coda_edu.beyond`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from ..config import Config, option
 from ..diagnostics import pseudo_label_logs
 from ..registry import ALIGNMENTS, FILTERS, METHODS, MethodSpec
 from .alignment import class_marginal, class_shares, ema_update, label_marginal, pseudo_labels
-from .base import COMMON_KEYS, UNUSED, Algorithm, Batch
+from .base import COMMON_KEYS, Algorithm, Batch
 from .dtypes import widen
-from .losses import masked_cross_entropy, soft_dice_loss
+from .losses import masked_cross_entropy
 from .schedules import unsupervised_weight
 
 
@@ -42,12 +42,6 @@ class CPSOptions:
         "all", help="OECE divides by 'all' unlabeled pixels or only the 'kept' ones", choices=("all", "kept")
     )
     eps: float = option(1e-6, help="added to marginals before dividing", min=0.0, min_exclusive=True)
-    unsupervised_loss: str = option(
-        "oece",
-        help="loss of a network on the other's pseudo-labels: 'oece' (the paper's over-expectation CE) or "
-        "'oece_dice' = (OECE + soft Dice over the kept pixels) / 2 (beyond the paper)",
-        choices=("oece", "oece_dice"),
-    )
 
 
 CPS_KEYS = COMMON_KEYS + ("alignment", "filter") + tuple(f.name for f in fields(CPSOptions))
@@ -204,15 +198,9 @@ class CrossPseudoSupervision(Algorithm):
         return loss, logs
 
     def unsupervised(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        r"""The loss of one network on the other's pseudo-labels ``method.unsupervised_loss``:
-        ``oece`` = :math:`\mathrm{OECE}(z, \hat y, M)` (the paper's); ``oece_dice`` =
-        :math:`\tfrac12(\mathrm{OECE} + \mathrm{Dice}_M)`, the soft Dice over the kept pixels only
-        (beyond the paper: every class weighs the same, as in the supervised loss)."""
-        m = self.cfg.method
-        oece = masked_cross_entropy(logits, labels, mask, normalize=m.loss_normalization)
-        if m.unsupervised_loss == "oece":
-            return oece
-        return 0.5 * (oece + soft_dice_loss(logits, torch.where(mask, labels, torch.full_like(labels, UNUSED)), UNUSED))
+        r"""The loss of one network on the other's pseudo-labels, :math:`\mathrm{OECE}(z, \hat y, M)`
+        (with ``method.unsupervised_loss: oece_dice``, beyond the paper: :mod:`coda_edu.beyond.oece_dice`)."""
+        return masked_cross_entropy(logits, labels, mask, normalize=self.cfg.method.loss_normalization)
 
     def state_dict(self) -> dict:
         return {
