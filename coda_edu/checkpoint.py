@@ -19,7 +19,6 @@ import math
 import pickle
 import random
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,14 +169,17 @@ def run_checkpoint(step: int, cfg, data, model_a: torch.nn.Module, model_b: torc
     }
 
 
-def restore_training(ckpt: dict, path: Path, parts: dict, restore_rng: Callable[[], None]) -> TrainState:
+def restore_training(
+    ckpt: dict, path: Path, parts: dict, generator: torch.Generator, rank: int, world_size: int, rank_seed: int
+) -> TrainState:
     """Load every part of a run (``parts``: its key in ``ckpt`` -> an object with ``load_state_dict``),
-    then its random states (``restore_rng``); returns the stored :class:`TrainState`. A checkpoint of
-    another run (missing keys, other shapes) is a one-line :class:`RunFolderError` naming ``path``."""
+    then this rank's random states (:func:`own_rng_state`, ``generator`` the batches'); returns the
+    stored :class:`TrainState`. A checkpoint of another run (missing keys, other shapes) is a
+    one-line :class:`RunFolderError` naming ``path``."""
     try:
         for key, part in parts.items():
             part.load_state_dict(ckpt[key])
-        restore_rng()
+        set_rng_state(own_rng_state(ckpt, rank, world_size, rank_seed), generator)
         return TrainState.from_checkpoint(ckpt["state"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"

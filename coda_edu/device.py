@@ -94,3 +94,11 @@ def describe(device: torch.device) -> str:
 
         return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     return device.type
+
+
+def memory_format(device: torch.device, channels_last: bool | None, spatial_dims: int) -> torch.memory_format:
+    """The layout of images and weights: channels-last (``train.channels_last``; by default on CUDA,
+    where its convolutions are faster) or the contiguous default."""
+    if not (channels_last if channels_last is not None else device.type == "cuda"):
+        return torch.contiguous_format
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d

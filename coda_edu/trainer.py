@@ -31,17 +31,15 @@ from . import distributed
 from .checkpoint import (
     DivergenceGuard,
     TrainState,
-    own_rng_state,
     restore_training,
     rng_state,
     run_checkpoint,
     seed_everything,
-    set_rng_state,
 )
 from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.batches import TwoStreamBatches
-from .device import Precision, describe, resolve_device, resolve_precision
+from .device import Precision, describe, memory_format, resolve_device, resolve_precision
 from .errors import ConfigError
 from .models import build_pair
 from .optim import build_optimizer, learning_rate
@@ -137,10 +135,7 @@ class Trainer:
         if self.world_size > 1:
             model_a = distributed.sync_batchnorm(model_a, self.device)
             model_b = distributed.sync_batchnorm(model_b, self.device)
-        channels_last = c.train.channels_last if c.train.channels_last is not None else self.device.type == "cuda"
-        fmt = torch.contiguous_format
-        if channels_last:
-            fmt = torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d
+        fmt = memory_format(self.device, c.train.channels_last, self.data.spatial_dims)
         # float32 weights (autocast adds bf16/fp16), float64 under the fp64 testing precision
         for model in (model_a, model_b):
             model.to(self.device, dtype=self.precision.compute, memory_format=fmt)
@@ -172,12 +167,8 @@ class Trainer:
         position, the random states and the step (a checkpoint of another run is refused in one line)."""
         ckpt = self.run.load_checkpoint("last", map_location=self.device)
         parts = {"model_a": self.model_a, "model_b": self.model_b, **self._resumable()}
-        rank_seed = distributed.rank_seed(self.cfg.seed)
-
-        def restore_rng() -> None:
-            set_rng_state(own_rng_state(ckpt, self.rank, self.world_size, rank_seed), self.batches.generator)
-
-        self.state = restore_training(ckpt, self.run.checkpoint_path("last"), parts, restore_rng)
+        ranks = (self.rank, self.world_size, distributed.rank_seed(self.cfg.seed))
+        self.state = restore_training(ckpt, self.run.checkpoint_path("last"), parts, self.batches.generator, *ranks)
         self.guard.saved_step = self.state.step
         if self.is_main:
             self.run.truncate_metrics(self.state.step)  # forget what the killed run logged after its last checkpoint
