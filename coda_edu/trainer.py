@@ -6,11 +6,11 @@ and :meth:`Trainer.fit` trains it; :func:`coda_edu.train.train` wraps it into a 
 their :mod:`~coda_edu.registry` specs (does the method draw unlabeled images, does network B get
 gradients, ...), and it imports no plotting.
 
-One step: draw labeled and unlabeled indices (two streams) -> gather the batch from
-the in-memory pools on the device -> batched augmentation -> the algorithm's
+One step: a two-stream batch (:mod:`coda_edu.data.batches`) -> the algorithm's
 ``training_step`` under autocast -> backward, optimiser step -> the algorithm's
-``after_optimizer_step``. Every ``val_every`` steps the validation cases are scored
-and ``last.pt`` (and ``best.pt`` when the score improved) are written atomically.
+``after_optimizer_step``. Every ``val_every`` steps the validation cases are scored and
+``last.pt`` (and ``best.pt`` when the score improved) are written atomically
+(:mod:`coda_edu.checkpoint`, which also stops a run whose loss or weights are not finite).
 
 Under ``torchrun`` one run trains across several processes: each rank keeps its shard of
 the global batch, the losses and statistics are those of the global batch, the gradients
