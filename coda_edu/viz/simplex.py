@@ -3,8 +3,9 @@
 Each pixel's prediction is a point of the triangle whose corners are the three
 classes; the argmax regions are the three kites meeting at the centre. Alignment
 re-weights the classes, so points move, and those that cross a kite border change
-their pseudo-label. :func:`ternary_figure` draws it with plotly (interactive) and
-:func:`ternary_static` with matplotlib (for saved and exported notebooks).
+their pseudo-label. :func:`ternary_static` draws the alignment with matplotlib (the widget
+of notebook 02); :func:`ternary_points_figure` draws predictions with plotly (interactive) and
+:func:`ternary_points_static` with matplotlib (for saved and exported notebooks).
 """
 
 from __future__ import annotations
@@ -116,21 +117,6 @@ def _ternary_layout(fig, title: str, axis_titles: list[str]):
         },
     )
     return fig
-
-
-def ternary_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
-    """Plotly ternary plot: predictions before (hollow) and after alignment (filled), coloured by pseudo-label."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    colors = _colors(class_names)
-    for name, probs, symbol in (("before", before, "circle-open"), ("after", after, "circle")):
-        labels = probs.argmax(1)
-        for c in range(3):
-            marker = {"symbol": symbol, "color": colors[c], "size": 6, "opacity": 0.8}
-            trace = _ternary_trace(probs[labels == c], class_names, f"{name}: pseudo-label {class_names[c]}", marker)
-            fig.add_trace(trace.update(legendgroup=name))
-    return _ternary_layout(fig, title, list(class_names))
 
 
 def ternary_static(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], title: str = ""):
