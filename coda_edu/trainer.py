@@ -290,19 +290,7 @@ class Trainer:
         improved = selected is not None and not math.isnan(selected) and selected > self.state.best_score
         if improved:
             self.state.best_score, self.state.best_step = selected, step
-        self.run.append_metrics(
-            [
-                {
-                    "kind": "val",
-                    "step": step,
-                    "seconds": round(self.state.train_seconds, 2),
-                    "val_seconds": round(self.state.val_seconds, 2),
-                    "dice": dict(scores),
-                    "selected": selected,
-                    "best_step": self.state.best_step,
-                }
-            ]
-        )
+        self.run.append_validation(step, scores, selected, self.state)
         if improved or not self.run.checkpoint_path("best").exists():
             self._save("best", scores=scores)
         self.state.val_seconds += time.perf_counter() - val_start
