@@ -55,8 +55,8 @@
 #
 # **Real data** (`dataset="acdc"`, needs `CODA_EDU_DATA_DIR`): the notebook trains the CPU preset
 # `configs/acdc_cpu.yaml` whole, Co-DA with the options beyond the paper
-# ([method.md](../docs/method.md#beyond-the-paper)), 2,500 steps: about 11 minutes on 2 cores
-# (measured 616–674 s per run), then section 5 trains supervised (about 5 minutes) and CPS with
+# ([method.md](../docs/method.md#beyond-the-paper)), 2,500 steps: 10–11 minutes on 2 cores
+# (measured 616–674 s per run on an AVX2 CPU, 564–583 s on an AVX-512 one), then section 5 trains supervised (about 5 minutes) and CPS with
 # the same options (about 10). Over 5 seeds the preset's Co-DA scores 0.785 ± 0.008 validation
 # mean Dice, CPS with the same options 0.789 ± 0.007 and supervised 0.732 ± 0.007
 # ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds));
@@ -106,7 +106,7 @@ from coda_edu.viz.figures import plot_class_scores
 from coda_edu.viz.widgets import curve_explorer
 
 # Workshop-size settings (minutes on a 2-core CPU): a real dataset's "cpu" preset in configs/, whole (it is
-# sized for a CPU slot: ACDC about 11 minutes); the synthetic defaults at most WORKSHOP_STEPS steps;
+# sized for a CPU slot: ACDC 10–11 minutes); the synthetic defaults at most WORKSHOP_STEPS steps;
 # quick=True shrinks either to the quick size (coda_edu/presets/quick.yaml: the steps of this notebook
 # and each dataset's own small settings).
 WORKSHOP_STEPS = 600
