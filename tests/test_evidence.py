@@ -186,6 +186,36 @@ def test_acdc_cpu_readings_tables_are_the_saved_rows():
     check_pair(table_with(text, "method (val"), found, CPU_LABELS, "\\|A − B\\|")
 
 
+AVX512_LABELS = {"supervised": "supervised", "cps": "CPS + KS", "coda": "Co-DA + KS"}
+
+
+def test_acdc_preset_pairs_on_one_cpu_kind_are_the_saved_rows():
+    """docs/benchmarks-acdc.md#acdc-other-cpu-pairs: the dice, the paired differences with the seeds
+    ahead, and the bootstrap intervals over patients, from the 15 runs' rows (with their cases)."""
+    found = rows("acdc_cpu_avx512_rows.jsonl", AVX512_LABELS)
+    assert {r["cpu"] for r in found} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
+    text = section("acdc-other-cpu-pairs")
+    check_dice(text, found, AVX512_LABELS, "method (val")
+    paired = table_with(text, "paired by seed")
+    for baseline, label in (("cps", "Co-DA + KS − CPS + KS"), ("supervised", "Co-DA + KS − supervised")):
+        delta = next(d for d in quality.paired_deltas(found, baseline) if d["method"] == f"coda - {baseline}")
+        row = row_of(paired, label)
+        dice = {(r["method"], r["seed"]): r["dice"] for r in found}
+        for cls in ("RV", "MYO", "LV", "mean"):
+            ahead = sum(dice["coda", s][cls] > dice[baseline, s][cls] for s in range(5))
+            assert row[cls] == f"{minus(delta[f'{cls}_text'])} ({ahead} of 5)", (baseline, cls)
+        interval = quality.paired_bootstrap(found, "coda", baseline)
+        row = row_of(paired, f"the same, 95 % bootstrap over patients (Co-DA − {baseline.replace('cps', 'CPS')})")
+        for cls in ("RV", "MYO", "LV", "mean"):
+            _, low, high = interval[cls]
+            assert row[cls] == minus(f"[{low:+.3f}, {high:+.3f}]"), (baseline, cls)
+    cps = next(d for d in quality.paired_deltas(found, "supervised") if d["method"] == "cps - supervised")
+    row = row_of(paired, "CPS + KS − supervised")
+    assert [row[c].split(" (")[0] for c in ("RV", "MYO", "LV", "mean")] == [
+        minus(cps[f"{c}_text"]) for c in ("RV", "MYO", "LV", "mean")
+    ]
+
+
 def test_acdc_pseudo_label_table_is_the_saved_summaries():
     done = subprocess.run(
         [
