@@ -407,9 +407,16 @@ class RunFolder:
         """One validation as a ``"kind": "val"`` line of metrics.jsonl: the Dice of each model
         (``scores``), the score that selects ``best.pt``, the best step so far and the seconds spent
         training and validating (``state``, a :class:`~coda_edu.checkpoint.TrainState`)."""
-        times = {"seconds": round(state.train_seconds, 2), "val_seconds": round(state.val_seconds, 2)}
-        row = {"kind": "val", "step": step, **times, "dice": dict(scores), "selected": selected}
-        self.append_metrics([{**row, "best_step": state.best_step}])
+        row = {
+            "kind": "val",
+            "step": step,
+            "seconds": round(state.train_seconds, 2),
+            "val_seconds": round(state.val_seconds, 2),
+            "dice": dict(scores),
+            "selected": selected,
+            "best_step": state.best_step,
+        }
+        self.append_metrics([row])
 
     def read_metrics(self, warn: Optional[Callable[[str], None]] = None) -> list[dict]:
         """The rows of metrics.jsonl that have an integer ``step`` (damaged lines are reported through ``warn``)."""
