@@ -41,6 +41,7 @@ from .data import SegmentationData, load_dataset
 from .data.batches import TwoStreamBatches
 from .device import Precision, describe, memory_format, resolve_device, resolve_precision
 from .errors import ConfigError
+from .evaluate import validation_scores
 from .models import build_pair
 from .optim import build_optimizer, learning_rate
 from .progress import progress_bar
@@ -216,8 +217,6 @@ class Trainer:
         return logs
 
     def validate(self) -> dict:
-        from .evaluate import validation_scores
-
         e = self.cfg.eval
         return validation_scores(
             self.model_a, self.model_b, self.data, self.device, self.precision, e.batch_size, e.overlap, e.postprocess

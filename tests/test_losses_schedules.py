@@ -99,12 +99,12 @@ def test_supervised_loss_kinds():
 
 def test_the_supervised_loss_is_chosen_by_the_config():
     from coda_edu.config import load_config
-    from coda_edu.method.base import build_algorithm
+    from coda_edu.registry import METHODS
 
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 8, 8)
     target = torch.randint(0, 4, (2, 8, 8))
     for kind, expected in (("ce", cross_entropy(logits, target)), ("ce_dice", supervised_loss(logits, target))):
         cfg = load_config(None, ["method.name=supervised", f"method.supervised_loss={kind}"])
-        algorithm = build_algorithm(cfg, 4, None)
+        algorithm = METHODS.get(cfg.method.name).build(cfg, 4, None)
         assert algorithm.supervised(logits, target) == pytest.approx(expected.item())

@@ -15,7 +15,8 @@ from coda_edu.data.mixing import (
     random_boxes,
     strong_intensity,
 )
-from coda_edu.method.base import Batch, build_algorithm
+from coda_edu.method.base import Batch
+from coda_edu.registry import METHODS
 from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides
 
@@ -125,7 +126,7 @@ def test_oece_dice_adds_the_soft_dice_of_the_kept_pixels_only():
 
     def built(loss):
         cfg = resolve(load_config(None, tiny_overrides(**{"method.unsupervised_loss": loss})))
-        return build_algorithm(cfg, num_classes=3, ignore_index=None)  # with the refinement it turns on
+        return METHODS.get(cfg.method.name).build(cfg, 3, None)  # with the refinement it turns on
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 6, 6, generator=g)
@@ -194,7 +195,7 @@ def test_pseudo_postprocess_turns_far_fragments_of_each_image_into_background():
 
     def pseudo(rule):
         cfg = resolve(load_config(None, tiny_overrides(**{"method.pseudo_postprocess": rule})))
-        algo = build_algorithm(cfg, num_classes=4, ignore_index=None)  # with the refinement it turns on
+        algo = METHODS.get(cfg.method.name).build(cfg, 4, None)  # with the refinement it turns on
         algo.trackers["A"].update(
             torch.full((1, 4, 2, 2), 0.25),
             torch.zeros(1, 2, 2, dtype=torch.long),

@@ -9,7 +9,6 @@ import torch
 from coda_edu.config import MethodConfig, load_config, option, preset_path, resolve, section
 from coda_edu.errors import ConfigError
 from coda_edu.io import read_jsonl
-from coda_edu.method.base import build_algorithm
 from coda_edu.registry import ALIGNMENTS, DATASETS, FILTERS, METHODS, ReadingSpec
 from coda_edu.run_folder import RunFolder
 from coda_edu.train import train
@@ -154,7 +153,7 @@ def test_an_alignment_reading_and_a_filter_register_like_a_method(monkeypatch):
     monkeypatch.setitem(FILTERS._entries, "top_half", ReadingSpec("top_half", "test", function=top_half))
     sets = {"method.alignment": "half", "method.filter": "top_half", "method.half_weight": 0.25}
     cfg = resolve(load_config(None, tiny_overrides(**sets)))
-    algorithm = build_algorithm(cfg, 3, None)
+    algorithm = METHODS.get(cfg.method.name).build(cfg, 3, None)
     probs = torch.softmax(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), dim=1)
     for _ in range(2):
         labels, mask = algorithm._pseudo("A", probs)
@@ -194,7 +193,8 @@ def test_the_two_view_step_is_a_mixin_put_in_front_of_cps_derived_methods_only_w
     from coda_edu.method.cps import CrossPseudoSupervision
 
     def built(**overrides):
-        return build_algorithm(resolve(load_config(None, tiny_overrides(**overrides))), 4, None)
+        cfg = resolve(load_config(None, tiny_overrides(**overrides)))
+        return METHODS.get(cfg.method.name).build(cfg, 4, None)
 
     plain = built(**{"method.name": "coda"})
     assert type(plain) is CoDA and not isinstance(plain, TwoViewSteps)

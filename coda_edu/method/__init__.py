@@ -11,8 +11,6 @@
   :mod:`.coda`, :mod:`.mean_teacher`
 """
 
-from ..diagnostics import mask_coverage
-from ..optim import poly_lr
 from .alignment import (
     align_distribution,
     class_marginal,
@@ -40,13 +38,11 @@ __all__ = [
     "class_expectations",
     "ema_expectations",
     "fixed_threshold_mask",
-    "mask_coverage",
     "over_expectation_mask",
     "cross_entropy",
     "masked_cross_entropy",
     "soft_dice_loss",
     "supervised_loss",
-    "poly_lr",
     "sigmoid_rampup",
     "unsupervised_weight",
 ]

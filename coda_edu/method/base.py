@@ -36,7 +36,6 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
-from ..registry import METHODS
 from .losses import supervised_loss
 from .schedules import unsupervised_weight
 
@@ -98,8 +97,3 @@ class Algorithm:
 
 
 COMMON_KEYS = ("supervised_loss", "lambda_max", "rampup")  # the method.* keys every method of two networks reads
-
-
-def build_algorithm(cfg: Config, num_classes: int, ignore_index: int | None) -> Algorithm:
-    """The algorithm registered as ``cfg.method.name`` (config must be resolved)."""
-    return METHODS.get(cfg.method.name).build(cfg, num_classes, ignore_index)

@@ -185,16 +185,8 @@ class CrossPseudoSupervision(Algorithm):
         + \lambda(t)(\mathcal{L}^A_{u} + \mathcal{L}^B_{u})`."""
         lam = self.lambda_at(step)
         loss = sup_a + sup_b + lam * (unsup_a + unsup_b)
-        logs.update(
-            {
-                "loss": loss.detach(),
-                "sup_A": sup_a.detach(),
-                "sup_B": sup_b.detach(),
-                "unsup_A": unsup_a.detach(),
-                "unsup_B": unsup_b.detach(),
-                "lambda": lam,
-            }
-        )
+        parts = {"loss": loss, "sup_A": sup_a, "sup_B": sup_b, "unsup_A": unsup_a, "unsup_B": unsup_b}
+        logs.update({name: value.detach() for name, value in parts.items()}, **{"lambda": lam})
         return loss, logs
 
     def unsupervised(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
