@@ -216,6 +216,47 @@ def test_acdc_preset_pairs_on_one_cpu_kind_are_the_saved_rows():
     ]
 
 
+def check_delta(paired, found: list[dict], method: str, baseline: str, label: str, bootstrap: str | None = None):
+    """The doc's row ``label``: (method − baseline) paired by seed with the seeds ahead, and, when
+    ``bootstrap`` names a row, the 95 % paired bootstrap interval over patients."""
+    both = [r for r in found if r["method"] in (method, baseline)]
+    delta = next(d for d in quality.paired_deltas(both, baseline) if d["method"] == f"{method} - {baseline}")
+    dice = {(r["method"], r["seed"]): r["dice"] for r in both}
+    seeds = sorted(s for m, s in dice if m == method and (baseline, s) in dice)
+    row = row_of(paired, label)
+    for cls in ("RV", "MYO", "LV", "mean"):
+        ahead = sum(dice[method, s][cls] > dice[baseline, s][cls] for s in seeds)
+        assert row[cls] == f"{minus(delta[f'{cls}_text'])} ({ahead} of {len(seeds)})", (label, cls)
+    if bootstrap:
+        interval, row = quality.paired_bootstrap(both, method, baseline), row_of(paired, bootstrap)
+        for cls in ("RV", "MYO", "LV", "mean"):
+            _, low, high = interval[cls]
+            assert row[cls] == minus(f"[{low:+.3f}, {high:+.3f}]"), (bootstrap, cls)
+
+
+BF16_LABELS = {"supervised": "supervised", "cps": "CPS + KS", "coda": "Co-DA + KS"}
+
+
+def test_acdc_bf16_runs_on_the_avx512_cpu_are_the_saved_rows():
+    """docs/benchmarks-acdc.md#acdc-cpu-bf16: bf16 autocast with 2,800 steps against the preset's fp32
+    2,500 steps, every method on the same AVX-512 CPU, from the 30 runs' rows (with their cases)."""
+    bf16 = rows("acdc_cpu_bf16_rows.jsonl", BF16_LABELS)
+    fp32 = [dict(r, method=f"{r['method']} fp32") for r in rows("acdc_cpu_avx512_rows.jsonl", AVX512_LABELS)]
+    assert {r["cpu"] for r in bf16 + fp32} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
+    assert all({"train.precision=bf16", "train.iterations=2800"} <= set(r["overrides"]) for r in bf16)
+    text = section("acdc-cpu-bf16")
+    check_dice(text, bf16, BF16_LABELS, "method (val")
+    paired, found = table_with(text, "paired by seed"), bf16 + fp32
+    for method, label in BF16_LABELS.items():  # the switch's own row per method (the bootstrap: Co-DA's)
+        interval = "… 95 % bootstrap (bf16" if method == "coda" else None
+        check_delta(paired, found, method, f"{method} fp32", f"{label}, bf16 2,800 − fp32 2,500", interval)
+    check_delta(paired, found, "coda", "cps", "Co-DA + KS − CPS + KS, both bf16", "… 95 % bootstrap (Co-DA − CPS")
+    check_delta(
+        paired, found, "coda", "supervised", "Co-DA + KS − supervised, both bf16", "… 95 % bootstrap (Co-DA − sup"
+    )
+    check_delta(paired, found, "cps", "supervised", "CPS + KS − supervised, both bf16")
+
+
 def test_acdc_pseudo_label_table_is_the_saved_summaries():
     done = subprocess.run(
         [
