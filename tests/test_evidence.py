@@ -186,36 +186,6 @@ def test_acdc_cpu_readings_tables_are_the_saved_rows():
     check_pair(table_with(text, "method (val"), found, CPU_LABELS, "\\|A − B\\|")
 
 
-AVX512_LABELS = {"supervised": "supervised", "cps": "CPS + KS", "coda": "Co-DA + KS"}
-
-
-def test_acdc_preset_pairs_on_one_cpu_kind_are_the_saved_rows():
-    """docs/benchmarks-acdc.md#acdc-other-cpu-pairs: the dice, the paired differences with the seeds
-    ahead, and the bootstrap intervals over patients, from the 15 runs' rows (with their cases)."""
-    found = rows("acdc_cpu_avx512_rows.jsonl", AVX512_LABELS)
-    assert {r["cpu"] for r in found} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
-    text = section("acdc-other-cpu-pairs")
-    check_dice(text, found, AVX512_LABELS, "method (val")
-    paired = table_with(text, "paired by seed")
-    for baseline, label in (("cps", "Co-DA + KS − CPS + KS"), ("supervised", "Co-DA + KS − supervised")):
-        delta = next(d for d in quality.paired_deltas(found, baseline) if d["method"] == f"coda - {baseline}")
-        row = row_of(paired, label)
-        dice = {(r["method"], r["seed"]): r["dice"] for r in found}
-        for cls in ("RV", "MYO", "LV", "mean"):
-            ahead = sum(dice["coda", s][cls] > dice[baseline, s][cls] for s in range(5))
-            assert row[cls] == f"{minus(delta[f'{cls}_text'])} ({ahead} of 5)", (baseline, cls)
-        interval = quality.paired_bootstrap(found, "coda", baseline)
-        row = row_of(paired, f"the same, 95 % bootstrap over patients (Co-DA − {baseline.replace('cps', 'CPS')})")
-        for cls in ("RV", "MYO", "LV", "mean"):
-            _, low, high = interval[cls]
-            assert row[cls] == minus(f"[{low:+.3f}, {high:+.3f}]"), (baseline, cls)
-    cps = next(d for d in quality.paired_deltas(found, "supervised") if d["method"] == "cps - supervised")
-    row = row_of(paired, "CPS + KS − supervised")
-    assert [row[c].split(" (")[0] for c in ("RV", "MYO", "LV", "mean")] == [
-        minus(cps[f"{c}_text"]) for c in ("RV", "MYO", "LV", "mean")
-    ]
-
-
 def check_delta(paired, found: list[dict], method: str, baseline: str, label: str, bootstrap: str | None = None):
     """The doc's row ``label``: (method − baseline) paired by seed with the seeds ahead, and, when
     ``bootstrap`` names a row, the 95 % paired bootstrap interval over patients."""
@@ -234,20 +204,34 @@ def check_delta(paired, found: list[dict], method: str, baseline: str, label: st
             assert row[cls] == minus(f"[{low:+.3f}, {high:+.3f}]"), (bootstrap, cls)
 
 
-BF16_LABELS = {"supervised": "supervised", "cps": "CPS + KS", "coda": "Co-DA + KS"}
+AVX512_LABELS = {"supervised": "supervised", "cps": "CPS + KS", "coda": "Co-DA + KS"}
+
+
+def test_acdc_preset_pairs_on_one_cpu_kind_are_the_saved_rows():
+    """docs/benchmarks-acdc.md#acdc-other-cpu-pairs: the dice, the paired differences with the seeds
+    ahead, and the bootstrap intervals over patients, from the 15 runs' rows (with their cases)."""
+    found = rows("acdc_cpu_avx512_rows.jsonl", AVX512_LABELS)
+    assert {r["cpu"] for r in found} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
+    text = section("acdc-other-cpu-pairs")
+    check_dice(text, found, AVX512_LABELS, "method (val")
+    paired = table_with(text, "paired by seed")
+    for baseline, name in (("cps", "CPS"), ("supervised", "supervised")):
+        bootstrap = f"the same, 95 % bootstrap over patients (Co-DA − {name})"
+        check_delta(paired, found, "coda", baseline, f"Co-DA + KS − {AVX512_LABELS[baseline]}", bootstrap)
+    check_delta(paired, found, "cps", "supervised", "CPS + KS − supervised")
 
 
 def test_acdc_bf16_runs_on_the_avx512_cpu_are_the_saved_rows():
     """docs/benchmarks-acdc.md#acdc-cpu-bf16: bf16 autocast with 2,800 steps against the preset's fp32
     2,500 steps, every method on the same AVX-512 CPU, from the 30 runs' rows (with their cases)."""
-    bf16 = rows("acdc_cpu_bf16_rows.jsonl", BF16_LABELS)
+    bf16 = rows("acdc_cpu_bf16_rows.jsonl", AVX512_LABELS)
     fp32 = [dict(r, method=f"{r['method']} fp32") for r in rows("acdc_cpu_avx512_rows.jsonl", AVX512_LABELS)]
     assert {r["cpu"] for r in bf16 + fp32} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
     assert all({"train.precision=bf16", "train.iterations=2800"} <= set(r["overrides"]) for r in bf16)
     text = section("acdc-cpu-bf16")
-    check_dice(text, bf16, BF16_LABELS, "method (val")
+    check_dice(text, bf16, AVX512_LABELS, "method (val")
     paired, found = table_with(text, "paired by seed"), bf16 + fp32
-    for method, label in BF16_LABELS.items():  # the switch's own row per method (the bootstrap: Co-DA's)
+    for method, label in AVX512_LABELS.items():  # the switch's own row per method (the bootstrap: Co-DA's)
         interval = "… 95 % bootstrap (bf16" if method == "coda" else None
         check_delta(paired, found, method, f"{method} fp32", f"{label}, bf16 2,800 − fp32 2,500", interval)
     check_delta(paired, found, "coda", "cps", "Co-DA + KS − CPS + KS, both bf16", "… 95 % bootstrap (Co-DA − CPS")

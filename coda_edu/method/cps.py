@@ -186,7 +186,7 @@ class CrossPseudoSupervision(Algorithm):
         lam = self.lambda_at(step)
         loss = sup_a + sup_b + lam * (unsup_a + unsup_b)
         parts = {"loss": loss, "sup_A": sup_a, "sup_B": sup_b, "unsup_A": unsup_a, "unsup_B": unsup_b}
-        logs.update({name: value.detach() for name, value in parts.items()}, **{"lambda": lam})
+        logs.update({name: value.detach() for name, value in parts.items()} | {"lambda": lam})
         return loss, logs
 
     def unsupervised(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
