@@ -5,7 +5,7 @@
 Reads the run folders that ``benchmarks/quality.py`` keeps
 (``benchmarks/results/quality/<dataset>/<method>-seed<k>/metrics.jsonl``) and prints, per
 method and class, the mean over seeds (± std) of each run's pseudo-label diagnostics
-over its last steps, the two networks averaged (:func:`coda_edu.analysis.pseudo_label_summary`):
+over its last steps, the two networks averaged (:func:`coda_course.analysis.pseudo_label_summary`):
 
 - ``kept``: the share of the pixels pseudo-labelled k that the filter keeps;
 - ``precision`` / ``recall`` of the pseudo-labels before the filter, against the hidden
@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # python benchmarks/NAME.py: the checkout's root 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, table  # noqa: E402
 from benchmarks.quality import run_folder  # noqa: E402
-from coda_edu.analysis import pseudo_label_summary
+from coda_course.analysis import pseudo_label_summary
 from coda_edu.errors import CodaEduError
 from coda_edu.io import atomic_write_json, read_json
 from coda_edu.run_folder import RunFolder

@@ -24,7 +24,7 @@ ensemble reaches the better network - 0.01. Datasets:
   the validation volumes both select the checkpoint and report, which the table says).
 
 With ``--devices`` the runs are queued over the devices, one run per device at a time,
-each in its own process (:mod:`coda_edu.sweep_devices`); a failed run is reported in one
+each in its own process (:mod:`coda_course.sweep_devices`); a failed run is reported in one
 line and the script exits with status 1 after writing the others' results. With
 ``--rows FILE.jsonl`` each run's row is saved the moment the run ends, and a second call
 with the same file runs only what is missing (an interrupted or time-limited sweep, e.g.
@@ -103,8 +103,8 @@ def dataset_settings(name: str, quick: bool) -> dict:
 def pool_bias(result) -> dict:
     """Per network at the best checkpoint (the pair ``train`` returns): share_bias rows on the
     unlabeled pool (hidden truth)."""
-    from coda_edu.analysis import predict_pool
-    from coda_edu.bias import share_bias
+    from coda_course.analysis import predict_pool
+    from coda_course.bias import share_bias
 
     pool = result.data.unlabeled
     if pool.labels is None or len(pool) == 0:
@@ -254,9 +254,9 @@ def run_dataset(
     With ``rows_file`` (JSON lines) each row is appended as soon as its run ends, and the runs
     whose row is already there are not run again: an interrupted sweep resumes. ``run=False``
     runs nothing: the tables of the saved rows alone (what is missing is said)."""
+    from coda_course.sweep_devices import Job, report, run_queued
     from coda_edu.config import load_config
     from coda_edu.data import load_dataset
-    from coda_edu.sweep_devices import Job, report, run_queued
 
     s = dataset_settings(name, quick)
     methods = methods or METHODS
@@ -488,8 +488,8 @@ def main(argv=None) -> int:
         parser.error("--no-run needs --rows FILE.jsonl")
     devices = None
     if args.devices:
+        from coda_course.sweep_devices import parse_devices
         from coda_edu.errors import CodaEduError
-        from coda_edu.sweep_devices import parse_devices
 
         try:
             devices = parse_devices(args.devices)

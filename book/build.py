@@ -7,12 +7,12 @@
    saved in each notebook's metadata).
 2. A source folder ``OUT/src`` is staged: ``book/`` (config, table of contents, intro,
    ``_static``), the executed notebooks under ``notebooks/``, ``docs/*.md`` and its
-   figures under ``docs/``, and ``coda_edu/method/*.py`` (the notebooks link to the
-   functions' source). Relative links such as ``../docs/method.md#...`` resolve there
+   figures under ``docs/``, and the ``coda_edu/`` and ``coda_course/`` sources (the notebooks
+   link to the functions' source). Relative links such as ``../docs/method.md#...`` resolve there
    as they do in the repository.
 3. Plotly outputs get an offline HTML version that uses ``_static/plotly.min.js`` (copied
    from the installed plotly package) instead of the CDN that the notebooks' fallback
-   names; explorers whose states were precomputed (``coda_edu.viz.static``) become
+   names; explorers whose states were precomputed (``coda_course.static``) become
    controls that move in the browser (``_static/coda-explorers.js``); the other widget
    outputs are drawn from the saved state by ``_static/coda-widgets.js``.
 4. ``jupyter-book config sphinx`` turns ``_config.yml`` into a Sphinx ``conf.py``, which is
@@ -32,12 +32,12 @@ import sys
 import time
 from pathlib import Path
 
-from coda_edu.notebooks import SERIES  # the one list of the series
+from coda_course.notebooks import SERIES  # the one list of the series
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-EXPLORER_MIME = "application/vnd.coda-edu.explorer+json"  # coda_edu.viz.static.MIME
+EXPLORER_MIME = "application/vnd.coda-edu.explorer+json"  # coda_course.static.MIME
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -198,7 +198,8 @@ def stage(executed: Path, src: Path) -> dict:
         shutil.copytree(REPO / "docs" / "figures", src / "docs" / "figures")
     # the notebooks and docs link to the library's source files, the data scripts' README and its
     # checksum lists, and the evidence rows: the site carries them (Sphinx serves non-page files as downloads)
-    shutil.copytree(REPO / "coda_edu", src / "coda_edu", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in ("coda_edu", "coda_course"):
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (src / "data_scripts").mkdir()
     shutil.copy2(REPO / "data_scripts" / "README.md", src / "data_scripts" / "README.md")
     shutil.copytree(REPO / "data_scripts" / "checksums", src / "data_scripts" / "checksums")

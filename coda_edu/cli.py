@@ -3,6 +3,10 @@
     coda-edu train [--config FILE] [--set KEY=VALUE ...] [--out DIR] [--resume]
     coda-edu eval --run DIR [--device DEVICE] [--no-progress]
     coda-edu config [--config FILE] [--set KEY=VALUE ...] [--keys]
+
+The commands below come from the ``coda_course`` package (the course and lab tools), which
+registers them as entry points of group ``coda_edu.commands``:
+
     coda-edu notebooks run|sweep|sync|check|strip|setup ...
     coda-edu data check --dataset NAME [--root DIR] [--config FILE] [--set KEY=VALUE ...]
     coda-edu data pack NAME --out FILE | coda-edu data unpack FILE --out DIR
@@ -62,19 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--keys", action="store_true", help="list every config key with its default and meaning")
 
-    from .notebooks import add_cli as add_notebook_cli
-
-    add_notebook_cli(sub)
-    from .datasets_cli import add_cli as add_data_cli
-
-    add_data_cli(sub)
-    from .protocol import add_cli as add_protocol_cli
-
-    add_protocol_cli(sub)
-    from .course_pack import add_cli as add_course_cli
-
-    add_course_cli(sub)
+    _add_installed_commands(sub)
     return parser
+
+
+COMMAND_ENTRY_POINTS = "coda_edu.commands"  # installed packages add subcommands here (coda_course: notebooks, ...)
+
+
+def _add_installed_commands(sub) -> None:
+    """Each entry point of group ``coda_edu.commands`` is a function ``add_cli(sub)`` that adds its
+    subcommand(s) with a ``handler``; coda_course adds ``notebooks``, ``data``, ``protocol`` and ``course``.
+    The library imports nothing of theirs: a command appears when its package is installed."""
+    from importlib.metadata import entry_points
+
+    for point in sorted(entry_points(group=COMMAND_ENTRY_POINTS), key=lambda p: p.name):
+        try:
+            add_cli = point.load()
+        except Exception as exc:  # a broken add-on must not take the library's own commands down
+            sys.stderr.write(f"coda-edu: warning: command '{point.name}' ({point.value}) not loaded: {exc}\n")
+            continue
+        add_cli(sub)
 
 
 def _check_config_path(path) -> None:

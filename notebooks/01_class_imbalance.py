@@ -78,8 +78,9 @@ from pathlib import Path
 import torch
 from IPython.display import display
 
-from coda_edu import exercises
-from coda_edu.analysis import scratch_run_dir, split_confusion_and_marginals
+from coda_course import exercises
+from coda_course.analysis import scratch_run_dir, split_confusion_and_marginals
+from coda_course.widgets import imbalance_explorer
 from coda_edu.config import load_config
 from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 from coda_edu.evaluate import format_table
@@ -87,7 +88,6 @@ from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.run_folder import load_run_pair
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_class_shares, plot_confusion_matrix
-from coda_edu.viz.widgets import imbalance_explorer
 
 quick_size = notebook_quick("01_class_imbalance") if quick else None  # the one place quick sizes live
 steps = quick_size.steps if quick else iterations

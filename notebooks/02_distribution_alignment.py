@@ -101,8 +101,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from coda_edu import exercises
-from coda_edu.analysis import (
+from coda_course import exercises
+from coda_course.analysis import (
     over_under,
     paired,
     predict_pool,
@@ -111,9 +111,10 @@ from coda_edu.analysis import (
     share_gap,
     std_text,
 )
-from coda_edu.bias import READINGS
+from coda_course.bias import READINGS
+from coda_course.course_pack import CoursePack, default_coda_variant, load_group
+from coda_course.widgets import alignment_explorer, simplex_explorer, training_explorer
 from coda_edu.config import load_config, preset_path
-from coda_edu.course_pack import CoursePack, default_coda_variant, load_group
 from coda_edu.method import class_marginal, class_shares, pseudo_labels
 from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.run_folder import load_run_pair
@@ -121,7 +122,6 @@ from coda_edu.train import train
 from coda_edu.viz.display import show_plotly
 from coda_edu.viz.figures import blend, class_colors, plot_class_shares, plot_share_ratios
 from coda_edu.viz.simplex import align_toy, ternary_points_figure, ternary_points_static, toy_predictions
-from coda_edu.viz.widgets import alignment_explorer, simplex_explorer, training_explorer
 
 quick_size = notebook_quick("02_distribution_alignment") if quick else None  # the one place quick sizes live
 steps = quick_size.steps if quick else iterations
@@ -300,9 +300,9 @@ exercises.check_prediction("alpha_lesion", my_prediction, simplex)
 # row 3′, [`coda_edu.beyond.argmax_readings.hard_count_weights`](../coda_edu/beyond/argmax_readings.py);
 # `argmax_share`, row 3″,
 # [`coda_edu.beyond.argmax_readings.match_argmax_shares`](../coda_edu/beyond/argmax_readings.py); all four on
-# one pool: [`coda_edu.bias.align_pool`](../coda_edu/bias.py). Gap = ½ Σ_c |share(c) −
+# one pool: [`coda_course.bias.align_pool`](../coda_course/bias.py). Gap = ½ Σ_c |share(c) −
 # target(c)|, the smallest share of pixels whose pseudo-label would have to change:
-# [`coda_edu.analysis.share_gap`](../coda_edu/analysis.py).
+# [`coda_course.analysis.share_gap`](../coda_course/analysis.py).
 
 # %%
 after = reading_shares(probs_u, probs_l, labels_l, READINGS, alpha)  # "none": before alignment
@@ -387,9 +387,9 @@ training.show()
 # %% [markdown]
 # *Formulas.* Share ratio = share of the pixels pseudo-labelled c / labeled frequency of c, logged
 # every 10 steps ([method.md, what is logged](../docs/method.md#what-is-logged-to-follow-the-method));
-# `coda_edu.course_pack.PackedRun.share_ratio`. Paired difference d_s = Dice_s(method) −
+# `coda_course.course_pack.PackedRun.share_ratio`. Paired difference d_s = Dice_s(method) −
 # Dice_s(CPS) per seed, then mean ± sample std ([evaluation.md,
-# aggregation](../docs/evaluation.md#aggregation)): `coda_edu.analysis.paired`.
+# aggregation](../docs/evaluation.md#aggregation)): `coda_course.analysis.paired`.
 
 # %%
 method_of = {run.variant: run.config["method"] for run in pack_runs}

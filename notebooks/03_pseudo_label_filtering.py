@@ -80,16 +80,16 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from coda_edu import exercises
-from coda_edu.analysis import compare_filters, per_class_quality, predict_pool, scratch_run_dir
+from coda_course import exercises
+from coda_course.analysis import compare_filters, per_class_quality, predict_pool, scratch_run_dir
+from coda_course.course_pack import load_group
+from coda_course.widgets import mask_explorer
 from coda_edu.config import load_config
-from coda_edu.course_pack import load_group
 from coda_edu.method import class_expectations, pseudo_labels
 from coda_edu.presets import dataset_quick, notebook_quick
 from coda_edu.run_folder import load_run_pair
 from coda_edu.train import train
 from coda_edu.viz.figures import plot_confidence_histograms, plot_filter_comparison
-from coda_edu.viz.widgets import mask_explorer
 
 quick_size = notebook_quick("03_pseudo_label_filtering") if quick else None  # the one place quick sizes live
 steps = quick_size.steps if quick else iterations

@@ -95,7 +95,8 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-from coda_edu import exercises
+from coda_course import exercises
+from coda_course.widgets import curve_explorer
 from coda_edu.config import load_config, preset_path
 from coda_edu.evaluate import format_table
 from coda_edu.experiment import describe, run_name, train_or_read, with_method
@@ -103,7 +104,6 @@ from coda_edu.presets import notebook_quick
 from coda_edu.registry import DATASETS
 from coda_edu.run_folder import RunFolder
 from coda_edu.viz.figures import plot_class_scores
-from coda_edu.viz.widgets import curve_explorer
 
 # Workshop-size settings (minutes on a 2-core CPU): a real dataset's "cpu" preset in configs/, whole (it is
 # sized for a CPU slot: ACDC 10–11 minutes); the synthetic defaults at most WORKSHOP_STEPS steps;

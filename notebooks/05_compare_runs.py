@@ -72,11 +72,11 @@ from pathlib import Path
 
 from IPython.display import display
 
-from coda_edu import exercises
-from coda_edu.analysis import collect_runs, paired, std_text, summarize
-from coda_edu.course_pack import CoursePack, default_coda_variant
+from coda_course import exercises
+from coda_course.analysis import collect_runs, paired, std_text, summarize
+from coda_course.course_pack import CoursePack, default_coda_variant
+from coda_course.widgets import comparison_explorer
 from coda_edu.viz.figures import plot_class_scores, plot_comparison
-from coda_edu.viz.widgets import comparison_explorer
 
 pack = CoursePack()  # course_pack/ of the repository, checksums verified (a damaged pack stops here, in one line)
 info = pack.info(pack_group)
@@ -123,7 +123,7 @@ if not mine:
 # %% [markdown]
 # *Formulas.* mean = Σ_s x_s / n and the sample standard deviation √(Σ_s (x_s − mean)² / (n − 1))
 # over the n seeds (n/a for n = 1): [evaluation.md,
-# aggregation](../docs/evaluation.md#aggregation), `coda_edu.analysis.summarize`; each x_s is one
+# aggregation](../docs/evaluation.md#aggregation), `coda_course.analysis.summarize`; each x_s is one
 # run's Dice ([evaluation.md, metrics](../docs/evaluation.md#metrics)).
 
 # %%
@@ -170,7 +170,7 @@ for labeled, rows in mine.items():
 
 # %% [markdown]
 # *Formula.* d_s = x_s(method) − x_s(baseline) per seed s, then the mean and the sample
-# standard deviation of the d_s as above: `coda_edu.analysis.paired`;
+# standard deviation of the d_s as above: `coda_course.analysis.paired`;
 # [evaluation.md, aggregation](../docs/evaluation.md#aggregation).
 
 # %%
@@ -259,7 +259,7 @@ else:
 # Write `my_mean_std(values)` returning `(mean, std)` of a list of per-seed scores,
 # with the *sample* standard deviation (the one that is right for a handful of seeds).
 # With a single seed there is no spread to measure: return `None` as the std, the
-# convention of `coda_edu.analysis.summarize` and of the tables above (printed n/a).
+# convention of `coda_course.analysis.summarize` and of the tables above (printed n/a).
 
 # %%
 def my_mean_std(values: list) -> tuple:
@@ -274,8 +274,8 @@ exercises.check("mean_std", my_mean_std)
 # %% [markdown]
 # ## Recap
 #
-# - `coda_edu.analysis.collect_runs` turns run folders into rows; `summarize` groups them;
-#   the course pack (`coda_edu.course_pack`) gives pre-run runs in the same form.
+# - `coda_course.analysis.collect_runs` turns run folders into rows; `summarize` groups them;
+#   the course pack (`coda_course.course_pack`) gives pre-run runs in the same form.
 # - Report means with their spread over seeds (none for one seed), compare methods at equal
 #   budgets, and pair the differences by seed.
 # - Per-class views show where a method helps: the lines of section 3 say, for the pre-run

@@ -70,7 +70,7 @@ def quick_series(tmp_path_factory):
     """The notebook series executed once per test session at the quick size, with the exercises'
     reference answers (``solutions=True``): ``(folder, seconds per notebook)``. The notebook claims
     (tests/test_notebooks.py) and the course site (tests/test_book.py) read these executions."""
-    from coda_edu import notebooks
+    from coda_course import notebooks
 
     out = tmp_path_factory.mktemp("notebooks")
     timings = notebooks.run_series(None, out, {"solutions": True}, quick=True, log=lambda s: None)

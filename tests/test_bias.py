@@ -1,11 +1,11 @@
-"""The minority bias of pseudo-labels and what the alignment readings do to it (coda_edu.bias)."""
+"""The minority bias of pseudo-labels and what the alignment readings do to it (coda_course.bias)."""
 
 import math
 
 import pytest
 import torch
 
-from coda_edu.bias import READINGS, align_pool, share_bias
+from coda_course.bias import READINGS, align_pool, share_bias
 
 CLASSES = ["background", "RV", "LV"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coda_edu import notebooks
+from coda_course import notebooks
 from tests.conftest import REPO
 
 CHROMIUM = os.environ.get("CODA_EDU_CHROMIUM", "/usr/bin/chromium")
@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 METHOD_DOC = REPO / "docs" / "method.md"
 LINK = re.compile(r"\]\((\.\./[^)\s]+)\)")
-DOTTED = re.compile(r"`(coda_edu(?:\.\w+)+)`")
+DOTTED = re.compile(r"`((?:coda_edu|coda_course)(?:\.\w+)+)`")
 # formulas, in symbols or defined in words (*Precision* of pseudo-class k: ...)
 FORMULA = re.compile(r"∝|←|\^α|λ\(t\)|π_[lu]|w\(c\)|Σ|2\|P ∩ T\||q ≥|1/√n|\*Precision\*|\*Coverage\*")
 
@@ -149,7 +149,7 @@ def test_relative_links_of_the_notebooks_resolve(name):
 
 
 def test_named_functions_exist():
-    """Every `coda_edu.x.y` that the notebooks, the glossary or the guide name can be imported."""
+    """Every `coda_edu.x.y` (or `coda_course.x.y`) that the notebooks, the glossary or the guide name can be imported."""
     texts = ["\n".join(markdown_cells(n)) for n in notebooks.SERIES]
     texts += [(REPO / "docs" / doc).read_text() for doc in ("glossary.md", "teaching.md")]
     names = sorted({d for text in texts for d in DOTTED.findall(text)})
@@ -166,7 +166,7 @@ def test_named_functions_exist():
 @pytest.mark.parametrize("name", notebooks.SERIES)
 def test_every_formula_links_to_method_md_and_its_function(name):
     """A markdown cell with a formula is followed (in it or the next markdown cell) by a link to the
-    docs that define it and by the coda_edu function that computes it."""
+    docs that define it and by the coda_edu or coda_course function that computes it."""
     cells = markdown_cells(name)
     formulas = 0
     for i, cell in enumerate(cells):

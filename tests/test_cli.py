@@ -54,3 +54,48 @@ def test_config_command_prints_resolved_yaml():
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path):
     done = run_cli("train", "--resume", "--out", str(tmp_path / "nothing"))
     assert done.returncode == 2 and "has no checkpoints/last.pt" in done.stderr
+
+
+def test_the_course_commands_join_coda_edu_through_entry_points():
+    """coda_course's commands are entry points of group coda_edu.commands (pyproject.toml), each an
+    ``add_cli(sub)`` that the parser calls; the library's cli.py names none of them."""
+    import sys
+    from importlib.metadata import entry_points
+
+    from coda_edu import cli
+    from tests.conftest import REPO
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"][cli.COMMAND_ENTRY_POINTS]
+    assert set(declared) == {"course", "data", "notebooks", "protocol"}
+    installed = {p.name: p.value for p in entry_points(group=cli.COMMAND_ENTRY_POINTS)}
+    assert installed == declared, "the installed metadata is stale: pip install -e . again"
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"train", "eval", "config", *declared} <= set(commands)
+    assert all(value.startswith("coda_course.") for value in declared.values())
+    source = (REPO / "coda_edu" / "cli.py").read_text()
+    assert "coda_course." not in source.split('"""', 2)[2]  # the docstring may say where they come from
+
+
+def test_a_command_that_fails_to_load_is_one_warning_and_the_rest_still_work(monkeypatch, capsys):
+    import importlib.metadata
+
+    from coda_edu import cli
+
+    class Broken:
+        name, value = "broken", "no_such_package.cli:add_cli"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'no_such_package'")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Broken()])
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(commands) == {"train", "eval", "config"}
+    err = capsys.readouterr().err.splitlines()
+    warning = "coda-edu: warning: command 'broken' (no_such_package.cli:add_cli) not loaded"
+    assert err == [f"{warning}: No module named 'no_such_package'"]

@@ -1,4 +1,4 @@
-"""The course pack (coda_edu/course_pack.py): building, resuming, verifying, the repository's pack and
+"""The course pack (coda_course/course_pack.py): building, resuming, verifying, the repository's pack and
 what the notebooks read from it, and a packed run trained again."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import subprocess
 import pytest
 import torch
 
-from coda_edu import analysis, course_pack
-from coda_edu.course_pack import CoursePack, PackError
+from coda_course import analysis, course_pack
+from coda_course.course_pack import CoursePack, PackError
 from tests.conftest import REPO, cli_command
 
 TINY = """

@@ -29,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coda_edu import notebooks
+from coda_course import notebooks
 from tests.conftest import SMOKE_PRESET
 from tests.test_book import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, free_port
 

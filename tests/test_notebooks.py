@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coda_edu import notebooks
-from coda_edu.notebooks import NotebookError
-from coda_edu.viz.static import MIME
+from coda_course import notebooks
+from coda_course.notebooks import NotebookError
+from coda_course.static import MIME
 from tests.conftest import SMOKE_PRESET, cli_command, real_data_root
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -323,7 +323,7 @@ def test_full_experiment_on_real_acdc(tmp_path):
 @pytest.mark.slow
 def test_sweep_over_two_cpu_slots_keeps_going_past_a_failed_run_and_compares(tmp_path):
     # Mechanics only, at the smoke size (tests/smoke_preset.yaml): four grid points queued over two CPU
-    # slots (coda_edu.sweep_devices); Co-DA with every training patient labeled has no unlabeled image,
+    # slots (coda_course.sweep_devices); Co-DA with every training patient labeled has no unlabeled image,
     # so that one run fails at its start, is reported in one line, and the others still finish and are
     # compared by notebook 05.
     done = subprocess.run(

@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 import pytest
 
+from coda_course.pack import MARKER, dequantise, quantise, read_manifest, unpack
 from coda_edu.cli import main
 from coda_edu.config import load_config
 from coda_edu.data import load_dataset
-from coda_edu.data.pack import MARKER, dequantise, quantise, read_manifest, unpack
 from coda_edu.errors import DataError
 from coda_edu.io import STAGING_MARKER
 from tests.conftest import real_data_root
@@ -186,7 +186,7 @@ def test_unpacks_the_shared_acdc_pack_format(tmp_path):
     with h5py.File(dest / "data" / "patient090_frame01.h5", "r") as fh:
         assert np.array_equal(fh["label"][()], label)
         assert np.allclose(fh["image"][()], image / 255.0) and fh["image"].dtype == np.float32
-    assert "no checksum" in __import__("coda_edu.data.pack", fromlist=["x"]).describe_source(dest)
+    assert "no checksum" in __import__("coda_course.pack", fromlist=["x"]).describe_source(dest)
 
 
 def test_real_acdc_subset_round_trip(tmp_path):
@@ -304,7 +304,7 @@ def test_a_killed_unpack_leaves_nothing_the_next_one_does_not_clean(packed, tmp_
     dest = tmp_path / "dest"
     script = (
         "import os, signal, sys\n"
-        "from coda_edu.data import pack\n"
+        "from coda_course import pack\n"
         "real = pack._restore_v1\n"
         "def killed(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -393,7 +393,7 @@ def test_a_killed_pack_leaves_nothing_the_next_one_does_not_clean(tmp_path):
     out.parent.mkdir()
     script = (
         "import os, signal\n"
-        "from coda_edu.data import pack\n"
+        "from coda_course import pack\n"
         "def killed(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "pack._sha256 = killed\n"

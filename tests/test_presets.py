@@ -5,7 +5,8 @@ from fnmatch import fnmatch
 
 import pytest
 
-from coda_edu import notebooks, presets
+from coda_course import notebooks
+from coda_edu import presets
 from coda_edu.config import load_config
 from coda_edu.errors import ConfigError
 from coda_edu.registry import DATASETS

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from coda_edu import protocol
+from coda_course import protocol
+from coda_course.pack import pack_folder, unpack
 from coda_edu.cli import main
 from coda_edu.config import load_config, preset_path
-from coda_edu.data.pack import pack_folder, unpack
 from coda_edu.io import read_jsonl
 from coda_edu.trainer import Trainer
 from tests.conftest import tiny_overrides

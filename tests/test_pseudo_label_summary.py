@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from coda_edu.analysis import pseudo_label_summary
+from coda_course.analysis import pseudo_label_summary
 from tests.conftest import REPO
 
 

@@ -77,14 +77,15 @@ def name_literals(source: str, names: set[str], allowed_defaults: bool = False) 
 def test_no_method_or_dataset_name_is_spelled_outside_its_module():
     """A method's name is written only in the module that registers it, a dataset's only in its own
     module (config.py may name the default experiment's method and dataset as field defaults): the rest
-    of the library asks the registries and specs. Read from the syntax tree, so comparisons, dictionary
-    keys, ``startswith`` and ``in`` tests are all caught; docstrings and comments are not code."""
+    of the library and the course package ask the registries and specs. Read from the syntax tree, so
+    comparisons, dictionary keys, ``startswith`` and ``in`` tests are all caught; docstrings and comments
+    are not code."""
     import coda_edu.data  # noqa: F401  (every built-in dataset registered)
 
     owners = {name: METHODS.get(name).algorithm.__module__ for name in METHODS.names()}
     owners.update({name: DATASETS.get(name).loader.__module__ for name in DATASETS.names()})
     offenders = []
-    for path in sorted((REPO / "coda_edu").rglob("*.py")):
+    for path in sorted([*(REPO / "coda_edu").rglob("*.py"), *(REPO / "coda_course").rglob("*.py")]):
         module = ".".join(path.relative_to(REPO).with_suffix("").parts)
         source = path.read_text(encoding="utf-8")
         for line, name in name_literals(source, set(owners), allowed_defaults=module == "coda_edu.config"):
@@ -116,7 +117,7 @@ def test_a_method_declares_its_colour_and_its_variants_take_its_shades():
 
 
 def test_a_run_is_labelled_by_its_method_and_by_a_reading_or_filter_other_than_the_method_s_own():
-    from coda_edu.analysis import method_label
+    from coda_course.analysis import method_label
 
     def method(*overrides):
         return resolve(load_config(None, list(overrides))).to_dict()["method"]

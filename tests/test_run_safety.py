@@ -599,11 +599,16 @@ LAYOUT_NAMES = {"config.yaml", "eval.json", "eval_cases.jsonl", "metrics.jsonl",
 
 def test_only_run_folder_spells_the_run_folder_layout():
     """The file names of a run folder are written only in coda_edu/run_folder.py: the library, the
-    benchmarks and the notebooks reach them through RunFolder (read from the syntax tree: a string
+    course package, the benchmarks and the notebooks reach them through RunFolder (read from the syntax tree: a string
     constant equal to a layout name; docstrings and comments are not code)."""
     import ast
 
-    sources = [*(REPO / "coda_edu").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py"), *REPO.glob("notebooks/*.py")]
+    sources = [
+        *(REPO / "coda_edu").rglob("*.py"),
+        *(REPO / "coda_course").rglob("*.py"),
+        *(REPO / "benchmarks").rglob("*.py"),
+        *REPO.glob("notebooks/*.py"),
+    ]
     offenders = []
     for path in sorted(sources):
         if path == REPO / "coda_edu" / "run_folder.py":

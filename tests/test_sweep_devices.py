@@ -1,4 +1,4 @@
-"""Runs queued over devices (coda_edu/sweep_devices.py): one run per device at a time, each in
+"""Runs queued over devices (coda_course/sweep_devices.py): one run per device at a time, each in
 its own process; a failed run is one line and the others' results are kept."""
 
 import json
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from coda_course.sweep_devices import Job, parse_devices, report, run_queued
 from coda_edu.errors import ConfigError
-from coda_edu.sweep_devices import Job, parse_devices, report, run_queued
 from tests.conftest import REPO
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from coda_edu.analysis import PSEUDO_LABEL_FIELDS, pseudo_label_summary
+from coda_course.analysis import PSEUDO_LABEL_FIELDS, pseudo_label_summary
 from coda_edu.config import load_config, resolve
 from coda_edu.data import load_dataset
 from coda_edu.device import resolve_precision
@@ -161,8 +161,8 @@ def test_empty_predictions_give_counted_nans_not_zeros(tiny_config):
 def test_to_jsonable_rounds_to_significant_digits_only_when_asked():
     import numpy as np
 
+    from coda_course.static import _clean
     from coda_edu.io import to_jsonable
-    from coda_edu.viz.static import _clean
 
     value = {"a": np.float32(0.123456789), "b": [float("inf"), 123456.789, 2], "c": np.array([1.0e-7 / 3])}
     assert to_jsonable(value)["b"] == [None, 123456.789, 2]

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from coda_edu import exercises
-from coda_edu.viz import widgets
+from coda_course import exercises, widgets
 from coda_edu.viz.figures import figure_png
 
 
@@ -208,7 +207,7 @@ def test_alignment_exercise_catches_a_missing_view_that_does_not_raise():
 
 
 def test_over_expectation_fixture_separates_every_mistake():
-    from coda_edu.exercises import _OE_CONFIDENCE, _OE_LABELS, over_expectation_mistakes
+    from coda_course.exercises import _OE_CONFIDENCE, _OE_LABELS, over_expectation_mistakes
     from coda_edu.method import class_expectations, over_expectation_mask
 
     conf, labels = _OE_CONFIDENCE, _OE_LABELS
@@ -315,7 +314,7 @@ def test_mean_std_exercise():
 
 
 def test_mean_std_convention_is_the_one_of_summarize():
-    from coda_edu.analysis import summarize
+    from coda_course.analysis import summarize
 
     rows = [
         {
@@ -475,7 +474,7 @@ def test_prediction_finding_follows_the_paired_differences():
 
 
 def test_comparison_explorer_menus_change_the_figure_and_draw_no_spread_for_one_seed():
-    from coda_edu.viz.static import MIME, figure_json, spec_state
+    from coda_course.static import MIME, figure_json, spec_state
 
     explorer = comparison({("coda", 0): 0.8, ("coda", 1): 0.7, ("supervised", 0): 0.5, ("cps", 0): 0.6})
     before = figure_json(explorer.figure)
@@ -507,7 +506,7 @@ def test_prediction_checks_echo_nothing(capsys):
 
 
 def test_summarize_has_no_std_for_one_seed():
-    from coda_edu.analysis import summarize
+    from coda_course.analysis import summarize
 
     rows = [
         {
@@ -526,7 +525,7 @@ def test_summarize_has_no_std_for_one_seed():
 def test_scratch_run_dirs_are_new_at_every_call():
     # Running a notebook's cells again in the same kernel must train a fresh illustration
     # run, not meet the previous run's folder (which a run folder refuses to overwrite).
-    from coda_edu.analysis import SCRATCH, scratch_run_dir
+    from coda_course.analysis import SCRATCH, scratch_run_dir
 
     first, second = scratch_run_dir("nb02-seed0"), scratch_run_dir("nb02-seed0")
     assert first != second and first.parent == second.parent

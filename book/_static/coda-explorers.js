@@ -1,6 +1,6 @@
 // Explorers that move without a kernel: each <script type="application/vnd.coda-edu.explorer+json">
 // holds every state of an explorer's controls, precomputed as plotly figures
-// (coda_edu/viz/static.py). This script draws the controls (sliders and menus) and, when one
+// (coda_course/static.py). This script draws the controls (sliders and menus) and, when one
 // moves, shows the figure of the new state with the page's own plotly.min.js: offline, no
 // kernel, nothing computed in the browser but the choice of a state.
 (function () {

@@ -3,7 +3,7 @@ r"""Two alignment readings beyond the paper that read the *argmax* shares (``met
 The paper aligns soft marginals (the mean softmax, :mod:`coda_edu.method.alignment`). A
 network trained with few labels gives a small class about the right soft mass but rarely
 the largest probability, so the minority bias lives in the argmax shares :math:`s_u`, not
-in the mean softmax (:mod:`coda_edu.bias` measures it). These two readings act on that:
+in the mean softmax (:mod:`coda_course.bias` measures it). These two readings act on that:
 
 - ``hard_counts``: class weights :math:`w(c) = (\pi_{gt}(c) / s_u(c))^{\alpha(t)}`, clipped
   (:func:`hard_count_weights`, :func:`apply_class_weights`), :math:`s_u` the EMA of the

@@ -1,8 +1,7 @@
-"""Figures (matplotlib, plotly) and ipywidgets builders used by the CLI and the notebooks.
+"""Figures (matplotlib, plotly) used by the CLI and the notebooks; the notebooks' interactive
+explorers built on them are in :mod:`coda_course.widgets`.
 
-Every builder returns its object (a Figure or a widget) so tests can drive it, and
-every interactive builder also draws its default view, so a saved or exported
-notebook shows real content without a live kernel.
+Every builder returns its object (a Figure) so tests can drive it.
 """
 
 from .figures import class_colors, label_to_rgb, plot_learning_curves, plot_overlay, save_figure

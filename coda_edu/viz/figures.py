@@ -179,7 +179,7 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     ax.set_ylabel("loss (log scale)")
     ax.set_title("losses", fontsize=10)
     ax.set_yscale("log")
-    _legend_below(ax)
+    legend_below(ax)
     ax = axes[1]
     for key, label, color, ls in (
         ("lambda", "λ(t), unsupervised weight", "black", "-"),
@@ -196,7 +196,7 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     ax.set_ylabel("weight or share (0 to 1)")
     ax.set_title("schedules and filter", fontsize=10)
     ax.set_ylim(-0.02, 1.05)
-    _legend_below(ax)
+    legend_below(ax)
     ax = axes[2]
     for model in ("A", "B", "ensemble"):
         values = [r["dice"][model]["mean"] if r["dice"][model]["mean"] is not None else np.nan for r in val]
@@ -205,7 +205,7 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     ax.set_ylabel("mean foreground Dice")
     ax.set_title("validation Dice", fontsize=10)
     ax.set_ylim(0, 1)
-    _legend_below(ax)
+    legend_below(ax)
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:
@@ -228,7 +228,7 @@ def readable_log_axis(axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _legend_below(ax) -> None:
+def legend_below(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7, frameon=False)
 
@@ -239,7 +239,7 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
 
 
 # --------------------------------------------------------------------------- notebook figures
-def _bar_groups(
+def bar_groups(
     ax,
     names: Sequence[str],
     series: dict[str, Sequence[float]],
@@ -336,7 +336,7 @@ def plot_class_shares(
     Bars have their class's colour; several series (e.g. predicted and true) differ by hatching."""
     longest = max((len(str(k)) for k in series), default=0)
     fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
-    _bar_groups(ax, class_names, series, log=log, ylabel=ylabel)
+    bar_groups(ax, class_names, series, log=log, ylabel=ylabel)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -352,7 +352,7 @@ def plot_class_scores(
     """Grouped bars of a score in [0, 1] (Dice) per class, one colour per method (:func:`method_color`)."""
     longest = max((len(str(k)) for k in series), default=0)
     fig, ax = _bars_figure(class_names, series, 0.07 * longest + 0.6)
-    _bar_groups(
+    bar_groups(
         ax, class_names, series, ylabel=ylabel, series_colors={m: method_color(str(m)) for m in series}, errors=errors
     )
     ax.set_ylim(0, 1)
@@ -517,7 +517,7 @@ def plot_filter_comparison(rows: list[dict], class_names: Sequence[str]):
             f: [next(r[metric] for r in rows if r["filter"] == f and r["class"] == c) for c in class_names]
             for f in filters
         }
-        _bar_groups(ax, class_names, series, ylabel=f"{metric} (0 to 1)")
+        bar_groups(ax, class_names, series, ylabel=f"{metric} (0 to 1)")
         ax.set_ylim(0, 1.05)
         ax.set_title(
             f"{metric} of the kept pseudo-labels" if metric == "precision" else "coverage: share of pseudo-labels kept",

@@ -16,9 +16,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .data.base import TrainPool
-from .method.alignment import pseudo_labels
-from .method.filtering import class_expectations, fixed_threshold_mask, over_expectation_mask
+from coda_edu.data.base import TrainPool
+from coda_edu.method.alignment import pseudo_labels
+from coda_edu.method.filtering import class_expectations, fixed_threshold_mask, over_expectation_mask
 
 
 @torch.no_grad()
@@ -128,7 +128,7 @@ def scratch_run_dir(name: str, root: str | Path = "runs") -> Path:
 def find_runs(runs_dir: str | Path) -> list[Path]:
     """Run folders (holding eval.json and config.yaml) anywhere below ``runs_dir``, except those
     below a ``scratch`` folder (the notebooks' illustration runs are not experiments to compare)."""
-    from .run_folder import RunFolder
+    from coda_edu.run_folder import RunFolder
 
     return [run.path for run in RunFolder.find(runs_dir, skip=SCRATCH)]
 
@@ -136,7 +136,7 @@ def find_runs(runs_dir: str | Path) -> list[Path]:
 def method_label(method: dict) -> str:
     """A run's method as tables name it: ``method.name``, with ``[alignment,filter]`` when a method that
     makes pseudo-labels runs another alignment reading or filter than its own defaults."""
-    from .registry import METHODS
+    from coda_edu.registry import METHODS
 
     name = method["name"]
     if name not in METHODS.names():
@@ -151,7 +151,7 @@ def method_label(method: dict) -> str:
 def collect_runs(runs_dir: str | Path) -> list[dict]:
     """One row per run x record, with the run's method, dataset, labeled amount and seed (a damaged
     config.yaml or eval.json is a one-line :class:`~coda_edu.errors.RunFolderError`)."""
-    from .run_folder import RunFolder
+    from coda_edu.run_folder import RunFolder
 
     rows = []
     for run in find_runs(runs_dir):
@@ -219,9 +219,9 @@ def split_confusion_and_marginals(model_a, model_b, data, cases=None, device="cp
     """Over the cases of a split (default: test, else validation): the pixel confusion matrix of
     ``model`` ("A", "B" or "ensemble"), its predicted class marginal (mean softmax) and the true
     class frequencies."""
-    from .device import resolve_precision
-    from .evaluate import class_argmax, predict_case
-    from .metrics import confusion_matrix
+    from coda_edu.device import resolve_precision
+    from coda_edu.evaluate import class_argmax, predict_case
+    from coda_edu.metrics import confusion_matrix
 
     device = torch.device(device)
     precision = resolve_precision(device, "fp32")
@@ -259,9 +259,10 @@ def reading_shares(
     alpha: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Pseudo-label class shares (argmax counts / pixels) of ``probs_u`` after each alignment
-    reading, with pool-wide statistics (:func:`coda_edu.bias.align_pool`); ``none`` is before."""
+    reading, with pool-wide statistics (:func:`coda_course.bias.align_pool`); ``none`` is before."""
+    from coda_edu.method.alignment import class_shares
+
     from .bias import align_pool
-    from .method.alignment import class_shares
 
     k = probs_u.shape[1]
     out = {}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..io import to_jsonable
+from coda_edu.io import to_jsonable
 
 MIME = "application/vnd.coda-edu.explorer+json"
 

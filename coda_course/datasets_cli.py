@@ -1,5 +1,5 @@
 """``coda-edu data check``: open a dataset the way training does and report what was found;
-``coda-edu data pack`` / ``unpack``: move a dataset to another machine (:mod:`coda_edu.data.pack`).
+``coda-edu data pack`` / ``unpack``: move a dataset to another machine (:mod:`coda_course.pack`).
 
 Every file is read and checked (truncated/corrupt files, missing keys, shape
 mismatches, label values out of range, NaN/inf intensities, lists naming missing
@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def add_cli(sub) -> None:
-    from .config import add_config_options
+    from coda_edu.config import add_config_options
 
     p = sub.add_parser("data", help="check a real dataset (download/preprocess: see data_scripts/)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
@@ -49,11 +49,11 @@ def add_cli(sub) -> None:
 
 
 def run(args) -> int:
-    from .errors import CodaEduError
+    from coda_edu.errors import CodaEduError
 
     command = getattr(args, "data_command", None)
     if command == "pack":
-        from .data.pack import pack_dataset, summary
+        from .pack import pack_dataset, summary
 
         out = Path(args.out)
         if out.is_dir():
@@ -71,7 +71,7 @@ def run(args) -> int:
         print(summary(manifest, out) + (" (replaced the earlier file, --force)" if existed else ""))
         return 0
     if command == "unpack":
-        from .data.pack import unpack
+        from .pack import unpack
 
         if args.max_gb is not None and not (0 < args.max_gb < 1e9):
             raise CodaEduError(f"--max-gb must be a positive number of gigabytes, got {args.max_gb}")
@@ -86,9 +86,9 @@ def run(args) -> int:
 def check(args) -> int:
     import numpy as np
 
-    from .config import load_config
-    from .errors import CodaEduError
-    from .registry import DATASETS
+    from coda_edu.config import load_config
+    from coda_edu.errors import CodaEduError
+    from coda_edu.registry import DATASETS
 
     if args.config is not None and Path(args.config).is_dir():
         raise CodaEduError(f"config file '{args.config}' is a folder, not a file")
@@ -99,7 +99,7 @@ def check(args) -> int:
         if not any(o.split("=", 1)[0].strip() == key for o in args.overrides):
             overrides.append(default)
     cfg = load_config(args.config, overrides)
-    from .data import load_dataset
+    from coda_edu.data import load_dataset
 
     start = time.perf_counter()
     data = load_dataset(cfg)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import CodaEduError, ConfigError, excerpt
+from coda_edu.errors import CodaEduError, ConfigError, excerpt
 
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 
@@ -61,7 +61,7 @@ def parse_devices(text: str) -> list[str]:
     for d in devices:
         if not _DEVICE.fullmatch(d):
             raise ConfigError(f"--devices: {excerpt(d)} is not a device (cpu, mps, cuda or cuda:N)")
-    from .device import resolve_device
+    from coda_edu.device import resolve_device
 
     for d in dict.fromkeys(devices):
         try:

@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..method.alignment import align_distribution, pseudo_labels
-from .figures import Figure, _bar_groups, blend, class_color, figure_png, plot_masks
+from coda_edu.method.alignment import align_distribution, pseudo_labels
+from coda_edu.viz.figures import Figure, bar_groups, blend, class_color, figure_png, plot_masks
+
 from .static import MIME, Choice, nearest, static_spec
 
 
@@ -34,7 +35,7 @@ class Explorer:
         self.controls = controls
         self._draw = draw
         self.title = title
-        self._static = static  # -> a coda_edu.viz.static spec: the explorer on a site without a kernel
+        self._static = static  # -> a coda_course.static spec: the explorer on a site without a kernel
         self._static_spec = None
         self.output = widgets.Output()
         header = [widgets.HTML(f"<b>{title}</b>")] if title else []
@@ -80,7 +81,7 @@ class Explorer:
         return data
 
     def static_spec(self) -> dict | None:
-        """Every precomputed state for a page without a kernel (:mod:`coda_edu.viz.static`), or None."""
+        """Every precomputed state for a page without a kernel (:mod:`coda_course.static`), or None."""
         if self._static is not None and self._static_spec is None:
             self._static_spec = self._static()
         return self._static_spec
@@ -96,10 +97,10 @@ class Explorer:
 class PlotlyExplorer(Explorer):
     """An explorer whose controls take a few values each and whose figure is plotly.
 
-    ``choices``: control name -> :class:`~coda_edu.viz.static.Choice`; ``draw(**values)`` returns
+    ``choices``: control name -> :class:`~coda_course.static.Choice`; ``draw(**values)`` returns
     ``(plotly figure, data)``. Live (JupyterLab) the controls are ipywidgets and the figure is
     redrawn in place; the display bundle also carries every state precomputed
-    (:mod:`coda_edu.viz.static`), so the course site moves the same controls without a kernel.
+    (:mod:`coda_course.static`), so the course site moves the same controls without a kernel.
     """
 
     def __init__(self, choices: dict[str, Choice], draw: Callable, title: str = ""):
@@ -171,7 +172,7 @@ def imbalance_explorer(
 ) -> Explorer:
     """Slider ``imbalance`` (starting at ``imbalance``) -> pixel class shares of the synthetic phantoms
     and an example slice."""
-    from ..data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
+    from coda_edu.data.synthetic import CLASS_NAMES, generate_phantoms, pixel_class_shares
 
     def draw(imbalance: float):
         images, labels = generate_phantoms(patients, slices, resolution, imbalance=imbalance, seed=seed)
@@ -200,7 +201,7 @@ def simplex_explorer(
     probs: np.ndarray, pi_l: Sequence[float], class_names: Sequence[str], alpha: float = 1.0
 ) -> Explorer:
     """Slider ``alpha`` (starting at ``alpha``) -> the toy predictions on the simplex before and after alignment."""
-    from .simplex import align_toy, ternary_static
+    from coda_edu.viz.simplex import align_toy, ternary_static
 
     def draw(alpha: float):
         aligned, pi_u = align_toy(probs, pi_l, alpha)
@@ -236,7 +237,7 @@ def alignment_explorer(
     """
     import ipywidgets as widgets
 
-    from ..analysis import ema_trace
+    from .analysis import ema_trace
 
     k = len(class_names)
     true_shares = None if truth is None else torch.bincount(truth.reshape(-1).long(), minlength=k)[:k].double()
@@ -289,7 +290,7 @@ def alignment_explorer(
             f"EMA of the unlabeled marginal, momentum {momentum:.3f}\n(thin: each batch; dotted: pi_l)", fontsize=9
         )
         ax_trace.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
-        _bar_groups(ax_bar, class_names, series_of(d, target, alpha), log=True, ylabel="share of pixels (log scale)")
+        bar_groups(ax_bar, class_names, series_of(d, target, alpha), log=True, ylabel="share of pixels (log scale)")
         ax_bar.set_title("pseudo-label class shares", fontsize=9)
         fig.tight_layout()
         return fig, {key: value for key, value in d.items() if key not in ("trace", "pi_l")}
@@ -327,7 +328,7 @@ def mask_explorer(
     """
     import ipywidgets as widgets
 
-    from ..analysis import filter_masks, per_class_quality
+    from .analysis import filter_masks, per_class_quality
 
     _, labels = pseudo_labels(probs)
 
@@ -381,7 +382,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
     import ipywidgets as widgets
     from matplotlib.ticker import MaxNLocator
 
-    from .figures import LOSS_STYLES, MODEL_STYLES, _legend_below, readable_log_axis
+    from coda_edu.viz.figures import LOSS_STYLES, MODEL_STYLES, legend_below, readable_log_axis
 
     train = [r for r in rows if r.get("kind") == "train"]
     val = [r for r in rows if r.get("kind") == "val"]
@@ -413,7 +414,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_l.set_xlabel("training step")
         ax_l.set_ylabel("loss (log scale)")
         ax_l.set_title("losses", fontsize=10)
-        _legend_below(ax_l)
+        legend_below(ax_l)
         for values, label, color, ls in (
             (lam, "λ(t), unsupervised weight", "black", "-"),
             (kept_a, "kept share of A's pseudo-labels", "0.35", "--"),
@@ -439,7 +440,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_s.set_xlabel("training step")
         ax_s.set_ylabel("weight, share or ratio (0 to 1)")
         ax_s.set_title(f"schedules up to step {step}", fontsize=10)
-        _legend_below(ax_s)
+        legend_below(ax_s)
         shown = [r for r in val if r["step"] <= step]
         best = None
         for model in ("A", "B", "ensemble"):
@@ -456,7 +457,7 @@ def curve_explorer(rows: list[dict], title: str = "") -> Explorer:
         ax_d.set_xlabel("training step")
         ax_d.set_ylabel("validation mean foreground Dice")
         ax_d.set_title("validation Dice up to this step", fontsize=10)
-        _legend_below(ax_d)
+        legend_below(ax_d)
         for ax in (ax_l, ax_s, ax_d):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         readable_log_axis(ax_l.yaxis)
@@ -490,13 +491,13 @@ def comparison_explorer(
     the class over seeds, and its difference to the baseline paired by seed.
 
     ``sources``: a label ("pre-run, 5 seeds: ...", "your runs") -> ``{"rows": rows as
-    coda_edu.analysis.collect_runs gives them, "split": ..., "checkpoint": ..., "model": ...}``.
+    coda_course.analysis.collect_runs gives them, "split": ..., "checkpoint": ..., "model": ...}``.
     A std is drawn only where it exists (two seeds or more). ``data``: ``methods`` (method ->
     mean, std or None, n, values) and ``paired`` (method -> the dict of
-    :func:`coda_edu.analysis.paired`); ``question`` is kept in ``data`` for the prediction
+    :func:`coda_course.analysis.paired`); ``question`` is kept in ``data`` for the prediction
     exercise (which source, class, method and baseline it asks about).
     """
-    from ..analysis import paired
+    from .analysis import paired
     from .plotly_figures import points_figure
 
     if not sources:
@@ -574,7 +575,7 @@ def comparison_explorer(
 
 
 def training_explorer(runs: list, methods: list[str] | None = None, cls: str | None = None) -> PlotlyExplorer:
-    """Menus ``cls`` and ``stage`` over packed runs (:class:`coda_edu.course_pack.PackedRun`, several
+    """Menus ``cls`` and ``stage`` over packed runs (:class:`coda_course.course_pack.PackedRun`, several
     seeds per variant) -> left, the class's pseudo-label share divided by its labeled frequency
     over the whole training (each seed smoothed over 5 logged steps; line: the mean over seeds,
     band: their range; 1 = on target); right, the
@@ -585,7 +586,7 @@ def training_explorer(runs: list, methods: list[str] | None = None, cls: str | N
     last 20 % of steps, mean over seeds, or None without pseudo-labels) and ``dice`` (values,
     mean, std).
     """
-    from ..analysis import late_mean
+    from .analysis import late_mean
     from .plotly_figures import curves_figure
 
     methods = methods or list(dict.fromkeys(r.variant for r in runs))

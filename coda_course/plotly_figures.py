@@ -1,5 +1,5 @@
 """Plotly figures of the explorers that move on the course site without a kernel
-(:mod:`coda_edu.viz.static` precomputes them for every position of their controls).
+(:mod:`coda_course.static` precomputes them for every position of their controls).
 
 They use the series' palettes (:mod:`coda_edu.viz.figures`) and are laid out for the
 site's content width (about 800 px): panels side by side at most two, legends below
@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .figures import class_color, method_color
+from coda_edu.viz.figures import class_color, method_color
 
 FONT = {"size": 12}
 HATCHES = ("", "/", ".", "x", "\\", "+")

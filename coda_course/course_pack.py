@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import CodaEduError
-from .io import atomic_write, atomic_write_text, sha256_file
+from coda_edu.errors import CodaEduError
+from coda_edu.io import atomic_write, atomic_write_text, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_ENV = "CODA_EDU_COURSE_PACK"
@@ -73,7 +73,7 @@ class RunSpec:
         return f"{slug(self.variant)}-seed{self.seed}"
 
     def config(self):
-        from .config import load_config, preset_path, resolve
+        from coda_edu.config import load_config, preset_path, resolve
 
         path = preset_path(self.config_file) if self.config_file else None
         return resolve(load_config(path, list(self.overrides)))
@@ -258,8 +258,8 @@ def decode_weights(data: bytes) -> dict[str, dict]:
 
 def pack_run(spec: RunSpec, group: GroupSpec, run_dir: Path, root: Path) -> dict[str, str]:
     """Write the pack files of a finished run folder; returns {kind: path relative to the pack}."""
-    from .config import resolve
-    from .run_folder import RunFolder
+    from coda_edu.config import resolve
+    from coda_edu.run_folder import RunFolder
 
     run = RunFolder(run_dir)
     cfg = resolve(run.read_config())
@@ -387,7 +387,7 @@ class PackedRun:
         return list(train["step"]), [float(v) for v in np.nanmean(np.asarray(ratios, dtype=float), axis=0)]
 
     def rows(self) -> list[dict]:
-        """One row per eval record, as :func:`coda_edu.analysis.collect_runs` gives them (method = the variant)."""
+        """One row per eval record, as :func:`coda_course.analysis.collect_runs` gives them (method = the variant)."""
         data = self.config["data"]
         labeled = data["labeled_patients"] if data.get("labeled_fraction") is None else data["labeled_fraction"]
         return [
@@ -407,16 +407,16 @@ class PackedRun:
     def load_data(self):
         """``(config, data)`` of the run: its resolved config and its dataset, loaded again (the synthetic
         phantoms are generated from the config's seed, so they are the images the run trained on)."""
-        from .config import from_dict, resolve
-        from .data import load_dataset
+        from coda_edu.config import from_dict, resolve
+        from coda_edu.data import load_dataset
 
         cfg = resolve(from_dict(self.config))
         return cfg, load_dataset(cfg)
 
     def load_pair(self, device: str = "cpu"):
         """Networks A and B from the packed weights, in eval mode (8-bit weights: close to the trained ones)."""
-        from .config import from_dict
-        from .models import build_pair
+        from coda_edu.config import from_dict
+        from coda_edu.models import build_pair
 
         if self.weights_path is None:
             raise PackError(f"the course pack holds no networks for {self.group}/{self.run_id}")
@@ -507,9 +507,9 @@ def same_run(a: dict, b: dict) -> list[str]:
     same run whatever ``method.mix`` says). Both are read through today's config tree first, so a key
     added since a run was packed counts at its default (every new key's default keeps the old
     behaviour), as it does for a run folder."""
-    from .config import from_dict, resolve
-    from .registry import METHODS
-    from .run_folder import config_differences, without_execution_keys
+    from coda_edu.config import from_dict, resolve
+    from coda_edu.registry import METHODS
+    from coda_edu.run_folder import config_differences, without_execution_keys
 
     a, b = (resolve(from_dict(c)).to_dict() for c in (a, b))
     differ = config_differences(without_execution_keys(a), without_execution_keys(b))
@@ -521,7 +521,7 @@ def same_run(a: dict, b: dict) -> list[str]:
 
 
 def _finished(run_dir: Path, weights: Optional[str]) -> bool:
-    from .run_folder import RunFolder
+    from coda_edu.run_folder import RunFolder
 
     return RunFolder(run_dir).is_finished(weights, metrics=True)
 
@@ -530,9 +530,10 @@ def _folders_by_config(runs_from: Optional[Path]) -> list[tuple[Path, dict]]:
     """Finished run folders below ``runs_from`` with their resolved configs."""
     if runs_from is None:
         return []
+    from coda_edu.config import resolve
+    from coda_edu.run_folder import RunFolder
+
     from .analysis import find_runs
-    from .config import resolve
-    from .run_folder import RunFolder
 
     out = []
     for path in find_runs(runs_from):
@@ -558,10 +559,11 @@ def build(
 ) -> dict[str, int]:
     """Build or complete the pack; returns counts of runs ``kept`` (already packed), ``read``
     (packed from an existing run folder) and ``trained``."""
-    from .config import resolve
+    from coda_edu.config import resolve
+    from coda_edu.run_folder import RunFolder
+    from coda_edu.train import train
+
     from .protocol import code_version
-    from .run_folder import RunFolder
-    from .train import train
 
     root = pack_root(root)
     recipe = read_recipe(root)
@@ -711,7 +713,7 @@ def check(root: str | os.PathLike | None = None) -> list[str]:
 def default_coda_variant(runs: list[PackedRun]) -> Optional[str]:
     """The variant that trains Co-DA as ``coda-edu train`` does: the default reading and filter, and none
     of the options beyond the paper (a key a packed config lacks counts at its default)."""
-    from .config import Config, resolve
+    from coda_edu.config import Config, resolve
 
     default = resolve(Config()).method
     keys = ("alignment", "filter", "mix", "unsupervised_loss", "ema_teacher", "strong_intensity")

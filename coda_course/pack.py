@@ -59,8 +59,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError, excerpt
-from ..io import MB, make_staging, parse_json, read_small_text, remove_stale_staging
+from coda_edu.errors import DataError, excerpt
+from coda_edu.io import MB, make_staging, parse_json, read_small_text, remove_stale_staging
 
 MAGIC = b"CODA-EDU-PACK"
 VERSION = 1
@@ -163,8 +163,8 @@ def _check_folder(folder, where: str) -> PurePosixPath:
 
 def dataset_folder(name: str, root: Optional[str] = None) -> tuple[Path, str]:
     """(the folder of dataset ``name``, its folder name under ``$CODA_EDU_DATA_DIR``)."""
-    from ..registry import DATASETS
-    from .readers import dataset_root
+    from coda_edu.data.readers import dataset_root
+    from coda_edu.registry import DATASETS
 
     spec = DATASETS.get(name)
     if spec.folder is None:
@@ -242,7 +242,7 @@ def pack_folder(
 ) -> dict:
     """Pack every file under ``root`` into ``out``; returns the manifest. An existing ``out`` is replaced only
     with ``force``. The pack is made in a staging folder beside ``out`` and renamed into place."""
-    from ..progress import progress_bar
+    from coda_edu.progress import progress_bar
 
     if images not in ("u8", "exact"):
         raise DataError(f"--images must be 'u8' or 'exact', got {excerpt(images)}")
@@ -517,7 +517,7 @@ def unpack(
     ``max_bytes`` are written (default: :data:`MAX_EXPANSION` times the pack's size).
     Unpacking the same pack again into a folder it made is a no-op. Returns the dataset folder.
     """
-    from ..progress import progress_bar
+    from coda_edu.progress import progress_bar
 
     path, out = Path(path), Path(out)
     if not path.is_file():

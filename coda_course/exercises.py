@@ -33,8 +33,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .method.alignment import align_distribution, class_shares
-from .method.filtering import class_expectations, over_expectation_mask
+from coda_edu.method.alignment import align_distribution, class_shares
+from coda_edu.method.filtering import class_expectations, over_expectation_mask
 
 RTOL = 1e-5  # relative tolerance for float answers: float32 arithmetic passes
 ATOL = 1e-6
@@ -443,7 +443,7 @@ def _grade_mean_std(fn) -> Verdict:
             return Verdict(
                 False,
                 "right for several seeds; with a single seed return None as the std, not NaN: None is the "
-                "convention of coda_edu.analysis.summarize and of 05's table (printed n/a).",
+                "convention of coda_course.analysis.summarize and of 05's table (printed n/a).",
             )
         return Verdict(
             False,

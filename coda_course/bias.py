@@ -20,8 +20,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .beyond.argmax_readings import apply_class_weights, apply_log_offsets, hard_count_weights, match_argmax_shares
-from .method.alignment import align_distribution, class_marginal, class_shares, label_marginal
+from coda_edu.beyond.argmax_readings import (
+    apply_class_weights,
+    apply_log_offsets,
+    hard_count_weights,
+    match_argmax_shares,
+)
+from coda_edu.method.alignment import align_distribution, class_marginal, class_shares, label_marginal
 
 READINGS = ("none", "predictions", "labels", "hard_counts", "argmax_share")
 

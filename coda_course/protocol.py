@@ -51,9 +51,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from .config import Config, add_config_options, resolve, set_value
-from .errors import CodaEduError, ConfigError, RunFolderError, excerpt
-from .io import atomic_write_json, atomic_write_text, read_json
+from coda_edu.config import Config, add_config_options, resolve, set_value
+from coda_edu.errors import CodaEduError, ConfigError, RunFolderError, excerpt
+from coda_edu.io import atomic_write_json, atomic_write_text, read_json
 
 PLAN = "plan.json"
 TABLE_MD, TABLE_JSON = "protocol.md", "protocol.json"
@@ -141,7 +141,7 @@ def plan(
     base: Config, methods: list[str], seeds: list[int], out: Path, schedule: Optional[Schedule] = None
 ) -> list[Job]:
     """One job per seed and method (seed-major: every method of seed 0 first), each with its run folder."""
-    from .registry import METHODS
+    from coda_edu.registry import METHODS
 
     if not methods:
         raise ConfigError("--methods: name at least one method")
@@ -169,7 +169,7 @@ def _json_object(path: Path) -> Optional[dict]:
 
 def _evaluation(run_dir: Path) -> Optional[dict]:
     """A run's eval.json, None when it has none or it is damaged (the run is then evaluated again)."""
-    from .run_folder import RunFolder
+    from coda_edu.run_folder import RunFolder
 
     try:
         return RunFolder(run_dir).read_eval()
@@ -184,7 +184,7 @@ def _records(evaluation: Optional[dict]) -> list[dict]:
 
 def load_plan(out: Path, request: dict) -> Optional[Schedule]:
     """The schedule stored in ``OUT/plan.json`` when it was made for this request (None: no plan yet)."""
-    from .run_folder import config_differences
+    from coda_edu.run_folder import config_differences
 
     path = out / PLAN
     if not path.is_file():
@@ -226,8 +226,8 @@ def measure_costs(
     """Per method (first seed's job): median step seconds over ``TIMED_STEPS`` after ``WARMUP_STEPS``,
     one validation pass, and the final evaluation estimated from one case with distances
     (x 2 checkpoints x the validation and test cases)."""
-    from .evaluate import evaluate_cases
-    from .trainer import Trainer
+    from coda_edu.evaluate import evaluate_cases
+    from coda_edu.trainer import Trainer
 
     costs = {}
     for job in jobs:
@@ -312,7 +312,7 @@ def size_schedule(
 # --------------------------------------------------------------------------- run
 def job_state(job: Job) -> str:
     """``new``, ``resume`` (a checkpoint exists; also a run trained but not evaluated) or ``done``."""
-    from .run_folder import RunFolder, config_differences
+    from coda_edu.run_folder import RunFolder, config_differences
 
     kind = RunFolder(job.run_dir).kind()
     if kind in ("missing", "empty", "started"):
@@ -337,7 +337,7 @@ def job_state(job: Job) -> str:
 
 def run_job(job: Job, data, *, progress: bool = True, log: Callable[[str], None] = print) -> str:
     """Train (or resume) one run into its folder; ``train()`` validates and evaluates it. Returns its state."""
-    from .train import train
+    from coda_edu.train import train
 
     state = job_state(job)
     if state != "done":
@@ -449,8 +449,9 @@ def _fmt(value, std, digits: int) -> str:
 
 def protocol_block(jobs: list[Job], rows: list[dict], schedule: Schedule, started: str) -> dict:
     """Dataset, labeled patients, resolution, batch, steps, seeds, device, precision, code, date, data source."""
-    from .data.pack import describe_source
-    from .registry import METHODS
+    from coda_edu.registry import METHODS
+
+    from .pack import describe_source
 
     cfg = jobs[0].cfg
     first = next((r["eval"] for r in rows if r["eval"]), None)
@@ -630,7 +631,7 @@ def run_protocol(
 ) -> dict:
     """Plan, (size,) train, evaluate and tabulate; returns the JSON table. ``base.train.device`` must
     already be checked (:func:`check_device`)."""
-    from .data import load_dataset
+    from coda_edu.data import load_dataset
 
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -733,7 +734,7 @@ def cli_run(args) -> int:
     import shlex
     import sys
 
-    from .config import load_config
+    from coda_edu.config import load_config
 
     if args.config is not None and Path(args.config).is_dir():
         raise ConfigError(f"config file '{args.config}' is a folder, not a file")

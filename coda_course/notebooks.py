@@ -39,8 +39,8 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import CodaEduError, excerpt
-from .io import load_yaml
+from coda_edu.errors import CodaEduError, excerpt
+from coda_edu.io import load_yaml
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SERIES = (
@@ -234,7 +234,7 @@ def sync(names: Optional[Iterable[str]] = None) -> list[str]:
 
 
 GIT_FILTER = "coda-edu-notebooks"
-PRE_SAVE_HOOK = "coda_edu.notebooks.jupyter_pre_save"
+PRE_SAVE_HOOK = "coda_course.notebooks.jupyter_pre_save"
 
 
 def jupyter_pre_save(model: dict, path: str = "", contents_manager=None, **kwargs) -> None:
@@ -272,7 +272,7 @@ def install_git_filter(repo: Optional[Path] = None) -> str:
     import sys
 
     repo = repo or notebook_dir().parent
-    command = f"{shlex.quote(sys.executable)} -m coda_edu.notebooks strip"
+    command = f"{shlex.quote(sys.executable)} -m coda_course.notebooks strip"
     for key, value in ((f"filter.{GIT_FILTER}.clean", command), (f"filter.{GIT_FILTER}.smudge", "cat")):
         done = subprocess.run(["git", "config", key, value], cwd=repo, capture_output=True, text=True)
         if done.returncode != 0:
@@ -499,7 +499,7 @@ def sweep(
 ) -> tuple[Optional[Path], list[str]]:
     """Run ``04_full_experiment`` for every grid point, then ``05_compare_runs`` over the runs that
     succeeded. With ``devices`` the grid points are queued over the devices, one run per device at
-    a time (:mod:`coda_edu.sweep_devices`). Returns the comparison notebook (None when no run
+    a time (:mod:`coda_course.sweep_devices`). Returns the comparison notebook (None when no run
     succeeded) and one line per failed run."""
     from .sweep_devices import Job, report, run_queued
 
@@ -665,4 +665,4 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] == ["strip"]:
         raise SystemExit(strip_main(sys.argv[2:]))
-    raise SystemExit("usage: python -m coda_edu.notebooks strip [FILE...]")
+    raise SystemExit("usage: python -m coda_course.notebooks strip [FILE...]")
