@@ -241,6 +241,33 @@ def test_acdc_bf16_runs_on_the_avx512_cpu_are_the_saved_rows():
     check_delta(paired, found, "cps", "supervised", "CPS + KS − supervised, both bf16")
 
 
+PARTS_LABELS = {
+    "coda, marginal momentum 0.9": "Co-DA + KS, marginal momentum 0.9",
+    "coda, filter only": "Co-DA + KS, filter only",
+}
+
+
+def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
+    """docs/benchmarks-acdc.md#acdc-cpu-coda-parts: Co-DA's own parts (a faster marginal EMA, the filter
+    without the alignment) on the bf16 recipe, paired with its Co-DA, CPS and supervised runs."""
+    parts = rows("acdc_cpu_bf16_parts_rows.jsonl", PARTS_LABELS)
+    bf16 = rows("acdc_cpu_bf16_rows.jsonl", AVX512_LABELS)
+    assert {r["cpu"] for r in parts + bf16} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
+    assert all({"train.precision=bf16", "train.iterations=2800"} <= set(r["overrides"]) for r in parts)
+    switch = {
+        "coda, marginal momentum 0.9": "method.marginal_momentum=0.9",
+        "coda, filter only": "method.alignment=none",
+    }
+    assert all(switch[r["method"]] in r["overrides"] for r in parts)
+    text = section("acdc-cpu-coda-parts")
+    check_dice(text, parts, PARTS_LABELS, "method (val")
+    paired, found = table_with(text, "paired by seed"), parts + bf16
+    for method, label in PARTS_LABELS.items():
+        check_delta(paired, found, method, "coda", f"{label} − Co-DA + KS", f"… 95 % bootstrap ({label} − Co-DA)")
+        check_delta(paired, found, method, "cps", f"{label} − CPS + KS", f"… 95 % bootstrap ({label} − CPS)")
+        check_delta(paired, found, method, "supervised", f"{label} − supervised")
+
+
 def test_acdc_pseudo_label_table_is_the_saved_summaries():
     done = subprocess.run(
         [
