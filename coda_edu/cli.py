@@ -24,7 +24,7 @@ import errno
 import sys
 from pathlib import Path
 
-from .errors import CodaEduError
+from .errors import CodaEduError, excerpt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,7 +83,8 @@ def _add_installed_commands(sub) -> None:
         try:
             add_cli = point.load()
         except Exception as exc:  # a broken add-on must not take the library's own commands down
-            sys.stderr.write(f"coda-edu: warning: command '{point.name}' ({point.value}) not loaded: {exc}\n")
+            reason = f"{type(exc).__name__}: {excerpt(str(exc))}"  # one line, as the registries' plugin warnings
+            sys.stderr.write(f"coda-edu: warning: command '{point.name}' ({point.value}) not loaded: {reason}\n")
             continue
         add_cli(sub)
 

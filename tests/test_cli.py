@@ -98,4 +98,5 @@ def test_a_command_that_fails_to_load_is_one_warning_and_the_rest_still_work(mon
     assert set(commands) == {"train", "eval", "config"}
     err = capsys.readouterr().err.splitlines()
     warning = "coda-edu: warning: command 'broken' (no_such_package.cli:add_cli) not loaded"
-    assert err == [f"{warning}: No module named 'no_such_package'"]
+    reason = "ModuleNotFoundError: \"No module named 'no_such_package'\""  # excerpt() quotes the message
+    assert err == [f"{warning}: {reason}"]
