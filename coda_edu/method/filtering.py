@@ -77,6 +77,22 @@ def over_expectation_mask(
 
 
 @torch.no_grad()
+def majority_only_mask(mask: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    r"""A filter's mask applied to the majority pseudo-class only (beyond the paper).
+
+    .. math:: m'_i = m_i \;\lor\; [\,\hat y_i \ne k^\ast\,], \qquad
+              k^\ast = \arg\max_k \textstyle\sum_i [\hat y_i = k]
+
+    :math:`k^\ast` is the pseudo-class with the most pixels in the batch (the background in
+    cardiac MRI): its pixels keep the filter's verdict, and every pixel pseudo-labelled as
+    another class is kept. Returns a boolean mask of ``labels``' shape.
+    """
+    counts = global_sum(class_counts(labels.reshape(-1).long(), num_classes).double())
+    majority = int(torch.argmax(counts))
+    return mask | (labels != majority)
+
+
+@torch.no_grad()
 def fixed_threshold_mask(confidence: torch.Tensor, threshold: float = 0.95) -> torch.Tensor:
     r"""The usual confidence filter, for comparison: :math:`m_i = [\, q_i \ge \tau \,]`."""
     return confidence >= threshold

@@ -29,6 +29,7 @@ from .filtering import (
     ema_expectations,
     fixed_threshold_mask,
     image_class_expectations,
+    majority_only_mask,
     over_expectation_mask,
 )
 
@@ -88,6 +89,13 @@ class OverExpectationOptions:
     expectation_momentum: float = option(
         0.99, help="EMA momentum of the class expectations (expectation: ema)", min=0.0, max=1.0
     )
+    filter_classes: str = option(
+        "all",
+        help="pseudo-classes the over-expectation filter applies to: 'all' (the paper) or 'majority' (beyond "
+        "the paper: only the batch's most frequent pseudo-class is filtered; every minority-class pseudo-label "
+        "is kept)",
+        choices=("all", "majority"),
+    )
 
 
 @FILTERS.register(
@@ -101,7 +109,8 @@ def keep_over_expectation(confidence, labels, num_classes, expectations, m):
     r""":math:`M_i = [q_i \ge e_{\hat y_i}]`, :math:`e_c` the mean confidence of class c in the batch
     (:func:`~coda_edu.method.filtering.class_expectations`) or, with ``method.expectation: ema``, its EMA
     over steps (the state); with ``image``, :math:`e_{n,c}` the mean over image n's pixels of class c
-    (:func:`~coda_edu.method.filtering.image_class_expectations`)."""
+    (:func:`~coda_edu.method.filtering.image_class_expectations`). With ``method.filter_classes: majority``
+    only the batch's most frequent pseudo-class is filtered (:func:`~coda_edu.method.filtering.majority_only_mask`)."""
     if m.expectation == "image":
         expected = image_class_expectations(confidence, labels, num_classes)
     else:
@@ -109,4 +118,7 @@ def keep_over_expectation(confidence, labels, num_classes, expectations, m):
     if m.expectation == "ema":
         expectations = ema_expectations(expectations, expected, m.expectation_momentum)
         expected = expectations
-    return over_expectation_mask(confidence, labels, expected), expectations
+    mask = over_expectation_mask(confidence, labels, expected)
+    if m.filter_classes == "majority":
+        mask = majority_only_mask(mask, labels, num_classes)
+    return mask, expectations
