@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from coda_edu.diagnostics import mask_coverage
@@ -9,7 +10,9 @@ from coda_edu.method.filtering import (
     fixed_threshold_mask,
     image_class_expectations,
     over_expectation_mask,
+    restrict_to_classes,
 )
+from coda_edu.method.readings import OverExpectationOptions, keep_over_expectation
 
 
 def hand_made():
@@ -82,3 +85,35 @@ def test_image_expectations_keep_the_better_half_of_a_faint_image():
     assert not batch[1][labels[1] == 1].any()
     per_image = over_expectation_mask(confidence, labels, e)
     assert torch.equal(per_image, torch.tensor([[[False, True, True]], [[False, True, True]]]))
+
+
+def test_filter_restricted_to_the_majority_or_the_minority_classes():
+    # Class 0 has the most pixels (3): its verdicts stand (0.5 dropped, 0.75 and 1.0 kept); the dropped
+    # class-1 pixel (0.5 < 0.5625) is kept again, and so is every other non-majority pixel.
+    confidence, labels = hand_made()
+    mask = over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 5))
+    majority = restrict_to_classes(mask, labels, 5, "majority")
+    assert torch.equal(majority[labels == 0], mask[labels == 0])
+    assert majority[labels != 0].all() and not mask[labels != 0].all()
+    # the majority is counted, not assumed to be class 0: with class 4 the largest it is the one filtered
+    labels_4 = torch.tensor([[[4, 4, 4, 1], [1, 2, 0, 0]]])
+    mask_4 = over_expectation_mask(confidence, labels_4, class_expectations(confidence, labels_4, 5))
+    kept = restrict_to_classes(mask_4, labels_4, 5, "majority")
+    assert torch.equal(kept[labels_4 == 4], mask_4[labels_4 == 4]) and not mask_4[labels_4 == 4].all()
+    assert kept[labels_4 != 4].all()
+    # 'minority' is the complement: the majority's pixels all kept, every other class keeps the verdict
+    minority = restrict_to_classes(mask, labels, 5, "minority")
+    assert minority[labels == 0].all() and not mask[labels == 0].all()
+    assert torch.equal(minority[labels != 0], mask[labels != 0])
+    assert torch.equal(restrict_to_classes(mask, labels, 5, "all"), mask)
+    with pytest.raises(ValueError, match="'majority' or 'minority'"):
+        restrict_to_classes(mask, labels, 5, "rare")
+
+
+def test_the_filter_reading_switches_between_all_and_majority():
+    confidence, labels = hand_made()
+    paper, _ = keep_over_expectation(confidence, labels, 5, None, OverExpectationOptions())
+    beyond, _ = keep_over_expectation(confidence, labels, 5, None, OverExpectationOptions(filter_classes="majority"))
+    assert torch.equal(paper, over_expectation_mask(confidence, labels, class_expectations(confidence, labels, 5)))
+    assert torch.equal(beyond, restrict_to_classes(paper, labels, 5, "majority"))
+    assert beyond.sum() > paper.sum()

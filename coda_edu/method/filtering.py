@@ -77,19 +77,25 @@ def over_expectation_mask(
 
 
 @torch.no_grad()
-def majority_only_mask(mask: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    r"""A filter's mask applied to the majority pseudo-class only (beyond the paper).
+def restrict_to_classes(mask: torch.Tensor, labels: torch.Tensor, num_classes: int, classes: str) -> torch.Tensor:
+    r"""A filter's mask applied to some pseudo-classes only (beyond the paper); the other pixels are kept.
 
-    .. math:: m'_i = m_i \;\lor\; [\,\hat y_i \ne k^\ast\,], \qquad
+    .. math:: m'_i = m_i \;\lor\; [\,\hat y_i \notin S\,], \qquad
               k^\ast = \arg\max_k \textstyle\sum_i [\hat y_i = k]
 
-    :math:`k^\ast` is the pseudo-class with the most pixels in the batch (the background in
-    cardiac MRI): its pixels keep the filter's verdict, and every pixel pseudo-labelled as
-    another class is kept. Returns a boolean mask of ``labels``' shape.
+    with :math:`S = \{k^\ast\}` for ``classes="majority"`` and :math:`S = \{k \ne k^\ast\}` for
+    ``"minority"`` (``"all"`` returns ``mask``). :math:`k^\ast` is the pseudo-class with the most
+    pixels in the batch (the background in cardiac MRI). Returns a boolean mask of ``labels``' shape.
     """
+    if classes == "all":
+        return mask
     counts = global_sum(class_counts(labels.reshape(-1).long(), num_classes).double())
-    majority = int(torch.argmax(counts))
-    return mask | (labels != majority)
+    is_majority = labels == int(torch.argmax(counts))
+    if classes == "majority":
+        return mask | ~is_majority
+    if classes == "minority":
+        return mask | is_majority
+    raise ValueError(f"classes must be 'all', 'majority' or 'minority', not {classes!r}")
 
 
 @torch.no_grad()

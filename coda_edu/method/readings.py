@@ -29,8 +29,8 @@ from .filtering import (
     ema_expectations,
     fixed_threshold_mask,
     image_class_expectations,
-    majority_only_mask,
     over_expectation_mask,
+    restrict_to_classes,
 )
 
 
@@ -91,10 +91,10 @@ class OverExpectationOptions:
     )
     filter_classes: str = option(
         "all",
-        help="pseudo-classes the over-expectation filter applies to: 'all' (the paper) or 'majority' (beyond "
-        "the paper: only the batch's most frequent pseudo-class is filtered; every minority-class pseudo-label "
-        "is kept)",
-        choices=("all", "majority"),
+        help="pseudo-classes the over-expectation filter applies to: 'all' (the paper); beyond the paper, "
+        "'majority' (only the batch's most frequent pseudo-class, the background, is filtered) or 'minority' "
+        "(every other class is filtered and every majority-class pseudo-label is kept)",
+        choices=("all", "majority", "minority"),
     )
 
 
@@ -110,7 +110,8 @@ def keep_over_expectation(confidence, labels, num_classes, expectations, m):
     (:func:`~coda_edu.method.filtering.class_expectations`) or, with ``method.expectation: ema``, its EMA
     over steps (the state); with ``image``, :math:`e_{n,c}` the mean over image n's pixels of class c
     (:func:`~coda_edu.method.filtering.image_class_expectations`). With ``method.filter_classes: majority``
-    only the batch's most frequent pseudo-class is filtered (:func:`~coda_edu.method.filtering.majority_only_mask`)."""
+    only the batch's most frequent pseudo-class is filtered, with ``minority`` only the others
+    (:func:`~coda_edu.method.filtering.restrict_to_classes`)."""
     if m.expectation == "image":
         expected = image_class_expectations(confidence, labels, num_classes)
     else:
@@ -119,6 +120,4 @@ def keep_over_expectation(confidence, labels, num_classes, expectations, m):
         expectations = ema_expectations(expectations, expected, m.expectation_momentum)
         expected = expectations
     mask = over_expectation_mask(confidence, labels, expected)
-    if m.filter_classes == "majority":
-        mask = majority_only_mask(mask, labels, num_classes)
-    return mask, expectations
+    return restrict_to_classes(mask, labels, num_classes, m.filter_classes), expectations
