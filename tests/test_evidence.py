@@ -244,12 +244,15 @@ def test_acdc_bf16_runs_on_the_avx512_cpu_are_the_saved_rows():
 PARTS_LABELS = {
     "coda, marginal momentum 0.9": "Co-DA + KS, marginal momentum 0.9",
     "coda, filter only": "Co-DA + KS, filter only",
+    "coda, background-only filter": "Co-DA + KS, background-only filter",
+    "coda, organ-only filter": "Co-DA + KS, organ-only filter",
 }
 
 
 def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
     """docs/benchmarks-acdc.md#acdc-cpu-coda-parts: Co-DA's own parts (a faster marginal EMA, the filter
-    without the alignment) on the bf16 recipe, paired with its Co-DA, CPS and supervised runs."""
+    without the alignment, the filter on the background or on the organs only) on the bf16 recipe, paired
+    with its Co-DA, CPS and supervised runs."""
     parts = rows("acdc_cpu_bf16_parts_rows.jsonl", PARTS_LABELS)
     bf16 = rows("acdc_cpu_bf16_rows.jsonl", AVX512_LABELS)
     assert {r["cpu"] for r in parts + bf16} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
@@ -257,6 +260,8 @@ def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
     switch = {
         "coda, marginal momentum 0.9": "method.marginal_momentum=0.9",
         "coda, filter only": "method.alignment=none",
+        "coda, background-only filter": "method.filter_classes=majority",
+        "coda, organ-only filter": "method.filter_classes=minority",
     }
     assert all(switch[r["method"]] in r["overrides"] for r in parts)
     text = section("acdc-cpu-coda-parts")
@@ -268,20 +273,22 @@ def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
         check_delta(paired, found, method, "supervised", f"{label} − supervised")
 
 
-def test_acdc_pseudo_label_table_is_the_saved_summaries():
+@pytest.mark.parametrize(
+    "summaries, anchor",
+    [
+        ("acdc_cpu_pseudo_labels.json", "acdc-pseudo-labels"),
+        ("acdc_cpu_bf16_pseudo_labels.json", "acdc-cpu-coda-parts"),
+    ],
+)
+def test_acdc_pseudo_label_table_is_the_saved_summaries(summaries, anchor):
     done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "pseudo_labels.py"),
-            "--load",
-            str(EVIDENCE / "acdc_cpu_pseudo_labels.json"),
-        ],
+        [sys.executable, str(REPO / "benchmarks" / "pseudo_labels.py"), "--load", str(EVIDENCE / summaries)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    text = section("acdc-pseudo-labels")
+    text = section(anchor)
     assert done.stdout.strip() in text
 
 
