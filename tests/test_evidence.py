@@ -246,13 +246,14 @@ PARTS_LABELS = {
     "coda, filter only": "Co-DA + KS, filter only",
     "coda, background-only filter": "Co-DA + KS, background-only filter",
     "coda, organ-only filter": "Co-DA + KS, organ-only filter",
+    "coda, ramp-up 0.2": "Co-DA + KS, λ ramp-up 0.2",
 }
 
 
 def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
     """docs/benchmarks-acdc.md#acdc-cpu-coda-parts: Co-DA's own parts (a faster marginal EMA, the filter
-    without the alignment, the filter on the background or on the organs only) on the bf16 recipe, paired
-    with its Co-DA, CPS and supervised runs."""
+    without the alignment, the filter on the background or on the organs only, a faster λ ramp-up) on the
+    bf16 recipe, paired with its Co-DA, CPS and supervised runs."""
     parts = rows("acdc_cpu_bf16_parts_rows.jsonl", PARTS_LABELS)
     bf16 = rows("acdc_cpu_bf16_rows.jsonl", AVX512_LABELS)
     assert {r["cpu"] for r in parts + bf16} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
@@ -262,6 +263,7 @@ def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
         "coda, filter only": "method.alignment=none",
         "coda, background-only filter": "method.filter_classes=majority",
         "coda, organ-only filter": "method.filter_classes=minority",
+        "coda, ramp-up 0.2": "method.rampup=0.2",
     }
     assert all(switch[r["method"]] in r["overrides"] for r in parts)
     text = section("acdc-cpu-coda-parts")
