@@ -90,7 +90,7 @@ def restrict_to_classes(mask: torch.Tensor, labels: torch.Tensor, num_classes: i
     if classes == "all":
         return mask
     counts = global_sum(class_counts(labels.reshape(-1).long(), num_classes).double())
-    is_majority = labels == int(torch.argmax(counts))
+    is_majority = labels == torch.argmax(counts).to(labels.device)  # stays on the device: no host sync
     if classes == "majority":
         return mask | ~is_majority
     if classes == "minority":
