@@ -108,6 +108,8 @@ def test_cutmix_targets_mix_the_pseudo_labels_of_two_unlabeled_images():
         {"method.strong_intensity": 0.5},
         {"method.mix": "copy_paste", "method.name": "cps"},
         {"method.mix": "copy_paste", "method.pseudo_postprocess": "largest_component"},
+        {"method.feature_dropout": 0.5},
+        {"method.mix": "copy_paste", "method.feature_dropout": 0.5, "method.feature_view": "clean"},
     ],
 )
 def test_a_perturbed_step_trains_both_networks(tmp_path, extra):
@@ -119,6 +121,38 @@ def test_a_perturbed_step_trains_both_networks(tmp_path, extra):
     if extra.get("method.mix") == "copy_paste":
         assert float(logs["mixed_sup"]) > 0  # the ground truth of the pasted pixels is learned
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model_b.parameters()))
+
+
+@pytest.mark.parametrize("view", ["perturbed", "clean"])
+def test_feature_dropout_acts_on_the_images_that_learn_a_pseudo_label_and_the_clean_view_halves_its_loss(
+    tmp_path, view
+):
+    extra = {"method.feature_dropout": 0.5, "method.feature_view": view, "train.device": "cpu"}
+    trainer = Trainer(load_config(None, tiny_overrides(**extra)), tmp_path / "run", progress=False, log=lambda m: None)
+    calls = []  # (batch size, feature dropout, first perturbed item) of every forward pass of A and B
+
+    def record(module, args, kwargs, out):
+        calls.append((args[0].shape[0], kwargs.get("feature_dropout", 0.0), kwargs.get("perturbed_from", 0)))
+
+    for net in (trainer.model_a, trainer.model_b):
+        net.register_forward_hook(record, with_kwargs=True)
+    unsupervised = []  # the unsupervised losses in the order the step asks for them: a known value each
+
+    def numbered(logits, labels, mask):
+        unsupervised.append((logits.shape[0], labels.shape))
+        return 0.0 * logits.sum() + float(len(unsupervised))
+
+    trainer.algorithm.unsupervised = numbered
+    logs = trainer.train_step()
+    n_l, n_u = 2, 2  # tiny_overrides: batch 4, 2 of them labeled
+    clean_passes = [(n_u, 0.0, 0)] * 2  # the pseudo-labels' pass: no feature dropout
+    if view == "perturbed":  # [x_l, x~], the mixed view's features dropped; nothing added
+        assert calls == clean_passes + [(n_l + n_u, 0.5, n_l)] * 2
+        assert (float(logs["unsup_A"]), float(logs["unsup_B"])) == (1.0, 2.0)
+    else:  # [x_l, x~, x_u], only the clean view's features dropped; each loss the mean of its two terms
+        assert calls == clean_passes + [(n_l + 2 * n_u, 0.5, n_l + n_u)] * 2
+        assert [n for n, _ in unsupervised] == [n_u] * 4
+        assert (float(logs["unsup_A"]), float(logs["unsup_B"])) == (1.5, 3.5)
 
 
 def test_oece_dice_adds_the_soft_dice_of_the_kept_pixels_only():

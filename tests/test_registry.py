@@ -199,7 +199,12 @@ def test_the_two_view_step_is_a_mixin_put_in_front_of_cps_derived_methods_only_w
 
     plain = built(**{"method.name": "coda"})
     assert type(plain) is CoDA and not isinstance(plain, TwoViewSteps)
-    for switch in ({"method.mix": "copy_paste"}, {"method.strong_intensity": 0.3}, {"method.ema_teacher": 0.99}):
+    for switch in (
+        {"method.mix": "copy_paste"},
+        {"method.strong_intensity": 0.3},
+        {"method.ema_teacher": 0.99},
+        {"method.feature_dropout": 0.5},
+    ):
         algo = built(**{"method.name": "coda", **switch})
         assert isinstance(algo, TwoViewSteps) and isinstance(algo, CoDA), switch
         assert type(algo) is type(built(**{"method.name": "coda", **switch}))  # one combined class per pair

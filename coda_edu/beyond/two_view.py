@@ -9,7 +9,11 @@ unlabeled patients pay on ACDC in a CPU slot (``configs/acdc_cpu.yaml``, docs/me
 - ``method.mix``: each network learns on mixed images, a box pasted between a labeled and an
   unlabeled image (``copy_paste``) or between two unlabeled ones (``cutmix``)
   (:mod:`coda_edu.data.mixing`);
-- ``method.strong_intensity`` > 0: a strong gamma/contrast/noise change of those images.
+- ``method.strong_intensity`` > 0: a strong gamma/contrast/noise change of those images;
+- ``method.feature_dropout`` > 0: feature perturbation as in UniMatch (Yang et al. 2023): channel
+  dropout of the encoder's outputs (:func:`~coda_edu.models.unet.channel_dropout`), on the
+  perturbed images themselves (``method.feature_view: perturbed``, no extra cost) or on an extra
+  view of the clean unlabeled images (``clean``, UniMatch's reading; a third more images per pass).
 
 When any of them is on, :class:`TwoViewSteps` is put in front of the method's class
 (:meth:`coda_edu.registry.Registry.refine`): every CPS-derived method gets it, and
@@ -63,12 +67,26 @@ class TwoViewOptions:
         min=0.0,
         max=1.0,
     )
+    feature_dropout: float = option(
+        0.0,
+        help="beyond the paper (UniMatch-like feature perturbation): probability of dropping each channel of "
+        "every encoder output (skips and bottleneck) where a network learns a pseudo-label (0 = off; below 1)",
+        min=0.0,
+        max=0.95,
+    )
+    feature_view: str = option(
+        "perturbed",
+        help="where method.feature_dropout acts: 'perturbed' = on the mixed/intensity-changed unlabeled images "
+        "(no extra cost); 'clean' = on an extra view of the clean unlabeled images, learned against the same "
+        "pseudo-labels, its loss averaged with the perturbed view's (UniMatch; a third more images per pass)",
+        choices=("perturbed", "clean"),
+    )
 
 
 def uses_two_views(cfg) -> bool:
     """Whether a CPS-derived method's config turns on an option of the two-view step."""
     m = cfg.method
-    return m.mix != "none" or m.strong_intensity > 0 or m.ema_teacher > 0
+    return m.mix != "none" or m.strong_intensity > 0 or m.ema_teacher > 0 or m.feature_dropout > 0
 
 
 @METHODS.refine(CrossPseudoSupervision, when=uses_two_views, options=TwoViewOptions)
@@ -87,6 +105,13 @@ class TwoViewSteps:
     .. math:: \mathcal{L} = \mathcal{L}^A_{sup} + \mathcal{L}^B_{sup}
               + \lambda(t)(\mathcal{L}^A_{u} + \mathcal{L}^B_{u})
               + \textstyle\sum_m \mathcal{L}_{sup}(z^m_{\tilde x}, y_l \text{ on the pasted labeled pixels})
+
+    With ``method.feature_dropout`` p > 0 the encoder outputs of the images a network learns a
+    pseudo-label on are channel-dropped (:math:`\mathrm{FD}_p`). ``feature_view: perturbed``: on
+    :math:`\tilde x^A` itself. ``clean``: A's pass is :math:`[x_l, \tilde x^A, x_u]` with only
+    :math:`x_u`'s features dropped, and :math:`\mathcal{L}^A_u = \tfrac12 [\ell(z^A_{\tilde x},
+    \tilde y^B, \tilde M^B) + \ell(z^A_{\mathrm{FD}_p(x_u)}, \hat y^B, M^B)]` (the second term
+    with B's pseudo-labels and mask of the clean images, unmixed); B the same with A's.
     """
 
     def __init__(self, *args, **kwargs):
@@ -120,11 +145,20 @@ class TwoViewSteps:
         # 2. each network's perturbed view: its own boxes (or one shared plan), then the intensity change
         inputs, plans = {}, {}
         shared = None if m.mix_per_network else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
+        clean_view = m.feature_dropout > 0 and m.feature_view == "clean"
         for key in ("A", "B"):
             plans[key] = shared if shared is not None else mix_plan(m.mix, m.mix_fraction, n_l, batch.x_u)
             x_mix = mixed_images(plans[key], batch.x_l, batch.x_u)
-            inputs[key] = torch.cat([batch.x_l, strong_intensity(x_mix, m.strong_intensity)])
-        logits_a, logits_b = model_a(inputs["A"]), model_b(inputs["B"])
+            views = [batch.x_l, strong_intensity(x_mix, m.strong_intensity)] + ([batch.x_u] if clean_view else [])
+            inputs[key] = torch.cat(views)
+        # the feature perturbation acts on the items from `start` on: the perturbed view or the clean one
+        start = n_l + batch.x_u.shape[0] if clean_view else n_l
+        logits_a = model_a(inputs["A"], feature_dropout=m.feature_dropout, perturbed_from=start)
+        logits_b = model_b(inputs["B"], feature_dropout=m.feature_dropout, perturbed_from=start)
+        dropped = {}
+        if clean_view:  # split off the clean view's logits: the rest is the step without it
+            dropped = {"A": logits_a[start:], "B": logits_b[start:]}
+            logits_a, logits_b = logits_a[:start], logits_b[:start]
         sup_a = self.supervised(logits_a[:n_l], batch.y_l)
         sup_b = self.supervised(logits_b[:n_l], batch.y_l)
         # 3. the paper's statistics, alignment and filter on the clean logits
@@ -136,6 +170,8 @@ class TwoViewSteps:
         for key, logits, teacher in (("A", logits_a, "B"), ("B", logits_b, "A")):
             target, kept, labeled = mixed_targets(plans[key], *targets[teacher], batch.y_l, self.ignore_index)
             losses[key] = self.unsupervised(logits[n_l:], target, kept)
+            if clean_view:  # UniMatch: the feature-dropped clean view learns the other's clean pseudo-labels
+                losses[key] = 0.5 * (losses[key] + self.unsupervised(dropped[key], *targets[teacher]))
             if labeled is not None:
                 truth = torch.where(labeled, target, torch.full_like(target, UNUSED))
                 part = supervised_loss(logits[n_l:], truth, UNUSED, m.supervised_loss)

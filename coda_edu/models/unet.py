@@ -5,6 +5,11 @@ between them (0.05, 0.1, 0.2, 0.3, 0.5 from the top level to the bottleneck), wi
 ``base_width * 2**k`` (16-32-64-128-256 by default in 2D). Decoder: upsample (bilinear
 after a 1x1 convolution, or a transposed convolution), concatenate the skip
 connection, two convolutions. A 1x1 convolution gives the class logits.
+
+``forward(x, feature_dropout=p, perturbed_from=k)`` drops whole channels of every encoder output
+(the skip connections and the bottleneck) of the items ``k, k+1, ...`` with probability ``p``:
+the feature perturbation of ``method.feature_dropout`` (beyond the paper,
+:mod:`coda_edu.beyond.two_view`). Without it the forward pass is the plain U-Net.
 """
 
 from __future__ import annotations
@@ -21,6 +26,25 @@ def _layers(spatial_dims: int):
     if spatial_dims == 3:
         return nn.Conv3d, nn.BatchNorm3d, nn.Dropout3d, nn.MaxPool3d, nn.ConvTranspose3d, "trilinear"
     raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+
+
+def channel_dropout(h: torch.Tensor, p: float, perturbed_from: int = 0) -> torch.Tensor:
+    r"""Channel dropout of the items ``perturbed_from, ...`` of a feature map; the earlier items unchanged.
+
+    .. math:: h'_{n,c} = h_{n,c} \, b_{n,c} / (1 - p), \quad b_{n,c} \sim \mathrm{Bernoulli}(1 - p)
+              \text{ for } n \ge k, \qquad h'_{n,c} = h_{n,c} \text{ for } n < k
+
+    One draw per item and channel, shared by all its pixels (voxels), as ``Dropout2d``/``Dropout3d``;
+    k = ``perturbed_from``. Applied whether or not the network is in training mode (the caller asks).
+    """
+    if p <= 0 or perturbed_from >= h.shape[0]:
+        return h
+    if p >= 1:
+        raise ValueError(f"feature dropout must be below 1, got {p}")
+    keep = torch.full((h.shape[0], h.shape[1]) + (1,) * (h.dim() - 2), 1.0 - p, device=h.device)
+    scale = torch.bernoulli(keep[perturbed_from:]) / (1.0 - p)
+    mask = torch.cat([torch.ones_like(keep[:perturbed_from]), scale])
+    return h * mask.to(h.dtype)
 
 
 class ConvBlock(nn.Sequential):
@@ -90,10 +114,14 @@ class UNet(nn.Module):
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.head = conv(widths[0], num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, feature_dropout: float = 0.0, perturbed_from: int = 0) -> torch.Tensor:
+        """Logits of ``x``; with ``feature_dropout`` > 0, :func:`channel_dropout` of every encoder
+        output of the items from ``perturbed_from`` on (the decoder sees the dropped features)."""
         skips = [self.stem(x)]
         for down in self.down:
             skips.append(down(skips[-1]))
+        if feature_dropout > 0:
+            skips = [channel_dropout(h, feature_dropout, perturbed_from) for h in skips]
         h = skips.pop()
         for up in self.up:
             h = up(h, skips.pop())
