@@ -247,13 +247,15 @@ PARTS_LABELS = {
     "coda, background-only filter": "Co-DA + KS, background-only filter",
     "coda, organ-only filter": "Co-DA + KS, organ-only filter",
     "coda, ramp-up 0.2": "Co-DA + KS, λ ramp-up 0.2",
+    "coda, feature dropout, clean view": "Co-DA + KS, feature dropout 0.5, clean view",
+    "coda, feature dropout, mixed view": "Co-DA + KS, feature dropout 0.5, mixed view",
 }
 
 
 def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
     """docs/benchmarks-acdc.md#acdc-cpu-coda-parts: Co-DA's own parts (a faster marginal EMA, the filter
-    without the alignment, the filter on the background or on the organs only, a faster λ ramp-up) on the
-    bf16 recipe, paired with its Co-DA, CPS and supervised runs."""
+    without the alignment, the filter on the background or on the organs only, a faster λ ramp-up) and the
+    feature perturbation (both views) on the bf16 recipe, paired with its Co-DA, CPS and supervised runs."""
     parts = rows("acdc_cpu_bf16_parts_rows.jsonl", PARTS_LABELS)
     bf16 = rows("acdc_cpu_bf16_rows.jsonl", AVX512_LABELS)
     assert {r["cpu"] for r in parts + bf16} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
@@ -264,8 +266,11 @@ def test_coda_parts_on_the_bf16_recipe_are_the_saved_rows():
         "coda, background-only filter": "method.filter_classes=majority",
         "coda, organ-only filter": "method.filter_classes=minority",
         "coda, ramp-up 0.2": "method.rampup=0.2",
+        "coda, feature dropout, clean view": "method.feature_view=clean",
+        "coda, feature dropout, mixed view": "method.feature_view=perturbed",
     }
     assert all(switch[r["method"]] in r["overrides"] for r in parts)
+    assert all(("method.feature_dropout=0.5" in r["overrides"]) == ("feature" in r["method"]) for r in parts)
     text = section("acdc-cpu-coda-parts")
     check_dice(text, parts, PARTS_LABELS, "method (val")
     paired, found = table_with(text, "paired by seed"), parts + bf16
