@@ -152,9 +152,10 @@ class TwoViewSteps:
             views = [batch.x_l, strong_intensity(x_mix, m.strong_intensity)] + ([batch.x_u] if clean_view else [])
             inputs[key] = torch.cat(views)
         # the feature perturbation acts on the items from `start` on: the perturbed view or the clean one
+        # (the keywords only when it is on: otherwise the networks' plain forward, as before the option)
         start = n_l + batch.x_u.shape[0] if clean_view else n_l
-        logits_a = model_a(inputs["A"], feature_dropout=m.feature_dropout, perturbed_from=start)
-        logits_b = model_b(inputs["B"], feature_dropout=m.feature_dropout, perturbed_from=start)
+        perturb = {"feature_dropout": m.feature_dropout, "perturbed_from": start} if m.feature_dropout > 0 else {}
+        logits_a, logits_b = model_a(inputs["A"], **perturb), model_b(inputs["B"], **perturb)
         dropped = {}
         if clean_view:  # split off the clean view's logits: the rest is the step without it
             dropped = {"A": logits_a[start:], "B": logits_b[start:]}
