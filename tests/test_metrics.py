@@ -39,6 +39,54 @@ def test_surface_distances_with_spacing_and_empty_masks():
     assert surface_distances(a, a) == (0.0, 0.0)
 
 
+def test_surface_voxels_are_the_mask_minus_its_erosion():
+    from coda_edu.metrics import surface_voxels
+
+    m = square(size=10, top=2, left=2, side=4)
+    surface = surface_voxels(m)
+    assert surface.sum() == 12 and not surface[3:5, 3:5].any()  # a 4x4 square: its ring of 12, no inside
+    edge = np.zeros((6, 6), bool)
+    edge[:, :2] = True  # touching the border: the array's outside counts as outside the mask
+    assert surface_voxels(edge)[:, 0].all() and surface_voxels(edge)[:, 1].all()
+
+
+def _monai_surface_distances(pred, ref, spacing):
+    import warnings
+
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    p = torch.from_numpy(pred)[None, None].float()
+    g = torch.from_numpy(ref)[None, None].float()
+    spacing = None if spacing is None else [float(v) for v in spacing]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hd95 = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=spacing)
+        asd = compute_average_surface_distance(p, g, include_background=True, symmetric=True, spacing=spacing)
+    return float(hd95.item()), float(asd.item())
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_surface_distances_agree_with_monai_on_random_blobs(dims):
+    """The bounding-box distance transform gives MONAI's HD95 and ASD: blobs of every size, some
+    touching the array's border, isotropic and anisotropic spacing."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(dims)
+    compared = 0
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(6, 28 if dims == 3 else 70, size=dims))
+        pred = gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.45, 0.56)
+        ref = gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.45, 0.56)
+        if not pred.any() or not ref.any():
+            continue
+        spacing = None if trial % 3 == 0 else tuple(rng.uniform(0.5, 10.0, size=dims))
+        ours = surface_distances(pred, ref, spacing)
+        theirs = _monai_surface_distances(pred, ref, spacing)
+        assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-4), (trial, shape, spacing)
+        compared += 1
+    assert compared >= 30
+
+
 def test_case_metrics_flags_empty_masks():
     ref = np.zeros((2, 20, 20), np.int64)
     ref[0][square()] = 1
