@@ -180,3 +180,40 @@ def test_keep_largest_components_removes_blobs_away_from_the_organ():
     pred[0, 3, 3] = 2
     assert int((keep_largest_components(pred, 4) == 3).sum()) == 4 + 3
     assert torch.equal(keep_largest_components(pred, 4, background=None), pred)
+
+
+def _largest_components_on_the_whole_map(pred: np.ndarray, num_classes: int, background: int) -> np.ndarray:
+    """The rule of keep_largest_components written out on the whole map (no bounding box)."""
+    from scipy import ndimage
+
+    def largest(mask):
+        parts, count = ndimage.label(mask)
+        if count == 0:
+            return mask
+        sizes = np.bincount(parts.ravel())
+        sizes[0] = 0
+        return parts == sizes.argmax()
+
+    heart = largest(pred != background)
+    out = np.full_like(pred, background)
+    for k in range(num_classes):
+        if k != background:
+            out[largest(heart & (pred == k))] = k
+    return out
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (6, 30, 34)])
+def test_keep_largest_components_on_its_bounding_box_equals_the_whole_map(shape):
+    from scipy.ndimage import gaussian_filter
+
+    from coda_edu.postprocess import keep_largest_components
+
+    rng = np.random.default_rng(len(shape))
+    for trial in range(25):
+        field = gaussian_filter(rng.random(shape), 1.2)
+        pred = np.digitize(field, np.quantile(field, [0.6, 0.75, 0.9])).astype(np.int64)  # classes 0..3
+        if trial % 5 == 0:
+            pred[:] = 0  # nothing predicted
+        background = int(trial % 2) if trial % 5 else 0  # also a background that is not class 0
+        ours = keep_largest_components(torch.from_numpy(pred), 4, background).numpy()
+        assert np.array_equal(ours, _largest_components_on_the_whole_map(pred, 4, background)), trial
