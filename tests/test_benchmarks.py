@@ -1,6 +1,7 @@
 """The benchmark scripts run in quick mode, print their tables and write their results."""
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -142,6 +143,22 @@ def test_step_profile_quick(tmp_path, monkeypatch):
     assert result["validation_s"] > 0 and result["evaluation_s"] > 0
     assert "one validation (Dice" in stdout
     assert list(scratch.glob("step_profile-*")) == [], "the trainers' run folders are removed"
+
+
+@pytest.mark.slow
+def test_step_pairs_quick_times_each_variant_in_turn(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    stdout, result = run_benchmark(
+        "step_pairs", tmp_path, "--variant", "plain:", "--variant", "channels-last:train.channels_last=true"
+    )
+    plain, cl = result["rows"]
+    assert (plain["variant"], plain["keys"], cl["keys"]) == ("plain", "-", "train.channels_last=true")
+    assert len(plain["rounds_s"]) == len(cl["rounds_s"]) == 2 and min(plain["rounds_s"] + cl["rounds_s"]) > 0
+    ratios = [c / p for c, p in zip(cl["rounds_s"], plain["rounds_s"])]  # round by round, over the first variant
+    assert plain["ratio_median"] == 1.0 and cl["ratio_median"] == pytest.approx(statistics.median(ratios))
+    assert "per round" in stdout and list(scratch.glob("step_pairs-*")) == []
 
 
 def test_postprocess_ablation_scores_finished_runs_again_without_the_rule(tmp_path):

@@ -241,6 +241,29 @@ def test_acdc_bf16_runs_on_the_avx512_cpu_are_the_saved_rows():
     check_delta(paired, found, "cps", "supervised", "CPS + KS − supervised, both bf16")
 
 
+def test_acdc_bf16_channels_last_3200_steps_are_the_saved_rows():
+    """docs/benchmarks-acdc.md#acdc-cpu-bf16-3200: bf16, channels-last and 3,200 steps (the time the faster
+    evaluation and memory format free), every method on the same AVX-512 CPU, paired with each other and
+    with the bf16 2,800-step runs, from the 30 runs' rows (with their cases); every run within 10 minutes."""
+    recipe = rows("acdc_cpu_bf16_3200_rows.jsonl", AVX512_LABELS)
+    earlier = [dict(r, method=f"{r['method']} 2800") for r in rows("acdc_cpu_bf16_rows.jsonl", AVX512_LABELS)]
+    assert {r["cpu"] for r in recipe + earlier} == {"AMD EPYC (family 25, model 17), AVX512"}  # one kind of CPU
+    switches = {"train.precision=bf16", "train.iterations=3200", "train.channels_last=true", "train.threads=2"}
+    assert all(switches <= set(r["overrides"]) for r in recipe)
+    assert all(r["seconds"] <= 600 for r in recipe)  # the whole run, evaluation included
+    text = section("acdc-cpu-bf16-3200")
+    check_dice(text, recipe, AVX512_LABELS, "method (val")
+    paired, found = table_with(text, "paired by seed"), recipe + earlier
+    check_delta(paired, found, "coda", "cps", "Co-DA + KS − CPS + KS, 3,200 steps", "… 95 % bootstrap (Co-DA − CPS)")
+    check_delta(
+        paired, found, "coda", "supervised", "Co-DA + KS − supervised, 3,200 steps", "… 95 % bootstrap (Co-DA − sup"
+    )
+    check_delta(paired, found, "cps", "supervised", "CPS + KS − supervised, 3,200 steps")
+    for method, label in AVX512_LABELS.items():
+        interval = "… 95 % bootstrap (3,200 − 2,800)" if method == "coda" else None
+        check_delta(paired, found, method, f"{method} 2800", f"{label}, 3,200 − 2,800 steps", interval)
+
+
 PARTS_LABELS = {
     "coda, marginal momentum 0.9": "Co-DA + KS, marginal momentum 0.9",
     "coda, filter only": "Co-DA + KS, filter only",
