@@ -50,14 +50,12 @@ def surface_voxels(mask: np.ndarray) -> np.ndarray:
     return mask & ~binary_erosion(mask)
 
 
-def _union_box(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:
-    """The bounding box of ``pred | ref`` grown by one voxel on every side (clipped to the array)."""
-    union = pred | ref
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box holding every True voxel of a non-empty boolean mask."""
     box = []
-    for axis in range(union.ndim):
-        other = tuple(a for a in range(union.ndim) if a != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        box.append(slice(max(int(hits[0]) - 1, 0), int(hits[-1]) + 2))
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
     return tuple(box)
 
 
@@ -84,7 +82,7 @@ def surface_distances(
         return NAN, NAN
     from scipy.ndimage import distance_transform_edt
 
-    box = _union_box(pred, ref)
+    box = bounding_box(pred | ref)  # outside it both masks are empty: the surfaces and distances are unchanged
     surface_p, surface_g = surface_voxels(pred[box]), surface_voxels(ref[box])
     sampling = None if spacing is None else [float(v) for v in spacing]
     to_g = distance_transform_edt(~surface_g, sampling=sampling)[surface_p]

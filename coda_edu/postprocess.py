@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .metrics import bounding_box
+
 
 def keep_largest_components(pred: torch.Tensor, num_classes: int, background: int | None = 0) -> torch.Tensor:
     r"""Post-processing ``eval.postprocess: largest_component`` of one case's class map ``(*spatial)``:
@@ -27,7 +29,7 @@ def keep_largest_components(pred: torch.Tensor, num_classes: int, background: in
     if not foreground.any():
         return torch.from_numpy(out)
     # Everything kept lies inside the foreground's bounding box: label only that box (same result, faster).
-    box = _bounding_box(foreground)
+    box = bounding_box(foreground)
     labels, foreground, kept_out = labels[box], foreground[box], out[box]
 
     def largest(mask: np.ndarray) -> np.ndarray:
@@ -44,15 +46,6 @@ def keep_largest_components(pred: torch.Tensor, num_classes: int, background: in
             kept = largest(heart & (labels == k))
             kept_out[kept] = k
     return torch.from_numpy(out)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The smallest box holding every True voxel of a non-empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 @torch.no_grad()
