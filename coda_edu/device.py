@@ -85,6 +85,32 @@ def resolve_precision(device: torch.device, choice: str = "auto") -> Precision:
     return Precision(device.type, dtype)
 
 
+def native_cpu_bf16() -> bool | None:
+    """Whether this CPU computes bf16 natively: on x86, AVX512-BF16 or AMX (torch's own CPU probes);
+    None where torch cannot tell (other architectures), so that no warning is given there."""
+    import platform
+
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if platform.machine().lower() not in ("x86_64", "amd64") or not all(callable(p) for p in probes):
+        return None
+    return any(bool(p()) for p in probes)
+
+
+def cpu_bf16_warning(precision: Precision, native: bool | None) -> str | None:
+    """The one-line warning for bf16 training on a CPU without native bf16, else None.
+
+    Without AVX512-BF16 or AMX, oneDNN emulates bf16 convolutions: on this project's 2-core AVX2
+    VM a Co-DA step of the ACDC preset in bf16 (channels-last) took 6.9 times as long as in fp32
+    (1.46 s against 0.21 s, ``benchmarks/step_pairs.py``), and 9.6 times on an AVX-512 CPU held to
+    AVX2 kernels (docs/benchmarks-acdc.md#acdc-cpu-bf16 and #acdc-cpu-bf16-3200)."""
+    if precision.device_type != "cpu" or precision.dtype is not torch.bfloat16 or native is not False:
+        return None
+    return (
+        "train.precision=bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX): its convolutions "
+        "are emulated, 7 to 10 times slower than fp32 where measured; use train.precision=fp32 here"
+    )
+
+
 def describe(device: torch.device) -> str:
     """Human-readable device name for logs and benchmark tables."""
     if device.type == "cuda":

@@ -39,9 +39,18 @@ from .checkpoint import (
 from .config import Config, resolve
 from .data import SegmentationData, load_dataset
 from .data.batches import TwoStreamBatches
-from .device import Precision, describe, memory_format, resolve_device, resolve_precision
+from .device import (
+    Precision,
+    cpu_bf16_warning,
+    describe,
+    memory_format,
+    native_cpu_bf16,
+    resolve_device,
+    resolve_precision,
+)
 from .errors import ConfigError
 from .evaluate import validation_scores
+from .io import warn_line
 from .models import build_pair
 from .optim import build_optimizer, learning_rate
 from .progress import progress_bar
@@ -227,6 +236,9 @@ class Trainer:
         total = self.cfg.train.iterations
         if self.state.step == 0 and self.is_main:
             self._start_run()
+        slow_bf16 = cpu_bf16_warning(self.precision, native_cpu_bf16())
+        if slow_bf16 and self.is_main and self.state.step < total:
+            warn_line(slow_bf16)
         bar = progress_bar(
             total=total, initial=self.state.step, desc=self.cfg.method.name, enabled=self.progress, unit="step"
         )

@@ -73,3 +73,44 @@ def test_an_fp64_trainer_runs_the_fp32_maths_in_float64_and_validates(tmp_path):
         assert fp64["loss"].item() == pytest.approx(fp32["loss"].item(), rel=1e-5)
     scores = trainer.validate()  # the evaluation feeds the float64 networks float64 images
     assert 0.0 <= scores["ensemble"]["mean"] <= 1.0
+
+
+def test_the_bf16_warning_names_only_bf16_on_a_cpu_known_to_lack_it():
+    from coda_edu.device import Precision, cpu_bf16_warning
+
+    cpu_bf16 = resolve_precision(torch.device("cpu"), "bf16")
+    message = cpu_bf16_warning(cpu_bf16, native=False)
+    assert message is not None and "train.precision=bf16" in message and "fp32" in message
+    assert "\n" not in message
+    assert cpu_bf16_warning(cpu_bf16, native=True) is None
+    assert cpu_bf16_warning(cpu_bf16, native=None) is None  # cannot tell (not x86): say nothing
+    assert cpu_bf16_warning(resolve_precision(torch.device("cpu"), "fp32"), native=False) is None
+    assert cpu_bf16_warning(Precision("cuda", torch.bfloat16), native=False) is None
+
+
+def test_native_cpu_bf16_agrees_with_the_kernels_cpu_flags():
+    import platform
+    from pathlib import Path
+
+    from coda_edu.device import native_cpu_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if platform.machine() != "x86_64" or not cpuinfo.exists():
+        pytest.skip("needs an x86-64 Linux machine to read the CPU's flags from /proc/cpuinfo")
+    flags = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    assert native_cpu_bf16() is bool({"avx512_bf16", "amx_tile"} & flags)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_bf16_run_on_a_cpu_without_native_bf16_warns_once_on_stderr(tmp_path, monkeypatch, capsys, native):
+    import coda_edu.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "native_cpu_bf16", lambda: native)
+    cfg = load_config(None, tiny_overrides(**{"train.precision": "bf16", "train.iterations": 2, "train.val_every": 2}))
+    Trainer(cfg, tmp_path / "run", progress=False, log=lambda m: None).fit()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "without native bf16" in line]
+    assert len(warnings) == (0 if native else 1)
+    assert all(line.startswith("coda-edu: warning: train.precision=bf16") for line in warnings)

@@ -556,3 +556,18 @@ def test_progress_bar_in_a_kernel_keeps_one_output(monkeypatch):
     bar.close()
     assert [kind for kind, _ in calls].count("display") == 1 and len(calls) >= 2
     assert calls[-1][1].startswith("steps: 100%|") and "\r" not in calls[-1][1]
+
+
+def test_learning_curves_of_a_one_step_run_draw_without_a_zero_width_axis():
+    import warnings
+
+    from coda_edu.viz.figures import plot_learning_curves
+
+    dice = {m: {"mean": 0.5} for m in ("A", "B", "ensemble")}
+    rows = [{"kind": "train", "step": 2, "loss": 1.0, "lambda": 0.1}, {"kind": "val", "step": 2, "dice": dice}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns on identical x limits
+        fig = plot_learning_curves(rows)
+    assert [ax.get_xlim() for ax in fig.axes[:3]] == [(1.5, 2.5)] * 3
+    rows.append({"kind": "train", "step": 4, "loss": 0.9, "lambda": 0.2})
+    assert plot_learning_curves(rows).axes[0].get_xlim() == (2.0, 4.0)

@@ -208,10 +208,12 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     legend_below(ax)
     from matplotlib.ticker import MaxNLocator
 
+    all_steps = steps + [r["step"] for r in val]
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if steps:
-            ax.set_xlim(min(steps + [r["step"] for r in val]), max(steps + [r["step"] for r in val]))
+        if steps:  # one logged step (a very short run): half a step either side, not a zero-width axis
+            low, high = min(all_steps), max(all_steps)
+            ax.set_xlim(low, high) if low < high else ax.set_xlim(low - 0.5, high + 0.5)
     readable_log_axis(axes[0].yaxis)
     if title:
         fig.suptitle(title, fontsize=10)
