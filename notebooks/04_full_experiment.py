@@ -55,8 +55,8 @@
 #
 # **Real data** (`dataset="acdc"`, needs `CODA_EDU_DATA_DIR`): the notebook trains the CPU preset
 # `configs/acdc_cpu.yaml` whole, Co-DA with the options beyond the paper
-# ([method.md](../docs/method.md#beyond-the-paper)), 2,500 steps: 10–11 minutes on 2 cores
-# (measured 616–674 s per run on an AVX2 CPU, 564–583 s on an AVX-512 one), then section 5 trains supervised (about 5 minutes) and CPS with
+# ([method.md](../docs/method.md#beyond-the-paper)), 2,500 steps: about 10 minutes on 2 cores
+# (measured 568–658 s per run on an AVX2 CPU, 4 of 5 runs under 600 s), then section 5 trains supervised (about 5 minutes) and CPS with
 # the same options (about 10). Over 5 seeds the preset's Co-DA scores 0.785 ± 0.008 validation
 # mean Dice, CPS with the same options 0.789 ± 0.007 and supervised 0.732 ± 0.007
 # ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds));

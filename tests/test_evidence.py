@@ -341,3 +341,44 @@ def test_paired_bootstrap_resamples_patients_and_keeps_seeds_paired():
     mean, low, high = quality.paired_bootstrap(one, "coda", "sup", samples=2000)["mean"]
     assert mean == pytest.approx(0.1) and low == pytest.approx(0.0) and high == pytest.approx(0.3)
     assert quality.paired_bootstrap([{"method": "coda", "seed": 0}], "coda", "sup") == {}
+
+
+def test_the_preset_timings_on_the_avx2_cpu_are_the_saved_rows():
+    """docs/benchmarks-acdc.md#acdc-avx2-again: the preset's whole runs on the AVX2 CPU after the faster
+    evaluation, their parts, how many fit 10 minutes, and the runs that equal the course pack's."""
+    import json
+
+    found = [json.loads(line) for line in (EVIDENCE / "acdc_cpu_avx2_timing_rows.jsonl").read_text().splitlines()]
+    assert {r["cpu"] for r in found} == {"AMD EPYC (family 25, model 1), AVX2"}
+    text = section("acdc-avx2-again")
+    table = {row[0]: row[1:] for row in tables(text)[0][1]}
+
+    def span(values, digits=0):
+        low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+        return low if low == high else f"{low}–{high}"
+
+    coda = sorted((r for r in found if r["method"] == "coda"), key=lambda r: r["whole_run_s"])
+    assert [r["seed"] for r in sorted(coda, key=lambda r: r["seed"])] == [0, 1, 2, 3, 4]
+    for label, runs in (("Co-DA seeds 0–4", coda),) + tuple(
+        (f"{name} seed 0", [r for r in found if r["method"] == method])
+        for name, method in (("CPS", "cps"), ("supervised", "supervised"))
+    ):
+        whole, steps, val, final, start = table[label]
+        if len(runs) > 1:
+            assert whole == ", ".join(f"{r['whole_run_s']:.0f}" for r in runs) + " s"
+        else:
+            assert whole == f"{runs[0]['whole_run_s']:.0f} s"
+        per_step = [r["train_steps_s"] / 2500 for r in runs]
+        assert steps == f"{span([r['train_steps_s'] for r in runs])} s ({span(per_step, 3)} s/step)"
+        assert val == f"{span([r['validations_s'] for r in runs])} s"
+        assert final == f"{span([r['final_eval_s'] for r in runs], 1)} s"
+        assert start == f"{span([r['start_s'] for r in runs])} s"
+    fits = [r for r in coda if r["whole_run_s"] <= 600]
+    assert f"in {len(fits)} of 5 Co-DA runs** ({span([r['whole_run_s'] for r in fits])} s)" in text
+    assert f"from {span([r['pack_eval_s'] for r in coda])} s to" in text
+    same = sorted(r["seed"] for r in found if r["max_abs_dice_diff_vs_pack"] == 0.0 and r["method"] == "coda")
+    assert same == [r["seed"] for r in found if r["method"] == "coda" and r["pack_threads"] == 2] == [0, 2, 3, 4]
+    assert all(r["max_abs_dice_diff_vs_pack"] == 0.0 for r in found if r["method"] != "coda")
+    (seed1,) = [r for r in found if r["method"] == "coda" and r["pack_threads"] == 1]
+    new, old = seed1["best_ensemble_mean_dice"], seed1["pack_best_ensemble_mean_dice"]
+    assert f"(best ensemble mean {new:.3f} against the packed {old:.3f})" in text
