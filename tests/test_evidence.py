@@ -382,3 +382,14 @@ def test_the_preset_timings_on_the_avx2_cpu_are_the_saved_rows():
     (seed1,) = [r for r in found if r["method"] == "coda" and r["pack_threads"] == 1]
     new, old = seed1["best_ensemble_mean_dice"], seed1["pack_best_ensemble_mean_dice"]
     assert f"(best ensemble mean {new:.3f} against the packed {old:.3f})" in text
+
+
+def test_the_readme_acdc_rows_quote_the_benchmarks_pages():
+    """Every mean ± spread and bootstrap interval in the README's ACDC preset rows is one the tested
+    benchmarks pages carry (so a README number cannot drift from the evidence)."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("| `configs/acdc_cpu.yaml` (the CPU preset:")
+    rows = readme[start : readme.index("| `configs/acdc_cpu_plain.yaml`", start)]
+    quoted = re.findall(r"[+−]?\d\.\d{3} ± \d\.\d{3}", rows) + re.findall(r"\[[+−]\d\.\d{3}, [+−]\d\.\d{3}\]", rows)
+    assert len(quoted) >= 15
+    assert [q for q in quoted if q not in BENCHMARKS_MD] == []
