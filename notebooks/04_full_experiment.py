@@ -61,6 +61,12 @@
 # mean Dice, CPS with the same options 0.789 ± 0.007 and supervised 0.732 ± 0.007
 # ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds));
 # notebook 05 with `-p pack_group acdc` compares those 15 runs without training anything.
+# On a CPU with native bf16 (AVX512-BF16 or AMX), `overrides=["train.precision=bf16",
+# "train.channels_last=true", "train.iterations=3200"]` trains the faster recipe, for the baselines
+# too: 485–514 s per Co-DA run on a 2-core AVX-512 CPU, Co-DA 0.795 ± 0.004, CPS 0.799 ± 0.004,
+# supervised 0.755 ± 0.011 over 5 seeds
+# ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-cpu-bf16-3200)); elsewhere bf16 is 7 to 10
+# times slower than fp32, and the run prints a warning.
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
 # followed by a link to its row in
@@ -106,7 +112,7 @@ from coda_edu.run_folder import RunFolder
 from coda_edu.viz.figures import plot_class_scores
 
 # Workshop-size settings (minutes on a 2-core CPU): a real dataset's "cpu" preset in configs/, whole (it is
-# sized for a CPU slot: ACDC 10–11 minutes); the synthetic defaults at most WORKSHOP_STEPS steps;
+# sized for a CPU slot: ACDC about 10 minutes); the synthetic defaults at most WORKSHOP_STEPS steps;
 # quick=True shrinks either to the quick size (coda_edu/presets/quick.yaml: the steps of this notebook
 # and each dataset's own small settings).
 WORKSHOP_STEPS = 600
@@ -128,7 +134,8 @@ base += list(overrides)
 cfg = load_config(config_file, base + [f"method.name={method}"])
 # the default folder is named by the settings: running the notebook again reads the run it trained
 out = Path(run_dir) if run_dir else Path("runs") / run_name("04", cfg)
-print(f"dataset {dataset}, {n_labeled} labeled, method {method}, {steps} steps, config {config_file}, run folder {out}")
+print(f"dataset {dataset}, {n_labeled} labeled, method {method}, {cfg.train.iterations} steps, config {config_file}, "
+      f"run folder {out}")
 
 # %% [markdown]
 # ## 1. Train (or read a finished run)
