@@ -211,9 +211,11 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
     all_steps = steps + [r["step"] for r in val]
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if steps:  # one logged step (a very short run): half a step either side, not a zero-width axis
+        if steps:
             low, high = min(all_steps), max(all_steps)
-            ax.set_xlim(low, high) if low < high else ax.set_xlim(low - 0.5, high + 0.5)
+            if low == high:  # one logged step (a very short run): half a step either side, not a zero-width axis
+                low, high = low - 0.5, high + 0.5
+            ax.set_xlim(low, high)
     readable_log_axis(axes[0].yaxis)
     if title:
         fig.suptitle(title, fontsize=10)
