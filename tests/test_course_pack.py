@@ -335,6 +335,21 @@ def _packed_record(root, rel):
     return json.loads(gzip.decompress((root / rel).read_bytes()))
 
 
+def _is_distance(key: str, value) -> bool:
+    """HD95/ASD values and their spreads (not their NaN counts): the pack was evaluated with MONAI's
+    distances, coda_edu.metrics.surface_distances computes the same ones with SciPy (tested against
+    MONAI to 1e-4), so they agree to rounding, not bit for bit."""
+    return key.startswith(("hd95", "asd")) and isinstance(value, float)
+
+
+def _exact_part(record: dict) -> dict:
+    return {k: v for k, v in record.items() if not _is_distance(k, v)}
+
+
+def _distances(record: dict) -> dict:
+    return {k: v for k, v in record.items() if _is_distance(k, v)}
+
+
 def test_the_first_steps_of_a_packed_run_are_trained_again(tmp_path):
     """The first logged step of Co-DA (argmax_share, seed 0) trained again: exactly the packed one on a
     CPU like the pack's; on another (AVX-512 instead of AVX2, say) the same data, initialisation and
@@ -371,9 +386,10 @@ def test_the_first_steps_of_a_packed_run_are_trained_again(tmp_path):
 def test_a_packed_run_trained_again_gives_the_packed_numbers(tmp_path):
     """The pair of notebooks 02/03 trained again from the recipe. On the kind of machine that trained the
     pack (its fingerprint is in the manifest): the same curves, records and (8-bit) weights, byte for
-    byte. CPU float sums depend on the CPU's kernels, so on another kind (AVX-512 instead of AVX2, say)
-    the same config and records with every Dice within 0.04 of the packed one and each model's mean
-    within 0.02 (measured there: 0.01 at most for the means)."""
+    byte, except the HD95/ASD, equal to 1e-5 (the pack's are MONAI's). CPU float sums depend on the
+    CPU's kernels, so on another kind (AVX-512 instead of AVX2, say) the same config and records with
+    every Dice within 0.04 of the packed one and each model's mean within 0.02 (measured there: 0.01 at
+    most for the means)."""
     from coda_edu.train import train
 
     pack = CoursePack()
@@ -396,7 +412,9 @@ def test_a_packed_run_trained_again_gives_the_packed_numbers(tmp_path):
         if kind == "run":
             old, new = _packed_record(pack.root, rel), _packed_record(again, rel)
             assert new["curves"] == old["curves"]
-            assert new["records"] == old["records"]
+            assert [_exact_part(r) for r in new["records"]] == [_exact_part(r) for r in old["records"]]
+            for a, b in zip(old["records"], new["records"]):  # the pack's distances are MONAI's, ours SciPy's
+                assert _distances(b) == pytest.approx(_distances(a), rel=1e-5), a
             assert course_pack.same_run(new["config"], old["config"]) == []
         else:
             assert (again / rel).read_bytes() == (pack.root / rel).read_bytes()
