@@ -65,7 +65,8 @@
 # "train.channels_last=true", "train.iterations=3200"]` trains the faster recipe, for the baselines
 # too: 485–514 s per Co-DA run on a 2-core AVX-512 CPU, Co-DA 0.795 ± 0.004, CPS 0.799 ± 0.004,
 # supervised 0.755 ± 0.011 over 5 seeds
-# ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-cpu-bf16-3200)); elsewhere bf16 is 7 to 10
+# ([benchmarks-acdc.md](../docs/benchmarks-acdc.md#acdc-on-the-cpu-the-options-beyond-the-paper-5-seeds),
+# "bf16, channels-last and 3,200 steps"); elsewhere bf16 is 7 to 10
 # times slower than fp32, and the run prints a warning.
 #
 # **Words** in *italics* or Greek letters: [glossary](../docs/glossary.md). Every formula is
