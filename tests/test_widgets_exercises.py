@@ -568,6 +568,7 @@ def test_learning_curves_of_a_one_step_run_draw_without_a_zero_width_axis():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns on identical x limits
         fig = plot_learning_curves(rows)
-    assert [ax.get_xlim() for ax in fig.axes[:3]] == [(1.5, 2.5)] * 3
+    assert [ax.get_xlim() for ax in fig.axes[:3]] == [(1.0, 3.0)] * 3
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2", "3"]
     rows.append({"kind": "train", "step": 4, "loss": 0.9, "lambda": 0.2})
     assert plot_learning_curves(rows).axes[0].get_xlim() == (2.0, 4.0)

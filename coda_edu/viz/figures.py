@@ -213,8 +213,8 @@ def plot_learning_curves(rows: list[dict], title: str = ""):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if steps:
             low, high = min(all_steps), max(all_steps)
-            if low == high:  # one logged step (a very short run): half a step either side, not a zero-width axis
-                low, high = low - 0.5, high + 0.5
+            if low == high:  # one logged step (a very short run): a step either side (integer ticks), not zero width
+                low, high = low - 1, high + 1
             ax.set_xlim(low, high)
     readable_log_axis(axes[0].yaxis)
     if title:
